@@ -1,0 +1,122 @@
+"""The FastAPI application: FHIR R4 API at ``/fhir``, health probes, error rendering."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub import __version__
+from hub.errors import HubError, operation_outcome
+from hub.fhir.router import fhir_response
+from hub.fhir.router import router as fhir_router
+from hub.fhir.service import instant
+from hub.settings import Settings, get_settings
+from hub.store import repository
+from hub.store.db import engine_for, transaction
+from mappings.fhir.validation import Issue
+
+log = logging.getLogger("hub.app")
+
+_HTTP_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported", 413: "too-costly", 415: "not-supported"}
+
+
+def _is_fhir(request: Request) -> bool:
+    return request.url.path == "/fhir" or request.url.path.startswith("/fhir/")
+
+
+def _render(request: Request, status: int, issues: list[Issue], headers: dict[str, str] | None = None) -> Response:
+    if _is_fhir(request):
+        return fhir_response(operation_outcome(issues), status, headers)
+    problem = {
+        "type": "about:blank",
+        "status": status,
+        "title": issues[0].diagnostics if issues else "Error",
+        "issues": [i.as_fhir() for i in issues],
+    }
+    return JSONResponse(problem, status_code=status, headers=headers, media_type="application/problem+json")
+
+
+def ensure_default_tenant(settings: Settings) -> None:
+    with transaction(settings.database_url) as session:
+        repository.ensure_tenant(
+            session,
+            tenant_id=settings.default_tenant,
+            name="Default clinic",
+            now=datetime.now(UTC).replace(tzinfo=None),
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        current = settings or get_settings()
+        app.state.started_at = instant(datetime.now(UTC).replace(tzinfo=None))
+        try:
+            await run_in_threadpool(ensure_default_tenant, current)
+        except Exception:  # the store may not be migrated yet; /readyz will say so
+            log.warning("hub.startup.store_unavailable")
+        yield
+
+    app = FastAPI(
+        title="Therapy Interop Hub",
+        version=__version__,
+        description="FHIR R4 gateway and sync engine for outpatient rehab clinics.",
+        lifespan=lifespan,
+    )
+    if settings is not None:
+        app.dependency_overrides[get_settings] = lambda: settings
+
+    @app.exception_handler(HubError)
+    async def hub_error(request: Request, exc: HubError) -> Response:
+        return _render(request, exc.status_code, exc.issues, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = _HTTP_CODES.get(exc.status_code, "processing")
+        text_ = str(exc.detail) if exc.detail else "Error"
+        if exc.status_code == 404 and _is_fhir(request):
+            text_ = "No such FHIR endpoint"
+        return _render(request, exc.status_code, [Issue("error", code, text_)], getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        issues = [
+            Issue("error", "invalid", err.get("msg", "Invalid request"), ".".join(str(p) for p in err.get("loc", ())))
+            for err in exc.errors()
+        ]
+        return _render(request, 400, issues)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("hub.request.unhandled", extra={"path": request.url.path})
+        return _render(request, 500, [Issue("fatal", "exception", "Internal error; the event was logged")])
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", tags=["health"], summary="The store is reachable")
+    async def readyz(request: Request) -> Response:
+        current = settings or get_settings()
+
+        def ping() -> None:
+            with engine_for(current.database_url).connect() as conn:
+                conn.execute(text("SELECT 1 FROM resources LIMIT 1"))
+
+        try:
+            await run_in_threadpool(ping)
+        except Exception:
+            return JSONResponse({"status": "unavailable", "database": "unreachable or not migrated"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    app.include_router(fhir_router)
+    return app

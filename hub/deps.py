@@ -1,0 +1,29 @@
+"""FastAPI dependencies: settings, tenant, and the unit of work (one request = one transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+from fastapi import Depends
+from sqlalchemy.orm import Session
+
+from hub.settings import Settings, get_settings
+from hub.store.db import transaction
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def current_tenant(settings: SettingsDep) -> str:
+    """The caller's tenant. Until authentication lands every caller works in the default tenant."""
+    return settings.default_tenant
+
+
+TenantDep = Annotated[str, Depends(current_tenant)]
+
+
+@contextmanager
+def unit_of_work(settings: Settings) -> Iterator[Session]:
+    with transaction(settings.database_url) as session:
+        yield session

@@ -1,0 +1,1 @@
+"""The FHIR R4 REST gateway: search parameters, services, bundles and the router."""

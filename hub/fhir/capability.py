@@ -1,0 +1,82 @@
+"""The CapabilityStatement: generated from what the server implements, so it cannot drift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub import __version__
+from hub.fhir.searchparams import R4_SP, SEARCH_PARAMS
+from mappings.fhir import FHIR_VERSION, SUPPORTED_TYPES
+
+INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
+
+
+def _search_params(resource_type: str) -> list[dict[str, Any]]:
+    out = [
+        {"name": "_id", "definition": f"{R4_SP}Resource-id", "type": "token"},
+        {"name": "_lastUpdated", "definition": f"{R4_SP}Resource-lastUpdated", "type": "date"},
+    ]
+    for param in SEARCH_PARAMS.get(resource_type, []):
+        entry: dict[str, Any] = {
+            "name": param.name,
+            "definition": f"{R4_SP}{resource_type}-{param.name}",
+            "type": param.type,
+        }
+        if param.documentation:
+            entry["documentation"] = param.documentation
+        out.append(entry)
+    return out
+
+
+def capability_statement(base_url: str, published: str) -> dict[str, Any]:
+    resources = []
+    for resource_type in SUPPORTED_TYPES:
+        params = SEARCH_PARAMS.get(resource_type, [])
+        includes = [f"{resource_type}:{p.name}" for p in params if p.type == "reference"]
+        entry: dict[str, Any] = {
+            "type": resource_type,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+            "interaction": [{"code": code} for code in INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalUpdate": False,
+            "conditionalDelete": "not-supported",
+            "searchInclude": includes,
+            "searchParam": _search_params(resource_type),
+        }
+        resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement",
+        "id": "therapy-hub",
+        "url": f"{base_url}/metadata",
+        "version": __version__,
+        "name": "TherapyInteropHub",
+        "title": "Therapy Interop Hub FHIR R4 server",
+        "status": "active",
+        "experimental": False,
+        "date": published,
+        "publisher": "Therapy Interop Hub",
+        "kind": "instance",
+        "software": {"name": "Therapy Interop Hub", "version": __version__},
+        "implementation": {"description": "Therapy Interop Hub FHIR R4 gateway", "url": base_url},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": (
+                    "Searches accept Prefer: handling=strict (unknown parameters are an error) or "
+                    "handling=lenient (the default: unknown parameters are ignored and reported in an "
+                    "OperationOutcome entry). Paging with _count and next links; _sort=_lastUpdated or _id; "
+                    "_summary=count; _include on reference parameters."
+                ),
+                "resource": resources,
+                "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+                "operation": [
+                    {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+                ],
+            }
+        ],
+    }

@@ -1,0 +1,276 @@
+"""FHIR R4 REST endpoints under ``/fhir``: parse the HTTP request, call the service, render.
+
+Routers stay thin: no query, no translation. Each request runs in one transaction
+(:func:`hub.deps.unit_of_work`), executed in the thread pool because the store is synchronous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from hub.deps import SettingsDep, TenantDep, unit_of_work
+from hub.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType, information_outcome
+from hub.fhir.capability import capability_statement
+from hub.fhir.service import FhirService, Stored, WriteResult, check_type, instant
+from hub.settings import Settings
+from mappings.fhir import jsonio
+from mappings.fhir.validation import Issue, validate_resource
+
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+
+router = APIRouter(prefix="/fhir", tags=["FHIR R4"])
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    content = body if isinstance(body, bytes | str) else jsonio.dumpb(body)
+    return Response(content=content, status_code=status, headers=headers, media_type=FHIR_JSON)
+
+
+def check_accept(request: Request) -> None:
+    accept = request.headers.get("accept")
+    if not accept:
+        return
+    wanted = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if any(w in JSON_TYPES or w in ("*/*", "application/*", "") for w in wanted):
+        return
+    raise NotAcceptable("This server speaks JSON only (application/fhir+json)")
+
+
+def prefer(request: Request, key: str, default: str) -> str:
+    for header in request.headers.getlist("prefer"):
+        for part in header.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name.strip().lower() == key:
+                return value.strip().strip('"')
+    return default
+
+
+async def read_json_body(request: Request, settings: Settings) -> Any:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type not in JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type!r} is not supported; send application/fhir+json or application/json"
+        )
+    limit = settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise BadRequest("The request body is empty; a FHIR resource is expected")
+    try:
+        return jsonio.loads(body)
+    except jsonio.InvalidJson as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}") from None
+
+
+def fhir_base(request: Request, settings: Settings) -> str:
+    """The FHIR base URL: HUB_BASE_URL when configured, else the URL this request came to."""
+    if settings.base_url:
+        return settings.fhir_base
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def _service(session: Any, settings: Settings, tenant: str, base: str) -> FhirService:
+    return FhirService(
+        session,
+        tenant=tenant,
+        base_url=base,
+        default_count=settings.default_page_size,
+        max_count=settings.max_page_size,
+    )
+
+
+async def run(request: Request, settings: Settings, tenant: str, work: Callable[[FhirService], T]) -> T:
+    base = fhir_base(request, settings)
+
+    def job() -> T:
+        with unit_of_work(settings) as session:
+            return work(_service(session, settings, tenant, base))
+
+    return await run_in_threadpool(job)
+
+
+def _version_headers(stored: Stored, settings: Settings) -> dict[str, str]:
+    return {
+        "ETag": stored.etag,
+        "Last-Modified": format_datetime(stored.last_updated.replace(tzinfo=UTC), usegmt=True),
+    }
+
+
+def write_response(request: Request, result: WriteResult, settings: Settings) -> Response:
+    stored = result.stored
+    headers = _version_headers(stored, settings)
+    headers["Location"] = f"{fhir_base(request, settings)}/{stored.location}"
+    preference = prefer(request, "return", "representation")
+    if preference == "minimal":
+        return Response(status_code=result.status, headers=headers)
+    if preference == "OperationOutcome":
+        text = "Created" if result.status == 201 else "Updated"
+        return fhir_response(information_outcome(text), result.status, headers)
+    return fhir_response(stored.content or "", result.status, headers)
+
+
+def query_items(request: Request) -> list[tuple[str, str]]:
+    return list(request.query_params.multi_items())
+
+
+def strict(request: Request) -> bool:
+    return prefer(request, "handling", "lenient").lower() == "strict"
+
+
+# ------------------------------------------------------------------ system level
+
+
+@router.get("/metadata", summary="CapabilityStatement")
+async def metadata(request: Request, settings: SettingsDep) -> Response:
+    check_accept(request)
+    published = getattr(request.app.state, "started_at", None) or instant(datetime.now(UTC).replace(tzinfo=None))
+    return fhir_response(capability_statement(fhir_base(request, settings), published))
+
+
+@router.post("", summary="Transaction or batch Bundle")
+async def transaction(request: Request, settings: SettingsDep, tenant: TenantDep) -> Response:
+    check_accept(request)
+    bundle = await read_json_body(request, settings)
+    preference = prefer(request, "return", "representation")
+    result = await run(request, settings, tenant, lambda svc: svc.process_bundle(bundle, return_preference=preference))
+    return fhir_response(result)
+
+
+@router.get("/_history", summary="System history")
+async def system_history(request: Request, settings: SettingsDep, tenant: TenantDep) -> Response:
+    check_accept(request)
+    items = query_items(request)
+    return fhir_response(await run(request, settings, tenant, lambda svc: svc.history(None, None, items)))
+
+
+# ------------------------------------------------------------------ type level
+
+
+@router.get("/{resource_type}", summary="Search")
+async def search(resource_type: str, request: Request, settings: SettingsDep, tenant: TenantDep) -> Response:
+    check_accept(request)
+    items, is_strict = query_items(request), strict(request)
+    return fhir_response(await run(request, settings, tenant, lambda svc: svc.search(resource_type, items, strict=is_strict)))
+
+
+@router.post("/{resource_type}/_search", summary="Search (form-encoded POST)")
+async def search_post(resource_type: str, request: Request, settings: SettingsDep, tenant: TenantDep) -> Response:
+    check_accept(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("", "application/x-www-form-urlencoded"):
+        raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded parameters")
+    form = await request.form()
+    items = query_items(request) + [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    is_strict = strict(request)
+    return fhir_response(await run(request, settings, tenant, lambda svc: svc.search(resource_type, items, strict=is_strict)))
+
+
+@router.post("/{resource_type}", summary="Create (conditional with If-None-Exist)")
+async def create(resource_type: str, request: Request, settings: SettingsDep, tenant: TenantDep) -> Response:
+    check_accept(request)
+    resource = await read_json_body(request, settings)
+    if_none_exist = request.headers.get("if-none-exist")
+    result = await run(request, settings, tenant, lambda svc: svc.create(resource_type, resource, if_none_exist=if_none_exist))
+    return write_response(request, result, settings)
+
+
+@router.get("/{resource_type}/_history", summary="Type history")
+async def type_history(resource_type: str, request: Request, settings: SettingsDep, tenant: TenantDep) -> Response:
+    check_accept(request)
+    items = query_items(request)
+    return fhir_response(await run(request, settings, tenant, lambda svc: svc.history(resource_type, None, items)))
+
+
+@router.post("/{resource_type}/$validate", summary="Validate a resource")
+async def validate(resource_type: str, request: Request, settings: SettingsDep, tenant: TenantDep) -> Response:
+    check_accept(request)
+    body = await read_json_body(request, settings)
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        params = [p for p in body.get("parameter") or [] if isinstance(p, dict) and p.get("name") == "resource"]
+        if not params or "resource" not in params[0]:
+            raise BadRequest("Parameters must carry a 'resource' parameter", expression="Parameters.parameter")
+        body = params[0]["resource"]
+    check_type(resource_type)
+    issues = await run_in_threadpool(validate_resource, body, resource_type)
+    if not issues:
+        issues = [Issue("information", "informational", "The resource is valid FHIR R4")]
+    return fhir_response({"resourceType": "OperationOutcome", "issue": [i.as_fhir() for i in issues]})
+
+
+# ------------------------------------------------------------------ instance level
+
+
+@router.get("/{resource_type}/{resource_id}", summary="Read")
+async def read(
+    resource_type: str, resource_id: str, request: Request, settings: SettingsDep, tenant: TenantDep
+) -> Response:
+    check_accept(request)
+    stored = await run(request, settings, tenant, lambda svc: svc.read(resource_type, resource_id))
+    headers = _version_headers(stored, settings)
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match and if_none_match.strip() == stored.etag:
+        return Response(status_code=304, headers=headers)
+    return fhir_response(stored.content or "", 200, headers)
+
+
+@router.put("/{resource_type}/{resource_id}", summary="Update (or create with a client id)")
+async def update(
+    resource_type: str, resource_id: str, request: Request, settings: SettingsDep, tenant: TenantDep
+) -> Response:
+    check_accept(request)
+    resource = await read_json_body(request, settings)
+    if_match = request.headers.get("if-match")
+    result = await run(request, settings, tenant, lambda svc: svc.update(resource_type, resource_id, resource, if_match=if_match))
+    return write_response(request, result, settings)
+
+
+@router.delete("/{resource_type}/{resource_id}", summary="Delete")
+async def delete(
+    resource_type: str, resource_id: str, request: Request, settings: SettingsDep, tenant: TenantDep
+) -> Response:
+    if_match = request.headers.get("if-match")
+    stored = await run(request, settings, tenant, lambda svc: svc.delete(resource_type, resource_id, if_match=if_match))
+    headers = {"ETag": stored.etag} if stored else {}
+    return Response(status_code=204, headers=headers)
+
+
+@router.get("/{resource_type}/{resource_id}/_history", summary="Instance history")
+async def instance_history(
+    resource_type: str, resource_id: str, request: Request, settings: SettingsDep, tenant: TenantDep
+) -> Response:
+    check_accept(request)
+    items = query_items(request)
+    return fhir_response(await run(request, settings, tenant, lambda svc: svc.history(resource_type, resource_id, items)))
+
+
+@router.get("/{resource_type}/{resource_id}/_history/{version_id}", summary="Version read")
+async def vread(
+    resource_type: str,
+    resource_id: str,
+    version_id: str,
+    request: Request,
+    settings: SettingsDep,
+    tenant: TenantDep,
+) -> Response:
+    check_accept(request)
+    stored = await run(request, settings, tenant, lambda svc: svc.vread(resource_type, resource_id, version_id))
+    return fhir_response(stored.content or "", 200, _version_headers(stored, settings))

@@ -1,0 +1,172 @@
+"""Required value-set bindings of FHIR R4 (4.0.1) for the resource types the hub serves.
+
+``fhir.resources`` checks structure and datatypes but not code bindings: it accepts
+``"status": "bogus"``. These tables list the elements whose binding strength is *required* in R4,
+so the hub can refuse values outside them. A path is dotted; lists are walked automatically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    path: str
+    codes: frozenset[str]
+    #: for CodeableConcept/Coding elements, the code system the codes belong to
+    system: str | None = None
+    #: the element is mandatory (1..1) in R4
+    required: bool = False
+
+
+def _codes(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+REQUEST_PRIORITY = _codes("routine urgent asap stat")
+IDENTIFIER_USE = _codes("usual official temp secondary old")
+CONTACT_SYSTEM = _codes("phone fax email pager url sms other")
+CONTACT_USE = _codes("home work temp old mobile")
+NAME_USE = _codes("usual official temp nickname anonymous old maiden")
+ADDRESS_USE = _codes("home work temp old billing")
+ADDRESS_TYPE = _codes("postal physical both")
+GENDER = _codes("male female other unknown")
+NARRATIVE_STATUS = _codes("generated extensions additional empty")
+
+_COMMON: tuple[Binding, ...] = (
+    Binding("text.status", NARRATIVE_STATUS),
+    Binding("identifier.use", IDENTIFIER_USE),
+)
+_PEOPLE: tuple[Binding, ...] = (
+    Binding("telecom.system", CONTACT_SYSTEM),
+    Binding("telecom.use", CONTACT_USE),
+    Binding("name.use", NAME_USE),
+    Binding("address.use", ADDRESS_USE),
+    Binding("address.type", ADDRESS_TYPE),
+    Binding("gender", GENDER),
+)
+
+REQUIRED_BINDINGS: dict[str, tuple[Binding, ...]] = {
+    "Patient": _PEOPLE + (Binding("link.type", _codes("replaced-by replaces refer seealso")),),
+    "Practitioner": _PEOPLE,
+    "PractitionerRole": (
+        Binding("telecom.system", CONTACT_SYSTEM),
+        Binding("telecom.use", CONTACT_USE),
+        Binding("availableTime.daysOfWeek", _codes("mon tue wed thu fri sat sun")),
+    ),
+    "Organization": (
+        Binding("telecom.system", CONTACT_SYSTEM),
+        Binding("telecom.use", CONTACT_USE),
+        Binding("address.use", ADDRESS_USE),
+        Binding("address.type", ADDRESS_TYPE),
+    ),
+    "ServiceRequest": (
+        Binding(
+            "status",
+            _codes("draft active on-hold revoked completed entered-in-error unknown"),
+            required=True,
+        ),
+        Binding(
+            "intent",
+            _codes(
+                "proposal plan directive order original-order reflex-order filler-order instance-order option"
+            ),
+            required=True,
+        ),
+        Binding("priority", REQUEST_PRIORITY),
+    ),
+    "Task": (
+        Binding(
+            "status",
+            _codes(
+                "draft requested received accepted rejected ready cancelled in-progress on-hold failed "
+                "completed entered-in-error"
+            ),
+            required=True,
+        ),
+        Binding(
+            "intent",
+            _codes("unknown proposal plan order original-order reflex-order filler-order instance-order option"),
+            required=True,
+        ),
+        Binding("priority", REQUEST_PRIORITY),
+    ),
+    "CarePlan": (
+        Binding(
+            "status",
+            _codes("draft active on-hold revoked completed entered-in-error unknown"),
+            required=True,
+        ),
+        Binding("intent", _codes("proposal plan order option"), required=True),
+        Binding(
+            "activity.detail.status",
+            _codes("not-started scheduled in-progress on-hold completed cancelled stopped unknown entered-in-error"),
+        ),
+        Binding(
+            "activity.detail.kind",
+            _codes(
+                "Appointment CommunicationRequest DeviceRequest MedicationRequest NutritionOrder Task "
+                "ServiceRequest VisionPrescription"
+            ),
+        ),
+    ),
+    "Goal": (
+        Binding(
+            "lifecycleStatus",
+            _codes("proposed planned accepted active on-hold completed cancelled entered-in-error rejected"),
+            required=True,
+        ),
+    ),
+    "Condition": (
+        Binding(
+            "clinicalStatus",
+            _codes("active recurrence relapse inactive remission resolved"),
+            system="http://terminology.hl7.org/CodeSystem/condition-clinical",
+        ),
+        Binding(
+            "verificationStatus",
+            _codes("unconfirmed provisional differential confirmed refuted entered-in-error"),
+            system="http://terminology.hl7.org/CodeSystem/condition-ver-status",
+        ),
+    ),
+    "Coverage": (
+        Binding("status", _codes("active cancelled draft entered-in-error"), required=True),
+    ),
+    "Encounter": (
+        Binding(
+            "status",
+            _codes("planned arrived triaged in-progress onleave finished cancelled entered-in-error unknown"),
+            required=True,
+        ),
+        Binding(
+            "statusHistory.status",
+            _codes("planned arrived triaged in-progress onleave finished cancelled entered-in-error unknown"),
+        ),
+    ),
+    "Observation": (
+        Binding(
+            "status",
+            _codes("registered preliminary final amended corrected cancelled entered-in-error unknown"),
+            required=True,
+        ),
+    ),
+    "DocumentReference": (
+        Binding("status", _codes("current superseded entered-in-error"), required=True),
+        Binding("docStatus", _codes("preliminary final amended entered-in-error")),
+        Binding("relatesTo.code", _codes("replaces transforms signs appends")),
+    ),
+    "Communication": (
+        Binding(
+            "status",
+            _codes("preparation in-progress not-done on-hold stopped completed entered-in-error unknown"),
+            required=True,
+        ),
+        Binding("priority", REQUEST_PRIORITY),
+    ),
+    "Provenance": (Binding("entity.role", _codes("derivation revision quotation source removal")),),
+}
+
+
+def bindings_for(resource_type: str) -> tuple[Binding, ...]:
+    return _COMMON + REQUIRED_BINDINGS.get(resource_type, ())

@@ -1,0 +1,1 @@
+"""Celery workers that deliver routed messages to partner systems."""
