@@ -1,0 +1,268 @@
+"""The connector contract: value types, capability protocols and the error tree.
+
+A connector is one adapter per partner kind (a webhook receiver, a FHIR EMR, a fax API ...). It
+knows nothing of FastAPI, Celery or SQLAlchemy: a worker hands it a :class:`Delivery` and records
+the :class:`SendResult` or the :class:`ConnectorError` it gets back.
+
+A connector is a class with
+
+* ``slug: ClassVar[str]`` - its registry name (``[a-z][a-z0-9_]*``), equal to its entry point name
+  in the ``therapy_hub.connectors`` group;
+* ``Config: ClassVar[type[pydantic.BaseModel]]`` - its typed configuration (``SecretStr`` for every
+  secret; :class:`ConnectorConfig` is a convenient base that forbids unknown fields);
+* ``__init__(self, config)`` taking an instance of ``Config``;
+* :class:`Sender` and :class:`HealthChecker` (required), :class:`Poller` (optional), and ``close()``
+  which releases sockets and pools. One instance may be reused for many deliveries.
+
+Errors
+------
+Every failure leaves a connector as one of these exceptions; no ``httpx``, ``socket``, ``ssl`` or
+``smtplib`` exception escapes, and no message contains payload content or secrets::
+
+    ConnectorError                 base class; .status (remote status code or None), .duration_ms
+    +-- TransientError             worth retrying with backoff: timeouts, connection failures,
+    |                              408, 429, 5xx. .retry_after = seconds the partner asked us to
+    |                              wait (Retry-After) or None.
+    +-- PermanentError             retrying the same delivery cannot succeed -> dead letter:
+        |                          the partner rejected it (4xx), unexpected redirects.
+        +-- AuthError              credentials rejected (401/403): fix the connector config,
+        |                          then replay.
+        +-- ConfigError            the connector config is invalid or names an unknown connector;
+                                   messages name the fields, never their values.
+
+Workers map them to job states: ``TransientError`` -> retry (honouring ``retry_after`` as a lower
+bound for the next attempt), ``PermanentError`` and subclasses -> dead letter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, TypeVar, get_args, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core.core_schema import ErrorType
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "Connector",
+    "ConnectorConfig",
+    "ConnectorError",
+    "Delivery",
+    "HealthChecker",
+    "HealthResult",
+    "PermanentError",
+    "PollBatch",
+    "PolledItem",
+    "Poller",
+    "SendResult",
+    "Sender",
+    "TransientError",
+    "supports_polling",
+    "validate_config",
+]
+
+
+# --------------------------------------------------------------------------------------- errors
+
+
+class ConnectorError(Exception):
+    """Base of every error a connector raises. ``str(error)`` is safe to log and store."""
+
+    def __init__(self, message: str, *, status: int | None = None, duration_ms: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.duration_ms = duration_ms
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class TransientError(ConnectorError):
+    """Retry later (with backoff). ``retry_after``: seconds requested by the partner, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        duration_ms: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, duration_ms=duration_ms)
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class PermanentError(ConnectorError):
+    """Retrying the same delivery cannot succeed: dead-letter it."""
+
+
+class AuthError(PermanentError):
+    """The partner rejected our credentials (401/403)."""
+
+
+class ConfigError(PermanentError):
+    """The connector configuration is invalid (fields named, values never shown) or unknown.
+
+    ``fields``: dotted names of the offending fields, when known (for forms in the admin UI).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fields: Sequence[str] = (),
+        status: int | None = None,
+        duration_ms: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, duration_ms=duration_ms)
+        self.fields = tuple(fields)
+
+
+# ---------------------------------------------------------------------------------- value types
+
+# Header-safe: visible ASCII, no CR/LF, bounded. Keys and ids end up in HTTP/SMTP/MLLP headers.
+_TOKEN = re.compile(r"[\x21-\x7e]{1,255}")
+_TEXT = re.compile(r"[\x20-\x7e]{0,255}")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One outbound message for one partner. ``payload`` never appears in ``repr``."""
+
+    payload: bytes = field(repr=False)
+    content_type: str
+    idempotency_key: str
+    correlation_id: str
+    resource_type: str | None
+    resource_id: str | None
+    event: str  # e.g. "ServiceRequest.create"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.payload, bytes):
+            raise TypeError("Delivery.payload must be bytes")
+        if not _TOKEN.fullmatch(self.idempotency_key):
+            raise ValueError("Delivery.idempotency_key must be 1-255 visible ASCII characters")
+        for name in ("content_type", "correlation_id", "event"):
+            if not _TEXT.fullmatch(getattr(self, name)):
+                raise ValueError(f"Delivery.{name} must be at most 255 printable ASCII characters")
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The partner accepted a delivery. ``detail`` is short and never holds payload content."""
+
+    status: int | None
+    remote_id: str | None
+    detail: str
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    ok: bool
+    detail: str
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class PolledItem:
+    """One inbound message fetched by a :class:`Poller`; ``external_id`` is the partner's id."""
+
+    external_id: str
+    payload: bytes = field(repr=False)
+    content_type: str
+
+
+@dataclass(frozen=True)
+class PollBatch:
+    items: list[PolledItem]
+    next_cursor: str | None  # store it and pass it to the next poll; None: nothing new to resume
+
+
+# ------------------------------------------------------------------------------------ protocols
+
+
+@runtime_checkable
+class Sender(Protocol):
+    def send(self, delivery: Delivery) -> SendResult:
+        """Deliver once. Idempotent per ``delivery.idempotency_key``. Raises ConnectorError."""
+        ...
+
+
+@runtime_checkable
+class Poller(Protocol):
+    def poll(self, cursor: str | None, limit: int) -> PollBatch:
+        """Fetch at most ``limit`` items after ``cursor`` (None: from the start). Raises ConnectorError."""
+        ...
+
+
+@runtime_checkable
+class HealthChecker(Protocol):
+    def health(self) -> HealthResult:
+        """Probe the partner. Never raises for a partner problem: returns ``ok=False`` instead."""
+        ...
+
+
+@runtime_checkable
+class Connector(Sender, HealthChecker, Protocol):
+    """What the registry hands out: a configured connector instance (see the module docstring)."""
+
+    slug: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
+
+    def __init__(self, config: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def supports_polling(connector: object) -> bool:
+    return isinstance(connector, Poller)
+
+
+class ConnectorConfig(BaseModel):
+    """Base for connector config models: immutable, unknown fields rejected (typos fail loudly)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+# pydantic's own messages never quote the input; custom validator messages might, so drop those
+# (and the collection-length ones, which state the actual length of e.g. a secret).
+_SAFE_ERROR_TYPES = frozenset(get_args(ErrorType)) - {
+    "value_error",
+    "assertion_error",
+    "too_short",
+    "too_long",
+}
+
+
+def validate_config(model: type[M], data: Mapping[str, Any] | BaseModel, *, connector: str) -> M:
+    """Validate ``data`` with ``model``; a problem -> :class:`ConfigError` naming fields, never values."""
+    if isinstance(data, model):
+        return data
+    if isinstance(data, BaseModel):
+        data = dict(data)
+    problems: list[str] = []
+    fields: list[str] = []
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False, include_context=False):
+            name = ".".join(str(part) for part in error["loc"]) or "(config)"
+            fields.append(name)
+            reason = error["type"]
+            if reason in _SAFE_ERROR_TYPES:
+                reason = f"{reason}: {error['msg']}"
+            problems.append(f"{name} ({reason})")
+    # raised outside the except block: the ValidationError (which quotes inputs) is not chained
+    raise ConfigError(f"invalid {connector} config: " + "; ".join(problems), fields=fields)
