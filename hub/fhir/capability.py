@@ -10,6 +10,56 @@ from mappings.fhir import FHIR_VERSION, SUPPORTED_TYPES
 
 INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
 
+#: R4 search parameters defined once for many resource types: for these types the canonical is
+#: ``clinical-patient`` etc., not ``{Type}-{name}`` (which does not exist and a client cannot resolve).
+#: Bases as in the R4 (4.0.1) search parameter registry.
+_SHARED_R4: dict[str, frozenset[str]] = {
+    "clinical-patient": frozenset(
+        "AllergyIntolerance CarePlan CareTeam ClinicalImpression Composition Condition Consent DetectedIssue "
+        "DeviceRequest DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference Encounter "
+        "EpisodeOfCare FamilyMemberHistory Flag Goal ImagingStudy Immunization List MedicationAdministration "
+        "MedicationDispense MedicationRequest MedicationStatement NutritionOrder Observation Procedure "
+        "RiskAssessment ServiceRequest SupplyDelivery VisionPrescription".split()
+    ),
+    "clinical-identifier": frozenset(
+        "AllergyIntolerance CarePlan CareTeam Composition Condition Consent DetectedIssue DeviceRequest "
+        "DiagnosticReport DocumentManifest DocumentReference Encounter EpisodeOfCare FamilyMemberHistory Goal "
+        "ImagingStudy Immunization List MedicationAdministration MedicationDispense MedicationRequest "
+        "MedicationStatement NutritionOrder Observation Procedure RiskAssessment ServiceRequest SupplyDelivery "
+        "SupplyRequest VisionPrescription".split()
+    ),
+    "clinical-code": frozenset(
+        "AllergyIntolerance Condition DeviceRequest DiagnosticReport FamilyMemberHistory List Medication "
+        "MedicationAdministration MedicationDispense MedicationRequest MedicationStatement Observation "
+        "Procedure ServiceRequest".split()
+    ),
+    "clinical-date": frozenset(
+        "AllergyIntolerance CarePlan CareTeam ClinicalImpression Composition Consent DiagnosticReport Encounter "
+        "EpisodeOfCare FamilyMemberHistory Flag Immunization List Observation Procedure RiskAssessment "
+        "SupplyRequest".split()
+    ),
+    "clinical-encounter": frozenset(
+        "Composition DeviceRequest DiagnosticReport DocumentReference Flag List NutritionOrder Observation "
+        "Procedure RiskAssessment ServiceRequest VisionPrescription".split()
+    ),
+    "clinical-type": frozenset(
+        "AllergyIntolerance Composition DocumentManifest DocumentReference Encounter EpisodeOfCare".split()
+    ),
+    "individual-family": frozenset({"Patient", "Practitioner"}),
+    "individual-given": frozenset({"Patient", "Practitioner"}),
+    "individual-gender": frozenset({"Patient", "Person", "Practitioner", "RelatedPerson"}),
+    "individual-telecom": frozenset({"Patient", "Person", "Practitioner", "PractitionerRole", "RelatedPerson"}),
+    "individual-birthdate": frozenset({"Patient", "Person", "RelatedPerson"}),
+}
+
+
+def r4_definition(resource_type: str, name: str) -> str:
+    """The canonical URL of the R4 SearchParameter ``name`` of ``resource_type``."""
+    for shared, bases in _SHARED_R4.items():
+        if shared.partition("-")[2] == name and resource_type in bases:
+            return f"{R4_SP}{shared}"
+    return f"{R4_SP}{resource_type}-{name}"
+
 
 def _search_params(resource_type: str) -> list[dict[str, Any]]:
     out = [
@@ -19,7 +69,7 @@ def _search_params(resource_type: str) -> list[dict[str, Any]]:
     for param in SEARCH_PARAMS.get(resource_type, []):
         entry: dict[str, Any] = {
             "name": param.name,
-            "definition": f"{R4_SP}{resource_type}-{param.name}",
+            "definition": param.definition or r4_definition(resource_type, param.name),
             "type": param.type,
         }
         if param.documentation:
@@ -43,9 +93,10 @@ def capability_statement(base_url: str, published: str) -> dict[str, Any]:
             "conditionalCreate": True,
             "conditionalUpdate": False,
             "conditionalDelete": "not-supported",
-            "searchInclude": includes,
             "searchParam": _search_params(resource_type),
         }
+        if includes:  # FHIR JSON: an array is never empty (absent instead)
+            entry["searchInclude"] = includes
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",

@@ -41,9 +41,9 @@ def _token_values(raw: str) -> list[TokenMatch]:
     for value in _split(raw):
         if "|" in value:
             system, code = value.split("|", 1)
-            out.append(TokenMatch(system or None, code or None, any_system=False))
-        else:
-            out.append(TokenMatch(None, value, any_system=True))
+            out.append(TokenMatch(system[:255] or None, code[:255] or None, any_system=False))
+        else:  # cut to the 255 characters the index keeps (searchparams.extract)
+            out.append(TokenMatch(None, value[:255], any_system=True))
     return out
 
 
@@ -68,6 +68,8 @@ def _split(raw: str) -> list[str]:
 def _date_values(name: str, raw: str) -> list[tuple[str, object, object]]:
     out = []
     for value in _split(raw):
+        # a '+' of a time zone offset that was not percent-encoded arrives as a space
+        value = value.strip().replace(" ", "+")
         prefix = value[:2] if value[:2] in DATE_PREFIXES else "eq"
         text = value[2:] if value[:2] in DATE_PREFIXES else value
         try:
@@ -120,8 +122,13 @@ def parse_search(
         if name in RESULT_PARAMS:
             _result_param(resource_type, name, modifier, raw, parsed, unknown, max_count)
             continue
+        if name in ("_id", "_lastUpdated") and modifier not in (("", "not") if name == "_id" else ("",)):
+            unknown(key, f"Modifier :{modifier} is not supported on {name}")
+            continue
+        if (name in ("_id", "_lastUpdated") or name in params) and not _split(raw):
+            continue  # a parameter without a value is ignored (it is no criterion)
         if name == "_id":
-            parsed.criteria.append(Criterion(param="_id", kind="id", ids=_split(raw)))
+            parsed.criteria.append(Criterion(param="_id", kind="id", negate=modifier == "not", ids=_split(raw)))
         elif name == "_lastUpdated":
             dates = _date_values(name, raw)
             parsed.criteria.append(Criterion(param=name, kind="lastUpdated", dates=dates))  # type: ignore[arg-type]
@@ -153,7 +160,8 @@ def _criterion(param: SearchParam, modifier: str, raw: str, base_url: str, unkno
         if modifier not in ("", "exact"):
             unknown(f"{param.name}:{modifier}", f"Modifier :{modifier} is not supported on {param.name}")
             return None
-        values = [(normalise_string(v) if modifier != "exact" else v.casefold(), modifier == "exact") for v in _split(raw)]
+        # :exact compares the text as written (case and accents matter), the default the normalised prefix
+        values = [(v[:255] if modifier == "exact" else normalise_string(v), modifier == "exact") for v in _split(raw)]
         return Criterion(param=param.name, kind="string", strings=values)
     if param.type == "reference":
         type_modifier = modifier if modifier and modifier[0].isupper() else None

@@ -31,7 +31,8 @@ class SearchParam:
 
 @dataclass(frozen=True, slots=True)
 class IndexValues:
-    tokens: list[tuple[str, str | None, str]] = field(default_factory=list)  # (param, system, code)
+    #: (param, system, code); for string parameters (param, exact text, normalised text)
+    tokens: list[tuple[str, str | None, str]] = field(default_factory=list)
     references: list[tuple[str, str | None, str]] = field(default_factory=list)  # (param, type, id)
     dates: list[tuple[str, datetime, datetime]] = field(default_factory=list)  # (param, low, high)
 
@@ -269,7 +270,7 @@ def _strings(value: Any) -> Iterator[str]:
                 yield from (i for i in item if isinstance(i, str))
 
 
-_REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+_REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 
 
 def parse_reference(reference: str) -> tuple[str, str] | None:
@@ -334,8 +335,11 @@ def date_range(text: str) -> tuple[datetime, datetime]:
     tz = g["tz"]
     if tz and tz != "Z":
         sign = 1 if tz[0] == "+" else -1
-        start -= sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
-    return start, start + width - timedelta(microseconds=1)
+        try:  # in UTC the value may fall outside year 1..9999: not representable, so not a date here
+            start -= sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+        except OverflowError:
+            raise ValueError("date outside the supported range") from None
+    return start, start + (width - timedelta(microseconds=1))
 
 
 def _dates(value: Any) -> Iterator[tuple[datetime, datetime]]:
@@ -357,9 +361,11 @@ def extract(resource_type: str, resource: dict[str, Any]) -> IndexValues:
         for path in param.paths:
             for value in _walk(resource, path.split(".")):
                 if param.type == "token":
-                    out.tokens.extend((param.name, s, c[:255]) for s, c in _tokens(value))
+                    # the columns hold 255 characters; search values are cut the same way (search._token_values)
+                    out.tokens.extend((param.name, s[:255] if s else s, c[:255]) for s, c in _tokens(value))
                 elif param.type == "string":
-                    out.tokens.extend((param.name, None, normalise_string(s)) for s in _strings(value))
+                    # code: the normalised form (default, prefix search); system: the text as written (:exact)
+                    out.tokens.extend((param.name, s[:255], normalise_string(s)) for s in _strings(value))
                 elif param.type == "reference":
                     for target_type, target_id in _references(value):
                         if param.targets is None or target_type in param.targets:

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, not_, or_, select
 from sqlalchemy.orm import Session
 
-from hub.fhir.searchparams import IndexValues
+from hub.fhir.searchparams import IndexValues, normalise_string
 from hub.store.models import Resource, ResourceVersion, SearchDate, SearchReference, SearchToken, Tenant
 
 
@@ -160,7 +160,12 @@ def history(
     stmt = (
         select(ResourceVersion)
         .where(*conditions)
-        .order_by(ResourceVersion.last_updated.desc(), ResourceVersion.version_id.desc())
+        .order_by(  # a total order, so that _offset pages neither repeat nor skip versions
+            ResourceVersion.last_updated.desc(),
+            ResourceVersion.version_id.desc(),
+            ResourceVersion.resource_type.asc(),
+            ResourceVersion.id.asc(),
+        )
         .limit(limit)
         .offset(offset)
     )
@@ -186,7 +191,7 @@ class Criterion:
     negate: bool = False
     missing: bool | None = None
     tokens: Sequence[TokenMatch] = ()
-    strings: Sequence[tuple[str, bool]] = ()  # (normalised value, exact)
+    strings: Sequence[tuple[str, bool]] = ()  # (normalised value, False) or (text as written, True): :exact
     references: Sequence[tuple[str | None, str]] = ()  # (type or None, id)
     dates: Sequence[tuple[str, datetime, datetime]] = ()  # (prefix, low, high)
     ids: Sequence[str] = ()
@@ -245,8 +250,8 @@ def _match_ids(query: SearchQuery, criterion: Criterion) -> Select[tuple[str]]:
             options.append(and_(*parts))
     elif criterion.kind == "string":
         for value, exact in criterion.strings:
-            if exact:
-                options.append(SearchToken.code == value)
+            if exact:  # string rows keep the text as written in ``system`` (see searchparams.extract)
+                options.append(and_(SearchToken.code == normalise_string(value), SearchToken.system == value))
             else:
                 escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 options.append(SearchToken.code.like(f"{escaped}%", escape="\\"))
