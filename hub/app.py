@@ -15,7 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub import __version__
+from hub.admin.router import router as admin_router
 from hub.errors import HubError, operation_outcome
+from hub.middleware import CorrelationIdMiddleware
 from hub.fhir.router import fhir_response
 from hub.fhir.router import router as fhir_router
 from hub.fhir.service import instant
@@ -119,4 +121,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ok", "database": "ok"})
 
     app.include_router(fhir_router)
+    app.include_router(admin_router)
+    app.add_middleware(CorrelationIdMiddleware)
     return app

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(
@@ -9,6 +15,7 @@ app = typer.Typer(
     "Configuration comes from HUB_* environment variables (see README.md, 'Configuration').",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Manage the store's schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -28,8 +35,15 @@ def serve(
     workers: int = typer.Option(1, min=1, help="Number of API worker processes."),
     migrate: bool = typer.Option(True, "--migrate/--no-migrate", help="Upgrade the store schema before starting."),
     log_level: str = typer.Option("info", help="Log level of the HTTP server."),
+    embedded_worker: bool | None = typer.Option(
+        None,
+        "--embedded-worker/--no-embedded-worker",
+        help="Also run a sync worker + scheduler in a child process (default: when HUB_BROKER_URL is empty).",
+    ),
 ) -> None:
-    """Run the FHIR gateway (API at /fhir, health at /healthz and /readyz)."""
+    """Run the FHIR gateway (API at /fhir, admin API at /admin/api, health at /healthz and /readyz).
+
+    With no HUB_BROKER_URL it also runs the embedded worker, so deliveries flow with no services."""
     import uvicorn
 
     from hub.settings import get_settings
@@ -40,16 +54,244 @@ def serve(
         typer.echo(f"Upgrading the store at {_redact(settings.database_url)} ...")
         upgrade(settings.database_url)
     base = settings.fhir_base if settings.base_url else f"http://{host}:{port}/fhir"
-    typer.echo(f"Therapy Interop Hub on http://{host}:{port}  (FHIR base {base})")
-    uvicorn.run(
-        "hub.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        reload=reload,
-        workers=None if reload else workers,
-        log_level=log_level,
-    )
+    worker = None
+    if embedded_worker is None:
+        embedded_worker = not settings.broker_url
+    if embedded_worker:
+        typer.echo("Starting the embedded worker and scheduler (sync deliveries) ...")
+        worker = _spawn(["worker", "--beat", "--concurrency", "2"])
+    typer.echo(f"Therapy Interop Hub on http://{host}:{port}  (FHIR base {base}, admin API /admin/api)")
+    try:
+        uvicorn.run(
+            "hub.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            reload=reload,
+            workers=None if reload else workers,
+            log_level=log_level,
+        )
+    finally:
+        if worker is not None:
+            _stop(worker)
+
+
+def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "hub.cli", *args])
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(2, min=1, help="Worker processes (or threads with --pool threads)."),
+    pool: str = typer.Option("prefork", help="Celery pool: prefork, threads or solo."),
+    beat: bool = typer.Option(False, "--beat", help="Also run the scheduler (sweeper, purge) in this process."),
+    loglevel: str = typer.Option("INFO", help="Log level."),
+) -> None:
+    """Run a Celery worker that delivers routed messages (broker: HUB_BROKER_URL, else embedded)."""
+    from hub.settings import get_settings
+    from workers.app import app as celery_app
+
+    settings = get_settings()
+    args = ["worker", "-Q", settings.task_queue, "--loglevel", loglevel, "--concurrency", str(concurrency), "--pool", pool,
+            "--without-gossip", "--without-mingle", "-n", f"hub-worker-{os.getpid()}@%h"]
+    if beat:
+        schedule = Path("var") / "beat-schedule"
+        schedule.parent.mkdir(parents=True, exist_ok=True)
+        args += ["--beat", "--schedule", str(schedule)]
+    typer.echo(f"Worker on broker {_redact_broker(settings.effective_broker_url)}")
+    celery_app.worker_main(argv=args)
+
+
+@app.command()
+def beat(loglevel: str = typer.Option("INFO", help="Log level.")) -> None:
+    """Run the scheduler: the sweeper that re-enqueues lost jobs, and payload retention. Run once per site."""
+    from workers.app import app as celery_app
+
+    schedule = Path("var") / "beat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    celery_app.start(argv=["beat", "--loglevel", loglevel, "--schedule", str(schedule)])
+
+
+def _redact_broker(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\\1:***@", url)
+
+
+def _table(title: str, columns: list[str], rows: list[list[object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console(width=160).print(table)
+
+
+def _admin(tenant: str | None):  # type: ignore[no-untyped-def]
+    """(settings, tenant, unit of work) for the admin commands."""
+    from hub.deps import unit_of_work
+    from hub.settings import get_settings
+
+    settings = get_settings()
+    return settings, tenant or settings.default_tenant, unit_of_work(settings)
+
+
+TenantOpt = typer.Option(None, "--tenant", help="Tenant (clinic organisation); default HUB_DEFAULT_TENANT.")
+
+
+@app.command()
+def jobs(
+    status: str | None = typer.Option(None, help="pending, running, retrying, succeeded or dead."),
+    connector: str | None = typer.Option(None, help="Only jobs of this connector."),
+    limit: int = typer.Option(50, min=1, max=500, help="How many, newest first."),
+    tenant: str | None = TenantOpt,
+) -> None:
+    """List delivery jobs: status, attempts, next attempt and last error."""
+    from hub.errors import HubError
+    from hub.sync.admin import AdminViews
+
+    settings, tenant, uow = _admin(tenant)
+    try:
+        with uow as session:
+            result = AdminViews(session, tenant=tenant).jobs(status=status, connector=connector, limit=limit)
+    except HubError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    rows = [
+        [j["id"], j["message_id"], j["connector"], j["status"], f"{j['attempts']}/{j['max_attempts']}",
+         j.get("next_attempt_at") or j.get("finished_at"), j["last_error"]]
+        for j in result["items"]
+    ]
+    _table(f"Delivery jobs ({len(rows)} of {result['total']})",
+           ["job", "message", "connector", "status", "attempts", "next/finished", "last error"], rows)
+
+
+@app.command()
+def replay(
+    message_ids: list[str] = typer.Argument(None, help="Message ids to replay (see 'hub jobs')."),
+    dead: bool = typer.Option(False, "--dead", help="Replay every dead letter (of --connector if given)."),
+    connector: str | None = typer.Option(None, help="With --dead: only this connector's dead letters."),
+    tenant: str | None = TenantOpt,
+) -> None:
+    """Deliver messages again: each replay is a new message linked to the original, which keeps its errors."""
+    from hub.errors import HubError
+    from hub.sync.service import SyncService
+
+    if not message_ids and not dead:
+        typer.echo("error: give message ids, or --dead [--connector NAME]", err=True)
+        raise typer.Exit(2)
+    settings, tenant, uow = _admin(tenant)
+    try:
+        with uow as session:
+            service = SyncService(session, tenant=tenant, settings=settings)
+            replays = [service.replay_message(m) for m in message_ids or []]
+            if dead:
+                replays += service.replay_dead(connector=connector)
+            pairs = [(r.replay_of, r.id) for r in replays]
+    except HubError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for original, new in pairs:
+        typer.echo(f"replayed {original} as {new}")
+    typer.echo(f"{len(pairs)} message(s) queued for delivery")
+
+
+connectors_app = typer.Typer(help="Connector instances: list with health, add, test.", invoke_without_command=True)
+app.add_typer(connectors_app, name="connectors")
+
+
+@connectors_app.callback()
+def connectors_list(ctx: typer.Context, tenant: str | None = TenantOpt) -> None:
+    """List connectors with their health (backlog, dead letters, last success and error, error rate)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from hub.sync.admin import AdminViews
+
+    settings, tenant, uow = _admin(tenant)
+    with uow as session:
+        items = AdminViews(session, tenant=tenant).connectors()
+    rows = [
+        [c["name"], c["kind"], "yes" if c["enabled"] else "no", c["health"]["backlog"], c["health"]["dead_letters"],
+         c["health"]["last_success"], c["health"]["error_rate_1h"], c["health"]["last_error"]]
+        for c in items
+    ]
+    _table("Connectors", ["name", "kind", "enabled", "backlog", "dead", "last success", "err 1h", "last error"], rows)
+
+
+@connectors_app.command("test")
+def connectors_test(name: str = typer.Argument(..., help="Connector name."), tenant: str | None = TenantOpt) -> None:
+    """Run a connector's health check against its partner; exit 1 when it fails."""
+    from hub.errors import HubError
+    from hub.sync.connectors import check_health
+
+    settings, tenant, _ = _admin(tenant)
+    try:
+        result = check_health(settings, tenant, name)
+    except HubError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{name}: {'ok' if result['ok'] else 'FAILED'} ({result['detail']}, {result['duration_ms']} ms)")
+    raise typer.Exit(0 if result["ok"] else 1)
+
+
+@connectors_app.command("kinds")
+def connectors_kinds() -> None:
+    """List the connector kinds installed (entry points of group therapy_hub.connectors)."""
+    from connectors import registry
+
+    for slug in registry.available():
+        typer.echo(slug)
+
+
+routes_app = typer.Typer(help="Routes: which changes go to which connectors.", no_args_is_help=True)
+app.add_typer(routes_app, name="routes")
+
+
+@routes_app.command("load")
+def routes_load(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML file with connectors and routes."),
+    tenant: str | None = TenantOpt,
+) -> None:
+    """Create or update connectors and routes from a YAML file (by name; see docs/routes.example.yaml)."""
+    import yaml
+
+    from hub.errors import HubError
+    from hub.sync.service import SyncService
+
+    settings, tenant, uow = _admin(tenant)
+    try:
+        document = yaml.safe_load(path.read_text())
+        with uow as session:
+            n_connectors, n_routes = SyncService(session, tenant=tenant, settings=settings).load_config(document)
+    except yaml.YAMLError:
+        typer.echo(f"error: {path} is not valid YAML", err=True)
+        raise typer.Exit(2) from None
+    except HubError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"loaded {n_connectors} connector(s) and {n_routes} route(s)")
+
+
+@routes_app.command("list")
+def routes_list(tenant: str | None = TenantOpt) -> None:
+    """List routes."""
+    from hub.sync.admin import AdminViews
+
+    settings, tenant, uow = _admin(tenant)
+    with uow as session:
+        items = AdminViews(session, tenant=tenant).routes()
+    rows = [[r["id"], r["name"], r["resource_type"], ",".join(r["interactions"]), r["filter"], r["connector"],
+             "yes" if r["enabled"] else "no"] for r in items]
+    _table("Routes", ["id", "name", "type", "interactions", "filter", "connector", "enabled"], rows)
 
 
 @db_app.command("upgrade")

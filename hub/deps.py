@@ -25,5 +25,9 @@ TenantDep = Annotated[str, Depends(current_tenant)]
 
 @contextmanager
 def unit_of_work(settings: Settings) -> Iterator[Session]:
+    """One transaction; after it commits, the delivery jobs it wrote are enqueued (outbox)."""
+    from hub.sync.enqueue import enqueue_committed
+
     with transaction(settings.database_url) as session:
         yield session
+    enqueue_committed(settings, session)

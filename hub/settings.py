@@ -37,7 +37,27 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest accepted body.")
     default_page_size: int = Field(default=20, ge=1, le=1000)
     max_page_size: int = Field(default=500, ge=1, le=10000)
-    secret_key: SecretStr = Field(default=SecretStr(PLACEHOLDER_SECRET))
+    secret_key: SecretStr = Field(
+        default=SecretStr(PLACEHOLDER_SECRET),
+        description="Key for payloads and connector secrets at rest; must be set in production.",
+    )
+    secret_key_previous: str = Field(
+        default="", description="Comma-separated older keys, still accepted for reading during a rotation."
+    )
+    task_queue: str = Field(
+        default="hub",
+        pattern=r"^[A-Za-z0-9_.\-]{1,100}$",
+        description="Broker queue of the delivery tasks (separate hubs sharing a broker use different queues).",
+    )
+    sweep_interval_seconds: float = Field(
+        default=10.0, gt=0, description="How often beat runs the sweeper that re-enqueues lost jobs."
+    )
+    requeue_grace_seconds: float = Field(
+        default=30.0, ge=0, description="A due job not picked up within this time is enqueued again."
+    )
+    message_retention_days: int = Field(
+        default=30, ge=1, description="Payloads of finished messages are erased after this many days."
+    )
     log_level: str = "INFO"
 
     @field_validator("base_url")
@@ -50,6 +70,17 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.secret_key.get_secret_value() == PLACEHOLDER_SECRET:
             raise ValueError("HUB_SECRET_KEY must be set to a real secret when HUB_ENVIRONMENT=production")
         return self
+
+    @property
+    def effective_broker_url(self) -> str:
+        """The configured broker, else the embedded one (kombu's SQLAlchemy transport on SQLite)."""
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{DEFAULT_VAR_DIR.resolve()}/broker.sqlite"
+
+    @property
+    def previous_keys(self) -> tuple[str, ...]:
+        return tuple(k.strip() for k in self.secret_key_previous.split(",") if k.strip())
 
     @property
     def fhir_base(self) -> str:

@@ -48,9 +48,11 @@ def test_cli_db_upgrade_creates_the_store(tmp_path: Path) -> None:
     hub = str(Path(sys.executable).with_name("hub"))
     result = subprocess.run([hub, "db", "upgrade"], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "revision 0001" in result.stdout
+    from hub.store.migrate import head
+
+    assert f"revision {head()}" in result.stdout
     current = subprocess.run([hub, "db", "current"], env=env, capture_output=True, text=True, cwd=tmp_path)
-    assert current.stdout.strip() == "0001"
+    assert current.stdout.strip() == head()
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

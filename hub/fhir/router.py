@@ -15,10 +15,11 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hub.deps import SettingsDep, TenantDep, unit_of_work
-from hub.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType, information_outcome
+from hub.errors import BadRequest, HubError, NotAcceptable, PayloadTooLarge, UnsupportedMediaType, information_outcome
 from hub.fhir.capability import capability_statement
-from hub.fhir.service import FhirService, Stored, WriteResult, check_type, instant
+from hub.fhir.service import FhirService, Stored, WriteResult, check_type, instant, parse_etag
 from hub.settings import Settings
+from hub.sync.service import SyncService
 from mappings.fhir import jsonio
 from mappings.fhir.validation import Issue, validate_resource
 
@@ -38,6 +39,12 @@ def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def check_accept(request: Request) -> None:
+    # _format overrides Accept (FHIR http.html#mime-type); search checks it too, reads must as well
+    fmt = (request.query_params.get("_format") or "").lower()
+    if "xml" in fmt or "turtle" in fmt or "ttl" in fmt:
+        raise NotAcceptable("This server speaks JSON only (_format=json)", expression="_format")
+    if fmt in ("json", *JSON_TYPES):
+        return
     accept = request.headers.get("accept")
     if not accept:
         return
@@ -49,7 +56,8 @@ def check_accept(request: Request) -> None:
 
 def prefer(request: Request, key: str, default: str) -> str:
     for header in request.headers.getlist("prefer"):
-        for part in header.split(";"):
+        # preferences are comma-separated (RFC 7240): "return=minimal, handling=strict"
+        for part in header.replace(",", ";").split(";"):
             name, _, value = part.strip().partition("=")
             if name.strip().lower() == key:
                 return value.strip().strip('"')
@@ -73,6 +81,7 @@ async def read_json_body(request: Request, settings: Settings) -> Any:
             raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes")
         chunks.append(chunk)
     body = b"".join(chunks)
+    request.state.raw_body = body
     if not body.strip():
         raise BadRequest("The request body is empty; a FHIR resource is expected")
     try:
@@ -95,7 +104,24 @@ def _service(session: Any, settings: Settings, tenant: str, base: str) -> FhirSe
         base_url=base,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
+        listeners=[SyncService(session, tenant=tenant, settings=settings).on_change],
     )
+
+
+async def keep_rejected(request: Request, settings: Settings, tenant: str, event: str, exc: HubError) -> None:
+    """Store a refused write for inspection (payload encrypted), in a transaction of its own."""
+    raw = getattr(request.state, "raw_body", None)
+    if raw is None or exc.status_code not in (400, 409, 412, 422):
+        return
+    reason = "; ".join(f"{i.expression or '-'}: {i.diagnostics}" for i in exc.issues)
+
+    def store() -> None:
+        with unit_of_work(settings) as session:
+            SyncService(session, tenant=tenant, settings=settings).record_rejected(
+                source="fhir-api", event=event, raw=raw, reason=f"HTTP {exc.status_code}: {reason}"
+            )
+
+    await run_in_threadpool(store)
 
 
 async def run(request: Request, settings: Settings, tenant: str, work: Callable[[FhirService], T]) -> T:
@@ -123,9 +149,21 @@ def write_response(request: Request, result: WriteResult, settings: Settings) ->
     if preference == "minimal":
         return Response(status_code=result.status, headers=headers)
     if preference == "OperationOutcome":
-        text = "Created" if result.status == 201 else "Updated"
+        if result.status == 201:
+            text = "Created"
+        elif request.method == "POST":  # a conditional create that matched: nothing was written
+            text = "A matching resource exists (If-None-Exist); nothing was created"
+        else:
+            text = "Updated"
         return fhir_response(information_outcome(text), result.status, headers)
     return fhir_response(stored.content or "", result.status, headers)
+
+
+def _etag_matches(if_none_match: str, stored: Stored) -> bool:
+    """Weak comparison (RFC 9110 13.1.2): ``*``, or any listed tag naming the current version."""
+    if if_none_match.strip() == "*":
+        return True
+    return any(parse_etag(tag) == stored.version_id for tag in if_none_match.split(","))
 
 
 def query_items(request: Request) -> list[tuple[str, str]]:
@@ -146,12 +184,20 @@ async def metadata(request: Request, settings: SettingsDep) -> Response:
     return fhir_response(capability_statement(fhir_base(request, settings), published))
 
 
+# fhirclient and fhirpy post Bundles to "[base]/": serve that too, not a 307 (some clients drop the body)
 @router.post("", summary="Transaction or batch Bundle")
+@router.post("/", include_in_schema=False)
 async def transaction(request: Request, settings: SettingsDep, tenant: TenantDep) -> Response:
     check_accept(request)
-    bundle = await read_json_body(request, settings)
     preference = prefer(request, "return", "representation")
-    result = await run(request, settings, tenant, lambda svc: svc.process_bundle(bundle, return_preference=preference))
+    try:
+        bundle = await read_json_body(request, settings)
+        result = await run(
+            request, settings, tenant, lambda svc: svc.process_bundle(bundle, return_preference=preference)
+        )
+    except HubError as exc:
+        await keep_rejected(request, settings, tenant, "Bundle.transaction", exc)
+        raise
     return fhir_response(result)
 
 
@@ -187,9 +233,15 @@ async def search_post(resource_type: str, request: Request, settings: SettingsDe
 @router.post("/{resource_type}", summary="Create (conditional with If-None-Exist)")
 async def create(resource_type: str, request: Request, settings: SettingsDep, tenant: TenantDep) -> Response:
     check_accept(request)
-    resource = await read_json_body(request, settings)
     if_none_exist = request.headers.get("if-none-exist")
-    result = await run(request, settings, tenant, lambda svc: svc.create(resource_type, resource, if_none_exist=if_none_exist))
+    try:
+        resource = await read_json_body(request, settings)
+        result = await run(
+            request, settings, tenant, lambda svc: svc.create(resource_type, resource, if_none_exist=if_none_exist)
+        )
+    except HubError as exc:
+        await keep_rejected(request, settings, tenant, f"{resource_type}.create", exc)
+        raise
     return write_response(request, result, settings)
 
 
@@ -227,7 +279,7 @@ async def read(
     stored = await run(request, settings, tenant, lambda svc: svc.read(resource_type, resource_id))
     headers = _version_headers(stored, settings)
     if_none_match = request.headers.get("if-none-match")
-    if if_none_match and if_none_match.strip() == stored.etag:
+    if if_none_match and _etag_matches(if_none_match, stored):
         return Response(status_code=304, headers=headers)
     return fhir_response(stored.content or "", 200, headers)
 
@@ -237,9 +289,15 @@ async def update(
     resource_type: str, resource_id: str, request: Request, settings: SettingsDep, tenant: TenantDep
 ) -> Response:
     check_accept(request)
-    resource = await read_json_body(request, settings)
     if_match = request.headers.get("if-match")
-    result = await run(request, settings, tenant, lambda svc: svc.update(resource_type, resource_id, resource, if_match=if_match))
+    try:
+        resource = await read_json_body(request, settings)
+        result = await run(
+            request, settings, tenant, lambda svc: svc.update(resource_type, resource_id, resource, if_match=if_match)
+        )
+    except HubError as exc:
+        await keep_rejected(request, settings, tenant, f"{resource_type}.update", exc)
+        raise
     return write_response(request, result, settings)
 
 

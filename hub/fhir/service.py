@@ -34,6 +34,7 @@ from hub.fhir import searchparams
 from hub.fhir.search import ParsedSearch, parse_search
 from hub.store import repository as repo
 from hub.store.models import Resource, ResourceVersion
+from hub.sync.service import Change
 from mappings.fhir import SUPPORTED_TYPES, jsonio
 from mappings.fhir.validation import Issue, validate_resource
 
@@ -93,15 +94,31 @@ def check_id(resource_id: str) -> None:
         raise BadRequest("Resource id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'", expression="id")
 
 
-def _relocate(issues: Sequence[Issue], resource_type: str, prefix: str) -> list[Issue]:
-    """Rewrite issue expressions from ``Type.x`` to ``{prefix}.x`` (e.g. inside a Bundle entry)."""
+_REQUEST_HEADERS = {"If-Match": "request.ifMatch", "If-None-Exist": "request.ifNoneExist"}
+
+
+def _relocate(issues: Sequence[Issue], resource_type: str, where: str, other: str = "request.url") -> list[Issue]:
+    """Point issue expressions into the Bundle entry ``where`` (``Bundle.entry[i]``).
+
+    ``Type.x`` becomes ``{where}.resource.x``, request headers become ``{where}.request.*``, other
+    expressions (search parameters, the id in the url) become ``{where}.{other}``; an issue without
+    an expression points at the entry. Expressions that already start with ``Bundle.`` are kept.
+    """
     out = []
     for issue in issues:
         expression = issue.expression
-        if expression and (expression == resource_type or expression.startswith(resource_type + ".")):
-            expression = prefix + expression[len(resource_type) :]
-        elif expression:
-            expression = f"{prefix}.{expression}"
+        if not expression:
+            expression = where
+        elif expression.startswith("Bundle."):
+            pass
+        elif expression == resource_type or expression.startswith(resource_type + "."):
+            expression = f"{where}.resource{expression[len(resource_type) :]}"
+        elif expression == "resourceType":
+            expression = f"{where}.resource.resourceType"
+        elif expression in _REQUEST_HEADERS:
+            expression = f"{where}.{_REQUEST_HEADERS[expression]}"
+        else:
+            expression = f"{where}.{other}"
         out.append(Issue(issue.severity, issue.code, issue.diagnostics, expression))
     return out
 
@@ -117,8 +134,11 @@ class FhirService:
         max_count: int = 500,
         clock: Callable[[], datetime] = searchparams.utcnow,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        listeners: Sequence[Callable[[Change], object]] = (),
     ) -> None:
         self.session = session
+        #: called with every write, inside the transaction (routing into the outbox)
+        self.listeners = list(listeners)
         self.tenant = tenant
         self.base_url = base_url  # ends with /fhir
         self.default_count = default_count
@@ -155,8 +175,9 @@ class FhirService:
 
     def vread(self, resource_type: str, resource_id: str, version: str) -> Stored:
         check_type(resource_type)
-        if not version.isdigit():
-            raise NotFound(f"Version {version!r} is not known")
+        # ASCII digits only, and small enough for the INTEGER column (no overflow -> 500)
+        if not (version.isascii() and version.isdigit()) or int(version) > 2**31 - 1:
+            raise NotFound("That version is not known")
         row = repo.get_version(
             self.session,
             tenant=self.tenant,
@@ -181,6 +202,7 @@ class FhirService:
         method: str,
     ) -> Stored:
         now = self.clock()
+        current_deleted = current is not None and current.deleted
         version_id = (current.version_id + 1) if current is not None else 1
         content = None
         if resource is not None:
@@ -210,7 +232,13 @@ class FhirService:
             resource_id=resource_id,
             values=searchparams.extract(resource_type, resource) if resource is not None else None,
         )
-        return Stored.of(row)
+        stored = Stored.of(row)
+        if self.listeners:
+            interaction = "delete" if resource is None else ("create" if current is None or current_deleted else "update")
+            change = Change(resource_type, resource_id, stored.version_id, interaction, resource, stored.content)
+            for listener in self.listeners:
+                listener(change)
+        return stored
 
     def create(
         self,
@@ -240,7 +268,9 @@ class FhirService:
             self.session, query=self._query(resource_type, parsed, limit=2, offset=0), with_total=False
         )
         if len(rows) > 1:
-            raise PreconditionFailed("The conditional create matched more than one resource")
+            raise PreconditionFailed(
+                "The conditional create matched more than one resource", expression="If-None-Exist"
+            )
         return Stored.of(rows[0]) if rows else None
 
     def update(
@@ -273,7 +303,8 @@ class FhirService:
         if current is None or current.version_id != wanted:
             have = "none" if current is None else str(current.version_id)
             raise PreconditionFailed(
-                f"Version conflict: If-Match asked for version {wanted}, the current version is {have}"
+                f"Version conflict: If-Match asked for version {wanted}, the current version is {have}",
+                expression="If-Match",
             )
 
     def delete(self, resource_type: str, resource_id: str, *, if_match: str | None = None) -> Stored | None:
@@ -337,7 +368,7 @@ class FhirService:
             return bundle
         query = self._query(resource_type, parsed, limit=count + 1, offset=parsed.offset)
         rows, total = repo.search(self.session, query=query, with_total=parsed.total != "none")
-        has_next = len(rows) > count
+        has_next = count > 0 and len(rows) > count  # _count=0: no page to go to, only the total
         rows = rows[:count]
         if total is not None:
             bundle["total"] = total
@@ -401,11 +432,14 @@ class FhirService:
         for key, value in items:
             try:
                 if key == "_count":
-                    count = min(max(0, int(value)), self.max_count)
+                    count = int(value)
+                    if count < 0:  # as in search: a negative page size is an error, not an empty page
+                        raise ValueError(value)
+                    count = min(count, self.max_count)
                 elif key == "_offset":
                     offset = max(0, int(value))
-                elif key == "_since":
-                    since = searchparams.date_range(value)[0]
+                elif key == "_since":  # a '+' of the offset that was not percent-encoded arrives as a space
+                    since = searchparams.date_range(value.strip().replace(" ", "+"))[0]
             except ValueError:
                 raise BadRequest(f"Invalid value for {key}", expression=key) from None
         if resource_id and resource_type:
@@ -426,7 +460,7 @@ class FhirService:
         path = "/".join(p for p in (resource_type, resource_id, "_history") if p)
         base_items = [("_count", str(count))] + ([("_since", instant(since))] if since else [])
         links = [{"relation": "self", "url": f"{self.base_url}/{path}?{urlencode(base_items + [('_offset', str(offset))])}"}]
-        if offset + count < total:
+        if count > 0 and offset + count < total:  # _count=0 must not link back to itself
             links.append(
                 {"relation": "next", "url": f"{self.base_url}/{path}?{urlencode(base_items + [('_offset', str(offset + count))])}"}
             )
@@ -507,8 +541,8 @@ class FhirService:
         if not parts:
             raise BadRequest("request.url must name a resource type", expression=f"{where}.request.url")
         resource_type = parts[0]
-        check_type(resource_type)
         try:
+            check_type(resource_type)
             if method == "GET":
                 if len(parts) == 1:
                     result = self.search(resource_type, parse_qsl(plan.query, keep_blank_values=True))
@@ -542,7 +576,8 @@ class FhirService:
                 response["etag"] = deleted.etag
             return {"response": response}
         except HubError as exc:
-            exc.issues = _relocate(exc.issues, resource_type, f"{where}.resource")
+            other = "request.ifNoneExist" if method == "POST" and plan.if_none_exist else "request.url"
+            exc.issues = _relocate(exc.issues, resource_type, where, other)
             raise
 
     def _require_entry_resource(self, plan: _EntryPlan, resource_type: str) -> None:
@@ -588,11 +623,12 @@ class FhirService:
         # conditional creates that match an existing resource point references at it
         for plan in plans:
             if plan.method == "POST" and plan.if_none_exist and len(plan.parts) == 1:
-                check_type(plan.parts[0])
                 try:
+                    check_type(plan.parts[0])
                     existing = self._conditional_match(plan.parts[0], plan.if_none_exist)
                 except HubError as exc:
-                    exc.issues = _relocate(exc.issues, plan.parts[0], f"Bundle.entry[{plan.index}].request")
+                    where = f"Bundle.entry[{plan.index}]"
+                    exc.issues = _relocate(exc.issues, plan.parts[0], where, "request.ifNoneExist")
                     raise
                 if existing is not None and plan.full_url:
                     mapping[plan.full_url] = f"{existing.resource_type}/{existing.id}"

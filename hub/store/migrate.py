@@ -34,3 +34,9 @@ def current(url: str) -> str | None:
 
     with engine_for(url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def head() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

@@ -131,3 +131,136 @@ class SearchDate(Base):
 
 
 INDEX_TABLES = (SearchToken, SearchReference, SearchDate)
+
+
+# ------------------------------------------------------------------ sync engine
+
+
+class ConnectorInstance(Base):
+    """A configured connector of a tenant (e.g. "clinic-emr-webhook"); secrets encrypted at rest."""
+
+    __tablename__ = "connector_instances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(64))  # connector slug
+    config: Mapped[str] = mapped_column(Text)  # Fernet token of the JSON config
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=8)
+    timeout_seconds: Mapped[float] = mapped_column(default=10.0)
+    backoff_base_seconds: Mapped[float] = mapped_column(default=2.0)
+    backoff_max_seconds: Mapped[float] = mapped_column(default=600.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("uq_connector_instances_name", "tenant_id", "name", unique=True),)
+
+
+class Route(Base):
+    """Which changes (resource type + interaction, optional FHIRPath filter) go to which connector."""
+
+    __tablename__ = "routes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    resource_type: Mapped[str] = mapped_column(String(64))  # or "*"
+    interactions: Mapped[str] = mapped_column(String(64), default="create,update")  # comma list or "*"
+    filter: Mapped[str | None] = mapped_column(Text, nullable=True)  # FHIRPath, must evaluate to true
+    connector_id: Mapped[int] = mapped_column(Integer, ForeignKey("connector_instances.id"))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("uq_routes_name", "tenant_id", "name", unique=True),)
+
+
+class Message(Base):
+    """Every message that entered or left the hub, with its payloads (encrypted) and status."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound
+    source: Mapped[str] = mapped_column(String(100))  # "fhir-api", a connector name...
+    external_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    event: Mapped[str] = mapped_column(String(100))  # e.g. ServiceRequest.create
+    resource_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resource_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resource_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    correlation_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))  # received|rejected|routed|unrouted|delivered|failed|dead
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    raw_payload: Mapped[str | None] = mapped_column(Text, nullable=True)  # encrypted
+    translated_payload: Mapped[str | None] = mapped_column(Text, nullable=True)  # encrypted
+    replay_of: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_messages_tenant_created", "tenant_id", "created_at"),
+        Index("ix_messages_tenant_status", "tenant_id", "status"),
+        Index("ix_messages_correlation", "tenant_id", "correlation_id"),
+        Index("uq_messages_inbox", "tenant_id", "source", "external_id", unique=True),
+    )
+
+
+class DeliveryJob(Base):
+    """The outbox: one delivery of one message to one connector instance."""
+
+    __tablename__ = "delivery_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    message_id: Mapped[str] = mapped_column(String(36), ForeignKey("messages.id"))
+    connector_id: Mapped[int] = mapped_column(Integer, ForeignKey("connector_instances.id"))
+    route_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(12))  # pending|running|retrying|succeeded|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    idempotency_key: Mapped[str] = mapped_column(String(100))
+    ordering_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    replay_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    __table_args__ = (
+        Index("ix_delivery_jobs_due", "status", "next_attempt_at"),
+        Index("ix_delivery_jobs_tenant_status", "tenant_id", "status"),
+        Index("ix_delivery_jobs_ordering", "ordering_key", "id"),
+        Index("ix_delivery_jobs_message", "message_id"),
+    )
+
+
+class MessageEvent(Base):
+    """One step in the life of a message (received, routed, queued, sent, failed...)."""
+
+    __tablename__ = "message_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(36), ForeignKey("messages.id"))
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    event: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(DateTime)
+    duration_ms: Mapped[float | None] = mapped_column(nullable=True)
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)  # never payload content
+
+    __table_args__ = (Index("ix_message_events_message", "message_id", "id"),)
+
+
+class Cursor(Base):
+    """Polling position of a connector instance; advanced only after its batch is committed."""
+
+    __tablename__ = "cursors"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connector_id: Mapped[int] = mapped_column(Integer, ForeignKey("connector_instances.id"), primary_key=True)
+    value: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)

@@ -48,7 +48,11 @@ _PEOPLE: tuple[Binding, ...] = (
 )
 
 REQUIRED_BINDINGS: dict[str, tuple[Binding, ...]] = {
-    "Patient": _PEOPLE + (Binding("link.type", _codes("replaced-by replaces refer seealso")),),
+    "Patient": _PEOPLE
+    + (
+        Binding("link.type", _codes("replaced-by replaces refer seealso")),
+        Binding("contact.gender", GENDER),
+    ),
     "Practitioner": _PEOPLE,
     "PractitionerRole": (
         Binding("telecom.system", CONTACT_SYSTEM),
@@ -143,6 +147,7 @@ REQUIRED_BINDINGS: dict[str, tuple[Binding, ...]] = {
             "statusHistory.status",
             _codes("planned arrived triaged in-progress onleave finished cancelled entered-in-error unknown"),
         ),
+        Binding("location.status", _codes("planned active reserved completed")),
     ),
     "Observation": (
         Binding(
@@ -165,6 +170,31 @@ REQUIRED_BINDINGS: dict[str, tuple[Binding, ...]] = {
         Binding("priority", REQUEST_PRIORITY),
     ),
     "Provenance": (Binding("entity.role", _codes("derivation revision quotation source removal")),),
+}
+
+
+QUANTITY_COMPARATOR = _codes("< <= >= >")
+UNITS_OF_TIME = _codes("s min h d wk mo a")
+
+#: Required bindings of datatypes, checked wherever the datatype occurs (``Task.for.identifier.use``,
+#: ``Patient.contact.telecom[0].system``, ``Observation.valueQuantity.comparator``...). Keyed by the
+#: datatype (model class) name; paths are relative to the datatype.
+DATATYPE_BINDINGS: dict[str, tuple[Binding, ...]] = {
+    "Identifier": (Binding("use", IDENTIFIER_USE),),
+    "ContactPoint": (Binding("system", CONTACT_SYSTEM), Binding("use", CONTACT_USE)),
+    "HumanName": (Binding("use", NAME_USE),),
+    "Address": (Binding("use", ADDRESS_USE), Binding("type", ADDRESS_TYPE)),
+    "Narrative": (Binding("status", NARRATIVE_STATUS),),
+    "Quantity": (Binding("comparator", QUANTITY_COMPARATOR),),
+    "Age": (Binding("comparator", QUANTITY_COMPARATOR),),
+    "Count": (Binding("comparator", QUANTITY_COMPARATOR),),
+    "Distance": (Binding("comparator", QUANTITY_COMPARATOR),),
+    "Duration": (Binding("comparator", QUANTITY_COMPARATOR),),
+    "TimingRepeat": (
+        Binding("durationUnit", UNITS_OF_TIME),
+        Binding("periodUnit", UNITS_OF_TIME),
+        Binding("dayOfWeek", _codes("mon tue wed thu fri sat sun")),
+    ),
 }
 
 

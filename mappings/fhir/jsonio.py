@@ -7,6 +7,7 @@ every JSON number that has a fraction or exponent.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import simplejson
@@ -22,6 +23,12 @@ class InvalidJson(ValueError):
         self.column = column
 
 
+def _parse_int(text: str) -> int | Decimal:
+    """Integers as ``int``; very long ones as ``Decimal``: Python refuses int() of more than 4300
+    digits (a ValueError, then a 500), and no FHIR integer is that long (a decimal may be)."""
+    return int(text) if len(text) <= 256 else Decimal(text)
+
+
 def loads(data: str | bytes) -> Any:
     if isinstance(data, bytes):
         try:
@@ -29,7 +36,7 @@ def loads(data: str | bytes) -> Any:
         except UnicodeDecodeError as exc:
             raise InvalidJson("body is not UTF-8", 1, exc.start + 1) from None
     try:
-        return simplejson.loads(data, use_decimal=True)
+        return simplejson.loads(data, use_decimal=True, parse_int=_parse_int)
     except simplejson.JSONDecodeError as exc:
         raise InvalidJson(exc.msg, exc.lineno, exc.colno) from None
 

@@ -1,0 +1,1 @@
+"""Administration: the JSON admin API under /admin/api."""

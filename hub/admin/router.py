@@ -1,0 +1,256 @@
+"""Admin API (JSON, ``/admin/api``): messages, jobs, dead letters, retry and replay, connectors
+with health, routes. Thin: each endpoint calls one service in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import yaml
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from hub.deps import SettingsDep, TenantDep, unit_of_work
+from hub.errors import BadRequest
+from hub.settings import Settings
+from hub.sync.admin import AdminViews, route_view
+from hub.sync.service import SyncService
+
+router = APIRouter(prefix="/admin/api", tags=["admin"])
+T = TypeVar("T")
+
+
+async def run(settings: Settings, work: Callable[[Session], T]) -> T:
+    def job() -> T:
+        with unit_of_work(settings) as session:
+            return work(session)
+
+    return await run_in_threadpool(job)
+
+
+class ConnectorIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
+    kind: str = Field(min_length=1, max_length=64)
+    config: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    backoff_base_seconds: float = Field(default=2.0, gt=0, le=3600)
+    backoff_max_seconds: float = Field(default=600.0, gt=0, le=86400)
+
+
+class RouteIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    resource_type: str = Field(min_length=1, max_length=64)
+    connector: str
+    interactions: list[Literal["create", "update", "delete", "*"]] = Field(default_factory=lambda: ["create", "update"])
+    filter: str | None = Field(default=None, description="FHIRPath that must evaluate to true")
+    enabled: bool = True
+
+
+class ReplayIn(BaseModel):
+    message_ids: list[str] = Field(default_factory=list)
+    dead_letters_of: str | None = Field(default=None, description="Replay every dead letter of this connector")
+    all_dead_letters: bool = False
+
+
+# ------------------------------------------------------------------ messages
+
+
+@router.get("/messages", summary="Messages, newest first")
+async def list_messages(
+    settings: SettingsDep,
+    tenant: TenantDep,
+    status: str | None = None,
+    connector: str | None = None,
+    correlation_id: str | None = None,
+    resource_type: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    def naive(value: datetime | None) -> datetime | None:
+        return value.astimezone(UTC).replace(tzinfo=None) if value and value.tzinfo else value
+
+    return await run(
+        settings,
+        lambda s: AdminViews(s, tenant=tenant).messages(
+            status=status, connector=connector, correlation_id=correlation_id, resource_type=resource_type,
+            since=naive(since), until=naive(until), limit=limit, offset=offset,
+        ),
+    )
+
+
+@router.get("/messages/{message_id}", summary="A message with its events and delivery jobs")
+async def get_message(message_id: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    return await run(settings, lambda s: AdminViews(s, tenant=tenant).message(message_id))
+
+
+@router.post("/messages/{message_id}/replay", status_code=201, summary="Replay a message (a new, linked message)")
+async def replay_message(message_id: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    def work(session: Session) -> dict[str, Any]:
+        replay = SyncService(session, tenant=tenant, settings=settings).replay_message(message_id)
+        session.flush()
+        return AdminViews(session, tenant=tenant).message(replay.id)
+
+    return await run(settings, work)
+
+
+@router.post("/replay", summary="Bulk replay: listed messages, or the dead letters of a connector")
+async def bulk_replay(body: ReplayIn, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    if not body.message_ids and not body.dead_letters_of and not body.all_dead_letters:
+        raise BadRequest("Give message_ids, dead_letters_of or all_dead_letters")
+
+    def work(session: Session) -> dict[str, Any]:
+        service = SyncService(session, tenant=tenant, settings=settings)
+        replays = [service.replay_message(m) for m in body.message_ids]
+        if body.dead_letters_of or body.all_dead_letters:
+            replays += service.replay_dead(connector=body.dead_letters_of)
+        return {"replayed": [{"id": r.id, "replay_of": r.replay_of} for r in replays]}
+
+    return await run(settings, work)
+
+
+# ------------------------------------------------------------------ jobs
+
+
+@router.get("/jobs", summary="Delivery jobs, newest first")
+async def list_jobs(
+    settings: SettingsDep,
+    tenant: TenantDep,
+    status: str | None = None,
+    connector: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    return await run(
+        settings,
+        lambda s: AdminViews(s, tenant=tenant).jobs(status=status, connector=connector, limit=limit, offset=offset),
+    )
+
+
+@router.get("/dead-letters", summary="Dead-lettered jobs")
+async def dead_letters(
+    settings: SettingsDep,
+    tenant: TenantDep,
+    connector: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    return await run(
+        settings,
+        lambda s: AdminViews(s, tenant=tenant).jobs(status="dead", connector=connector, limit=limit, offset=offset),
+    )
+
+
+@router.get("/jobs/{job_id}", summary="A delivery job (why it is queued: next attempt, last error)")
+async def get_job(job_id: int, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    return await run(settings, lambda s: AdminViews(s, tenant=tenant).job(job_id))
+
+
+@router.post("/jobs/{job_id}/retry", summary="Retry a dead or retrying job now")
+async def retry_job(job_id: int, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    def work(session: Session) -> dict[str, Any]:
+        SyncService(session, tenant=tenant, settings=settings).retry_job(job_id)
+        return AdminViews(session, tenant=tenant).job(job_id)
+
+    return await run(settings, work)
+
+
+# ------------------------------------------------------------------ connectors
+
+
+@router.get("/connectors", summary="Connectors with health (backlog, last success/error, error rates)")
+async def list_connectors(settings: SettingsDep, tenant: TenantDep) -> list[dict[str, Any]]:
+    return await run(settings, lambda s: AdminViews(s, tenant=tenant).connectors())
+
+
+@router.get("/connectors/{name}", summary="A connector with its health")
+async def get_connector(name: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    return await run(settings, lambda s: AdminViews(s, tenant=tenant).connector(name))
+
+
+@router.put("/connectors/{name}", summary="Create or replace a connector (secrets are stored encrypted)")
+async def put_connector(name: str, body: ConnectorIn, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    if body.name != name:
+        raise BadRequest("The name in the body must match the URL")
+
+    def work(session: Session) -> dict[str, Any]:
+        SyncService(session, tenant=tenant, settings=settings).add_connector(
+            name=body.name, kind=body.kind, config=body.config, enabled=body.enabled,
+            max_attempts=body.max_attempts, timeout_seconds=body.timeout_seconds,
+            backoff_base_seconds=body.backoff_base_seconds, backoff_max_seconds=body.backoff_max_seconds,
+            replace=True,
+        )
+        return AdminViews(session, tenant=tenant).connector(name)
+
+    return await run(settings, work)
+
+
+@router.post("/connectors/{name}/test", summary="Run the connector's health check against its partner")
+async def test_connector(name: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    from hub.sync.connectors import check_health
+
+    return await run_in_threadpool(check_health, settings, tenant, name)
+
+
+# ------------------------------------------------------------------ routes
+
+
+@router.get("/routes", summary="Routes")
+async def list_routes(settings: SettingsDep, tenant: TenantDep) -> list[dict[str, Any]]:
+    return await run(settings, lambda s: AdminViews(s, tenant=tenant).routes())
+
+
+@router.post("/routes", status_code=201, summary="Create a route")
+async def create_route(body: RouteIn, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    return await run(settings, lambda s: _save_route(s, settings, tenant, body, replace=False))
+
+
+@router.get("/routes/{route_id}", summary="A route")
+async def get_route(route_id: int, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    return await run(settings, lambda s: AdminViews(s, tenant=tenant).route(route_id))
+
+
+@router.put("/routes/{route_id}", summary="Replace a route")
+async def put_route(route_id: int, body: RouteIn, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    def work(session: Session) -> dict[str, Any]:
+        current = AdminViews(session, tenant=tenant).route(route_id)
+        if current["name"] != body.name:
+            SyncService(session, tenant=tenant, settings=settings).delete_route(route_id)
+        return _save_route(session, settings, tenant, body, replace=True)
+
+    return await run(settings, work)
+
+
+@router.delete("/routes/{route_id}", status_code=204, summary="Delete a route")
+async def delete_route(route_id: int, settings: SettingsDep, tenant: TenantDep) -> None:
+    await run(settings, lambda s: SyncService(s, tenant=tenant, settings=settings).delete_route(route_id))
+
+
+@router.post("/routes/import", summary="Load connectors and routes from a YAML document (upsert by name)")
+async def import_routes(
+    settings: SettingsDep, tenant: TenantDep, body: str = Body(..., media_type="application/yaml")
+) -> dict[str, int]:
+    try:
+        document = yaml.safe_load(body)
+    except yaml.YAMLError:
+        raise BadRequest("The body is not valid YAML") from None
+
+    def work(session: Session) -> dict[str, int]:
+        connectors, routes = SyncService(session, tenant=tenant, settings=settings).load_config(document)
+        return {"connectors": connectors, "routes": routes}
+
+    return await run(settings, work)
+
+
+def _save_route(session: Session, settings: Settings, tenant: str, body: RouteIn, *, replace: bool) -> dict[str, Any]:
+    route = SyncService(session, tenant=tenant, settings=settings).add_route(
+        name=body.name, resource_type=body.resource_type, connector=body.connector,
+        interactions=",".join(body.interactions), filter=body.filter, enabled=body.enabled, replace=replace,
+    )
+    return route_view(route, AdminViews(session, tenant=tenant).connector_names())

@@ -1,0 +1,322 @@
+"""Queries of the sync engine (messages, events, jobs, connectors, routes, cursors)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from hub.store.models import ConnectorInstance, Cursor, DeliveryJob, Message, MessageEvent, Route
+
+OPEN = ("pending", "running", "retrying")
+
+
+# ---------------------------------------------------------------- connectors and routes
+
+
+def connector_by_name(session: Session, *, tenant: str, name: str) -> ConnectorInstance | None:
+    return session.scalars(
+        select(ConnectorInstance).where(ConnectorInstance.tenant_id == tenant, ConnectorInstance.name == name)
+    ).one_or_none()
+
+
+def connector_by_id(session: Session, *, connector_id: int) -> ConnectorInstance | None:
+    return session.get(ConnectorInstance, connector_id)
+
+
+def list_connectors(session: Session, *, tenant: str) -> list[ConnectorInstance]:
+    return list(
+        session.scalars(
+            select(ConnectorInstance).where(ConnectorInstance.tenant_id == tenant).order_by(ConnectorInstance.name)
+        )
+    )
+
+
+def all_enabled_connectors(session: Session) -> list[ConnectorInstance]:
+    return list(session.scalars(select(ConnectorInstance).where(ConnectorInstance.enabled.is_(True))))
+
+
+def routes_for(session: Session, *, tenant: str, resource_type: str) -> list[Route]:
+    return list(
+        session.scalars(
+            select(Route)
+            .where(
+                Route.tenant_id == tenant,
+                Route.enabled.is_(True),
+                or_(Route.resource_type == resource_type, Route.resource_type == "*"),
+            )
+            .order_by(Route.id)
+        )
+    )
+
+
+def list_routes(session: Session, *, tenant: str) -> list[Route]:
+    return list(session.scalars(select(Route).where(Route.tenant_id == tenant).order_by(Route.name)))
+
+
+def route_by_id(session: Session, *, tenant: str, route_id: int) -> Route | None:
+    route = session.get(Route, route_id)
+    return route if route is not None and route.tenant_id == tenant else None
+
+
+def route_by_name(session: Session, *, tenant: str, name: str) -> Route | None:
+    return session.scalars(select(Route).where(Route.tenant_id == tenant, Route.name == name)).one_or_none()
+
+
+# ---------------------------------------------------------------- messages
+
+
+def message_by_id(session: Session, *, tenant: str | None, message_id: str) -> Message | None:
+    message = session.get(Message, message_id)
+    if message is None or (tenant is not None and message.tenant_id != tenant):
+        return None
+    return message
+
+
+def message_by_external_id(session: Session, *, tenant: str, source: str, external_id: str) -> Message | None:
+    return session.scalars(
+        select(Message).where(
+            Message.tenant_id == tenant, Message.source == source, Message.external_id == external_id
+        )
+    ).one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    tenant: str
+    status: str | None = None
+    connector_id: int | None = None
+    correlation_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    resource_type: str | None = None
+
+
+def _message_conditions(f: MessageFilter) -> list:  # type: ignore[type-arg]
+    conditions = [Message.tenant_id == f.tenant]
+    if f.status:
+        conditions.append(Message.status == f.status)
+    if f.correlation_id:
+        conditions.append(Message.correlation_id == f.correlation_id)
+    if f.since:
+        conditions.append(Message.created_at >= f.since)
+    if f.until:
+        conditions.append(Message.created_at < f.until)
+    if f.resource_type:
+        conditions.append(Message.resource_type == f.resource_type)
+    if f.connector_id is not None:
+        conditions.append(
+            Message.id.in_(select(DeliveryJob.message_id).where(DeliveryJob.connector_id == f.connector_id))
+        )
+    return conditions
+
+
+def list_messages(session: Session, *, filter: MessageFilter, limit: int, offset: int) -> tuple[list[Message], int]:
+    conditions = _message_conditions(filter)
+    total = session.scalar(select(func.count()).select_from(Message).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Message).where(*conditions).order_by(Message.created_at.desc(), Message.id).limit(limit).offset(offset)
+    )
+    return list(rows), total
+
+
+def events_of(session: Session, *, message_id: str) -> list[MessageEvent]:
+    return list(
+        session.scalars(select(MessageEvent).where(MessageEvent.message_id == message_id).order_by(MessageEvent.id))
+    )
+
+
+def jobs_of(session: Session, *, message_id: str) -> list[DeliveryJob]:
+    return list(session.scalars(select(DeliveryJob).where(DeliveryJob.message_id == message_id).order_by(DeliveryJob.id)))
+
+
+def purge_payloads(session: Session, *, before: datetime) -> int:
+    result = session.execute(
+        update(Message)
+        .where(
+            Message.created_at < before,
+            Message.status.in_(("delivered", "dead", "rejected", "unrouted")),
+            or_(Message.raw_payload.is_not(None), Message.translated_payload.is_not(None)),
+        )
+        .values(raw_payload=None, translated_payload=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def job_by_id(session: Session, *, job_id: int, tenant: str | None = None) -> DeliveryJob | None:
+    job = session.get(DeliveryJob, job_id)
+    if job is None or (tenant is not None and job.tenant_id != tenant):
+        return None
+    return job
+
+
+def claim_job(session: Session, *, job_id: int, now: datetime, lease_until: datetime) -> bool:
+    """Atomically move a due job to running (one claimant wins); False if it is not claimable."""
+    result = session.execute(
+        update(DeliveryJob)
+        .where(
+            DeliveryJob.id == job_id,
+            or_(
+                and_(DeliveryJob.status.in_(("pending", "retrying")), DeliveryJob.next_attempt_at <= now),
+                and_(DeliveryJob.status == "running", DeliveryJob.locked_until < now),
+            ),
+        )
+        .values(status="running", locked_until=lease_until, attempts=DeliveryJob.attempts + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def earlier_open_job(session: Session, *, job: DeliveryJob) -> int | None:
+    """An earlier, unfinished job with the same ordering key (same patient, same connector)."""
+    if not job.ordering_key:
+        return None
+    return session.scalar(
+        select(DeliveryJob.id)
+        .where(
+            DeliveryJob.ordering_key == job.ordering_key,
+            DeliveryJob.id < job.id,
+            DeliveryJob.status.in_(OPEN),
+        )
+        .limit(1)
+    )
+
+
+def due_jobs(session: Session, *, now: datetime, requeue_before: datetime, limit: int) -> list[DeliveryJob]:
+    """Jobs whose task was probably lost: due for longer than the grace, or running past their lease."""
+    stmt = (
+        select(DeliveryJob)
+        .where(
+            or_(
+                and_(DeliveryJob.status.in_(("pending", "retrying")), DeliveryJob.next_attempt_at <= requeue_before),
+                and_(DeliveryJob.status == "running", DeliveryJob.locked_until < now),
+            )
+        )
+        .order_by(DeliveryJob.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    tenant: str
+    status: str | None = None
+    connector_id: int | None = None
+    message_id: str | None = None
+
+
+def list_jobs(session: Session, *, filter: JobFilter, limit: int, offset: int) -> tuple[list[DeliveryJob], int]:
+    conditions = [DeliveryJob.tenant_id == filter.tenant]
+    if filter.status:
+        conditions.append(DeliveryJob.status == filter.status)
+    if filter.connector_id is not None:
+        conditions.append(DeliveryJob.connector_id == filter.connector_id)
+    if filter.message_id:
+        conditions.append(DeliveryJob.message_id == filter.message_id)
+    total = session.scalar(select(func.count()).select_from(DeliveryJob).where(*conditions)) or 0
+    rows = session.scalars(select(DeliveryJob).where(*conditions).order_by(DeliveryJob.id.desc()).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def job_ids(session: Session, *, filter: JobFilter, limit: int) -> list[int]:
+    conditions = [DeliveryJob.tenant_id == filter.tenant]
+    if filter.status:
+        conditions.append(DeliveryJob.status == filter.status)
+    if filter.connector_id is not None:
+        conditions.append(DeliveryJob.connector_id == filter.connector_id)
+    return list(session.scalars(select(DeliveryJob.id).where(*conditions).order_by(DeliveryJob.id).limit(limit)))
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorStats:
+    backlog: int
+    dead: int
+    last_success: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
+    attempts_1h: int
+    failures_1h: int
+    attempts_24h: int
+    failures_24h: int
+
+
+def connector_stats(session: Session, *, connector_id: int, now: datetime) -> ConnectorStats:
+    from datetime import timedelta
+
+    backlog = session.scalar(
+        select(func.count()).select_from(DeliveryJob).where(
+            DeliveryJob.connector_id == connector_id, DeliveryJob.status.in_(OPEN)
+        )
+    ) or 0
+    dead = session.scalar(
+        select(func.count()).select_from(DeliveryJob).where(
+            DeliveryJob.connector_id == connector_id, DeliveryJob.status == "dead"
+        )
+    ) or 0
+    job_subquery = select(DeliveryJob.id).where(DeliveryJob.connector_id == connector_id)
+    last_success = session.scalar(
+        select(func.max(MessageEvent.at)).where(MessageEvent.job_id.in_(job_subquery), MessageEvent.event == "sent")
+    )
+    last_error_row = session.execute(
+        select(MessageEvent.at, MessageEvent.detail)
+        .where(MessageEvent.job_id.in_(job_subquery), MessageEvent.event.in_(("failed", "dead-lettered")))
+        .order_by(MessageEvent.id.desc())
+        .limit(1)
+    ).first()
+
+    def window(hours: int) -> tuple[int, int]:
+        since = now - timedelta(hours=hours)
+        rows = session.execute(
+            select(MessageEvent.event, func.count())
+            .where(
+                MessageEvent.job_id.in_(job_subquery),
+                MessageEvent.at >= since,
+                MessageEvent.event.in_(("sent", "failed", "dead-lettered")),
+            )
+            .group_by(MessageEvent.event)
+        ).all()
+        counts = {event: int(n) for event, n in rows}
+        failures = counts.get("failed", 0) + counts.get("dead-lettered", 0)
+        return counts.get("sent", 0) + failures, failures
+
+    a1, f1 = window(1)
+    a24, f24 = window(24)
+    return ConnectorStats(
+        backlog=backlog,
+        dead=dead,
+        last_success=last_success,
+        last_error_at=last_error_row[0] if last_error_row else None,
+        last_error=last_error_row[1] if last_error_row else None,
+        attempts_1h=a1,
+        failures_1h=f1,
+        attempts_24h=a24,
+        failures_24h=f24,
+    )
+
+
+# ---------------------------------------------------------------- cursors
+
+
+def get_cursor(session: Session, *, tenant: str, connector_id: int) -> Cursor | None:
+    return session.get(Cursor, (tenant, connector_id))
+
+
+def set_cursor(session: Session, *, tenant: str, connector_id: int, value: str | None, now: datetime) -> None:
+    cursor = session.get(Cursor, (tenant, connector_id))
+    if cursor is None:
+        session.add(Cursor(tenant_id=tenant, connector_id=connector_id, value=value, updated_at=now))
+    else:
+        cursor.value = value
+        cursor.updated_at = now
+    session.flush()
+
+
+def ids(rows: Sequence[DeliveryJob]) -> list[int]:
+    return [row.id for row in rows]

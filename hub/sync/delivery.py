@@ -1,0 +1,99 @@
+"""One delivery attempt: claim the job (lease), send through its connector, record the outcome.
+
+Two short transactions around the partner call, so that no database transaction stays open while
+a partner is slow, and so that the lease is visible to the sweeper if this worker dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from hub.settings import Settings
+from hub.store.db import transaction
+from hub.sync.service import ClaimedJob, Outcome, SyncService
+
+log = logging.getLogger("hub.sync.delivery")
+
+ORDER_WAIT_SECONDS = 1.0
+
+_connectors: dict[tuple[int, str], Any] = {}
+_lock = threading.Lock()
+
+
+def _connector(claimed: ClaimedJob) -> Any:
+    """A connector object per (instance, config version), reused so HTTP connections stay open."""
+    from connectors import registry
+
+    key = (claimed.connector_id, claimed.connector_version)
+    with _lock:
+        connector = _connectors.get(key)
+        if connector is None:
+            for old_key in [k for k in _connectors if k[0] == claimed.connector_id]:
+                old = _connectors.pop(old_key)
+                if hasattr(old, "close"):
+                    old.close()
+            config = dict(claimed.connector_config)
+            timeout = config.pop("_timeout_seconds", None)
+            if timeout is not None and "timeout_seconds" not in config:
+                config["timeout_seconds"] = timeout
+            connector = registry.create(claimed.connector_kind, config)
+            _connectors[key] = connector
+        return connector
+
+
+def attempt(claimed: ClaimedJob) -> Outcome:
+    from connectors.base import ConnectorError, Delivery, PermanentError, TransientError
+
+    if claimed.payload is None:
+        return Outcome(ok=False, permanent=True, detail="payload erased by retention; replay impossible")
+    started = time.perf_counter()
+    try:
+        connector = _connector(claimed)
+        result = connector.send(
+            Delivery(
+                payload=claimed.payload,
+                content_type="application/fhir+json",
+                idempotency_key=claimed.idempotency_key,
+                correlation_id=claimed.correlation_id,
+                resource_type=claimed.resource_type,
+                resource_id=claimed.resource_id,
+                event=claimed.event,
+            )
+        )
+    except TransientError as exc:
+        return Outcome(ok=False, detail=str(exc), retry_after=exc.retry_after,
+                       duration_ms=(time.perf_counter() - started) * 1000)
+    except PermanentError as exc:
+        return Outcome(ok=False, permanent=True, detail=str(exc), duration_ms=(time.perf_counter() - started) * 1000)
+    except ConnectorError as exc:
+        return Outcome(ok=False, detail=str(exc), duration_ms=(time.perf_counter() - started) * 1000)
+    except Exception as exc:  # a connector bug: retry (it may be transient) but never crash the worker
+        log.exception("hub.delivery.connector_crashed", extra={"job_id": claimed.job_id})
+        return Outcome(ok=False, detail=f"connector error ({type(exc).__name__})",
+                       duration_ms=(time.perf_counter() - started) * 1000)
+    detail = getattr(result, "detail", "") or (f"HTTP {result.status}" if result.status else "delivered")
+    return Outcome(ok=True, detail=detail[:200], duration_ms=result.duration_ms)
+
+
+def deliver(settings: Settings, job_id: int) -> float | None:
+    """Run one attempt of job ``job_id``; returns seconds until it should be tried again, or None."""
+    with transaction(settings.database_url) as session:
+        service = SyncService(session, tenant=settings.default_tenant, settings=settings)
+        if service.blocked_by(job_id) is not None:
+            # an earlier message about the same patient to the same connector is still open
+            service.postpone(job_id, ORDER_WAIT_SECONDS)
+            return ORDER_WAIT_SECONDS
+        claimed = service.claim(job_id)
+    if claimed is None:
+        return None
+    outcome = attempt(claimed)
+    with transaction(settings.database_url) as session:
+        delay = SyncService(session, tenant=claimed.tenant, settings=settings).finish(claimed, outcome)
+    log.info(
+        "hub.delivery.attempt",
+        extra={"job_id": job_id, "attempt": claimed.attempt, "ok": outcome.ok, "retry_in": delay},
+    )
+    return delay

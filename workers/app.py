@@ -1,0 +1,65 @@
+"""The Celery application. Brokers: Redis or RabbitMQ via HUB_BROKER_URL; with none configured,
+an embedded broker (kombu's SQLAlchemy transport on a SQLite file under ./var) that needs no server.
+
+Tasks take ids only (no PHI in the broker). ``acks_late`` + ``reject_on_worker_lost`` because
+delivery is idempotent (idempotency keys) and the database, not the broker, is the truth.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from celery import Celery
+
+QUEUE = "hub"
+#: the SQLAlchemy transport polls its table; once a second by default is too slow for the embedded mode
+EMBEDDED_POLLING_INTERVAL = 0.1
+
+
+def make_celery(broker_url: str, *, sweep_interval: float = 10.0, queue: str = QUEUE) -> Celery:
+    app = Celery("therapy_hub", broker=broker_url, include=["workers.tasks"])
+    transport_options: dict[str, object] = {}
+    if broker_url.startswith(("redis://", "rediss://")):
+        # unacked tasks come back after this; the sweeper usually recovers them much earlier
+        transport_options["visibility_timeout"] = 3600
+    if broker_url.startswith("sqla+"):
+        from kombu.transport import sqlalchemy as kombu_sqla
+
+        kombu_sqla.Transport.polling_interval = EMBEDDED_POLLING_INTERVAL
+    app.conf.update(
+        task_default_queue=queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=3,
+        broker_transport_options=transport_options,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        beat_schedule={
+            "sweep-lost-jobs": {"task": "hub.sweep", "schedule": sweep_interval},
+            "purge-old-payloads": {"task": "hub.purge", "schedule": 3600.0},
+        },
+        timezone="UTC",
+    )
+    return app
+
+
+@cache
+def celery_for(broker_url: str) -> Celery:
+    return make_celery(broker_url)
+
+
+def _default_app() -> Celery:
+    from hub.settings import get_settings
+
+    settings = get_settings()
+    return make_celery(
+        settings.effective_broker_url, sweep_interval=settings.sweep_interval_seconds, queue=settings.task_queue
+    )
+
+
+app = _default_app()

@@ -1,0 +1,47 @@
+"""Celery tasks: thin. Load by id, call the sync service, enqueue what it asks for."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from hub.settings import get_settings
+
+log = logging.getLogger("workers.tasks")
+
+
+@shared_task(name="hub.deliver", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def deliver(job_id: int) -> None:
+    from hub.sync.delivery import deliver as deliver_job
+    from hub.sync.enqueue import enqueue
+
+    settings = get_settings()
+    delay = deliver_job(settings, job_id)
+    if delay is not None:
+        enqueue(settings, [job_id], countdown=delay)
+
+
+@shared_task(name="hub.sweep", ignore_result=True)
+def sweep() -> int:
+    from hub.store.db import transaction
+    from hub.sync.enqueue import enqueue_committed
+    from hub.sync.service import SyncService
+
+    settings = get_settings()
+    with transaction(settings.database_url) as session:
+        job_ids = SyncService(session, tenant=settings.default_tenant, settings=settings).sweep()
+    enqueue_committed(settings, session)
+    if job_ids:
+        log.info("hub.sweep.requeued", extra={"jobs": len(job_ids)})
+    return len(job_ids)
+
+
+@shared_task(name="hub.purge", ignore_result=True)
+def purge() -> int:
+    from hub.store.db import transaction
+    from hub.sync.service import SyncService
+
+    settings = get_settings()
+    with transaction(settings.database_url) as session:
+        return SyncService(session, tenant=settings.default_tenant, settings=settings).purge()
