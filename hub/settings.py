@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         default=10.0, gt=0, description="How often beat runs the sweeper that re-enqueues lost jobs."
     )
+    poll_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often beat polls the connectors that can poll (EMR feeds)."
+    )
     requeue_grace_seconds: float = Field(
         default=30.0, ge=0, description="A due job not picked up within this time is enqueued again."
     )

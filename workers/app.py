@@ -16,7 +16,9 @@ QUEUE = "hub"
 EMBEDDED_POLLING_INTERVAL = 0.1
 
 
-def make_celery(broker_url: str, *, sweep_interval: float = 10.0, queue: str = QUEUE) -> Celery:
+def make_celery(
+    broker_url: str, *, sweep_interval: float = 10.0, poll_interval: float = 60.0, queue: str = QUEUE
+) -> Celery:
     app = Celery("therapy_hub", broker=broker_url, include=["workers.tasks"])
     transport_options: dict[str, object] = {}
     if broker_url.startswith(("redis://", "rediss://")):
@@ -42,6 +44,7 @@ def make_celery(broker_url: str, *, sweep_interval: float = 10.0, queue: str = Q
         beat_schedule={
             "sweep-lost-jobs": {"task": "hub.sweep", "schedule": sweep_interval},
             "purge-old-payloads": {"task": "hub.purge", "schedule": 3600.0},
+            "poll-connectors": {"task": "hub.poll_all", "schedule": poll_interval},
         },
         timezone="UTC",
     )
@@ -58,7 +61,10 @@ def _default_app() -> Celery:
 
     settings = get_settings()
     return make_celery(
-        settings.effective_broker_url, sweep_interval=settings.sweep_interval_seconds, queue=settings.task_queue
+        settings.effective_broker_url,
+        sweep_interval=settings.sweep_interval_seconds,
+        poll_interval=settings.poll_interval_seconds,
+        queue=settings.task_queue,
     )
 
 

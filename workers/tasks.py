@@ -45,3 +45,28 @@ def purge() -> int:
     settings = get_settings()
     with transaction(settings.database_url) as session:
         return SyncService(session, tenant=settings.default_tenant, settings=settings).purge()
+
+
+@shared_task(name="hub.poll", ignore_result=True, acks_late=True)
+def poll(connector_id: int) -> int:
+    """Poll one connector instance; the cursor advances only when its batch is committed."""
+    from connectors.base import ConnectorError
+    from hub.sync.polling import poll_connector
+
+    try:
+        report = poll_connector(get_settings(), connector_id)
+    except ConnectorError:
+        return 0  # logged by the poller; the next scheduled poll tries again from the same cursor
+    return report.fetched if report else 0
+
+
+@shared_task(name="hub.poll_all", ignore_result=True)
+def poll_all() -> int:
+    """Fan out one poll task per enabled connector that can poll (scheduled by beat)."""
+    from hub.sync.polling import pollable_connectors
+
+    settings = get_settings()
+    ids = pollable_connectors(settings)
+    for connector_id in ids:
+        poll.apply_async(args=[connector_id], queue=settings.task_queue)
+    return len(ids)

@@ -234,10 +234,16 @@ async def search_post(resource_type: str, request: Request, settings: SettingsDe
 async def create(resource_type: str, request: Request, settings: SettingsDep, tenant: TenantDep) -> Response:
     check_accept(request)
     if_none_exist = request.headers.get("if-none-exist")
+    idempotency_key = request.headers.get("idempotency-key")
     try:
         resource = await read_json_body(request, settings)
         result = await run(
-            request, settings, tenant, lambda svc: svc.create(resource_type, resource, if_none_exist=if_none_exist)
+            request,
+            settings,
+            tenant,
+            lambda svc: svc.create(
+                resource_type, resource, if_none_exist=if_none_exist, idempotency_key=idempotency_key
+            ),
         )
     except HubError as exc:
         await keep_rejected(request, settings, tenant, f"{resource_type}.create", exc)

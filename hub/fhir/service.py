@@ -7,6 +7,7 @@ extensions, contained resources, narrative and decimal precision come back exact
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import simplejson
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.errors import (
@@ -247,15 +249,51 @@ class FhirService:
         *,
         if_none_exist: str | None = None,
         resource_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> WriteResult:
         check_type(resource_type)
         self._require_valid(resource, resource_type)
+        request_hash = hashlib.sha256(jsonio.dumpb([resource_type, resource])).hexdigest()
+        if idempotency_key:
+            earlier = self._idempotent_replay(idempotency_key, request_hash)
+            if earlier is not None:
+                return earlier
         if if_none_exist:
             existing = self._conditional_match(resource_type, if_none_exist)
             if existing is not None:
                 return WriteResult(existing, 200)
         new_id = resource_id or self.new_id()
+        if idempotency_key:
+            try:  # claimed before the write, so a concurrent retry of the same request cannot create twice
+                with self.session.begin_nested():
+                    repo.save_idempotency_key(
+                        self.session, tenant=self.tenant, key=idempotency_key, request_hash=request_hash,
+                        resource_type=resource_type, resource_id=new_id, version_id=1, status=201, now=self.clock(),
+                    )
+            except IntegrityError:
+                raise Conflict(
+                    "A request with this Idempotency-Key is in progress; retry it", expression="Idempotency-Key"
+                ) from None
         return WriteResult(self._write(None, resource_type, new_id, resource, "POST"), 201)
+
+    def _idempotent_replay(self, key: str, request_hash: str) -> WriteResult | None:
+        """The result of an earlier create with the same Idempotency-Key (same body), if any."""
+        if len(key) > 255:
+            raise BadRequest("Idempotency-Key is longer than 255 characters", expression="Idempotency-Key")
+        row = repo.get_idempotency_key(self.session, tenant=self.tenant, key=key)
+        if row is None:
+            return None
+        if row.request_hash != request_hash:
+            raise Conflict(
+                "This Idempotency-Key was used with a different request body", expression="Idempotency-Key"
+            )
+        version = repo.get_version(
+            self.session, tenant=self.tenant, resource_type=row.resource_type, resource_id=row.resource_id,
+            version_id=row.version_id,
+        )
+        if version is None:
+            return None
+        return WriteResult(Stored.of(version), row.status)
 
     def _conditional_match(self, resource_type: str, query: str) -> Stored | None:
         items = parse_qsl(query.lstrip("?"), keep_blank_values=True)

@@ -10,7 +10,15 @@ from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, not_, 
 from sqlalchemy.orm import Session
 
 from hub.fhir.searchparams import IndexValues, normalise_string
-from hub.store.models import Resource, ResourceVersion, SearchDate, SearchReference, SearchToken, Tenant
+from hub.store.models import (
+    IdempotencyKey,
+    Resource,
+    ResourceVersion,
+    SearchDate,
+    SearchReference,
+    SearchToken,
+    Tenant,
+)
 
 
 # ---------------------------------------------------------------- tenants
@@ -325,3 +333,31 @@ def outgoing_references(
         SearchReference.param.in_(list(params)),
     )
     return [(row[0], row[1]) for row in session.execute(stmt).all()]
+
+
+# ---------------------------------------------------------------- idempotency keys
+
+
+def get_idempotency_key(session: Session, *, tenant: str, key: str) -> IdempotencyKey | None:
+    return session.get(IdempotencyKey, (tenant, key))
+
+
+def save_idempotency_key(
+    session: Session,
+    *,
+    tenant: str,
+    key: str,
+    request_hash: str,
+    resource_type: str,
+    resource_id: str,
+    version_id: int,
+    status: int,
+    now: datetime,
+) -> None:
+    session.add(
+        IdempotencyKey(
+            tenant_id=tenant, key=key, request_hash=request_hash, resource_type=resource_type,
+            resource_id=resource_id, version_id=version_id, status=status, created_at=now,
+        )
+    )
+    session.flush()

@@ -25,6 +25,8 @@ from hub.store.models import ConnectorInstance, DeliveryJob, Message, MessageEve
 from hub.sync import events as ev
 
 ENQUEUE_KEY = "hub.enqueue"
+#: session.info key: the connector a change came from (never routed back to it)
+ORIGIN_KEY = "hub.origin_connector"
 PATIENT_PATHS = ("subject", "patient", "for", "beneficiary")
 MAX_ERROR = 500
 
@@ -275,9 +277,10 @@ class SyncService:
 
     def on_change(self, change: Change) -> list[int]:
         """Route a FHIR write: a message plus one delivery job per matching route (same transaction)."""
+        origin = self.session.info.get(ORIGIN_KEY)
         routes = [
             r for r in repo.routes_for(self.session, tenant=self.tenant, resource_type=change.resource_type)
-            if route_matches(r, change)
+            if r.connector_id != origin and route_matches(r, change)
         ]
         if not routes:
             return []
@@ -345,6 +348,47 @@ class SyncService:
             job.idempotency_key = f"{job.id}.v{message.resource_version or 0}"
         self.session.flush()
         return jobs
+
+    def record_inbound(self, *, source: str, external_id: str | None, raw: bytes | str,
+                       event: str = "inbound") -> Message:
+        """Store a message received from a partner before anything else can fail (the inbox)."""
+        from hub.context import current_correlation_id
+
+        now = self.clock()
+        message = Message(
+            id=str(uuid.uuid4()),
+            tenant_id=self.tenant,
+            direction="inbound",
+            source=source,
+            external_id=external_id,
+            event=event,
+            correlation_id=current_correlation_id(),
+            status="received",
+            raw_payload=encrypt(self.box, raw),
+            created_at=now,
+            updated_at=now,
+        )
+        self.session.add(message)
+        self.session.flush()
+        self._event(message, ev.RECEIVED, detail=source, at=now)
+        return message
+
+    def mark_translated(self, message: Message, resource: dict[str, Any]) -> None:
+        now = self.clock()
+        message.resource_type = resource.get("resourceType")
+        message.event = f"{message.resource_type}.received"
+        message.status = "unrouted" if message.status == "received" else message.status
+        message.updated_at = now
+        self._event(message, ev.TRANSLATED, detail="FHIR R4 resource stored", at=now)
+        self.session.flush()
+
+    def mark_rejected(self, message: Message, reason: str) -> None:
+        now = self.clock()
+        message.status = "rejected"
+        message.error = _short(reason)
+        message.updated_at = now
+        self._event(message, ev.REJECTED, detail=message.error, at=now)
+        self.session.flush()
 
     def record_rejected(self, *, source: str, event: str, raw: bytes | str, reason: str) -> Message:
         """Keep a message the hub could not accept, for inspection (its payload encrypted)."""

@@ -1,0 +1,69 @@
+"""The README's main command: `hub serve` on embedded defaults (SQLite, embedded broker and worker)
+delivers a routed referral with no service installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from connectors.webhook.sandbox import SandboxReceiver
+
+HUB = str(Path(sys.executable).with_name("hub"))
+SECRET = "embedded-defaults-secret-0123456789"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_hub_serve_on_embedded_defaults_delivers_a_routed_referral(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}  # nothing configured
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
+    server = subprocess.Popen([HUB, "serve", "--port", str(port)], cwd=tmp_path, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with SandboxReceiver(secret=SECRET) as receiver, httpx.Client(base_url=base, timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-2000:]
+                time.sleep(0.3)
+            assert (tmp_path / "var" / "hub.db").exists()
+            connector = {"name": "emr", "kind": "webhook",
+                         "config": {"url": receiver.url + "/in", "secret": SECRET}}
+            assert client.put("/admin/api/connectors/emr", json=connector).status_code == 200
+            route = {"name": "referrals", "resource_type": "ServiceRequest", "connector": "emr"}
+            assert client.post("/admin/api/routes", json=route).status_code == 201
+            referral = {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+                        "subject": {"reference": "Patient/p1"}}
+            created = client.post("/fhir/ServiceRequest", content=json.dumps(referral),
+                                  headers={"Content-Type": "application/fhir+json"})
+            assert created.status_code == 201
+            assert receiver.wait_for_deliveries(1, timeout=60), (tmp_path / "serve.log").read_text()[-3000:]
+            assert json.loads(receiver.deliveries[0].body)["id"] == created.json()["id"]
+            assert receiver.deliveries[0].signature_valid
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+        log.close()
+    assert (tmp_path / "var" / "broker.sqlite").exists()
