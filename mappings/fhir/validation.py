@@ -11,6 +11,7 @@ import decimal
 import functools
 import types
 import typing
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -139,7 +140,7 @@ def _field_spec(annotation: Any) -> _Field:
         return _Field("integer", None, is_list)
     if annotation is decimal.Decimal:
         return _Field("decimal", None, is_list)
-    if annotation in (str, bytes, datetime.date, datetime.datetime, datetime.time):
+    if annotation in (str, bytes, datetime.date, datetime.datetime, datetime.time, uuid.UUID):
         return _Field("string", None, is_list)
     get_model = getattr(annotation, "get_model_klass", None)
     if get_model is not None:
