@@ -205,6 +205,7 @@ class FhirService:
     ) -> Stored:
         now = self.clock()
         current_deleted = current is not None and current.deleted
+        previous = current.content if current is not None and not current_deleted else None
         version_id = (current.version_id + 1) if current is not None else 1
         content = None
         if resource is not None:
@@ -233,11 +234,14 @@ class FhirService:
             resource_type=resource_type,
             resource_id=resource_id,
             values=searchparams.extract(resource_type, resource) if resource is not None else None,
+            fresh=current is None,
         )
         stored = Stored.of(row)
         if self.listeners:
             interaction = "delete" if resource is None else ("create" if current is None or current_deleted else "update")
-            change = Change(resource_type, resource_id, stored.version_id, interaction, resource, stored.content)
+            change = Change(
+                resource_type, resource_id, stored.version_id, interaction, resource, stored.content, previous
+            )
             for listener in self.listeners:
                 listener(change)
         return stored

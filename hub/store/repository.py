@@ -112,14 +112,23 @@ def save_version(
 
 
 def replace_index(
-    session: Session, *, tenant: str, resource_type: str, resource_id: str, values: IndexValues | None
+    session: Session,
+    *,
+    tenant: str,
+    resource_type: str,
+    resource_id: str,
+    values: IndexValues | None,
+    fresh: bool = False,
 ) -> None:
-    """Replace the search index rows of one resource (``None`` removes them: deleted resource)."""
-    for table in (SearchToken, SearchReference, SearchDate):
+    """Replace the search index rows of one resource (``None`` removes them: deleted resource).
+
+    ``fresh``: the resource is new, so there is nothing to delete first.
+    """
+    for table in () if fresh else (SearchToken, SearchReference, SearchDate):
         session.execute(
-            delete(table).where(
-                table.tenant_id == tenant, table.resource_type == resource_type, table.resource_id == resource_id
-            )
+            delete(table)
+            .where(table.tenant_id == tenant, table.resource_type == resource_type, table.resource_id == resource_id)
+            .execution_options(synchronize_session=False)
         )
     if values is None:
         return
