@@ -18,6 +18,7 @@ from hub import __version__
 from hub.admin.router import router as admin_router
 from hub.errors import HubError, operation_outcome
 from hub.middleware import CorrelationIdMiddleware
+from hub.referrals.router import router as referrals_router
 from hub.fhir.router import fhir_response
 from hub.fhir.router import router as fhir_router
 from hub.fhir.service import instant
@@ -122,5 +123,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(fhir_router)
     app.include_router(admin_router)
+    app.include_router(referrals_router)
     app.add_middleware(CorrelationIdMiddleware)
     return app

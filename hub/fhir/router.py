@@ -98,14 +98,9 @@ def fhir_base(request: Request, settings: Settings) -> str:
 
 
 def _service(session: Any, settings: Settings, tenant: str, base: str) -> FhirService:
-    return FhirService(
-        session,
-        tenant=tenant,
-        base_url=base,
-        default_count=settings.default_page_size,
-        max_count=settings.max_page_size,
-        listeners=[SyncService(session, tenant=tenant, settings=settings).on_change],
-    )
+    from hub.services import fhir_service
+
+    return fhir_service(session, settings, tenant, base)
 
 
 async def keep_rejected(request: Request, settings: Settings, tenant: str, event: str, exc: HubError) -> None:

@@ -201,6 +201,14 @@ SEARCH_PARAMS: dict[str, list[SearchParam]] = {
         _p("sent", "date", "sent"),
         _p("received", "date", "received"),
     ],
+    "Composition": [
+        _p("identifier", "token", "identifier"),
+        *_subject("subject"),
+        _p("status", "token", "status"),
+        _p("type", "token", "type"),
+        _p("date", "date", "date"),
+        _p("author", "reference", "author"),
+    ],
     "Provenance": [
         _p("target", "reference", "target"),
         _p("patient", "reference", "target", targets=PATIENT),

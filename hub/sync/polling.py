@@ -57,7 +57,7 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
     from connectors import registry
     from connectors.base import ConnectorError, supports_polling
 
-    from hub.fhir.service import FhirService
+    from hub.services import fhir_service
 
     with transaction(settings.database_url) as session:
         instance = repo.connector_by_id(session, connector_id=connector_id)
@@ -84,8 +84,7 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
     with transaction(settings.database_url) as session:
         session.info[ORIGIN_KEY] = connector_id  # changes made here are not routed back to their source
         service = SyncService(session, tenant=tenant, settings=settings)
-        fhir = FhirService(session, tenant=tenant, base_url=settings.fhir_base or "/fhir",
-                           listeners=[service.on_change])
+        fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir")
         for item in batch.items:
             if repo.message_by_external_id(session, tenant=tenant, source=name, external_id=item.external_id):
                 duplicates += 1

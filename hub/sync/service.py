@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +41,8 @@ class Change:
     interaction: str  # create | update | delete
     resource: dict[str, Any] | None
     content: str | None
+    #: the JSON of the version this write replaced (None for a create)
+    previous: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +109,39 @@ def route_matches(route: Route, change: Change) -> bool:
     return True
 
 
-def check_fhirpath(expression: str) -> None:
-    from fhirpathpy import compile as compile_fhirpath
+class _RaiseOnSyntaxError:
+    """ANTLR error listener: fhirpathpy's own parser silently recovers from syntax errors."""
+
+    def syntaxError(self, recognizer: Any, offending: Any, line: int, column: int, msg: str, e: Any) -> None:  # noqa: N802
+        raise ValueError(f"column {column + 1}: {msg}")
+
+    def reportAmbiguity(self, *args: Any) -> None:  # noqa: N802
+        pass
+
+    def reportAttemptingFullContext(self, *args: Any) -> None:  # noqa: N802
+        pass
+
+    def reportContextSensitivity(self, *args: Any) -> None:  # noqa: N802
+        pass
+
+
+def check_fhirpath(expression: str, resource_type: str = "*") -> None:
+    """Refuse a filter that does not parse, or that fails even on an empty resource (unknown
+    function, undefined %variable): it could never match."""
+    from antlr4 import CommonTokenStream, InputStream
+    from fhirpathpy import evaluate
+    from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+    from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
     try:
-        compile_fhirpath(expression, None)
+        lexer = FHIRPathLexer(InputStream(expression))
+        lexer.removeErrorListeners()
+        lexer.addErrorListener(_RaiseOnSyntaxError())
+        parser = FHIRPathParser(CommonTokenStream(lexer))
+        parser.removeErrorListeners()
+        parser.addErrorListener(_RaiseOnSyntaxError())
+        parser.entireExpression()  # the whole text, up to EOF
+        evaluate({"resourceType": resource_type if resource_type != "*" else "Resource"}, expression, [])
     except Exception as exc:
         raise BadRequest(f"The route filter is not valid FHIRPath: {str(exc).splitlines()[0][:200]}") from None
 
@@ -224,7 +254,7 @@ class SyncService:
     ) -> Route:
         instance = self.get_connector(connector)
         if filter:
-            check_fhirpath(filter)
+            check_fhirpath(filter, resource_type)
         allowed = {"create", "update", "delete", "*"}
         if not {i.strip() for i in interactions.split(",")} <= allowed:
             raise BadRequest("interactions is a comma list of create, update, delete (or *)")
@@ -248,6 +278,18 @@ class SyncService:
             raise NotFound(f"No route {route_id}")
         self.session.delete(route)
         self.session.flush()
+
+    def rename_route(self, route_id: int, name: str) -> Route:
+        """Give a route a new name (it keeps its id); another route's name is a conflict."""
+        route = repo.route_by_id(self.session, tenant=self.tenant, route_id=route_id)
+        if route is None:
+            raise NotFound(f"No route {route_id}")
+        other = repo.route_by_name(self.session, tenant=self.tenant, name=name)
+        if other is not None and other.id != route.id:
+            raise Conflict(f"A route named {name!r} exists already")
+        route.name = name
+        self.session.flush()
+        return route
 
     def load_config(self, document: dict[str, Any]) -> tuple[int, int]:
         """Upsert connectors and routes from a parsed YAML/JSON document (see docs/routes.example.yaml)."""
@@ -298,7 +340,9 @@ class SyncService:
             resource_version=change.version_id,
             correlation_id=current_correlation_id(),
             status="queued",
-            raw_payload=encrypt(self.box, change.content),
+            # a deletion has no content: its partners get the reference of what was deleted
+            raw_payload=encrypt(self.box, change.content if change.content is not None else json.dumps(
+                {"resourceType": change.resource_type, "id": change.resource_id})),
             created_at=now,
             updated_at=now,
         )
@@ -568,8 +612,11 @@ class SyncService:
         self._enqueue_after_commit([job.id])
         return job
 
-    def replay_message(self, message_id: str, *, only_dead: bool = False) -> Message:
-        """A new message with the original's payload, delivered again to the original's connectors.
+    def replay_message(
+        self, message_id: str, *, only_dead: bool = False, job_ids: Collection[int] | None = None
+    ) -> Message:
+        """A new message with the original's payload, delivered again to the original's connectors
+        (only those of its dead jobs with ``only_dead``; only those of ``job_ids`` when given).
 
         The original keeps its status, errors and events; the replay links to it (``replay_of``).
         """
@@ -581,6 +628,8 @@ class SyncService:
         jobs = repo.jobs_of(self.session, message_id=original.id)
         if only_dead:
             jobs = [j for j in jobs if j.status == ev.DEAD]
+        if job_ids is not None:
+            jobs = [j for j in jobs if j.id in job_ids]
         if not jobs:
             raise Conflict(f"Message {message_id} has no deliveries to replay")
         now = self.clock()
@@ -616,19 +665,24 @@ class SyncService:
         return replay
 
     def replay_dead(self, *, connector: str | None = None, limit: int = 1000) -> list[Message]:
+        """Replay the dead letters (of ``connector``) that were not replayed yet: one replay per message,
+        to the connectors of its dead jobs only. The dead jobs stay dead; a replay job links to each."""
         connector_id = self.get_connector(connector).id if connector else None
         job_ids = repo.job_ids(
-            self.session, filter=repo.JobFilter(tenant=self.tenant, status=ev.DEAD, connector_id=connector_id),
+            self.session,
+            filter=repo.JobFilter(tenant=self.tenant, status=ev.DEAD, connector_id=connector_id, not_replayed=True),
             limit=limit,
         )
-        message_ids = dict.fromkeys(
-            j.message_id for j in (repo.job_by_id(self.session, job_id=i) for i in job_ids) if j is not None
-        )
+        by_message: dict[str, set[int]] = {}
+        for job in (repo.job_by_id(self.session, job_id=i) for i in job_ids):
+            if job is not None:
+                by_message.setdefault(job.message_id, set()).add(job.id)
         replays = []
-        for message_id in message_ids:
-            replay = self.replay_message(message_id, only_dead=True)
-            replays.append(replay)
-            # the original's dead jobs are settled by the replay: keep them dead but mark them replayed
+        for message_id, ids in by_message.items():
+            message = repo.message_by_id(self.session, tenant=self.tenant, message_id=message_id)
+            if message is None or (message.raw_payload is None and message.translated_payload is None):
+                continue  # erased by retention: nothing left to send (replay_message would refuse it)
+            replays.append(self.replay_message(message_id, only_dead=True, job_ids=ids))
         return replays
 
     def purge(self) -> int:

@@ -30,6 +30,7 @@ SUPPORTED_TYPES: tuple[str, ...] = (
     "DocumentReference",
     "Communication",
     "Provenance",
+    "Composition",
 )
 
 

@@ -169,6 +169,11 @@ REQUIRED_BINDINGS: dict[str, tuple[Binding, ...]] = {
         ),
         Binding("priority", REQUEST_PRIORITY),
     ),
+    "Composition": (
+        Binding("status", _codes("preliminary final amended entered-in-error"), required=True),
+        Binding("confidentiality", _codes("U L M N R V")),
+        Binding("section.mode", _codes("working snapshot changes")),
+    ),
     "Provenance": (Binding("entity.role", _codes("derivation revision quotation source removal")),),
 }
 

@@ -1,0 +1,195 @@
+"""Referral service: the closed loop on top of the FHIR store.
+
+Every step is a FHIR write through :class:`hub.fhir.service.FhirService`, so versions, history,
+search and routing (events to the referrer's system) come for free. Translation lives in
+``mappings.referral`` and ``mappings.plan_of_care``; this module only orchestrates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from hub.errors import Conflict, NotFound
+from hub.fhir.searchparams import parse_reference
+from hub.fhir.service import FhirService
+from hub.sync.service import Change
+from mappings.fhir import jsonio
+from mappings.referral.intake import ReferralIn, build_referral_bundle, referral_category
+
+TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
+CLINIC_SYSTEM = "https://therapy-hub.example/sid/tenant"
+
+
+def clinic_id(tenant: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://therapy-hub.example/tenant/{tenant}"))
+
+
+def _ref_id(reference: dict[str, Any] | None) -> tuple[str, str] | None:
+    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+        return None
+    return parse_reference(reference["reference"])
+
+
+class ReferralService:
+    """One per transaction; ``fhir`` is the FHIR service of the same session."""
+
+    def __init__(self, fhir: FhirService, *, now: datetime | None = None) -> None:
+        self.fhir = fhir
+        self.now = now
+
+    def _now(self) -> datetime:
+        return self.now or self.fhir.clock()
+
+    # ------------------------------------------------------------ helpers
+
+    def _read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        stored = self.fhir.read(resource_type, resource_id)
+        return jsonio.loads(stored.content or "{}")
+
+    def _search(self, resource_type: str, items: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        bundle = self.fhir.search(resource_type, items + [("_count", "500")], strict=True)
+        return [jsonio.loads(jsonio.dumps(e["resource"])) for e in bundle.get("entry", [])
+                if e.get("search", {}).get("mode") == "match"]
+
+    def ensure_clinic(self) -> str:
+        """The tenant's own Organization (the clinic that owns incoming referrals)."""
+        org_id = clinic_id(self.fhir.tenant)
+        try:
+            self.fhir.read("Organization", org_id)
+        except NotFound:
+            self.fhir.update("Organization", org_id, {
+                "resourceType": "Organization", "id": org_id, "active": True,
+                "identifier": [{"system": CLINIC_SYSTEM, "value": self.fhir.tenant}],
+                "name": f"Clinic {self.fhir.tenant}",
+            })
+        return f"Organization/{org_id}"
+
+    # ------------------------------------------------------------ intake
+
+    def intake(self, referral: ReferralIn) -> dict[str, Any]:
+        """Store a referral sent to POST /referrals; the same referral identifier updates it."""
+        clinic_ref = self.ensure_clinic()
+        bundle = build_referral_bundle(referral, clinic_ref=clinic_ref, now=self._now())
+        self.fhir.process_bundle(bundle, return_preference="minimal")
+        sr = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest")
+        task = self.task_for(sr["id"])
+        return self.view(task)
+
+    def task_for(self, service_request_id: str) -> dict[str, Any]:
+        tasks = self._search("Task", [("focus", f"ServiceRequest/{service_request_id}"), ("code", "fulfill")])
+        if not tasks:
+            raise NotFound(f"No referral Task for ServiceRequest/{service_request_id}")
+        return tasks[0]
+
+    # ------------------------------------------------------------ listener (inside the write's transaction)
+
+    def on_change(self, change: Change) -> None:
+        if change.resource is None:
+            return
+        if change.resource_type == "ServiceRequest" and change.interaction == "create":
+            self._open_task(change)
+        elif change.resource_type == "Task" and change.interaction == "update" and change.previous:
+            self._check_task_transition(change)
+
+    def _open_task(self, change: Change) -> None:
+        resource = change.resource or {}
+        if resource.get("intent") != "order" or referral_category(resource) is None:
+            return
+        from mappings.referral.task_state import referral_task
+
+        existing = self._search("Task", [("focus", f"ServiceRequest/{change.resource_id}"), ("code", "fulfill")])
+        if existing:
+            return
+        performer = (resource.get("performer") or [{}])[0]
+        owner = performer.get("reference") if isinstance(performer, dict) else None
+        identifier = (resource.get("identifier") or [{"system": "urn:ietf:rfc:3986",
+                                                      "value": f"urn:uuid:{change.resource_id}"}])[0]
+        task = referral_task(
+            f"ServiceRequest/{change.resource_id}",
+            (resource.get("subject") or {}).get("reference"),
+            (resource.get("requester") or {}).get("reference"),
+            owner or self.ensure_clinic(),
+            identifier=identifier,
+            now=self._now(),
+        )
+        self.fhir.update("Task", task["id"], task)
+
+    def _check_task_transition(self, change: Change) -> None:
+        from mappings.referral.task_state import IllegalTransition, MissingReason, _held_from, check_transition
+
+        before = jsonio.loads(change.previous or "{}")
+        after = change.resource or {}
+        if not _is_referral_task(after) or before.get("status") == after.get("status"):
+            return
+        reason = after.get("statusReason")
+        try:
+            check_transition(before.get("status"), after.get("status"), reason=reason,
+                             held_from=_held_from(before))
+        except (IllegalTransition, MissingReason) as exc:
+            raise Conflict(str(exc), expression="Task.status") from None
+        why = (reason or {}).get("text") if isinstance(reason, dict) else None
+        self._tell_referrer(after, f"Referral status: {after.get('status')}" + (f" ({why})" if why else ""))
+
+    def _tell_referrer(self, task: dict[str, Any], text: str) -> None:
+        from mappings.referral.task_state import communication_for_change
+
+        requester = (task.get("requester") or {}).get("reference")
+        owner = (task.get("owner") or {}).get("reference")
+        if not requester or not owner:
+            return
+        communication = communication_for_change(task, sender_ref=owner, recipient_ref=requester,
+                                                 now=self._now(), text=text)
+        self.fhir.create("Communication", communication, resource_id=communication.get("id"))
+
+    # ------------------------------------------------------------ transitions
+
+    def transition(self, task_id: str, status: str, *, reason: str | None = None,
+                   business_status: str | None = None) -> dict[str, Any]:
+        from mappings.referral.task_state import IllegalTransition, MissingReason, apply_transition
+
+        task = self._read("Task", task_id)
+        if not _is_referral_task(task):
+            raise NotFound(f"Task/{task_id} is not a referral")
+        try:
+            updated = apply_transition(task, status, now=self._now(), reason=reason,
+                                       business_status=business_status)
+        except (IllegalTransition, MissingReason) as exc:
+            raise Conflict(str(exc), expression="Task.status") from None
+        self.fhir.update("Task", task_id, updated)
+        return self.view(self._read("Task", task_id))
+
+    # ------------------------------------------------------------ views
+
+    def view(self, task: dict[str, Any]) -> dict[str, Any]:
+        focus = _ref_id(task.get("focus"))
+        business = (task.get("businessStatus") or {}).get("coding", [{}])
+        return {
+            "task": f"Task/{task['id']}",
+            "service_request": f"{focus[0]}/{focus[1]}" if focus else None,
+            "patient": (task.get("for") or {}).get("reference"),
+            "requester": (task.get("requester") or {}).get("reference"),
+            "owner": (task.get("owner") or {}).get("reference"),
+            "status": task.get("status"),
+            "business_status": business[0].get("code") if business else None,
+            "status_reason": (task.get("statusReason") or {}).get("text"),
+            "last_modified": task.get("lastModified"),
+            "version": (task.get("meta") or {}).get("versionId"),
+        }
+
+    def list_referrals(self, *, requester: str | None = None, owner: str | None = None,
+                       status: str | None = None) -> list[dict[str, Any]]:
+        items = [("code", "fulfill"), ("_sort", "-_lastUpdated")]
+        if requester:
+            items.append(("requester", requester))
+        if owner:
+            items.append(("owner", owner))
+        if status:
+            items.append(("status", status))
+        return [self.view(t) for t in self._search("Task", items)]
+
+
+def _is_referral_task(task: dict[str, Any]) -> bool:
+    return any(c.get("code") == "fulfill" for c in (task.get("code") or {}).get("coding", []))
+
