@@ -1,0 +1,561 @@
+"""The FHIR REST connector: mirror resources to a FHIR R4 server and pull its changes.
+
+Send (one delivery = one resource, ids kept)::
+
+    PUT <base_url>/<resourceType>/<id>
+    Content-Type: application/fhir+json
+    Accept: application/fhir+json
+    Idempotency-Key: <delivery.idempotency_key>
+    X-Correlation-ID: <delivery.correlation_id>
+    Authorization: Bearer <token>                 (from the pluggable auth, see connectors.fhir_rest.auth)
+
+    <the delivery payload, unchanged>
+
+The payload must be a FHIR resource (JSON object) with ``resourceType`` and ``id``; otherwise
+``PermanentError("payload is not a FHIR resource with an id")`` is raised without any network call.
+Outcome: 2xx -> ``SendResult`` (``remote_id`` = the ``id`` of the returned resource, else the id in
+``Location``, else the id we PUT); 408/429/5xx, timeouts and connection failures -> ``TransientError``
+(``retry_after`` from ``Retry-After``); 401/403 -> ``AuthError`` (after one retry if the auth scheme
+could refresh its credentials); any other status, redirects included -> ``PermanentError``. Error
+messages carry the first ``OperationOutcome`` issue (code and diagnostics, sanitized, truncated),
+never the payload.
+
+Poll (incremental, per resource type in the configured order)::
+
+    GET <base_url>/<type>?_lastUpdated=ge<mark>&_sort=_lastUpdated&_count=<page_size>
+
+then ``link[relation=next]`` until ``limit`` items are collected or the search is exhausted. Next
+links must stay on the configured scheme, host and port (``PermanentError`` otherwise: the
+credentials must not leak to another host). Each resource becomes ``PolledItem(external_id=
+"<type>/<id>/_history/<versionId>", payload=<its JSON>, content_type="application/fhir+json")``; an
+update is a new version, hence a new item. Decimals keep the digits the server wrote.
+
+The cursor (:mod:`connectors.fhir_rest.cursor`) keeps per type the greatest ``meta.lastUpdated``
+returned plus the ids returned at exactly that instant. Because the next search uses ``ge``, the
+boundary items come back from the server; the connector drops the ones it already returned, so
+nothing is missed when several resources share one ``lastUpdated`` across a page or ``limit``
+boundary. Delivery is still at least once - the hub may fail before it stores the new cursor, and
+then the same batch comes again - so the hub dedupes items by ``external_id`` (its inbox).
+
+Requirements on the server, checked where possible: results sorted by ``_lastUpdated`` ascending
+(``PermanentError`` if they are not: the marks would skip items); ``meta.lastUpdated`` on every
+resource. Without ``meta.versionId`` the ``lastUpdated`` value stands in for the version. Paging
+through a search while the server's data changes is only as consistent as the server's paging:
+offset paging on a live result set can shift an item across a page boundary within one poll.
+
+429 and 503 answers raise ``TransientError`` with the server's ``Retry-After``; a response that is
+not a ``searchset`` Bundle raises ``PermanentError``.
+
+Health: ``GET <base_url>/metadata`` is healthy when it answers 200 with a ``CapabilityStatement``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, cast
+from urllib.parse import urljoin
+
+import httpx
+from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator
+
+from connectors.base import (
+    ConnectorConfig,
+    ConnectorError,
+    Delivery,
+    HealthResult,
+    PermanentError,
+    PollBatch,
+    PolledItem,
+    SendResult,
+    TransientError,
+    validate_config,
+)
+from connectors.fhir_rest.auth import BearerTokenAuth, FhirAuth, NoAuth
+from connectors.fhir_rest.cursor import RESOURCE_TYPE, PollCursor, parse_instant
+from connectors.httputil import (
+    error_for_status,
+    excerpt,
+    read_capped,
+    safe_target,
+    shared_ssl_context,
+    translate_transport_error,
+)
+from mappings.fhir import jsonio
+
+__all__ = ["FHIR_JSON", "FhirRestConfig", "FhirRestConnector"]
+
+USER_AGENT = "therapy-hub-fhir-rest/1"
+FHIR_JSON = "application/fhir+json"
+DEFAULT_RESOURCE_TYPES = ("Patient", "ServiceRequest", "Task")
+NOT_A_RESOURCE = "payload is not a FHIR resource with an id"
+
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,8192}")
+_LOCATION = re.compile(
+    r"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/(?P<vid>[^/]+))?/?$"
+)
+
+_SEND_BODY_LIMIT = 1024 * 1024  # read to find the remote id and version; more is ignored
+_ERROR_BODY_LIMIT = 64 * 1024  # an OperationOutcome; only its first issue is quoted
+_PAGE_BODY_LIMIT = 64 * 1024 * 1024
+_METADATA_LIMIT = 16 * 1024 * 1024  # CapabilityStatements of big servers run to megabytes
+_MAX_PAGES_PER_POLL = 1000
+_DIAGNOSTICS_CHARS = 160
+
+_TRANSPORT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError)
+
+
+class FhirRestConfig(ConnectorConfig):
+    base_url: AnyHttpUrl = Field(description="The FHIR base, e.g. https://emr.example/fhir")
+    resource_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_RESOURCE_TYPES),
+        min_length=1,
+        max_length=64,
+        description="Resource types to poll, in this order",
+    )
+    page_size: int = Field(default=50, ge=1, le=500, description="_count of each search page")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    bearer_token: SecretStr | None = None
+    verify_tls: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _plain_base(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if value.query or value.fragment or value.username or value.password:
+            raise ValueError("the FHIR base must not carry credentials, a query or a fragment")
+        return value
+
+    @field_validator("resource_types")
+    @classmethod
+    def _known_shape(cls, value: list[str]) -> list[str]:
+        if not all(isinstance(t, str) and RESOURCE_TYPE.fullmatch(t) for t in value):
+            raise ValueError("resource types are names like Patient or ServiceRequest")
+        if len(set(value)) != len(value):
+            raise ValueError("resource types must not repeat")
+        return value
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _HEADER_SAFE.fullmatch(value.get_secret_value()):
+            raise ValueError("the token must be visible ASCII")  # never quote it
+        return value
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name == "base_url":
+                value = safe_target(str(value)) + "/..."
+            yield name, value
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    reason: str
+    headers: httpx.Headers
+    body: bytes
+    complete: bool
+    duration_ms: float
+
+
+class FhirRestConnector:
+    """A generic FHIR R4 REST partner. One ``httpx.Client`` per instance; call ``close()``.
+
+    ``transport`` replaces the HTTP transport (tests); ``auth`` replaces the scheme built from the
+    config. Subclasses (e.g. a SMART Backend Services EMR connector) set their own ``slug`` and
+    ``Config`` (a subclass of :class:`FhirRestConfig`) and override :meth:`_build_auth`.
+    """
+
+    slug: ClassVar[str] = "fhir_rest"
+    Config: ClassVar[type[BaseModel]] = FhirRestConfig
+
+    def __init__(
+        self,
+        config: FhirRestConfig | Mapping[str, Any],
+        *,
+        transport: httpx.BaseTransport | None = None,
+        auth: FhirAuth | None = None,
+    ) -> None:
+        model = cast(type[FhirRestConfig], type(self).Config)
+        self.config: FhirRestConfig = validate_config(model, config, connector=self.slug)
+        self._base = str(self.config.base_url).rstrip("/")
+        self._target = safe_target(self._base)
+        self._origin = _origin(self._base)
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(self.config.timeout_seconds),
+            follow_redirects=False,
+            verify=shared_ssl_context() if self.config.verify_tls else False,
+            transport=transport,
+            headers={"User-Agent": USER_AGENT, "Accept": FHIR_JSON},
+            trust_env=False,
+        )
+        self._auth: FhirAuth = auth if auth is not None else self._build_auth()
+
+    def _build_auth(self) -> FhirAuth:
+        """The auth scheme for this config. Override to add one (it may use ``self._client``)."""
+        if self.config.bearer_token is not None:
+            return BearerTokenAuth(self.config.bearer_token)
+        return NoAuth()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(target={self._target!r})"
+
+    # ------------------------------------------------------------------------------- Sender
+
+    def send(self, delivery: Delivery) -> SendResult:
+        resource_type, resource_id = _resource_ref(delivery.payload)
+        what = f"FHIR PUT {self._target} {resource_type}/{resource_id}"
+        answer = self._exchange(
+            "PUT",
+            f"{self._base}/{resource_type}/{resource_id}",
+            what=what,
+            limit=_SEND_BODY_LIMIT,
+            content=delivery.payload,
+            headers={
+                "Content-Type": FHIR_JSON,
+                "Idempotency-Key": delivery.idempotency_key,
+                "X-Correlation-ID": delivery.correlation_id,
+            },
+        )
+        _raise_for_status(answer, what)
+        resource = _json_object(answer.body) if answer.complete else None
+        remote_id, version = _remote_ref(resource, answer.headers)
+        detail = f"{what} -> {answer.status}"
+        if version:
+            detail += f" (version {version})"
+        return SendResult(
+            status=answer.status,
+            remote_id=remote_id or resource_id,
+            detail=detail,
+            duration_ms=answer.duration_ms,
+        )
+
+    # ------------------------------------------------------------------------------- Poller
+
+    def poll(self, cursor: str | None, limit: int) -> PollBatch:
+        try:
+            state = PollCursor.decode(cursor)
+        except ValueError as exc:
+            raise PermanentError(f"invalid {self.slug} poll cursor: {exc}") from None
+        items: list[PolledItem] = []
+        pages = 0
+        for resource_type in self.config.resource_types:
+            if len(items) >= limit or pages >= _MAX_PAGES_PER_POLL:
+                break
+            params = {"_sort": "_lastUpdated", "_count": str(self.config.page_size)}
+            mark = state.marks.get(resource_type)
+            if mark is not None:
+                params["_lastUpdated"] = f"ge{mark.since}"
+            url: str | None = f"{self._base}/{resource_type}"
+            query: dict[str, str] | None = params
+            visited: set[str] = set()
+            previous = None  # the lastUpdated of the previous match, to check the sort order
+            while url is not None and len(items) < limit and pages < _MAX_PAGES_PER_POLL:
+                pages += 1
+                what = f"FHIR GET {self._target} {resource_type} search (page {len(visited) + 1})"
+                bundle = self._search_page(url, query, what)
+                visited.add(url if query is None else str(httpx.URL(url, params=query)))
+                for resource in _matches(bundle, resource_type, what):
+                    external_id, last_updated, instant = _identify(resource, resource_type, what)
+                    if previous is not None and instant < previous:
+                        raise PermanentError(
+                            f"{what}: results are not sorted by _lastUpdated "
+                            "(does the server support _sort=_lastUpdated?)"
+                        )
+                    previous = instant
+                    mark = state.marks.get(resource_type)
+                    if mark is not None and mark.covers(instant, external_id):
+                        continue  # returned by an earlier poll (the boundary of a ge search)
+                    items.append(PolledItem(external_id, jsonio.dumpb(resource), FHIR_JSON))
+                    state.advance(resource_type, last_updated, instant, external_id)
+                    if len(items) >= limit:
+                        break
+                url, query = self._next_link(bundle, url, what), None
+                if url is not None and url in visited:
+                    raise PermanentError(f"{what}: the next link points back to a page already read")
+        return PollBatch(items=items, next_cursor=state.encode())
+
+    def _search_page(self, url: str, params: Mapping[str, str] | None, what: str) -> dict[str, Any]:
+        answer = self._exchange("GET", url, what=what, limit=_PAGE_BODY_LIMIT, params=params)
+        _raise_for_status(answer, what)
+        if not answer.complete:
+            if len(answer.body) >= _PAGE_BODY_LIMIT:
+                raise PermanentError(
+                    f"{what} -> {answer.status}: the page exceeds {_PAGE_BODY_LIMIT // 2**20} MiB "
+                    "(lower page_size)",
+                    status=answer.status,
+                )
+            raise TransientError(f"{what} -> {answer.status}: the response was cut off", status=answer.status)
+        bundle = _json_object(answer.body)
+        kind = _describe(bundle)
+        if kind != "Bundle/searchset":
+            raise PermanentError(
+                f"{what} -> {answer.status}: expected a searchset Bundle, got {kind}", status=answer.status
+            )
+        assert bundle is not None
+        return bundle
+
+    def _next_link(self, bundle: Mapping[str, Any], current: str, what: str) -> str | None:
+        links = bundle.get("link")
+        for link in links if isinstance(links, list) else []:
+            if not isinstance(link, dict) or link.get("relation") != "next":
+                continue
+            href = link.get("url")
+            if not isinstance(href, str) or not href:
+                return None
+            absolute = urljoin(current, href)
+            origin = _origin(absolute)
+            if origin is None:
+                raise PermanentError(f"{what}: the next link is not a valid http(s) URL")
+            if origin != self._origin:
+                raise PermanentError(
+                    f"{what}: refusing to follow a next link to another host ({safe_target(absolute)}); "
+                    f"expected {self._target}"
+                )
+            return absolute
+        return None
+
+    # ------------------------------------------------------------------------ HealthChecker
+
+    def health(self) -> HealthResult:
+        what = f"FHIR GET {self._target} metadata"
+        started = time.perf_counter()
+        try:
+            answer = self._exchange("GET", f"{self._base}/metadata", what=what, limit=_METADATA_LIMIT)
+        except ConnectorError as exc:
+            return HealthResult(ok=False, detail=exc.message, duration_ms=_ms_since(started))
+        if answer.status != 200:
+            error = _status_error(answer, what)
+            detail = error.message if error is not None else f"{what} -> {answer.status} (expected 200)"
+            return HealthResult(ok=False, detail=detail, duration_ms=answer.duration_ms)
+        statement = _json_object(answer.body) if answer.complete else None
+        kind = _describe(statement)
+        if statement is None or statement.get("resourceType") != "CapabilityStatement":
+            return HealthResult(
+                ok=False,
+                detail=f"{what} -> 200 but {kind}, not a CapabilityStatement",
+                duration_ms=answer.duration_ms,
+            )
+        version = statement.get("fhirVersion")
+        suffix = f" (FHIR {excerpt(version, 20)})" if isinstance(version, str) else ""
+        return HealthResult(
+            ok=True, detail=f"{what} -> 200 CapabilityStatement{suffix}", duration_ms=answer.duration_ms
+        )
+
+    # --------------------------------------------------------------------------- transport
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        limit: int,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> _Answer:
+        """One request (plus one retry after a 401 if the auth scheme refreshed its credentials)."""
+        started = time.perf_counter()
+        retried = False
+        while True:
+            request_headers = {**(headers or {}), **self._auth.headers()}
+            try:
+                with self._client.stream(
+                    method, url, headers=request_headers, content=content, params=params
+                ) as response:
+                    data, complete = read_capped(
+                        response, limit if response.is_success else _ERROR_BODY_LIMIT
+                    )
+            except _TRANSPORT_ERRORS as exc:
+                raise translate_transport_error(
+                    exc, what=what, timeout=self.config.timeout_seconds, duration_ms=_ms_since(started)
+                ) from None
+            if response.status_code == 401 and not retried and self._auth.refresh():
+                retried = True
+                continue
+            return _Answer(
+                status=response.status_code,
+                reason=response.reason_phrase,
+                headers=response.headers,
+                body=data,
+                complete=complete,
+                duration_ms=_ms_since(started),
+            )
+
+    # -------------------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> FhirRestConnector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) with the default port filled in; None for a non-http(s) or bad URL."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return None
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return parsed.scheme, parsed.host.lower(), port
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    if not body:
+        return None
+    try:
+        value = jsonio.loads(body)
+    except (jsonio.InvalidJson, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _describe(value: Mapping[str, Any] | None) -> str:
+    """A short, safe description of a response document: "Bundle/history", "OperationOutcome"..."""
+    if value is None:
+        return "no JSON object"
+    kind = value.get("resourceType")
+    if not isinstance(kind, str):
+        return "JSON without a resourceType"
+    text = excerpt(kind, 40)
+    if kind == "Bundle":
+        bundle_type = value.get("type")
+        text += "/" + (excerpt(bundle_type, 40) if isinstance(bundle_type, str) else "?")
+    return text
+
+
+def _resource_ref(payload: bytes) -> tuple[str, str]:
+    """(resourceType, id) of a payload, or PermanentError - before any network call."""
+    resource = _json_object(payload)
+    if resource is not None:
+        resource_type, resource_id = resource.get("resourceType"), resource.get("id")
+        if (
+            isinstance(resource_type, str)
+            and RESOURCE_TYPE.fullmatch(resource_type)
+            and isinstance(resource_id, str)
+            and _FHIR_ID.fullmatch(resource_id)
+        ):
+            return resource_type, resource_id
+    raise PermanentError(NOT_A_RESOURCE)
+
+
+def _remote_ref(resource: Mapping[str, Any] | None, headers: httpx.Headers) -> tuple[str | None, str | None]:
+    """(id, versionId) from the returned resource, else from ``Location``/``ETag``."""
+    remote_id = version = None
+    if resource is not None:
+        value = resource.get("id")
+        if isinstance(value, str) and value:
+            remote_id = excerpt(value, 64)
+        meta = resource.get("meta")
+        if isinstance(meta, dict) and isinstance(meta.get("versionId"), str):
+            version = excerpt(meta["versionId"], 64)
+    location = headers.get("Location") or headers.get("Content-Location")
+    match = _LOCATION.search(location.split("?", 1)[0]) if location else None
+    if match is not None:
+        remote_id = remote_id or match["id"]
+        version = version or (excerpt(match["vid"], 64) if match["vid"] else None)
+    elif remote_id is None and location:
+        remote_id = excerpt(location) or None
+    etag = headers.get("ETag")
+    if version is None and etag:
+        version = excerpt(etag.removeprefix("W/").strip('"'), 64) or None
+    return remote_id, version
+
+
+def _outcome_summary(body: bytes) -> str | None:
+    """The first issue of an ``OperationOutcome`` body: "code: diagnostics (+n more issues)"."""
+    outcome = _json_object(body)
+    if outcome is None or outcome.get("resourceType") != "OperationOutcome":
+        return None
+    issues = outcome.get("issue")
+    if not isinstance(issues, list) or not issues or not isinstance(issues[0], dict):
+        return "OperationOutcome without issues"
+    first = issues[0]
+    code = first.get("code")
+    code = code if isinstance(code, str) else "unknown"
+    text = first.get("diagnostics")
+    if not isinstance(text, str) or not text.strip():
+        details = first.get("details")
+        text = details.get("text") if isinstance(details, dict) else None
+    summary = excerpt(code, 40)
+    if isinstance(text, str) and text.strip():
+        summary += ": " + excerpt(text, _DIAGNOSTICS_CHARS)
+    if len(issues) > 1:
+        summary += f" (+{len(issues) - 1} more issue{'s' if len(issues) > 2 else ''})"
+    return summary
+
+
+def _status_error(answer: _Answer, what: str) -> ConnectorError | None:
+    summary = _outcome_summary(answer.body)
+    return error_for_status(
+        answer.status,
+        what=what,
+        reason=answer.reason,
+        retry_after=answer.headers.get("Retry-After"),
+        body=summary.encode() if summary is not None else answer.body,
+        duration_ms=answer.duration_ms,
+    )
+
+
+def _raise_for_status(answer: _Answer, what: str) -> None:
+    error = _status_error(answer, what)
+    if error is not None:
+        raise error
+
+
+def _matches(bundle: Mapping[str, Any], resource_type: str, what: str) -> Iterator[dict[str, Any]]:
+    """The resources of the ``match`` entries of one type (``include``/``outcome`` entries skipped)."""
+    entries = bundle.get("entry")
+    if entries is None:
+        return
+    if not isinstance(entries, list):
+        raise PermanentError(f"{what}: Bundle.entry is not a list")
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise PermanentError(f"{what}: a Bundle entry is not an object")
+        search = entry.get("search")
+        mode = search.get("mode", "match") if isinstance(search, dict) else "match"
+        if mode != "match":
+            continue
+        resource = entry.get("resource")
+        if not isinstance(resource, dict):
+            raise PermanentError(f"{what}: a Bundle entry has no resource")
+        if resource.get("resourceType") != resource_type:
+            continue  # e.g. an OperationOutcome warning without a search mode
+        yield resource
+
+
+def _identify(resource: Mapping[str, Any], resource_type: str, what: str) -> tuple[str, str, datetime]:
+    """(external id, meta.lastUpdated as written, its datetime) of one polled resource."""
+    resource_id = resource.get("id")
+    if not isinstance(resource_id, str) or not _FHIR_ID.fullmatch(resource_id):
+        raise PermanentError(f"{what}: a {resource_type} without a valid id")
+    meta = resource.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    last_updated = meta.get("lastUpdated")
+    instant = parse_instant(last_updated)
+    if instant is None:
+        raise PermanentError(f"{what}: {resource_type}/{resource_id} has no valid meta.lastUpdated")
+    assert isinstance(last_updated, str)
+    version = meta.get("versionId")
+    if not isinstance(version, str) or not _FHIR_ID.fullmatch(version):
+        version = last_updated  # an unversioned server: each change has its own instant
+    return f"{resource_type}/{resource_id}/_history/{version}", last_updated, instant
