@@ -302,12 +302,17 @@ def _allowed_business_status(status: str, value: BusinessStatus | str) -> Busine
     return code
 
 
-def _held_from(task: Mapping[str, Any]) -> str | None:
+def held_from_of(task: Mapping[str, Any]) -> str | None:
+    """The status an ``on-hold`` Task resumes to (``HELD_FROM_URL``), None when it does not say."""
     for extension in task.get("extension") or []:
         if isinstance(extension, Mapping) and extension.get("url") == HELD_FROM_URL:
             value = extension.get("valueCode")
             return value if isinstance(value, str) else None
     return None
+
+
+#: the name hub.referrals.service imports
+_held_from = held_from_of
 
 
 def _set_held_from(task: dict[str, Any], held_from: str | None) -> None:
@@ -403,7 +408,7 @@ def apply_transition(
     it would no longer tell the truth.
     """
     current = task.get("status")
-    held_from = _held_from(task) if current == "on-hold" else None
+    held_from = held_from_of(task) if current == "on-hold" else None
     check_transition(current, target_status, reason=reason, held_from=held_from)
     if business_status is not None:
         code: BusinessStatus | None = _allowed_business_status(target_status, business_status)

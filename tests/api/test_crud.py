@@ -355,6 +355,13 @@ MINIMAL = {
         "content": [{"attachment": {"contentType": "application/pdf"}}],
     },
     "Communication": {"status": "completed"},
+    "Composition": {
+        "status": "final",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
+        "date": "2024-03-01T10:00:00Z",
+        "author": [{"reference": "Practitioner/pr1"}],
+        "title": "Referral feedback",
+    },
     "Provenance": {
         "target": [{"reference": "Patient/p1"}],
         "recorded": "2024-03-01T10:00:00Z",

