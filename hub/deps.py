@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends
@@ -21,6 +22,16 @@ def current_tenant(settings: SettingsDep) -> str:
 
 
 TenantDep = Annotated[str, Depends(current_tenant)]
+
+
+def get_clock() -> Callable[[], datetime]:
+    """The clock of the request (naive UTC). Tests override this dependency to inject time."""
+    from hub.fhir.searchparams import utcnow
+
+    return utcnow
+
+
+ClockDep = Annotated[Callable[[], datetime], Depends(get_clock)]
 
 
 @contextmanager

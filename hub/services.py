@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from sqlalchemy.orm import Session
 
 from hub.fhir.service import FhirService
@@ -10,8 +13,14 @@ from hub.settings import Settings
 from hub.sync.service import SyncService
 
 
-def fhir_service(session: Session, settings: Settings, tenant: str, base_url: str) -> FhirService:
-    from hub.referrals.service import ReferralService
+def fhir_service(
+    session: Session,
+    settings: Settings,
+    tenant: str,
+    base_url: str,
+    clock: Callable[[], datetime] | None = None,
+) -> FhirService:
+    from hub.referrals.plans import PlanService
 
     fhir = FhirService(
         session,
@@ -19,7 +28,12 @@ def fhir_service(session: Session, settings: Settings, tenant: str, base_url: st
         base_url=base_url,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
+        **({"clock": clock} if clock else {}),
     )
-    fhir.listeners.append(ReferralService(fhir).on_change)
-    fhir.listeners.append(SyncService(session, tenant=tenant, settings=settings).on_change)
+    fhir.listeners.append(PlanService(fhir).on_change)
+    fhir.listeners.append(
+        SyncService(
+            session, tenant=tenant, settings=settings, **({"clock": clock} if clock else {})
+        ).on_change
+    )
     return fhir

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.deps import SettingsDep, TenantDep, unit_of_work
+from hub.deps import SettingsDep, TenantDep, get_clock, unit_of_work
 from hub.errors import BadRequest, HubError, NotAcceptable, PayloadTooLarge, UnsupportedMediaType, information_outcome
 from hub.fhir.capability import capability_statement
 from hub.fhir.service import FhirService, Stored, WriteResult, check_type, instant, parse_etag
@@ -97,10 +97,10 @@ def fhir_base(request: Request, settings: Settings) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
-def _service(session: Any, settings: Settings, tenant: str, base: str) -> FhirService:
+def _service(session: Any, settings: Settings, tenant: str, base: str, clock: Any = None) -> FhirService:
     from hub.services import fhir_service
 
-    return fhir_service(session, settings, tenant, base)
+    return fhir_service(session, settings, tenant, base, clock)
 
 
 async def keep_rejected(request: Request, settings: Settings, tenant: str, event: str, exc: HubError) -> None:
@@ -121,10 +121,11 @@ async def keep_rejected(request: Request, settings: Settings, tenant: str, event
 
 async def run(request: Request, settings: Settings, tenant: str, work: Callable[[FhirService], T]) -> T:
     base = fhir_base(request, settings)
+    clock = request.app.dependency_overrides.get(get_clock, get_clock)()
 
     def job() -> T:
         with unit_of_work(settings) as session:
-            return work(_service(session, settings, tenant, base))
+            return work(_service(session, settings, tenant, base, clock))
 
     return await run_in_threadpool(job)
 

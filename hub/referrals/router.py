@@ -10,14 +10,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from hub.deps import SettingsDep, TenantDep, unit_of_work
-from hub.referrals.service import ReferralService
+from hub.deps import SettingsDep, TenantDep, get_clock, unit_of_work
+from hub.referrals.plans import DischargeIn, PlanIn, PlanService, SignIn
 from hub.settings import Settings
 from mappings.referral.intake import ReferralIn
 
@@ -25,15 +26,16 @@ router = APIRouter(tags=["referrals"])
 T = TypeVar("T")
 
 
-async def run(request: Request, settings: Settings, tenant: str, work: Callable[[ReferralService], T]) -> T:
+async def run(request: Request, settings: Settings, tenant: str, work: Callable[[PlanService], T]) -> T:
     from hub.fhir.router import fhir_base
     from hub.services import fhir_service
 
     base = fhir_base(request, settings)
+    clock = request.app.dependency_overrides.get(get_clock, get_clock)()
 
     def job() -> T:
         with unit_of_work(settings) as session:
-            return work(ReferralService(fhir_service(session, settings, tenant, base)))
+            return work(PlanService(fhir_service(session, settings, tenant, base, clock)))
 
     return await run_in_threadpool(job)
 
@@ -67,3 +69,41 @@ async def change_status(task_id: str, body: StatusIn, request: Request, settings
                         tenant: TenantDep) -> dict[str, Any]:
     return await run(request, settings, tenant, lambda svc: svc.transition(
         task_id, body.status, reason=body.reason, business_status=body.business_status))
+
+
+@router.post("/referrals/{task_id}/plan-of-care", status_code=201,
+             summary="Establish (or revise) the plan of care; it goes to the referrer for certification")
+async def plan_of_care(task_id: str, body: PlanIn, request: Request, settings: SettingsDep,
+                       tenant: TenantDep) -> dict[str, Any]:
+    return await run(request, settings, tenant, lambda svc: svc.establish_plan(task_id, body))
+
+
+@router.post("/referrals/{task_id}/discharge", summary="Discharge: feedback to the referrer, referral completed")
+async def discharge(task_id: str, body: DischargeIn, request: Request, settings: SettingsDep,
+                    tenant: TenantDep) -> dict[str, Any]:
+    return await run(request, settings, tenant, lambda svc: svc.discharge(task_id, body))
+
+
+@router.get("/certifications", summary="Certification, recertification and progress-report obligations")
+async def certifications(
+    request: Request,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    due_before: date | None = None,
+    owner: str | None = None,
+    include_done: bool = False,
+) -> list[dict[str, Any]]:
+    return await run(request, settings, tenant, lambda svc: svc.certifications(
+        due_before=due_before, owner=owner, include_done=include_done))
+
+
+@router.post("/certifications/{task_id}/sign", summary="The referring physician signs (certifies) the plan")
+async def sign(task_id: str, body: SignIn, request: Request, settings: SettingsDep,
+               tenant: TenantDep) -> dict[str, Any]:
+    return await run(request, settings, tenant, lambda svc: svc.sign(task_id, body))
+
+
+@router.post("/care-plans/{care_plan_id}/clocks", summary="Recompute a plan's obligations now")
+async def refresh_clocks(care_plan_id: str, request: Request, settings: SettingsDep,
+                         tenant: TenantDep) -> list[dict[str, Any]]:
+    return await run(request, settings, tenant, lambda svc: svc.refresh_clocks(care_plan_id))

@@ -1,0 +1,401 @@
+"""Plan of care, certification clocks, signing and discharge: the second half of the referral loop.
+
+- ``establish_plan``: the clinic's therapist writes the plan (CarePlan, ServiceRequests, Goals), the
+  hub renders the certification PDF (DocumentReference) and opens the obligations (Tasks with due
+  dates) from the certification clocks; certification Tasks are owned by the referring physician.
+- ``refresh_clocks``: recomputes the obligations from the facts (plan period, treatment days counted
+  from finished Encounters, signatures, progress reports); overdue ones get business status overdue.
+- Signing: the referrer completes the certification Task (FHIR PUT or ``/certifications/{id}/sign``);
+  the listener records a Provenance with a signature and marks the plan certified.
+- ``discharge``: a BSeR feedback Composition in Task.output and the referral Task completed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from hub.errors import BadRequest, Conflict, NotFound
+from hub.referrals.service import ReferralService, _is_referral_task
+from hub.sync.service import Change
+from mappings.fhir import jsonio
+from mappings.plan_of_care.model import Activity, Goal
+
+PLAN_SYSTEM = "https://therapy-hub.example/sid/plan-of-care"
+REVISION_URL = "https://therapy-hub.example/StructureDefinition/plan-revision"
+CERTIFIED_URL = "https://therapy-hub.example/StructureDefinition/plan-certified"
+SIGNATURE_TYPE = {"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.10065.1.12.1.1",
+                  "display": "Author's Signature"}
+
+
+class PlanIn(BaseModel):
+    """What the therapist sends to ``POST /referrals/{task_id}/plan-of-care``."""
+
+    author: str = Field(pattern=r"^PractitionerRole/[A-Za-z0-9\-.]{1,64}$",
+                        description="The therapist's PractitionerRole")
+    status: str = Field(default="active", pattern="^(draft|active)$")
+    period_start: date
+    period_end: date
+    frequency_per_week: int = Field(ge=1, le=14)
+    frequency_max_per_week: int | None = Field(default=None, ge=2, le=14)
+    duration_weeks: int = Field(ge=1, le=52)
+    activities: list[Activity] = Field(min_length=1, max_length=40)
+    goals: list[Goal] = Field(default_factory=list, max_length=40)
+    initial_treatment: date | None = Field(default=None, description="Default: the first treatment day")
+
+
+class SignIn(BaseModel):
+    signature: str | None = Field(default=None, description="base64 signature image or token (optional)")
+    signature_type: str = Field(default="image/png")
+
+
+class DischargeIn(BaseModel):
+    summary: str = Field(min_length=1, max_length=4000)
+    outcome: str | None = Field(default=None, max_length=4000)
+    author: str | None = Field(default=None, pattern=r"^PractitionerRole/[A-Za-z0-9\-.]{1,64}$")
+
+
+def _code(task: dict[str, Any]) -> str | None:
+    from mappings.referral.certification import OBLIGATION_CODE_SYSTEM
+
+    for coding in (task.get("code") or {}).get("coding", []):
+        if coding.get("system") == OBLIGATION_CODE_SYSTEM:
+            return str(coding.get("code"))
+    return None
+
+
+def _ext(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
+    return next((e for e in resource.get("extension") or [] if e.get("url") == url), None)
+
+
+class PlanService(ReferralService):
+    # ------------------------------------------------------------ plan of care
+
+    def establish_plan(self, task_id: str, body: PlanIn) -> dict[str, Any]:
+        from mappings.plan_of_care.fhir import build_plan_of_care, plan_summary
+        from mappings.plan_of_care.model import Diagnosis, PlanIdentifier, PlanOfCare
+        from mappings.plan_of_care.pdf import plan_document_reference, render_plan_pdf
+        from mappings.referral.intake import referral_category
+
+        task = self._read("Task", task_id)
+        if not _is_referral_task(task):
+            raise NotFound(f"Task/{task_id} is not a referral")
+        if task.get("status") not in ("accepted", "in-progress"):
+            raise Conflict(f"A plan of care needs an accepted referral; this one is {task.get('status')}",
+                           expression="Task.status")
+        sr_ref = task["focus"]["reference"]
+        sr = self._read(*sr_ref.split("/"))
+        condition_ref = ((sr.get("reasonReference") or [{}])[0]).get("reference")
+        if not condition_ref:
+            raise Conflict("The referral has no reason (Condition) to address", expression="ServiceRequest.reasonReference")
+        condition = self._read(*condition_ref.split("/"))
+        coding = (condition.get("code") or {}).get("coding", [{}])[0]
+        existing = self._plans_for(sr_ref)
+        revision = 1
+        if existing:
+            ext = _ext(existing[0], REVISION_URL)
+            revision = int(ext.get("valueInteger", 1)) + 1 if ext else 2
+        plan = PlanOfCare(
+            identifier=PlanIdentifier(system=PLAN_SYSTEM, value=task_id),
+            revision=revision,
+            status=body.status,
+            discipline=referral_category(sr) or "PT",
+            patient=sr["subject"]["reference"],
+            referral=sr_ref,
+            diagnosis=Diagnosis(code=coding.get("code", "R69"), display=coding.get("display") or "Diagnosis",
+                                reference=condition_ref),
+            author=body.author,
+            organization=task["owner"]["reference"],
+            created=self._now().date(),
+            period_start=body.period_start,
+            period_end=body.period_end,
+            frequency_per_week=body.frequency_per_week,
+            frequency_max_per_week=body.frequency_max_per_week,
+            duration_weeks=body.duration_weeks,
+            activities=body.activities,
+            goals=body.goals,
+        )
+        now_aware = self._now().replace(tzinfo=UTC)
+        bundle = build_plan_of_care(plan, now=now_aware)
+        self.fhir.process_bundle(bundle, return_preference="minimal")
+        summary = plan_summary(bundle)
+        patient = self._read(*sr["subject"]["reference"].split("/"))
+        return_code = "POC-" + hashlib.sha256(f"{summary.care_plan_id}|{revision}".encode()).hexdigest()[:10].upper()
+        pdf = render_plan_pdf(
+            summary,
+            patient_name=_person_name(patient),
+            patient_birth_date=date.fromisoformat(patient["birthDate"][:10]) if len(patient.get("birthDate", "")) >= 10 else None,
+            referring_physician=self._referrer_name(sr),
+            clinic_name=self._organization_name(task["owner"]["reference"]),
+            return_code=return_code,
+            generated_at=now_aware,
+            referring_npi=self._referrer_npi(sr),
+        )
+        document = plan_document_reference(pdf, plan_ref=summary.care_plan_ref, patient_ref=plan.patient,
+                                           now=now_aware, return_code=return_code)
+        self.fhir.update("DocumentReference", document["id"], document)
+        if task.get("status") == "accepted":
+            from mappings.referral.task_state import apply_transition
+
+            self.fhir.update("Task", task_id, apply_transition(task, "in-progress", now=self._now()))
+            task = self._read("Task", task_id)
+        tasks = self.refresh_clocks(summary.care_plan_id, initial_treatment=body.initial_treatment,
+                                    plan_changed=revision > 1)
+        self._tell_referrer(task, f"Plan of care (revision {revision}) ready for your signature, "
+                                  f"return code {return_code}")
+        return {
+            "care_plan": summary.care_plan_ref,
+            "revision": revision,
+            "document": f"DocumentReference/{document['id']}",
+            "return_code": return_code,
+            "obligations": tasks,
+        }
+
+    def _plans_for(self, sr_ref: str) -> list[dict[str, Any]]:
+        plans = self._search("CarePlan", [("identifier", f"{PLAN_SYSTEM}|")])
+        return [p for p in plans if any(i.get("reference") == sr_ref for i in p.get("supportingInfo") or [])]
+
+    def _referrer_name(self, sr: dict[str, Any]) -> str:
+        role_ref = (sr.get("requester") or {}).get("reference")
+        if not role_ref:
+            return "Referring physician"
+        role = self._read(*role_ref.split("/"))
+        practitioner_ref = (role.get("practitioner") or {}).get("reference")
+        if practitioner_ref:
+            return _person_name(self._read(*practitioner_ref.split("/")))
+        return "Referring physician"
+
+    def _referrer_npi(self, sr: dict[str, Any]) -> str | None:
+        role_ref = (sr.get("requester") or {}).get("reference")
+        if not role_ref:
+            return None
+        role = self._read(*role_ref.split("/"))
+        return next((i["value"] for i in role.get("identifier") or []
+                     if i.get("system") == "http://hl7.org/fhir/sid/us-npi"), None)
+
+    def _organization_name(self, reference: str) -> str:
+        try:
+            return str(self._read(*reference.split("/")).get("name") or "Clinic")
+        except NotFound:
+            return "Clinic"
+
+    # ------------------------------------------------------------ clocks
+
+    def refresh_clocks(self, care_plan_id: str, *, initial_treatment: date | None = None,
+                       plan_changed: bool = False, today: date | None = None) -> list[dict[str, Any]]:
+        """Recompute the plan's obligations and upsert their Tasks; returns their views."""
+        from mappings.referral.certification import MEDICARE, obligations, to_fhir_tasks
+
+        care_plan = self._read("CarePlan", care_plan_id)
+        care_plan_ref = f"CarePlan/{care_plan_id}"
+        period = care_plan.get("period") or {}
+        sr_ref = next((i["reference"] for i in care_plan.get("supportingInfo") or []
+                       if i.get("reference", "").startswith("ServiceRequest/")), None)
+        sr = self._read(*sr_ref.split("/")) if sr_ref else {}
+        referrer = (sr.get("requester") or {}).get("reference")
+        clinic = ((sr.get("performer") or [{}])[0]).get("reference") or self.ensure_clinic()
+        today = today or self._now().date()
+        treatment_dates = self._treatment_dates(sr_ref) if sr_ref else []
+        existing = self._search("Task", [("focus", care_plan_ref)])
+        certified = [t for t in existing if _code(t) in ("certification", "recertification")
+                     and t.get("status") == "completed"]
+        certified_on = max((date.fromisoformat(t["lastModified"][:10]) for t in certified), default=None)
+        revision_ext = _ext(care_plan, REVISION_URL)
+        certified_ext = _ext(care_plan, CERTIFIED_URL)
+        changed_on = None
+        if certified_on and revision_ext and certified_ext:
+            certified_revision = int((certified_ext.get("extension") or [{}])[0].get("valueInteger", 1))
+            if int(revision_ext.get("valueInteger", 1)) > certified_revision:
+                changed_on = date.fromisoformat(care_plan["meta"]["lastUpdated"][:10])
+        reports = [t for t in existing if _code(t) == "progress-report" and t.get("status") == "completed"]
+        last_report = max((int(o.get("valueInteger", 0)) for t in reports for o in t.get("output") or []
+                           if "valueInteger" in o), default=None)
+        start = date.fromisoformat(period["start"][:10])
+        first_day = initial_treatment or (treatment_dates[0] if treatment_dates else start)
+        found = obligations(
+            plan_start=start,
+            plan_end=date.fromisoformat(period["end"][:10]),
+            initial_treatment=first_day,
+            certified_on=certified_on,
+            plan_changed_on=changed_on if plan_changed or changed_on else None,
+            treatment_dates=treatment_dates,
+            last_progress_report_visit=last_report,
+            rules=MEDICARE,
+            today=today,
+        )
+        tasks = to_fhir_tasks(found, care_plan_ref=care_plan_ref, patient_ref=care_plan["subject"]["reference"],
+                              owner_ref=referrer or clinic, requester_ref=clinic, now=self._now())
+        views = []
+        wanted = set()
+        for new in tasks:
+            if _code(new) == "progress-report":
+                new["owner"] = {"reference": clinic}
+            wanted.add(new["id"])
+            try:
+                current = self._read("Task", new["id"])
+            except NotFound:
+                current = None
+            if current is not None and current.get("status") == "completed":
+                views.append(self.obligation_view(current, today))
+                continue
+            if current is None or _differs(current, new):
+                self.fhir.update("Task", new["id"], new)
+            views.append(self.obligation_view(self._read("Task", new["id"]), today))
+        for old in existing:  # obligations whose due date moved: the old Task is cancelled
+            if _code(old) and old["id"] not in wanted and old.get("status") == "requested":
+                self.fhir.update("Task", old["id"], {**old, "status": "cancelled",
+                                                     "statusReason": {"text": "superseded"}})
+        return views
+
+    def _treatment_dates(self, sr_ref: str) -> list[date]:
+        encounters = self._search("Encounter", [("based-on", sr_ref), ("status", "finished")])
+        days = sorted({date.fromisoformat(e["period"]["start"][:10]) for e in encounters
+                       if (e.get("period") or {}).get("start")})
+        return days
+
+    def obligation_view(self, task: dict[str, Any], today: date | None = None) -> dict[str, Any]:
+        today = today or self._now().date()
+        due = ((task.get("restriction") or {}).get("period") or {}).get("end")
+        open_ = task.get("status") == "requested"
+        return {
+            "task": f"Task/{task['id']}",
+            "kind": _code(task),
+            "care_plan": (task.get("focus") or {}).get("reference"),
+            "owner": (task.get("owner") or {}).get("reference"),
+            "status": task.get("status"),
+            "due": due,
+            "overdue": bool(open_ and due and date.fromisoformat(due[:10]) < today),
+            "business_status": ((task.get("businessStatus") or {}).get("coding") or [{}])[0].get("code"),
+            "description": task.get("description"),
+        }
+
+    def certifications(self, *, due_before: date | None = None, owner: str | None = None,
+                       include_done: bool = False) -> list[dict[str, Any]]:
+        from mappings.referral.certification import OBLIGATION_CODE_SYSTEM
+
+        items = [("code", f"{OBLIGATION_CODE_SYSTEM}|")]
+        if owner:
+            items.append(("owner", owner))
+        if not include_done:
+            items.append(("status", "requested"))
+        views = [self.obligation_view(t) for t in self._search("Task", items)]
+        if due_before:
+            views = [v for v in views if v["due"] and date.fromisoformat(v["due"][:10]) <= due_before]
+        return sorted(views, key=lambda v: v["due"] or "9999")
+
+    # ------------------------------------------------------------ signing (listener + endpoint)
+
+    def sign(self, task_id: str, body: SignIn) -> dict[str, Any]:
+        task = self._read("Task", task_id)
+        if _code(task) not in ("certification", "recertification"):
+            raise NotFound(f"Task/{task_id} is not a certification")
+        if task.get("status") != "requested":
+            raise Conflict(f"This certification is {task.get('status')}", expression="Task.status")
+        signed = {**task, "status": "completed", "lastModified": self._now().isoformat(timespec="seconds") + "Z"}
+        if body.signature:
+            signed["output"] = [{"type": {"text": "signature"},
+                                 "valueAttachment": {"contentType": body.signature_type, "data": body.signature}}]
+        self.fhir.update("Task", task_id, signed)
+        return self.obligation_view(self._read("Task", task_id))
+
+    def on_change(self, change: Change) -> None:
+        super().on_change(change)
+        resource = change.resource or {}
+        if (change.resource_type == "Task" and change.interaction == "update"
+                and _code(resource) in ("certification", "recertification")
+                and resource.get("status") == "completed" and change.previous
+                and jsonio.loads(change.previous).get("status") != "completed"):
+            self._record_signature(resource)
+        elif change.resource_type == "Encounter" and change.interaction in ("create", "update"):
+            self._encounter_changed(resource)
+
+    def _record_signature(self, task: dict[str, Any]) -> None:
+        care_plan_ref = task["focus"]["reference"]
+        care_plan = self._read(*care_plan_ref.split("/"))
+        signer = (task.get("owner") or {}).get("reference")
+        now_text = self._now().isoformat(timespec="seconds") + "Z"
+        signature: dict[str, Any] = {"type": [SIGNATURE_TYPE], "when": now_text, "who": {"reference": signer}}
+        attachment = next((o["valueAttachment"] for o in task.get("output") or [] if "valueAttachment" in o), None)
+        if attachment:
+            signature["sigFormat"] = attachment.get("contentType")
+            signature["data"] = attachment.get("data")
+        provenance = {
+            "resourceType": "Provenance",
+            "target": [{"reference": f"{care_plan_ref}/_history/{care_plan['meta']['versionId']}"}],
+            "recorded": now_text,
+            "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DocumentCompletion",
+                                     "code": "LA", "display": "legally authenticated"}]},
+            "agent": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                            "code": "verifier"}]}, "who": {"reference": signer}}],
+            "entity": [{"role": "source", "what": {"reference": f"Task/{task['id']}"}}],
+            "signature": [signature],
+        }
+        self.fhir.create("Provenance", provenance)
+        revision = int((_ext(care_plan, REVISION_URL) or {}).get("valueInteger", 1))
+        extensions = [e for e in care_plan.get("extension") or [] if e.get("url") != CERTIFIED_URL]
+        extensions.append({"url": CERTIFIED_URL, "extension": [
+            {"url": "revision", "valueInteger": revision},
+            {"url": "when", "valueDateTime": now_text},
+            {"url": "by", "valueReference": {"reference": signer}},
+        ]})
+        self.fhir.update("CarePlan", care_plan["id"], {**care_plan, "extension": extensions})
+        self.refresh_clocks(care_plan["id"])
+
+    def _encounter_changed(self, encounter: dict[str, Any]) -> None:
+        if encounter.get("status") != "finished":
+            return
+        for based_on in encounter.get("basedOn") or []:
+            for plan in self._plans_for(based_on.get("reference", "")):
+                self.refresh_clocks(plan["id"])
+
+    # ------------------------------------------------------------ discharge
+
+    def discharge(self, task_id: str, body: DischargeIn) -> dict[str, Any]:
+        from mappings.referral.task_state import (
+            FeedbackEntry,
+            apply_transition,
+            feedback_composition,
+            task_output_for_feedback,
+        )
+
+        task = self._read("Task", task_id)
+        if not _is_referral_task(task):
+            raise NotFound(f"Task/{task_id} is not a referral")
+        if task.get("status") != "in-progress":
+            raise Conflict(f"Only a referral in progress can be discharged; this one is {task.get('status')}",
+                           expression="Task.status")
+        sr_ref = task["focus"]["reference"]
+        goals = []
+        for plan in self._plans_for(sr_ref):
+            for goal_ref in plan.get("goal") or []:
+                goal = self._read(*goal_ref["reference"].split("/"))
+                status = ((goal.get("achievementStatus") or {}).get("coding") or [{}])[0].get("code", "in-progress")
+                goals.append(FeedbackEntry(goal_ref["reference"],
+                                           f"{(goal.get('description') or {}).get('text', 'Goal')}: {status}"))
+        author = body.author or task["owner"]["reference"]
+        composition = feedback_composition(service_request_ref=sr_ref, patient_ref=task["for"]["reference"],
+                                           author_ref=author, now=self._now(), summary=body.summary,
+                                           goals=goals, outcome=body.outcome)
+        stored = self.fhir.create("Composition", composition, resource_id=composition.get("id"))
+        done = apply_transition(task, "completed", now=self._now(),
+                                output=task_output_for_feedback(f"Composition/{stored.stored.id}"))
+        self.fhir.update("Task", task_id, done)
+        view = self.view(self._read("Task", task_id))
+        view["feedback"] = f"Composition/{stored.stored.id}"
+        return view
+
+
+def _person_name(resource: dict[str, Any]) -> str:
+    name = (resource.get("name") or [{}])[0]
+    return " ".join([*name.get("prefix", []), *name.get("given", []), name.get("family", "")]).strip() or "Unknown"
+
+
+def _differs(current: dict[str, Any], new: dict[str, Any]) -> bool:
+    keys = ("status", "businessStatus", "restriction", "description", "owner", "input")
+    return any(current.get(k) != new.get(k) for k in keys)
+
+
+__all__ = ["PlanService", "PlanIn", "SignIn", "DischargeIn", "BadRequest", "datetime"]
