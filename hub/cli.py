@@ -205,7 +205,11 @@ def replay(
     typer.echo(f"{len(pairs)} message(s) queued for delivery")
 
 
-connectors_app = typer.Typer(help="Connector instances: list with health, add, test.", invoke_without_command=True)
+connectors_app = typer.Typer(
+    help="Connector instances: with no command, list them with their health (backlog, dead letters, "
+    "last success and error, error rate); 'test NAME' runs a health check. Add them with 'hub routes load'.",
+    invoke_without_command=True,
+)
 app.add_typer(connectors_app, name="connectors")
 
 
@@ -292,6 +296,28 @@ def routes_list(tenant: str | None = TenantOpt) -> None:
     rows = [[r["id"], r["name"], r["resource_type"], ",".join(r["interactions"]), r["filter"], r["connector"],
              "yes" if r["enabled"] else "no"] for r in items]
     _table("Routes", ["id", "name", "type", "interactions", "filter", "connector", "enabled"], rows)
+
+
+@app.command()
+def demo(
+    data_dir: Path = typer.Option(Path("var/demo"), help="Where the demo keeps its store (emptied first)."),
+    port: int | None = typer.Option(None, help="Port of the demo hub (default: a free one)."),
+    keep_running: bool = typer.Option(
+        True, "--keep-running/--exit", help="Keep the hub and sandboxes up afterwards (Ctrl-C stops)."
+    ),
+) -> None:
+    """Walk a referral through the whole loop on embedded defaults, against sandbox partners.
+
+    No services needed: SQLite, the embedded broker and worker, a sandbox referrer system (webhook)
+    and a sandbox clinic EMR (FHIR), all on 127.0.0.1."""
+    from hub.demo import DemoError, run_demo
+
+    try:
+        code = run_demo(data_dir, port, keep_running, typer.echo)
+    except DemoError as exc:
+        typer.echo(f"demo failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 @db_app.command("upgrade")

@@ -95,5 +95,5 @@ def test_compose_file_has_the_deployment_services() -> None:
 def test_readme_names_the_two_setup_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     head = readme[:1500]
-    assert "./scripts/serve" in head and "./scripts/test" in head
+    assert "./scripts/demo" in head and "./scripts/test" in head
     assert "./scripts/test" in (ROOT / ".ci" / "run").read_text()

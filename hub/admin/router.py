@@ -198,6 +198,13 @@ async def test_connector(name: str, settings: SettingsDep, tenant: TenantDep) ->
     return await run_in_threadpool(check_health, settings, tenant, name)
 
 
+@router.post("/connectors/{name}/poll", summary="Poll a connector now (what beat does on its schedule)")
+async def poll_connector_now(name: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    from hub.sync.polling import poll_named
+
+    return await run_in_threadpool(poll_named, settings, tenant, name)
+
+
 # ------------------------------------------------------------------ routes
 
 
@@ -220,8 +227,8 @@ async def get_route(route_id: int, settings: SettingsDep, tenant: TenantDep) -> 
 async def put_route(route_id: int, body: RouteIn, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
         current = AdminViews(session, tenant=tenant).route(route_id)
-        if current["name"] != body.name:
-            SyncService(session, tenant=tenant, settings=settings).delete_route(route_id)
+        if current["name"] != body.name:  # rename in place: the route keeps its id
+            SyncService(session, tenant=tenant, settings=settings).rename_route(route_id, body.name)
         return _save_route(session, settings, tenant, body, replace=True)
 
     return await run(settings, work)

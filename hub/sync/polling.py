@@ -113,6 +113,22 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
     return report
 
 
+def poll_named(settings: Settings, tenant: str, name: str) -> dict[str, Any]:
+    """Poll the connector ``name`` of ``tenant`` once (admin API, CLI); errors become a clear result."""
+    from connectors.base import ConnectorError
+
+    with transaction(settings.database_url) as session:
+        connector_id = SyncService(session, tenant=tenant, settings=settings).get_connector(name).id
+    try:
+        report = poll_connector(settings, connector_id)
+    except ConnectorError as exc:
+        return {"connector": name, "ok": False, "error": str(exc)}
+    if report is None:
+        return {"connector": name, "ok": False, "error": "this connector cannot poll (or is disabled)"}
+    return {"connector": name, "ok": True, "fetched": report.fetched, "stored": report.stored,
+            "duplicates": report.duplicates, "rejected": report.rejected}
+
+
 def pollable_connectors(settings: Settings) -> list[int]:
     from connectors import registry
     from connectors.base import Poller

@@ -1,0 +1,213 @@
+"""``hub demo``: the whole referral loop on embedded defaults, against the sandbox partners.
+
+Starts the sandbox partners (the referring physician's system as a webhook receiver, the clinic's
+EMR as a FHIR server), the hub (API + embedded worker, SQLite, no services), wires connectors and
+routes, and walks one referral through intake, acceptance, plan of care, signature, visits, the
+progress report and discharge, printing each step. Only 127.0.0.1 is used.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SECRET = "demo-referrer-webhook-secret"
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise DemoError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _check(response: httpx.Response, what: str) -> Any:
+    if response.status_code >= 400:
+        raise DemoError(f"{what} failed: HTTP {response.status_code} {response.text[:300]}")
+    return response.json() if response.content else None
+
+
+def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callable[[str], None]) -> int:
+    from connectors.fhir_rest.sandbox import SandboxFhirServer
+    from connectors.webhook.sandbox import SandboxReceiver
+
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    port = port or _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update({"HUB_DATABASE_URL": f"sqlite:///{(data_dir / 'hub.db').resolve()}",
+                "HUB_SWEEP_INTERVAL_SECONDS": "2", "HUB_REQUEUE_GRACE_SECONDS": "5"})
+    total = 10
+
+    def step(n: int, text: str) -> None:
+        echo(f"[{n:>2}/{total}] {text}")
+
+    with SandboxReceiver(secret=SECRET) as referrer_system, SandboxFhirServer() as emr:
+        step(1, f"sandbox partners up: referrer's system {referrer_system.url}, clinic EMR {emr.url}")
+        log = open(data_dir / "hub.log", "wb")  # noqa: SIM115
+        server = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
+                                  cwd=data_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                def ready() -> bool:
+                    try:
+                        return client.get("/readyz").status_code == 200
+                    except httpx.TransportError:
+                        if server.poll() is not None:
+                            raise DemoError(f"the hub stopped; see {data_dir / 'hub.log'}") from None
+                        return False
+
+                _wait(ready, 90, "the hub to start")
+                step(2, f"hub up at {base} (SQLite store and embedded worker in {data_dir})")
+                _wire(client, referrer_system.url, emr.url)
+                step(3, "connectors and routes: events to the referrer's system (webhook, signed), "
+                        "referrals and plans to the clinic EMR (FHIR)")
+                _loop(client, emr, step)
+                step(9, "waiting for every delivery ...")
+                _wait(lambda: _open_jobs(client) == 0, 120, "the deliveries")
+                jobs = _check(client.get("/admin/api/jobs", params={"limit": 500}), "jobs")["items"]
+                dead = [j for j in jobs if j["status"] == "dead"]
+                if dead:
+                    raise DemoError(f"{len(dead)} deliveries failed: {dead[0]['last_error']}")
+                mirrored = sum(len(emr.resources(t)) for t in ("Patient", "ServiceRequest", "Task", "CarePlan"))
+                step(10, f"done: {len(jobs)} deliveries, {len(referrer_system.deliveries)} notifications at the "
+                         f"referrer's system (all signatures valid: "
+                         f"{all(d.signature_valid for d in referrer_system.deliveries)}), "
+                         f"{mirrored} resources mirrored in the clinic EMR")
+                echo("")
+                echo("Where to look:")
+                echo(f"  referrals          {base}/referrals")
+                echo(f"  certifications     {base}/certifications?include_done=true")
+                echo(f"  FHIR API           {base}/fhir/Task?code=fulfill   (metadata: {base}/fhir/metadata)")
+                echo(f"  messages & events  {base}/admin/api/messages")
+                echo(f"  connectors health  {base}/admin/api/connectors")
+                echo(f"  API docs           {base}/docs")
+                echo(f"  from a shell       HUB_DATABASE_URL=sqlite:///{(data_dir / 'hub.db').resolve()} hub jobs")
+            if keep_running:
+                echo("")
+                echo("The hub and the sandbox partners keep running; press Ctrl-C to stop.")
+                try:
+                    while server.poll() is None:
+                        time.sleep(0.5)
+                except KeyboardInterrupt:
+                    pass
+        finally:
+            try:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(server.pid, signal.SIGKILL)
+            log.close()
+    return 0
+
+
+def _open_jobs(client: httpx.Client) -> int:
+    jobs = client.get("/admin/api/jobs", params={"limit": 500}).json()["items"]
+    return sum(1 for j in jobs if j["status"] in ("pending", "running", "retrying"))
+
+
+def _wire(client: httpx.Client, referrer_url: str, emr_url: str) -> None:
+    _check(client.put("/admin/api/connectors/referrer-system", json={
+        "name": "referrer-system", "kind": "webhook", "config": {"url": referrer_url + "/events", "secret": SECRET},
+        "max_attempts": 5, "backoff_base_seconds": 0.5}), "the referrer connector")
+    _check(client.put("/admin/api/connectors/clinic-emr", json={
+        "name": "clinic-emr", "kind": "fhir_rest",
+        "config": {"base_url": emr_url, "resource_types": ["Observation"]},
+        "max_attempts": 5, "backoff_base_seconds": 0.5}), "the EMR connector")
+    for name, resource_type, connector in (
+        ("tell-referrer-tasks", "Task", "referrer-system"),
+        ("tell-referrer-messages", "Communication", "referrer-system"),
+        ("plan-pdf-to-referrer", "DocumentReference", "referrer-system"),
+        ("referrals-to-emr", "ServiceRequest", "clinic-emr"),
+        ("patients-to-emr", "Patient", "clinic-emr"),
+        ("tasks-to-emr", "Task", "clinic-emr"),
+        ("plans-to-emr", "CarePlan", "clinic-emr"),
+    ):
+        _check(client.post("/admin/api/routes", json={"name": name, "resource_type": resource_type,
+                                                      "connector": connector}), f"route {name}")
+
+
+def _loop(client: httpx.Client, emr: Any, step: Callable[[int, str], None]) -> None:
+    today = date.today()
+    referral = {
+        "identifier": {"system": "urn:oid:2.16.840.1.113883.3.9999.1", "value": f"DEMO-{int(time.time())}"},
+        "discipline": "PT",
+        "patient": {"identifier": {"system": "urn:oid:2.16.840.1.113883.3.9999.2", "value": "MRN-DEMO-1"},
+                    "family": "Rivera", "given": ["Ana"], "birth_date": "1961-04-12", "gender": "female"},
+        "referrer": {"npi": "1234567893", "family": "Okafor", "given": ["Chidi"],
+                     "direct_address": "c.okafor@direct.example.org"},
+        "reason": {"icd10": "M54.50", "display": "Low back pain, unspecified"},
+        "coverage": {"payer": "Medicare Part B", "member_id": "1EG4TE5MK73"},
+        "note": "Evaluate and treat",
+    }
+    view = _check(client.post("/referrals", json=referral), "sending the referral")
+    task_id = view["task"].split("/")[1]
+    step(4, f"referral sent by Dr. Okafor: {view['service_request']}, tracked by {view['task']} ({view['status']})")
+    _check(client.post(f"/referrals/{task_id}/status", json={"status": "received"}), "receiving")
+    _check(client.post(f"/referrals/{task_id}/status", json={"status": "accepted"}), "accepting")
+    plan = _check(client.post(f"/referrals/{task_id}/plan-of-care", json={
+        "author": "PractitionerRole/demo-therapist",
+        "period_start": today.isoformat(), "period_end": (today + timedelta(weeks=6)).isoformat(),
+        "frequency_per_week": 2, "duration_weeks": 6,
+        "activities": [{"code": "97161", "display": "PT evaluation, low complexity", "count": 1},
+                       {"code": "97110", "display": "Therapeutic exercise"},
+                       {"code": "97140", "display": "Manual therapy"}],
+        "goals": [{"term": "short", "description": "Walk 300 m without pain",
+                   "due_date": (today + timedelta(weeks=3)).isoformat()},
+                  {"term": "long", "description": "Return to gardening",
+                   "due_date": (today + timedelta(weeks=6)).isoformat()}],
+    }), "the plan of care")
+    certification = next(o for o in plan["obligations"] if o["kind"] == "certification")
+    step(5, f"clinic accepted; plan of care {plan['care_plan']} (PDF {plan['document']}, return code "
+            f"{plan['return_code']}) sent for signature, due {certification['due']}")
+    signed = _check(client.post(f"/certifications/{certification['task'].split('/')[1]}/sign",
+                                json={"signature": base64.b64encode(b"Dr. Okafor").decode()}), "signing")
+    step(6, f"Dr. Okafor signed: certification {signed['status']}; a Provenance records the signature")
+    for visit in range(10):
+        encounter = {"resourceType": "Encounter", "status": "finished",
+                     "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                     "subject": {"reference": view["patient"]}, "basedOn": [{"reference": view["service_request"]}],
+                     "period": {"start": (datetime.now(UTC) - timedelta(days=10 - visit)).isoformat(timespec="seconds")}}
+        _check(client.post("/fhir/Encounter", content=json.dumps(encounter), headers=FHIR), "a visit")
+    progress = [o for o in _check(client.get("/certifications"), "obligations") if o["kind"] == "progress-report"]
+    state = progress[0]["business_status"] if progress else "not yet"
+    step(7, f"10 visits recorded; progress report: {state}")
+    emr.seed({"resourceType": "Observation", "id": "demo-pain", "status": "final",
+              "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}], "text": "Pain severity 0-10"},
+              "subject": {"reference": view["patient"]}, "valueInteger": 2})
+    polled = _check(client.post("/admin/api/connectors/clinic-emr/poll"), "polling the EMR")
+    done = _check(client.post(f"/referrals/{task_id}/discharge", json={
+        "summary": "10 visits; independent with the home exercise program", "outcome": "Goals met"}), "discharge")
+    step(8, f"pulled {polled.get('stored', 0)} observation(s) from the EMR; discharged: referral {done['status']}, "
+            f"feedback {done['feedback']}")

@@ -1,0 +1,29 @@
+"""`hub demo` walks the whole referral loop on embedded defaults, with no services, and finishes green."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HUB = str(Path(sys.executable).with_name("hub"))
+
+
+def test_hub_demo_finishes_green_with_no_services(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    result = subprocess.run([HUB, "demo", "--exit"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    for expected in ("referral sent", "sent for signature", "signed", "progress report: due",
+                     "discharged: referral completed", "all signatures valid: True", "Where to look"):
+        assert expected in out, out
+    assert "[10/10] done" in out
+    assert (tmp_path / "var" / "demo" / "hub.db").exists()
+
+
+def test_hub_demo_help_explains_itself() -> None:
+    result = subprocess.run([HUB, "demo", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "--keep-running" in result.stdout and "sandbox" in result.stdout
