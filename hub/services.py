@@ -30,7 +30,7 @@ def fhir_service(
         max_count=settings.max_page_size,
         **({"clock": clock} if clock else {}),
     )
-    fhir.listeners.append(PlanService(fhir).on_change)
+    fhir.listeners.append(PlanService(fhir, payer_rules=settings.certification_rules).on_change)
     fhir.listeners.append(
         SyncService(
             session, tenant=tenant, settings=settings, **({"clock": clock} if clock else {})

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     requeue_grace_seconds: float = Field(
         default=30.0, ge=0, description="A due job not picked up within this time is enqueued again."
     )
+    certification_rules: dict[str, dict[str, int | bool | None]] = Field(
+        default_factory=dict,
+        description="Per-payer certification rules as JSON, payer id -> {initial_certification_days, "
+        "max_certification_days, progress_report_visits, recert_on_plan_change}; others follow Medicare.",
+    )
     message_retention_days: int = Field(
         default=30, ge=1, description="Payloads of finished messages are erased after this many days."
     )

@@ -45,6 +45,7 @@ def make_celery(
             "sweep-lost-jobs": {"task": "hub.sweep", "schedule": sweep_interval},
             "purge-old-payloads": {"task": "hub.purge", "schedule": 3600.0},
             "poll-connectors": {"task": "hub.poll_all", "schedule": poll_interval},
+            "certification-clocks": {"task": "hub.certification_clocks", "schedule": 6 * 3600.0},
         },
         timezone="UTC",
     )

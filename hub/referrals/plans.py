@@ -72,6 +72,26 @@ def _ext(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
 
 
 class PlanService(ReferralService):
+    def __init__(self, fhir: Any, *, payer_rules: dict[str, dict[str, Any]] | None = None,
+                 now: datetime | None = None) -> None:
+        super().__init__(fhir, now=now)
+        self.payer_rules = payer_rules or {}
+
+    def _rules_for(self, sr: dict[str, Any]) -> Any:
+        """The certification rules of the referral's payer (Coverage payor identifier), else Medicare's."""
+        from mappings.referral.certification import CertificationRules, rules_for_payer
+
+        payer_id = None
+        for insurance in sr.get("insurance") or []:
+            try:
+                coverage = self._read(*insurance["reference"].split("/"))
+            except (NotFound, KeyError, TypeError):
+                continue
+            for payor in coverage.get("payor") or []:
+                payer_id = (payor.get("identifier") or {}).get("value") or payer_id
+        overrides = {k: CertificationRules(**v) for k, v in self.payer_rules.items()}
+        return rules_for_payer(payer_id, overrides)
+
     # ------------------------------------------------------------ plan of care
 
     def establish_plan(self, task_id: str, body: PlanIn) -> dict[str, Any]:
@@ -223,7 +243,7 @@ class PlanService(ReferralService):
             plan_changed_on=changed_on if plan_changed or changed_on else None,
             treatment_dates=treatment_dates,
             last_progress_report_visit=last_report,
-            rules=MEDICARE,
+            rules=self._rules_for(sr) if sr else MEDICARE,
             today=today,
         )
         tasks = to_fhir_tasks(found, care_plan_ref=care_plan_ref, patient_ref=care_plan["subject"]["reference"],
@@ -249,6 +269,13 @@ class PlanService(ReferralService):
                 self.fhir.update("Task", old["id"], {**old, "status": "cancelled",
                                                      "statusReason": {"text": "superseded"}})
         return views
+
+    def refresh_all(self) -> int:
+        """Recompute the obligations of every active plan of care (beat runs this daily)."""
+        plans = self._search("CarePlan", [("identifier", f"{PLAN_SYSTEM}|"), ("status", "active")])
+        for plan in plans:
+            self.refresh_clocks(plan["id"])
+        return len(plans)
 
     def _treatment_dates(self, sr_ref: str) -> list[date]:
         encounters = self._search("Encounter", [("based-on", sr_ref), ("status", "finished")])

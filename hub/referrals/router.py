@@ -35,7 +35,8 @@ async def run(request: Request, settings: Settings, tenant: str, work: Callable[
 
     def job() -> T:
         with unit_of_work(settings) as session:
-            return work(PlanService(fhir_service(session, settings, tenant, base, clock)))
+            return work(PlanService(fhir_service(session, settings, tenant, base, clock),
+                                    payer_rules=settings.certification_rules))
 
     return await run_in_threadpool(job)
 

@@ -30,6 +30,10 @@ def ensure_tenant(session: Session, *, tenant_id: str, name: str, now: datetime)
         session.flush()
 
 
+def tenant_ids(session: Session) -> list[str]:
+    return list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
+
+
 # ---------------------------------------------------------------- resources
 
 

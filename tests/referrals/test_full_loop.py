@@ -181,3 +181,46 @@ def test_the_whole_referral_loop(app_client: TestClient, clock: Clock) -> None:
         for entry in client.get(f"/fhir/{resource_type}", params={"_count": 100}).json().get("entry", []):
             if entry["search"]["mode"] == "match":
                 assert validate_resource(entry["resource"]) == [], (resource_type, entry["resource"]["id"])
+
+
+def test_certification_rules_follow_the_payer(settings: Settings, clock: Clock) -> None:
+    custom = settings.model_copy(update={"certification_rules": {
+        "PAYER-77": {"initial_certification_days": 14, "progress_report_visits": None}}})
+    app = create_app(custom)
+    app.dependency_overrides[get_clock] = lambda: clock
+    with TestClient(app, base_url="http://testserver") as client:
+        body = referral(coverage={"payer": "Acme Health", "member_id": "A-1", "payer_id": "PAYER-77"})
+        view = client.post("/referrals", json=body).json()
+        task_id = view["task"].split("/")[1]
+        client.post(f"/referrals/{task_id}/status", json={"status": "accepted"})
+        plan = client.post(f"/referrals/{task_id}/plan-of-care", json=PLAN).json()
+        kinds = {o["kind"]: o for o in plan["obligations"]}
+        assert kinds["certification"]["due"] == "2026-03-17"  # 14 days, not Medicare's 30
+        assert "progress-report" not in kinds
+
+        medicare = client.post("/referrals", json=referral("R-2")).json()
+        client.post(f"/referrals/{medicare['task'].split('/')[1]}/status", json={"status": "accepted"})
+        other = client.post(f"/referrals/{medicare['task'].split('/')[1]}/plan-of-care", json=PLAN).json()
+        assert {o["kind"]: o for o in other["obligations"]}["certification"]["due"] == "2026-04-02"
+
+
+def test_the_scheduled_clock_task_flags_overdue_certifications(
+    settings: Settings, clock: Clock, monkeypatch
+) -> None:
+    from workers.tasks import certification_clocks
+
+    app = create_app(settings)
+    app.dependency_overrides[get_clock] = lambda: clock
+    with TestClient(app, base_url="http://testserver") as client:
+        view = client.post("/referrals", json=referral()).json()
+        task_id = view["task"].split("/")[1]
+        client.post(f"/referrals/{task_id}/status", json={"status": "accepted"})
+        plan = client.post(f"/referrals/{task_id}/plan-of-care", json=PLAN).json()
+        certification = next(o for o in plan["obligations"] if o["kind"] == "certification")
+        assert not certification["overdue"]
+
+        # the task function itself, called directly with the test's settings, as of the day after the due date
+        monkeypatch.setattr("workers.tasks.get_settings", lambda: settings)
+        assert certification_clocks(now="2026-04-03T08:00:00") == 1
+        after = [o for o in client.get("/certifications").json() if o["task"] == certification["task"]]
+        assert after[0]["business_status"] == "overdue"
