@@ -47,6 +47,13 @@ MINIMAL: dict[str, dict[str, Any]] = {
         "recorded": "2024-03-01T10:00:00Z",
         "agent": [{"who": {"reference": "Practitioner/pr1"}}],
     },
+    "Composition": {
+        "status": "final",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
+        "date": "2024-03-01T10:00:00Z",
+        "author": [{"reference": "Practitioner/pr1"}],
+        "title": "Referral feedback",
+    },
 }
 
 
