@@ -54,7 +54,8 @@ def run_broker(
 
     upgrade(db)
     queue = f"bench-{uuid.uuid4().hex[:8]}"
-    settings = Settings(database_url=db, broker_url=broker, task_queue=queue, environment="test")
+    settings = Settings(database_url=db, broker_url=broker, task_queue=queue, environment="test",
+                        auth_disabled=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(
         {"HUB_DATABASE_URL": db, "HUB_BROKER_URL": broker, "HUB_TASK_QUEUE": queue, "HUB_ENVIRONMENT": "test"}

@@ -19,6 +19,7 @@ from hub.admin.router import router as admin_router
 from hub.errors import HubError, operation_outcome
 from hub.middleware import CorrelationIdMiddleware
 from hub.referrals.router import router as referrals_router
+from hub.security.router import router as auth_router
 from hub.fhir.router import fhir_response
 from hub.fhir.router import router as fhir_router
 from hub.fhir.service import instant
@@ -124,5 +125,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fhir_router)
     app.include_router(admin_router)
     app.include_router(referrals_router)
+    app.include_router(auth_router)
     app.add_middleware(CorrelationIdMiddleware)
     return app

@@ -54,6 +54,7 @@ def serve(
         typer.echo(f"Upgrading the store at {_redact(settings.database_url)} ...")
         upgrade(settings.database_url)
     base = settings.fhir_base if settings.base_url else f"http://{host}:{port}/fhir"
+    _announce_access(settings, f"http://{host}:{port}")
     worker = None
     if embedded_worker is None:
         embedded_worker = not settings.broker_url
@@ -86,6 +87,34 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def _announce_access(settings, base: str) -> None:  # type: ignore[no-untyped-def]
+    """Create the local admin client on a fresh store and print its credentials, once."""
+    if settings.auth_disabled:
+        bar = "!" * 78
+        typer.echo(f"{bar}\n!! AUTHENTICATION IS DISABLED (HUB_AUTH_DISABLED=true): every caller is an "
+                   f"administrator.\n!! Development only; never expose this hub to a network.\n{bar}")
+        return
+    from datetime import UTC, datetime
+
+    from hub.app import ensure_default_tenant
+    from hub.deps import unit_of_work
+    from hub.security.clients import ClientService
+
+    try:
+        ensure_default_tenant(settings)
+        with unit_of_work(settings) as session:
+            new = ClientService(session, settings=settings, now=datetime.now(UTC).replace(tzinfo=None)) \
+                .ensure_local_admin(settings.default_tenant)
+    except Exception as exc:  # the store is not migrated (--no-migrate): nothing to announce
+        typer.echo(f"(local admin client not checked: {type(exc).__name__})")
+        return
+    if new is not None:
+        typer.echo("Local administrator client created. Its secret is shown only this once:")
+        typer.echo(f"  client_id     {new.client_id}\n  client_secret {new.client_secret}")
+        typer.echo(f"  get a token:  curl -s -u {new.client_id}:<secret> -d grant_type=client_credentials "
+                   f"{base}/auth/token")
 
 
 @app.command()
@@ -318,6 +347,31 @@ def demo(
         typer.echo(f"demo failed: {exc}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+@app.command()
+def mllp(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(2575, help="TCP port of the MLLP listener."),
+    tenant: str | None = TenantOpt,
+    source: str | None = typer.Option(None, help="Name of this listener in the message store (default mllp:PORT)."),
+    read_timeout: float = typer.Option(30.0, help="Seconds to wait for the rest of a started message."),
+) -> None:
+    """Receive HL7 v2.5.1 over MLLP (REF^I12, OMG^O19, ADT^A04/A08/A31): store, translate to FHIR, ACK."""
+    from hub.inbound.hl7v2 import run_listener
+    from hub.settings import get_settings
+
+    settings = get_settings()
+    tenant = tenant or settings.default_tenant
+
+    def ready(server) -> None:  # type: ignore[no-untyped-def]
+        typer.echo(f"MLLP listener on {host}:{server.port} (tenant {tenant}); Ctrl-C stops")
+
+    try:
+        run_listener(settings, tenant=tenant, host=host, port=port, source=source, read_timeout=read_timeout,
+                     ready=ready)
+    except KeyboardInterrupt:
+        pass
 
 
 @db_app.command("upgrade")

@@ -72,6 +72,7 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
     def step(n: int, text: str) -> None:
         echo(f"[{n:>2}/{total}] {text}")
 
+    credentials = _clients(env["HUB_DATABASE_URL"])
     with SandboxReceiver(secret=SECRET) as referrer_system, SandboxFhirServer() as emr:
         step(1, f"sandbox partners up: referrer's system {referrer_system.url}, clinic EMR {emr.url}")
         log = open(data_dir / "hub.log", "wb")  # noqa: SIM115
@@ -79,7 +80,9 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                                   cwd=data_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         try:
-            with httpx.Client(base_url=base, timeout=30) as client:
+            with httpx.Client(base_url=base, timeout=30) as client, \
+                    httpx.Client(base_url=base, timeout=30) as clinic, \
+                    httpx.Client(base_url=base, timeout=30) as physician:
                 def ready() -> bool:
                     try:
                         return client.get("/readyz").status_code == 200
@@ -89,11 +92,16 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                         return False
 
                 _wait(ready, 90, "the hub to start")
-                step(2, f"hub up at {base} (SQLite store and embedded worker in {data_dir})")
+                for http, (client_id, secret) in zip((client, clinic, physician), credentials, strict=True):
+                    token = _check(http.post("/auth/token", data={"grant_type": "client_credentials"},
+                                             auth=(client_id, secret)), f"a token for {client_id}")
+                    http.headers["Authorization"] = f"Bearer {token['access_token']}"
+                step(2, f"hub up at {base} (SQLite store and embedded worker in {data_dir}); signed in as "
+                        "the administrator, the clinic and Dr. Okafor (OAuth2 client credentials)")
                 _wire(client, referrer_system.url, emr.url)
                 step(3, "connectors and routes: events to the referrer's system (webhook, signed), "
                         "referrals and plans to the clinic EMR (FHIR)")
-                _loop(client, emr, step)
+                _loop(client, clinic, physician, emr, step)
                 step(9, "waiting for every delivery ...")
                 _wait(lambda: _open_jobs(client) == 0, 120, "the deliveries")
                 jobs = _check(client.get("/admin/api/jobs", params={"limit": 500}), "jobs")["items"]
@@ -106,7 +114,10 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                          f"{all(d.signature_valid for d in referrer_system.deliveries)}), "
                          f"{mirrored} resources mirrored in the clinic EMR")
                 echo("")
-                echo("Where to look:")
+                admin_id, admin_secret = credentials[0]
+                echo("Where to look (every API but /fhir/metadata needs a bearer token):")
+                echo(f"  sign in            curl -s -u {admin_id}:{admin_secret} -d grant_type=client_credentials "
+                     f"{base}/auth/token")
                 echo(f"  referrals          {base}/referrals")
                 echo(f"  certifications     {base}/certifications?include_done=true")
                 echo(f"  FHIR API           {base}/fhir/Task?code=fulfill   (metadata: {base}/fhir/metadata)")
@@ -158,7 +169,35 @@ def _wire(client: httpx.Client, referrer_url: str, emr_url: str) -> None:
                                                       "connector": connector}), f"route {name}")
 
 
-def _loop(client: httpx.Client, emr: Any, step: Callable[[int, str], None]) -> None:
+def _clients(database_url: str) -> list[tuple[str, str]]:
+    """Create the demo's store and its three clients: administrator, clinic, referring physician."""
+    from hub.app import ensure_default_tenant
+    from hub.deps import unit_of_work
+    from hub.security.clients import ClientService
+    from hub.settings import Settings
+    from hub.store.migrate import upgrade
+    from mappings.referral.intake import NPI_SYSTEM, deterministic_id
+
+    settings = Settings(database_url=database_url)
+    upgrade(database_url)
+    ensure_default_tenant(settings)
+    role = f"PractitionerRole/{deterministic_id('PractitionerRole', NPI_SYSTEM, '1234567893')}"
+    out = []
+    with unit_of_work(settings) as session:
+        service = ClientService(session, settings=settings, now=datetime.now(UTC).replace(tzinfo=None))
+        for client_id, kind, fhir_user in (("demo-admin", "admin", None), ("demo-clinic", "clinic", None),
+                                           ("demo-dr-okafor", "referrer", role)):
+            new = service.add(tenant=settings.default_tenant, name=client_id, role=kind, client_id=client_id,
+                              fhir_user=fhir_user)
+            out.append((new.client_id, new.client_secret or ""))
+    from hub.store.db import engine_for
+
+    engine_for(database_url).dispose()
+    return out
+
+
+def _loop(client: httpx.Client, clinic: httpx.Client, physician: httpx.Client, emr: Any,
+          step: Callable[[int, str], None]) -> None:
     today = date.today()
     referral = {
         "identifier": {"system": "urn:oid:2.16.840.1.113883.3.9999.1", "value": f"DEMO-{int(time.time())}"},
@@ -171,12 +210,12 @@ def _loop(client: httpx.Client, emr: Any, step: Callable[[int, str], None]) -> N
         "coverage": {"payer": "Medicare Part B", "member_id": "1EG4TE5MK73"},
         "note": "Evaluate and treat",
     }
-    view = _check(client.post("/referrals", json=referral), "sending the referral")
+    view = _check(physician.post("/referrals", json=referral), "sending the referral")
     task_id = view["task"].split("/")[1]
     step(4, f"referral sent by Dr. Okafor: {view['service_request']}, tracked by {view['task']} ({view['status']})")
-    _check(client.post(f"/referrals/{task_id}/status", json={"status": "received"}), "receiving")
-    _check(client.post(f"/referrals/{task_id}/status", json={"status": "accepted"}), "accepting")
-    plan = _check(client.post(f"/referrals/{task_id}/plan-of-care", json={
+    _check(clinic.post(f"/referrals/{task_id}/status", json={"status": "received"}), "receiving")
+    _check(clinic.post(f"/referrals/{task_id}/status", json={"status": "accepted"}), "accepting")
+    plan = _check(clinic.post(f"/referrals/{task_id}/plan-of-care", json={
         "author": "PractitionerRole/demo-therapist",
         "period_start": today.isoformat(), "period_end": (today + timedelta(weeks=6)).isoformat(),
         "frequency_per_week": 2, "duration_weeks": 6,
@@ -191,7 +230,10 @@ def _loop(client: httpx.Client, emr: Any, step: Callable[[int, str], None]) -> N
     certification = next(o for o in plan["obligations"] if o["kind"] == "certification")
     step(5, f"clinic accepted; plan of care {plan['care_plan']} (PDF {plan['document']}, return code "
             f"{plan['return_code']}) sent for signature, due {certification['due']}")
-    signed = _check(client.post(f"/certifications/{certification['task'].split('/')[1]}/sign",
+    mine = _check(physician.get("/certifications"), "the physician's certifications to sign")
+    if certification["task"] not in [m["task"] for m in mine]:
+        raise DemoError("the certification is not in Dr. Okafor's list")
+    signed = _check(physician.post(f"/certifications/{certification['task'].split('/')[1]}/sign",
                                 json={"signature": base64.b64encode(b"Dr. Okafor").decode()}), "signing")
     step(6, f"Dr. Okafor signed: certification {signed['status']}; a Provenance records the signature")
     for visit in range(10):
@@ -199,15 +241,15 @@ def _loop(client: httpx.Client, emr: Any, step: Callable[[int, str], None]) -> N
                      "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
                      "subject": {"reference": view["patient"]}, "basedOn": [{"reference": view["service_request"]}],
                      "period": {"start": (datetime.now(UTC) - timedelta(days=10 - visit)).isoformat(timespec="seconds")}}
-        _check(client.post("/fhir/Encounter", content=json.dumps(encounter), headers=FHIR), "a visit")
-    progress = [o for o in _check(client.get("/certifications"), "obligations") if o["kind"] == "progress-report"]
+        _check(clinic.post("/fhir/Encounter", content=json.dumps(encounter), headers=FHIR), "a visit")
+    progress = [o for o in _check(clinic.get("/certifications"), "obligations") if o["kind"] == "progress-report"]
     state = progress[0]["business_status"] if progress else "not yet"
     step(7, f"10 visits recorded; progress report: {state}")
     emr.seed({"resourceType": "Observation", "id": "demo-pain", "status": "final",
               "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}], "text": "Pain severity 0-10"},
               "subject": {"reference": view["patient"]}, "valueInteger": 2})
     polled = _check(client.post("/admin/api/connectors/clinic-emr/poll"), "polling the EMR")
-    done = _check(client.post(f"/referrals/{task_id}/discharge", json={
+    done = _check(clinic.post(f"/referrals/{task_id}/discharge", json={
         "summary": "10 visits; independent with the home exercise program", "outcome": "Goals met"}), "discharge")
     step(8, f"pulled {polled.get('stored', 0)} observation(s) from the EMR; discharged: referral {done['status']}, "
             f"feedback {done['feedback']}")

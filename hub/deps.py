@@ -7,21 +7,61 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from hub.security.principal import Principal
 from hub.settings import Settings, get_settings
 from hub.store.db import transaction
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def current_tenant(settings: SettingsDep) -> str:
-    """The caller's tenant. Until authentication lands every caller works in the default tenant."""
-    return settings.default_tenant
+def current_principal(request: Request, settings: SettingsDep) -> Principal:
+    """The caller, from ``Authorization: Bearer <token>`` (see /auth/token)."""
+    from hub.fhir.searchparams import utcnow
+    from hub.security import tokens
+    from hub.security.principal import DEVELOPMENT, Unauthorized
+
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    if settings.auth_disabled:
+        principal = Principal.of(DEVELOPMENT.client_id, settings.default_tenant, "admin", DEVELOPMENT.scope, None)
+    else:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Send a bearer token: Authorization: Bearer <access_token> (from POST /auth/token)")
+        try:
+            claims = tokens.verify(
+                token.strip(), secrets=[settings.secret_key.get_secret_value(), *settings.previous_keys],
+                now=utcnow(),
+            )
+        except tokens.TokenError as exc:
+            raise Unauthorized(str(exc)) from None
+        principal = Principal.of(claims.client_id, claims.tenant, claims.role, claims.scope, claims.fhir_user)
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def current_tenant(principal: PrincipalDep) -> str:
+    """The caller's tenant (clinic organisation): every query is scoped to it."""
+    return principal.tenant
 
 
 TenantDep = Annotated[str, Depends(current_tenant)]
+
+
+def require_roles(*roles: str) -> Callable[..., Principal]:
+    def check(principal: PrincipalDep) -> Principal:
+        principal.require_role(*roles)
+        return principal
+
+    return check
 
 
 def get_clock() -> Callable[[], datetime]:

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         default=30, ge=1, description="Payloads of finished messages are erased after this many days."
     )
     log_level: str = "INFO"
+    auth_disabled: bool = Field(
+        default=False,
+        description="DEVELOPMENT ONLY: no authentication, every caller is an administrator of the default "
+        "tenant. Refused when HUB_ENVIRONMENT=production.",
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default).")
+    rate_limit_per_minute: int = Field(default=1200, ge=0, description="Requests a minute per client (0: no limit).")
 
     @field_validator("base_url")
     @classmethod
@@ -77,6 +84,8 @@ class Settings(BaseSettings):
     def _refuse_placeholder_secret(self) -> Settings:
         if self.environment == "production" and self.secret_key.get_secret_value() == PLACEHOLDER_SECRET:
             raise ValueError("HUB_SECRET_KEY must be set to a real secret when HUB_ENVIRONMENT=production")
+        if self.environment == "production" and self.auth_disabled:
+            raise ValueError("HUB_AUTH_DISABLED is a development flag and is refused when HUB_ENVIRONMENT=production")
         return self
 
     @property

@@ -45,6 +45,14 @@ def test_hub_serve_on_embedded_defaults_delivers_a_routed_referral(tmp_path: Pat
                 assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-2000:]
                 time.sleep(0.3)
             assert (tmp_path / "var" / "hub.db").exists()
+            # the local admin client was created and its secret printed once: sign in with it
+            log_text = (tmp_path / "serve.log").read_text()
+            secret = log_text.split("client_secret", 1)[1].split()[0]
+            assert client.get("/admin/api/connectors").status_code == 401
+            token = client.post("/auth/token", data={"grant_type": "client_credentials"},
+                                auth=("local-admin", secret))
+            assert token.status_code == 200, token.text
+            client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
             connector = {"name": "emr", "kind": "webhook",
                          "config": {"url": receiver.url + "/in", "secret": SECRET}}
             assert client.put("/admin/api/connectors/emr", json=connector).status_code == 200

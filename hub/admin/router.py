@@ -8,18 +8,18 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import yaml
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from hub.deps import SettingsDep, TenantDep, unit_of_work
+from hub.deps import SettingsDep, TenantDep, require_roles, unit_of_work
 from hub.errors import BadRequest
 from hub.settings import Settings
 from hub.sync.admin import AdminViews, route_view
 from hub.sync.service import SyncService
 
-router = APIRouter(prefix="/admin/api", tags=["admin"])
+router = APIRouter(prefix="/admin/api", tags=["admin"], dependencies=[Depends(require_roles("admin"))])
 T = TypeVar("T")
 
 

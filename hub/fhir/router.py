@@ -119,13 +119,49 @@ async def keep_rejected(request: Request, settings: Settings, tenant: str, event
     await run_in_threadpool(store)
 
 
+INTERACTIONS = {
+    "search": "search-type", "search_post": "search-type", "read": "read", "vread": "vread", "create": "create",
+    "update": "update", "delete": "delete", "instance_history": "history-instance",
+    "type_history": "history-type", "system_history": "history-system", "transaction": "transaction",
+}
+
+
 async def run(request: Request, settings: Settings, tenant: str, work: Callable[[FhirService], T]) -> T:
+    """Run ``work`` in one transaction under the caller's access policy, and audit it (AuditEvent in
+    the same transaction on success; in a transaction of its own when the request failed)."""
+    from hub.security.audit import audit_event
+    from hub.security.policy import AccessPolicy
+
     base = fhir_base(request, settings)
     clock = request.app.dependency_overrides.get(get_clock, get_clock)()
+    principal = request.state.principal
+    route = request.scope.get("route")
+    interaction = INTERACTIONS.get(getattr(getattr(route, "endpoint", None), "__name__", ""), "operation")
+    resource_type = request.path_params.get("resource_type")
+    address = request.client.host if request.client else None
+    query = request.url.query if interaction == "search-type" else None
+
+    def event(svc: FhirService, outcome: int, resource_id: str | None, why: str | None = None) -> dict[str, Any]:
+        return audit_event(principal=principal, interaction=interaction, now=svc.clock(), outcome=outcome,
+                           address=address, resource_type=resource_type, resource_id=resource_id, query=query,
+                           description=why)
 
     def job() -> T:
-        with unit_of_work(settings) as session:
-            return work(_service(session, settings, tenant, base, clock))
+        try:
+            with unit_of_work(settings) as session:
+                svc = _service(session, settings, tenant, base, clock)
+                svc.policy = AccessPolicy(principal, svc)
+                result = work(svc)
+                stored = getattr(result, "stored", None)
+                resource_id = request.path_params.get("resource_id") or (stored.id if stored else None)
+                svc.record_audit(event(svc, 0, resource_id))
+                return result
+        except HubError as exc:
+            with unit_of_work(settings) as session:
+                svc = _service(session, settings, tenant, base, clock)
+                svc.record_audit(event(svc, 4, request.path_params.get("resource_id"),
+                                       f"HTTP {exc.status_code} {exc.code}"))
+            raise
 
     return await run_in_threadpool(job)
 

@@ -209,6 +209,16 @@ SEARCH_PARAMS: dict[str, list[SearchParam]] = {
         _p("date", "date", "date"),
         _p("author", "reference", "author"),
     ],
+    "AuditEvent": [
+        _p("date", "date", "recorded"),
+        _p("entity", "reference", "entity.what"),
+        _p("agent", "reference", "agent.who"),
+        _p("altid", "token", "agent.altId"),
+        _p("subtype", "token", "subtype"),
+        _p("action", "token", "action"),
+        _p("outcome", "token", "outcome"),
+        _p("patient", "reference", "entity.what", targets=PATIENT),
+    ],
     "Provenance": [
         _p("target", "reference", "target"),
         _p("patient", "reference", "target", targets=PATIENT),

@@ -11,6 +11,7 @@ import hashlib
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -141,12 +142,44 @@ class FhirService:
         self.session = session
         #: called with every write, inside the transaction (routing into the outbox)
         self.listeners = list(listeners)
+        #: the caller's access policy (scopes, compartment); None = the hub itself (no checks)
+        self.policy: Any = None
+        self._internal = 0
         self.tenant = tenant
         self.base_url = base_url  # ends with /fhir
         self.default_count = default_count
         self.max_count = max_count
         self.clock = clock
         self.new_id = new_id
+
+    # ------------------------------------------------------------ access
+
+    @contextmanager
+    def internal(self) -> Iterator[None]:
+        """Work the hub does on its own behalf (listeners, services): no caller policy applies."""
+        self._internal += 1
+        try:
+            yield
+        finally:
+            self._internal -= 1
+
+    def _guard(self, resource_type: str, permission: str) -> None:
+        if self.policy is not None and not self._internal:
+            self.policy.check(resource_type, permission)
+
+    def _hidden(self, stored: Stored) -> bool:
+        if self.policy is None or self._internal or not self.policy.restricted or stored.content is None:
+            return False
+        return not self.policy.visible(stored.resource_type, jsonio.loads(stored.content))
+
+    def _exists(self, resource_type: str, resource_id: str) -> bool:
+        row = repo.get_resource(self.session, tenant=self.tenant, resource_type=resource_type, resource_id=resource_id)
+        return row is not None and not row.deleted
+
+    def record_audit(self, event: dict[str, Any]) -> None:
+        """Store an AuditEvent in this transaction (no routing, no policy)."""
+        with self.internal():
+            self._write(None, "AuditEvent", event["id"], event, "POST", route=False)
 
     # ------------------------------------------------------------ validation
 
@@ -165,18 +198,22 @@ class FhirService:
 
     def read(self, resource_type: str, resource_id: str) -> Stored:
         check_type(resource_type)
+        self._guard(resource_type, "r")
         row = repo.get_resource(
             self.session, tenant=self.tenant, resource_type=resource_type, resource_id=resource_id
         )
         if row is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         stored = Stored.of(row)
+        if self._hidden(stored):
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
         if row.deleted:
             raise Gone(f"{resource_type}/{resource_id} was deleted", headers={"ETag": stored.etag})
         return stored
 
     def vread(self, resource_type: str, resource_id: str, version: str) -> Stored:
         check_type(resource_type)
+        self._guard(resource_type, "r")
         # ASCII digits only, and small enough for the INTEGER column (no overflow -> 500)
         if not (version.isascii() and version.isdigit()) or int(version) > 2**31 - 1:
             raise NotFound("That version is not known")
@@ -191,7 +228,10 @@ class FhirService:
             raise NotFound(f"{resource_type}/{resource_id}/_history/{version} is not known")
         if row.content is None:
             raise Gone(f"{resource_type}/{resource_id} version {version} is a deletion")
-        return Stored.of(row)
+        stored = Stored.of(row)
+        if self._hidden(stored):
+            raise NotFound(f"{resource_type}/{resource_id}/_history/{version} is not known")
+        return stored
 
     # ------------------------------------------------------------ writes
 
@@ -202,6 +242,7 @@ class FhirService:
         resource_id: str,
         resource: dict[str, Any] | None,
         method: str,
+        route: bool = True,
     ) -> Stored:
         now = self.clock()
         current_deleted = current is not None and current.deleted
@@ -237,13 +278,14 @@ class FhirService:
             fresh=current is None,
         )
         stored = Stored.of(row)
-        if self.listeners:
+        if self.listeners and route:
             interaction = "delete" if resource is None else ("create" if current is None or current_deleted else "update")
             change = Change(
                 resource_type, resource_id, stored.version_id, interaction, resource, stored.content, previous
             )
-            for listener in self.listeners:
-                listener(change)
+            with self.internal():
+                for listener in self.listeners:
+                    listener(change)
         return stored
 
     def create(
@@ -256,6 +298,7 @@ class FhirService:
         idempotency_key: str | None = None,
     ) -> WriteResult:
         check_type(resource_type)
+        self._guard(resource_type, "c")
         self._require_valid(resource, resource_type)
         request_hash = hashlib.sha256(jsonio.dumpb([resource_type, resource])).hexdigest()
         if idempotency_key:
@@ -320,6 +363,7 @@ class FhirService:
     ) -> WriteResult:
         check_type(resource_type)
         check_id(resource_id)
+        self._guard(resource_type, "u")
         self._require_valid(resource, resource_type)
         body_id = resource.get("id")
         if body_id is None:
@@ -352,6 +396,7 @@ class FhirService:
     def delete(self, resource_type: str, resource_id: str, *, if_match: str | None = None) -> Stored | None:
         """Delete; returns the deletion version, or None when there was nothing to delete."""
         check_type(resource_type)
+        self._guard(resource_type, "d")
         current = repo.get_resource(
             self.session, tenant=self.tenant, resource_type=resource_type, resource_id=resource_id, for_update=True
         )
@@ -396,6 +441,9 @@ class FhirService:
 
     def search(self, resource_type: str, items: Sequence[tuple[str, str]], *, strict: bool = False) -> dict[str, Any]:
         check_type(resource_type)
+        self._guard(resource_type, "s")
+        if self.policy is not None and not self._internal:
+            items = self.policy.search_items(resource_type, items)
         parsed = self._parse(resource_type, items, strict=strict)
         count = parsed.count if parsed.count is not None else self.default_count
         bundle: dict[str, Any] = {
@@ -460,7 +508,8 @@ class FhirService:
                     seen.add((ref_type, ref_id))
                     targets.append((ref_type, ref_id))
         for row in repo.get_resources(self.session, tenant=self.tenant, keys=targets):
-            yield self._entry(Stored.of(row), {"mode": "include"})
+            if not self._hidden(Stored.of(row)):
+                yield self._entry(Stored.of(row), {"mode": "include"})
 
     def history(
         self,
@@ -470,6 +519,14 @@ class FhirService:
     ) -> dict[str, Any]:
         if resource_type:
             check_type(resource_type)
+            self._guard(resource_type, "r")
+        if self.policy is not None and not self._internal:
+            if self.policy.restricted and not resource_id:
+                raise self.policy.forbidden("type and system history")
+            if not resource_type and self.policy.principal.role != "admin":
+                raise self.policy.forbidden("system history")
+            if resource_type and resource_id:
+                self.read(resource_type, resource_id) if self._exists(resource_type, resource_id) else None
         count, offset, since = self.default_count, 0, None
         for key, value in items:
             try:

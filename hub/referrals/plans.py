@@ -315,10 +315,13 @@ class PlanService(ReferralService):
 
     # ------------------------------------------------------------ signing (listener + endpoint)
 
-    def sign(self, task_id: str, body: SignIn) -> dict[str, Any]:
+    def sign(self, task_id: str, body: SignIn, *, signer: str | None = None) -> dict[str, Any]:
+        """Complete a certification; ``signer`` (a referrer's PractitionerRole) must be its owner."""
         task = self._read("Task", task_id)
         if _code(task) not in ("certification", "recertification"):
             raise NotFound(f"Task/{task_id} is not a certification")
+        if signer is not None and (task.get("owner") or {}).get("reference") != signer:
+            raise NotFound(f"Task/{task_id} is not a certification of yours")
         if task.get("status") != "requested":
             raise Conflict(f"This certification is {task.get('status')}", expression="Task.status")
         signed = {**task, "status": "completed", "lastModified": self._now().isoformat(timespec="seconds") + "Z"}

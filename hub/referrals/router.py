@@ -13,16 +13,17 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any, Literal, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from hub.deps import SettingsDep, TenantDep, get_clock, unit_of_work
+from hub.deps import PrincipalDep, SettingsDep, TenantDep, get_clock, require_roles, unit_of_work
 from hub.referrals.plans import DischargeIn, PlanIn, PlanService, SignIn
 from hub.settings import Settings
 from mappings.referral.intake import ReferralIn
 
 router = APIRouter(tags=["referrals"])
+CLINIC = [Depends(require_roles("clinic", "admin"))]
 T = TypeVar("T")
 
 
@@ -48,8 +49,11 @@ class StatusIn(BaseModel):
 
 
 @router.post("/referrals", status_code=201, summary="Send a referral (the same identifier updates it)")
-async def send_referral(body: ReferralIn, request: Request, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
-    return await run(request, settings, tenant, lambda svc: svc.intake(body))
+async def send_referral(body: ReferralIn, request: Request, settings: SettingsDep, tenant: TenantDep,
+                        principal: PrincipalDep) -> dict[str, Any]:
+    principal.require_role("referrer", "clinic", "admin", "system")
+    as_referrer = principal.fhir_user if principal.role == "referrer" else None
+    return await run(request, settings, tenant, lambda svc: svc.intake(body, as_referrer=as_referrer))
 
 
 @router.get("/referrals", summary="Referrals, newest first")
@@ -57,29 +61,32 @@ async def list_referrals(
     request: Request,
     settings: SettingsDep,
     tenant: TenantDep,
+    principal: PrincipalDep,
     requester: str | None = None,
     owner: str | None = None,
     status: str | None = None,
 ) -> list[dict[str, Any]]:
+    if principal.role == "referrer":  # a referring physician sees the referrals they sent, only
+        requester = principal.fhir_user
     return await run(request, settings, tenant,
                      lambda svc: svc.list_referrals(requester=requester, owner=owner, status=status))
 
 
-@router.post("/referrals/{task_id}/status", summary="Move a referral through its workflow")
+@router.post("/referrals/{task_id}/status", dependencies=CLINIC, summary="Move a referral through its workflow")
 async def change_status(task_id: str, body: StatusIn, request: Request, settings: SettingsDep,
                         tenant: TenantDep) -> dict[str, Any]:
     return await run(request, settings, tenant, lambda svc: svc.transition(
         task_id, body.status, reason=body.reason, business_status=body.business_status))
 
 
-@router.post("/referrals/{task_id}/plan-of-care", status_code=201,
+@router.post("/referrals/{task_id}/plan-of-care", status_code=201, dependencies=CLINIC,
              summary="Establish (or revise) the plan of care; it goes to the referrer for certification")
 async def plan_of_care(task_id: str, body: PlanIn, request: Request, settings: SettingsDep,
                        tenant: TenantDep) -> dict[str, Any]:
     return await run(request, settings, tenant, lambda svc: svc.establish_plan(task_id, body))
 
 
-@router.post("/referrals/{task_id}/discharge", summary="Discharge: feedback to the referrer, referral completed")
+@router.post("/referrals/{task_id}/discharge", dependencies=CLINIC, summary="Discharge: feedback to the referrer, referral completed")
 async def discharge(task_id: str, body: DischargeIn, request: Request, settings: SettingsDep,
                     tenant: TenantDep) -> dict[str, Any]:
     return await run(request, settings, tenant, lambda svc: svc.discharge(task_id, body))
@@ -90,21 +97,26 @@ async def certifications(
     request: Request,
     settings: SettingsDep,
     tenant: TenantDep,
+    principal: PrincipalDep,
     due_before: date | None = None,
     owner: str | None = None,
     include_done: bool = False,
 ) -> list[dict[str, Any]]:
+    if principal.role == "referrer":  # their own signatures to give, only
+        owner = principal.fhir_user
     return await run(request, settings, tenant, lambda svc: svc.certifications(
         due_before=due_before, owner=owner, include_done=include_done))
 
 
 @router.post("/certifications/{task_id}/sign", summary="The referring physician signs (certifies) the plan")
 async def sign(task_id: str, body: SignIn, request: Request, settings: SettingsDep,
-               tenant: TenantDep) -> dict[str, Any]:
-    return await run(request, settings, tenant, lambda svc: svc.sign(task_id, body))
+               tenant: TenantDep, principal: PrincipalDep) -> dict[str, Any]:
+    principal.require_role("referrer", "admin")
+    signer = principal.fhir_user if principal.role == "referrer" else None
+    return await run(request, settings, tenant, lambda svc: svc.sign(task_id, body, signer=signer))
 
 
-@router.post("/care-plans/{care_plan_id}/clocks", summary="Recompute a plan's obligations now")
+@router.post("/care-plans/{care_plan_id}/clocks", dependencies=CLINIC, summary="Recompute a plan's obligations now")
 async def refresh_clocks(care_plan_id: str, request: Request, settings: SettingsDep,
                          tenant: TenantDep) -> list[dict[str, Any]]:
     return await run(request, settings, tenant, lambda svc: svc.refresh_clocks(care_plan_id))

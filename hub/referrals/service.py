@@ -68,10 +68,19 @@ class ReferralService:
 
     # ------------------------------------------------------------ intake
 
-    def intake(self, referral: ReferralIn) -> dict[str, Any]:
-        """Store a referral sent to POST /referrals; the same referral identifier updates it."""
+    def intake(self, referral: ReferralIn, *, as_referrer: str | None = None) -> dict[str, Any]:
+        """Store a referral sent to POST /referrals; the same referral identifier updates it.
+
+        ``as_referrer``: the caller is this referring physician, who may only send in their own name.
+        """
+        from hub.security.principal import Forbidden
+
         clinic_ref = self.ensure_clinic()
         bundle = build_referral_bundle(referral, clinic_ref=clinic_ref, now=self._now())
+        if as_referrer is not None:
+            sr = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest")
+            if sr["requester"]["reference"] != as_referrer:
+                raise Forbidden("A referring physician can only send referrals in their own name (NPI)")
         self.fhir.process_bundle(bundle, return_preference="minimal")
         sr = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest")
         task = self.task_for(sr["id"])

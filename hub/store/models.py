@@ -279,3 +279,34 @@ class IdempotencyKey(Base):
     version_id: Mapped[int] = mapped_column(Integer)
     status: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# ------------------------------------------------------------------ security
+
+
+class Client(Base):
+    """An OAuth2 client of the hub: a user-facing app, a partner system or the local admin."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    client_id: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))  # admin | clinic | referrer | system
+    scopes: Mapped[str] = mapped_column(Text)  # space-separated SMART v2 scopes
+    secret_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)  # scrypt, for client_secret
+    public_key: Mapped[str | None] = mapped_column(Text, nullable=True)  # PEM, for client_assertion JWTs
+    fhir_user: Mapped[str | None] = mapped_column(String(200), nullable=True)  # e.g. PractitionerRole/x
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class UsedAssertion(Base):
+    """``jti`` of client assertions already used (refused if replayed before they expire)."""
+
+    __tablename__ = "used_assertions"
+
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(DateTime)

@@ -173,6 +173,8 @@ def history(
     conditions: list[ColumnElement[bool]] = [ResourceVersion.tenant_id == tenant]
     if resource_type:
         conditions.append(ResourceVersion.resource_type == resource_type)
+    else:  # the audit trail is not part of the data's history
+        conditions.append(ResourceVersion.resource_type != "AuditEvent")
     if resource_id:
         conditions.append(ResourceVersion.id == resource_id)
     if since:

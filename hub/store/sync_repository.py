@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from hub.store.models import ConnectorInstance, Cursor, DeliveryJob, Message, MessageEvent, Route
 
@@ -196,7 +196,9 @@ def due_jobs(session: Session, *, now: datetime, requeue_before: datetime, limit
             or_(
                 and_(DeliveryJob.status.in_(("pending", "retrying")), DeliveryJob.next_attempt_at <= requeue_before),
                 and_(DeliveryJob.status == "running", DeliveryJob.locked_until < now),
-            )
+            ),
+            # jobs of a disabled (paused) connector wait; once it is enabled again they are overdue
+            DeliveryJob.connector_id.in_(select(ConnectorInstance.id).where(ConnectorInstance.enabled.is_(True))),
         )
         .order_by(DeliveryJob.id)
         .limit(limit)
@@ -210,6 +212,7 @@ class JobFilter:
     status: str | None = None
     connector_id: int | None = None
     message_id: str | None = None
+    not_replayed: bool = False  # only jobs that no replay job points at (``replay_of``)
 
 
 def list_jobs(session: Session, *, filter: JobFilter, limit: int, offset: int) -> tuple[list[DeliveryJob], int]:
@@ -231,6 +234,9 @@ def job_ids(session: Session, *, filter: JobFilter, limit: int) -> list[int]:
         conditions.append(DeliveryJob.status == filter.status)
     if filter.connector_id is not None:
         conditions.append(DeliveryJob.connector_id == filter.connector_id)
+    if filter.not_replayed:
+        replay = aliased(DeliveryJob)
+        conditions.append(~exists().where(replay.replay_of == DeliveryJob.id))
     return list(session.scalars(select(DeliveryJob.id).where(*conditions).order_by(DeliveryJob.id).limit(limit)))
 
 
@@ -278,12 +284,13 @@ def connector_stats(session: Session, *, connector_id: int, now: datetime) -> Co
             .where(
                 MessageEvent.job_id.in_(job_subquery),
                 MessageEvent.at >= since,
-                MessageEvent.event.in_(("sent", "failed", "dead-lettered")),
+                # one "sent" or "failed" per attempt ("dead-lettered" repeats the last "failed")
+                MessageEvent.event.in_(("sent", "failed")),
             )
             .group_by(MessageEvent.event)
         ).all()
         counts = {event: int(n) for event, n in rows}
-        failures = counts.get("failed", 0) + counts.get("dead-lettered", 0)
+        failures = counts.get("failed", 0)
         return counts.get("sent", 0) + failures, failures
 
     a1, f1 = window(1)

@@ -31,6 +31,7 @@ SUPPORTED_TYPES: tuple[str, ...] = (
     "Communication",
     "Provenance",
     "Composition",
+    "AuditEvent",
 )
 
 

@@ -174,6 +174,10 @@ REQUIRED_BINDINGS: dict[str, tuple[Binding, ...]] = {
         Binding("confidentiality", _codes("U L M N R V")),
         Binding("section.mode", _codes("working snapshot changes")),
     ),
+    "AuditEvent": (
+        Binding("action", _codes("C R U D E")),
+        Binding("outcome", _codes("0 4 8 12")),
+    ),
     "Provenance": (Binding("entity.role", _codes("derivation revision quotation source removal")),),
 }
 

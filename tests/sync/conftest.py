@@ -128,7 +128,7 @@ def _settings(db: str, broker: str, queue: str) -> tuple[Settings, dict[str, str
     }
     settings = Settings(
         database_url=db, broker_url=broker, task_queue=queue, sweep_interval_seconds=1, requeue_grace_seconds=2,
-        environment="test", base_url="",
+        environment="test", base_url="", auth_disabled=True,
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(values)
@@ -169,3 +169,37 @@ def redis_url() -> Iterator[str]:
 def receiver() -> Iterator[SandboxReceiver]:
     with SandboxReceiver(secret=SECRET) as sandbox:
         yield sandbox
+
+
+# ---------------------------------------------------------------- in-process tests (no worker)
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    """The store of tests/conftest.py (both backends) with an embedded broker of this test only:
+    publishing after commit works, and the tasks just sit in ``broker.sqlite`` (no worker runs)."""
+    return settings.model_copy(update={"broker_url": f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"})
+
+
+def queued_tasks(settings: Settings) -> list[dict]:
+    """The ``hub.deliver`` tasks waiting in the embedded broker of ``settings``: job id and ETA."""
+    import base64
+
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy import text as sql
+
+    engine = create_engine(settings.broker_url.removeprefix("sqla+"))
+    try:
+        if not inspect(engine).has_table("kombu_message"):
+            return []
+        with engine.connect() as conn:
+            payloads = conn.execute(sql("SELECT payload FROM kombu_message ORDER BY id")).scalars().all()
+    finally:
+        engine.dispose()
+    tasks = []
+    for payload in payloads:
+        message = json.loads(payload)
+        assert message["headers"]["task"] == "hub.deliver", message["headers"]["task"]
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        tasks.append({"job_id": args[0], "eta": message["headers"].get("eta")})
+    return tasks

@@ -1,0 +1,106 @@
+"""``POST /auth/token``: OAuth2 client credentials (client_secret or a SMART Backend Services
+client_assertion JWT) -> a bearer access token with SMART v2 scopes.
+``/admin/api/clients``: register, list and revoke clients (administrators)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from hub.deps import SettingsDep, TenantDep, get_clock, require_roles, unit_of_work
+from hub.security.clients import AuthFailed, ClientService
+
+router = APIRouter(tags=["auth"])
+
+
+def token_url(request: Request, settings: Any) -> str:
+    base = settings.base_url or str(request.base_url).rstrip("/")
+    return f"{base}/auth/token"
+
+
+def _basic(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        client_id, _, secret = base64.b64decode(value).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return client_id, secret
+
+
+@router.post("/auth/token", summary="OAuth2 token endpoint (client_credentials; SMART Backend Services)")
+async def token(request: Request, settings: SettingsDep) -> JSONResponse:
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    clock = request.app.dependency_overrides.get(get_clock, get_clock)()
+    url = token_url(request, settings)
+    basic = _basic(request)
+
+    def work() -> dict[str, Any]:
+        with unit_of_work(settings) as session:
+            return ClientService(session, settings=settings, now=clock()).token(form, token_url=url, basic=basic)
+
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    try:
+        body = await run_in_threadpool(work)
+    except AuthFailed as exc:
+        return JSONResponse({"error": exc.error, "error_description": exc.description},
+                            status_code=exc.status_code, headers=headers)
+    return JSONResponse(body, headers=headers)
+
+
+class ClientIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: str = Field(pattern="^(admin|clinic|referrer|system)$")
+    scopes: str | None = Field(default=None, description="SMART v2 scopes; default depends on the role")
+    public_key: str | None = Field(default=None, description="PEM public key for client_assertion (RS384/ES384)")
+    fhir_user: str | None = Field(default=None, description="PractitionerRole/<id> for a referrer")
+    client_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{3,100}$")
+    with_secret: bool = True
+
+
+admin = [Depends(require_roles("admin"))]
+
+
+@router.post("/admin/api/clients", status_code=201, dependencies=admin,
+             summary="Register a client; the secret is shown once")
+async def add_client(body: ClientIn, request: Request, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    clock = request.app.dependency_overrides.get(get_clock, get_clock)()
+
+    def work() -> dict[str, Any]:
+        with unit_of_work(settings) as session:
+            new = ClientService(session, settings=settings, now=clock()).add(tenant=tenant, **body.model_dump())
+            return {"client_id": new.client_id, "client_secret": new.client_secret, "role": new.role,
+                    "scopes": new.scopes}
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/admin/api/clients", dependencies=admin, summary="Clients of this tenant (no secrets)")
+async def list_clients(request: Request, settings: SettingsDep, tenant: TenantDep) -> list[dict[str, Any]]:
+    clock = request.app.dependency_overrides.get(get_clock, get_clock)()
+
+    def work() -> list[dict[str, Any]]:
+        with unit_of_work(settings) as session:
+            return ClientService(session, settings=settings, now=clock()).list(tenant=tenant)
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/admin/api/clients/{client_id}/revoke", dependencies=admin, summary="Revoke a client")
+async def revoke_client(client_id: str, request: Request, settings: SettingsDep, tenant: TenantDep) -> dict[str, str]:
+    clock = request.app.dependency_overrides.get(get_clock, get_clock)()
+
+    def work() -> None:
+        with unit_of_work(settings) as session:
+            ClientService(session, settings=settings, now=clock()).revoke(client_id, tenant=tenant)
+
+    await run_in_threadpool(work)
+    return {"client_id": client_id, "status": "revoked"}
