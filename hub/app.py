@@ -17,7 +17,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub import __version__
 from hub.admin.router import router as admin_router
 from hub.errors import HubError, operation_outcome
-from hub.middleware import CorrelationIdMiddleware
+from hub.middleware import (
+    BodyLimitMiddleware,
+    CorrelationIdMiddleware,
+    RateLimitMiddleware,
+    SecurityHeadersMiddleware,
+)
 from hub.referrals.router import router as referrals_router
 from hub.security.router import router as auth_router
 from hub.fhir.router import fhir_response
@@ -63,6 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         current = settings or get_settings()
+        from hub import logs
+
+        logs.install()
         app.state.started_at = instant(datetime.now(UTC).replace(tzinfo=None))
         try:
             await run_in_threadpool(ensure_default_tenant, current)
@@ -126,5 +134,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(referrals_router)
     app.include_router(auth_router)
+    current = settings or get_settings()
+    app.add_middleware(BodyLimitMiddleware, limit=current.max_body_bytes)
+    app.add_middleware(RateLimitMiddleware, per_minute=current.rate_limit_per_minute)
+    if current.cors_origins:  # CORS stays off unless origins are configured
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=current.cors_origins, allow_credentials=False,
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Exist",
+                                          "If-None-Match", "Prefer", "Idempotency-Key", "X-Correlation-ID"],
+                           expose_headers=["Location", "ETag", "Last-Modified", "X-Correlation-ID"])
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(CorrelationIdMiddleware)
     return app

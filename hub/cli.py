@@ -374,6 +374,95 @@ def mllp(
         pass
 
 
+clients_app = typer.Typer(help="OAuth2 clients: who may call the hub, with which role and scopes.",
+                          no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
+
+
+@clients_app.command("add")
+def clients_add(
+    name: str = typer.Argument(..., help="A name people recognise, e.g. 'Riverside EMR'."),
+    role: str = typer.Option(..., help="admin, clinic, referrer or system."),
+    scopes: str | None = typer.Option(None, help="SMART v2 scopes, e.g. 'system/ServiceRequest.cruds'."),
+    fhir_user: str | None = typer.Option(None, help="PractitionerRole/<id> of a referring physician."),
+    public_key: Path | None = typer.Option(None, exists=True, dir_okay=False,
+                                           help="PEM public key for SMART Backend Services (no secret then)."),
+    client_id: str | None = typer.Option(None, help="Choose the client id (default: generated)."),
+    tenant: str | None = TenantOpt,
+) -> None:
+    """Register a client; its secret is printed once (store it now)."""
+    from datetime import UTC, datetime
+
+    from hub.errors import HubError
+    from hub.security.clients import ClientService
+
+    settings, tenant, uow = _admin(tenant)
+    try:
+        with uow as session:
+            new = ClientService(session, settings=settings, now=datetime.now(UTC).replace(tzinfo=None)).add(
+                tenant=tenant, name=name, role=role, scopes=scopes, fhir_user=fhir_user, client_id=client_id,
+                public_key=public_key.read_text() if public_key else None, with_secret=public_key is None)
+    except HubError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"client_id     {new.client_id}\nrole          {new.role}\nscopes        {new.scopes}")
+    if new.client_secret:
+        typer.echo(f"client_secret {new.client_secret}   (shown once)")
+
+
+@clients_app.command("list")
+def clients_list(tenant: str | None = TenantOpt) -> None:
+    """List clients (never their secrets)."""
+    from datetime import UTC, datetime
+
+    from hub.security.clients import ClientService
+
+    settings, tenant, uow = _admin(tenant)
+    with uow as session:
+        items = ClientService(session, settings=settings, now=datetime.now(UTC).replace(tzinfo=None)).list(
+            tenant=tenant)
+    _table("Clients", ["client id", "name", "role", "scopes", "fhir user", "auth", "revoked"],
+           [[c["client_id"], c["name"], c["role"], c["scopes"], c["fhir_user"], c["auth"].strip(),
+             "yes" if c["revoked"] else ""] for c in items])
+
+
+@clients_app.command("revoke")
+def clients_revoke(client_id: str = typer.Argument(..., help="The client to revoke."),
+                   tenant: str | None = TenantOpt) -> None:
+    """Revoke a client: it gets no new tokens (tokens already issued expire within 15 minutes)."""
+    from datetime import UTC, datetime
+
+    from hub.errors import HubError
+    from hub.security.clients import ClientService
+
+    settings, tenant, uow = _admin(tenant)
+    try:
+        with uow as session:
+            ClientService(session, settings=settings, now=datetime.now(UTC).replace(tzinfo=None)).revoke(
+                client_id, tenant=tenant)
+    except HubError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"revoked {client_id}")
+
+
+secrets_app = typer.Typer(help="Secrets at rest.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt connector secrets and message payloads with HUB_SECRET_KEY.
+
+    Rotation: set the new key in HUB_SECRET_KEY and the old one in HUB_SECRET_KEY_PREVIOUS, restart,
+    run this, then drop HUB_SECRET_KEY_PREVIOUS."""
+    from hub.security.rotation import rotate
+    from hub.settings import get_settings
+
+    counts = rotate(get_settings())
+    typer.echo(f"re-encrypted {counts['connectors']} connector config(s) and {counts['payloads']} payload(s)")
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head", help="Target revision (default: the newest).")) -> None:
     """Create or upgrade the store's tables to REVISION."""

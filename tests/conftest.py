@@ -53,7 +53,8 @@ def _truncate(url: str) -> None:
 def settings(db_url: str) -> Iterator[Settings]:
     _truncate(db_url)
     # most tests exercise behaviour, not access: the explicit development flag; tests/security enable auth
-    yield Settings(database_url=db_url, environment="test", base_url="", max_body_bytes=64 * 1024, auth_disabled=True)
+    yield Settings(database_url=db_url, environment="test", base_url="", max_body_bytes=64 * 1024, auth_disabled=True,
+                   rate_limit_per_minute=0)
 
 
 @pytest.fixture
