@@ -462,8 +462,11 @@ class SyncService:
     # ------------------------------------------------------------ delivery
 
     def blocked_by(self, job_id: int) -> int | None:
+        """An earlier open job of the same patient at the same connector (None for a finished job)."""
         job = repo.job_by_id(self.session, job_id=job_id)
-        return repo.earlier_open_job(self.session, job=job) if job is not None else None
+        if job is None or job.status not in ev.OPEN_JOB_STATUSES:
+            return None
+        return repo.earlier_open_job(self.session, job=job)
 
     def postpone(self, job_id: int, seconds: float) -> None:
         job = repo.job_by_id(self.session, job_id=job_id)
@@ -478,8 +481,8 @@ class SyncService:
         if job is None:
             return None
         instance = repo.connector_by_id(self.session, connector_id=job.connector_id)
-        if instance is None:
-            return None
+        if instance is None or not instance.enabled:
+            return None  # a disabled connector is paused: its jobs wait (the sweeper resumes them)
         lease = now + timedelta(seconds=instance.timeout_seconds * 1.5 + 5)
         if not repo.claim_job(self.session, job_id=job_id, now=now, lease_until=lease):
             return None
@@ -582,6 +585,7 @@ class SyncService:
                 if message is not None:
                     self._event(message, ev.FAILED, job_id=job.id, attempt=job.attempts,
                                 detail="lease expired (worker lost); re-enqueued", at=now)
+                    self._refresh_message_status(message, now)
             job.next_attempt_at = now
             job.updated_at = now
         self.session.flush()
@@ -670,7 +674,9 @@ class SyncService:
         connector_id = self.get_connector(connector).id if connector else None
         job_ids = repo.job_ids(
             self.session,
-            filter=repo.JobFilter(tenant=self.tenant, status=ev.DEAD, connector_id=connector_id, not_replayed=True),
+            filter=repo.JobFilter(
+                tenant=self.tenant, status=ev.DEAD, connector_id=connector_id, not_replayed=True
+            ),
             limit=limit,
         )
         by_message: dict[str, set[int]] = {}
