@@ -7,10 +7,11 @@ request retried once. Two schemes ship here:
 * :class:`NoAuth` - an open server (sandboxes, a partner behind a VPN or mutual TLS);
 * :class:`BearerTokenAuth` - a static token from the connector config (``bearer_token``).
 
-A later ``fhir_emr`` connector adds SMART Backend Services (a JWT client assertion exchanged for an
-access token) by subclassing :class:`~connectors.fhir_rest.FhirRestConnector` and overriding
-``_build_auth()``. Such an implementation caches its access token in ``headers()`` and drops it in
-``refresh()``. ``headers()`` may raise only :class:`~connectors.base.ConnectorError`s:
+The ``fhir_emr`` connector adds SMART Backend Services (a JWT client assertion exchanged for an
+access token, :class:`connectors.fhir_emr.SmartBackendAuth`) by subclassing
+:class:`~connectors.fhir_rest.FhirRestConnector` and overriding ``_build_auth()``. It caches its
+access token in ``headers()`` and drops it in ``refresh()``. ``headers()`` may raise only
+:class:`~connectors.base.ConnectorError`s:
 :class:`~connectors.base.AuthError` when the credentials are refused (e.g. ``invalid_client``),
 :class:`~connectors.base.TransientError` when the token endpoint is unreachable.
 """
