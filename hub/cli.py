@@ -354,7 +354,7 @@ def mllp(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(2575, help="TCP port of the MLLP listener."),
     tenant: str | None = TenantOpt,
-    source: str | None = typer.Option(None, help="Name of this listener in the message store (default mllp:PORT)."),
+    source: str | None = typer.Option(None, help="Listener name in the message store (default mllp:PORT)."),
     read_timeout: float = typer.Option(30.0, help="Seconds to wait for the rest of a started message."),
 ) -> None:
     """Receive HL7 v2.5.1 over MLLP (REF^I12, OMG^O19, ADT^A04/A08/A31): store, translate to FHIR, ACK."""

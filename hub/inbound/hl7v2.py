@@ -1,0 +1,344 @@
+"""Inbound HL7 v2 (MLLP listener): store first, translate, write, then acknowledge.
+
+:func:`handle_hl7v2` takes one message and returns the bytes of its acknowledgement:
+
+1. The message is parsed just enough to read its header (MSH-10, the control id). A repeat of a
+   control id already received from the same listener (``source``) gets the acknowledgement that
+   was sent the first time, and nothing is written (the inbox: unique (tenant, source, external id)).
+2. In ONE transaction: the raw message is stored (``record_inbound``, encrypted), translated by
+   :mod:`mappings.hl7v2`, written to the FHIR store through the FHIR service (validation, versions,
+   the referral Task that a therapy ServiceRequest opens, routing into the outbox), the message
+   marked translated, and the acknowledgement recorded as an ``acknowledged`` event.
+   A content error (HL7 100-103, or resources the store refuses) rolls back the FHIR writes only:
+   the message stays, ``rejected`` with the reason, and the answer is ``AE`` with an ERR; an
+   unsupported message type, event, processing id or version is kept the same way and answered
+   ``AR``. A message whose header cannot be read is kept as rejected (no control id) and answered.
+3. Commit, enqueue the delivery jobs, THEN answer. When the store cannot be written, the answer
+   is ``AR`` (HL7 207) and nothing is kept: the sender must send again.
+
+Enhanced mode (MSH-15/16 valued): the answer is the accept acknowledgement (``CA`` once the message
+is safely stored, ``CR`` for what the hub refuses outright, ``CE`` when it could not be stored),
+and only when MSH-15 asks for it. The application acknowledgement (AA/AE/AR) is recorded in the
+message's events; sending it back needs a connection to the sender's own listener (an ``hl7v2``
+connector), which is not wired yet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hub.crypto import encrypt
+from hub.errors import HubError
+from hub.fhir.searchparams import utcnow
+from hub.settings import Settings
+from hub.store import repository
+from hub.store import sync_repository as repo
+from hub.store.db import transaction
+from hub.store.models import Message, MessageEvent
+from hub.sync import events as ev
+from hub.sync.enqueue import enqueue_committed
+from hub.sync.service import SyncService
+from mappings.hl7v2 import (
+    Header,
+    Hl7Error,
+    V2Message,
+    accept_ack_wanted,
+    build_ack,
+    check_supported,
+    is_enhanced,
+    parse,
+    read_header,
+)
+from mappings.hl7v2.errors import APPLICATION_INTERNAL_ERROR, DATA_TYPE_ERROR, ErrorLocation
+from mappings.hl7v2.inbound import to_fhir
+
+__all__ = ["ACK_APPLICATION", "handle_frame_error", "handle_hl7v2", "run_listener"]
+
+log = logging.getLogger("hub.inbound.hl7v2")
+
+#: MSH-3 of the hub's acknowledgements
+ACK_APPLICATION = "THERAPY_HUB"
+#: tries of a message whose writes collided with a concurrent message's (same resources)
+ATTEMPTS = 3
+#: marks the ``acknowledged`` event whose detail is the acknowledgement sent (kept for repeats)
+ACK_PREFIX = "MSH"
+
+
+def _control_id() -> str:
+    return uuid.uuid4().hex[:20].upper()
+
+
+def _answer(header: Header | None, code: str, now: datetime, error: Hl7Error | None = None) -> str:
+    return build_ack(
+        header, code, control_id=_control_id(), now=now, error=error, sending_application=ACK_APPLICATION
+    )
+
+
+def handle_hl7v2(
+    settings: Settings,
+    tenant: str,
+    raw: bytes,
+    source: str,
+    *,
+    now: datetime | None = None,
+    line_endings: str = "normalise",
+) -> bytes:
+    """Store, translate and write one HL7 v2 message; the acknowledgement to send back (may be b"")."""
+    now = now or utcnow()
+    try:
+        message = parse(raw, line_endings=line_endings)
+        header = read_header(message, required=False)
+    except Hl7Error as exc:
+        return _store_unreadable(settings, tenant, raw, source, exc, now)
+    control_id = header.control_id or None
+    if control_id is not None:
+        earlier = _earlier_answer(settings, tenant, source, control_id)
+        if earlier is not None:
+            log.info("hub.hl7v2.duplicate", extra={"source": source, "tenant": tenant})
+            return earlier
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _process(settings, tenant, raw, source, message, header, control_id, now)
+        except IntegrityError:
+            # the same control id arrived on another connection at the same moment: answer as it was;
+            # else another message created the same resources (same ids) first: do it again
+            earlier = _earlier_answer(settings, tenant, source, control_id) if control_id else None
+            if earlier is not None:
+                return earlier
+            if attempt == ATTEMPTS:
+                return _internal_error(header, now, "the message is being processed; send it again")
+        except Exception:
+            log.exception("hub.hl7v2.store_failed", extra={"source": source, "tenant": tenant})
+            return _internal_error(header, now, "application internal error; send the message again")
+    raise AssertionError("unreachable")
+
+
+def _internal_error(header: Header, now: datetime, text: str) -> bytes:
+    error = Hl7Error(APPLICATION_INTERNAL_ERROR, text, ErrorLocation("MSH", 1, 10), ack="AR")
+    code = "CE" if is_enhanced(header) else "AR"
+    return _answer(header, code, now, error).encode("utf-8")
+
+
+def _process(
+    settings: Settings,
+    tenant: str,
+    raw: bytes,
+    source: str,
+    message: V2Message,
+    header: Header,
+    control_id: str | None,
+    now: datetime,
+) -> bytes:
+    from hub.referrals.service import ReferralService
+    from hub.services import fhir_service
+
+    with transaction(settings.database_url) as session:
+        repository.ensure_tenant(session, tenant_id=tenant, name=f"Clinic {tenant}", now=now)
+        service = SyncService(session, tenant=tenant, settings=settings, clock=lambda: now)
+        row = service.record_inbound(
+            source=source, external_id=control_id, raw=raw, event=f"hl7v2.{header.message_code or 'unknown'}"
+        )
+        error: Hl7Error | None = None
+        savepoint = session.begin_nested()
+        try:
+            full = read_header(message)
+            check_supported(full)
+            fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", clock=lambda: now)
+            clinic_ref = ReferralService(fhir, now=now).ensure_clinic()
+            translation = to_fhir(message, full, clinic_ref=clinic_ref, now=now)
+            _resolve_patients(fhir, translation.bundle)
+            try:
+                fhir.process_bundle(translation.bundle, return_preference="minimal")
+            except HubError as exc:
+                raise _store_refused(exc) from None
+            savepoint.commit()
+        except Hl7Error as exc:
+            savepoint.rollback()
+            error = exc
+        if error is None:
+            resource_type, _, resource_id = translation.primary[0].partition("/")
+            service.mark_translated(row, {"resourceType": resource_type})
+            row.resource_id = resource_id
+            row.translated_payload = encrypt(service.box, json.dumps(translation.bundle))
+            ack_code = "AA"
+        else:
+            service.mark_rejected(row, str(error))
+            ack_code = error.ack_code
+        text = _answer(header, ack_code, now, error)
+        _record_ack(session, row, text, now)
+        answer = _wire_answer(header, ack_code, now, error, text)
+    enqueue_committed(settings, session)
+    log.info(
+        "hub.hl7v2.received",
+        extra={"source": source, "tenant": tenant, "ack": ack_code, "type": header.message_type},
+    )
+    return answer
+
+
+def _wire_answer(header: Header, ack_code: str, now: datetime, error: Hl7Error | None, text: str) -> bytes:
+    """What goes back on the connection: the application ACK (original mode), else the accept ACK."""
+    if not is_enhanced(header):
+        return text.encode("utf-8")
+    ok = ack_code == "AA"
+    if not accept_ack_wanted(header, ok):
+        return b""
+    commit = "CR" if ack_code == "AR" else "CA"
+    return _answer(header, commit, now, error if commit == "CR" else None).encode("utf-8")
+
+
+def _store_refused(exc: HubError) -> Hl7Error:
+    """The FHIR store refused the translated resources: an AE naming the FHIR element (no values)."""
+    issues = getattr(exc, "issues", []) or []
+    detail = "; ".join(f"{i.expression or '-'}: {i.diagnostics}" for i in issues[:3]) or str(exc)
+    return Hl7Error(
+        APPLICATION_INTERNAL_ERROR,
+        f"the FHIR store refused the translated resources ({detail})",
+        ErrorLocation("MSH"),
+        ack="AE",
+    )
+
+
+def _resolve_patients(fhir: Any, bundle: dict[str, Any]) -> None:
+    """Upsert by identifier: a Patient already stored under another id (created through the FHIR API)
+    with the same first identifier is updated in place, and the Bundle's references follow it."""
+    moved: dict[str, str] = {}
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] != "Patient" or not resource.get("identifier"):
+            continue
+        first = resource["identifier"][0]
+        token = f"{first['system']}|{first['value']}"
+        found = fhir.search("Patient", [("identifier", token), ("_count", "2")], strict=True)
+        matches = [e for e in found.get("entry", []) if e.get("search", {}).get("mode") == "match"]
+        if len(matches) != 1:
+            continue
+        existing = matches[0]["fullUrl"].rsplit("/", 1)[-1]
+        if existing != resource["id"]:
+            moved[f"Patient/{resource['id']}"] = f"Patient/{existing}"
+            resource["id"] = existing
+            entry["request"]["url"] = f"Patient/{existing}"
+    if moved:
+        _rewrite(bundle, moved)
+
+
+def _rewrite(node: Any, moved: dict[str, str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str) and value in moved:
+                node[key] = moved[value]
+            else:
+                _rewrite(value, moved)
+    elif isinstance(node, list):
+        for item in node:
+            _rewrite(item, moved)
+
+
+def _record_ack(session: Session, row: Message, text: str, now: datetime) -> None:
+    """Keep the acknowledgement sent (no PHI: header fields, codes and locations only)."""
+    session.add(
+        MessageEvent(tenant_id=row.tenant_id, message_id=row.id, event=ev.ACKNOWLEDGED, at=now, detail=text)
+    )
+    session.flush()
+
+
+def _earlier_answer(settings: Settings, tenant: str, source: str, control_id: str) -> bytes | None:
+    with transaction(settings.database_url) as session:
+        row = repo.message_by_external_id(session, tenant=tenant, source=source, external_id=control_id)
+        if row is None:
+            return None
+        for event in reversed(repo.events_of(session, message_id=row.id)):
+            if event.event == ev.ACKNOWLEDGED and (event.detail or "").startswith(ACK_PREFIX):
+                return (event.detail or "").encode("utf-8")
+    return None
+
+
+def _store_unreadable(
+    settings: Settings,
+    tenant: str,
+    raw: bytes,
+    source: str,
+    exc: Hl7Error,
+    now: datetime,
+    header: Header | None = None,
+) -> bytes:
+    """A message without a readable header: keep it as rejected, answer AR (without MSA-2 when no
+    control id could be read)."""
+    code = "CR" if is_enhanced(header) else "AR"
+    try:
+        with transaction(settings.database_url) as session:
+            repository.ensure_tenant(session, tenant_id=tenant, name=f"Clinic {tenant}", now=now)
+            service = SyncService(session, tenant=tenant, settings=settings, clock=lambda: now)
+            service.record_rejected(source=source, event="hl7v2.unreadable", raw=raw, reason=str(exc))
+    except Exception:
+        log.exception("hub.hl7v2.store_failed", extra={"source": source, "tenant": tenant})
+    log.info("hub.hl7v2.unreadable", extra={"source": source, "tenant": tenant, "code": exc.code})
+    return _answer(header, code, now, exc).encode("utf-8")
+
+
+def handle_frame_error(settings: Settings, tenant: str, partial: bytes, reason: str, source: str) -> bytes:
+    """A frame the MLLP listener could not read whole (truncated, oversized): kept as rejected, and
+    the ``AR`` to answer when the sender is still connected."""
+    error = Hl7Error(DATA_TYPE_ERROR, f"MLLP frame error: {reason}", ErrorLocation("MSH"), ack="AR")
+    header = None
+    head = partial.split(b"\r", 1)[0]
+    if head.startswith(b"MSH"):
+        try:
+            header = read_header(parse(head), required=False)
+        except Hl7Error:
+            header = None
+    return _store_unreadable(settings, tenant, partial, source, error, utcnow(), header)
+
+
+def run_listener(
+    settings: Settings,
+    *,
+    tenant: str,
+    host: str = "127.0.0.1",
+    port: int = 2575,
+    source: str | None = None,
+    read_timeout: float = 30.0,
+    max_message_bytes: int = 10 * 1024 * 1024,
+    ready: Any = None,
+) -> None:
+    """Serve MLLP until interrupted; every message goes through :func:`handle_hl7v2` in a thread.
+
+    ``source`` (the inbox key with MSH-10) defaults to ``mllp:<port>``. ``ready(server)`` is called
+    once listening (the CLI prints the address).
+    """
+    import asyncio
+
+    from connectors.hl7v2.mllp import MllpServer
+
+    name = source or f"mllp:{port}"
+
+    async def handler(raw: bytes) -> bytes:
+        return await asyncio.to_thread(handle_hl7v2, settings, tenant, raw, name)
+
+    async def frame_error(partial: bytes, reason: str) -> bytes:
+        return await asyncio.to_thread(handle_frame_error, settings, tenant, partial, reason, name)
+
+    async def main() -> None:
+        server = MllpServer(
+            handler,
+            host=host,
+            port=port,
+            read_timeout=read_timeout,
+            max_message_bytes=max_message_bytes,
+            on_frame_error=frame_error,
+        )
+        await server.start()
+        if ready is not None:
+            ready(server)
+        try:
+            await server.serve_forever()
+        finally:
+            await server.close()
+
+    asyncio.run(main())

@@ -1,0 +1,69 @@
+"""HL7 v2.5.1 <-> FHIR R4 (pure: no I/O, no clock, no random ids).
+
+Parsing is python-hl7's tokeniser under our own checks (:mod:`~mappings.hl7v2.syntax`: character set,
+segment separators, delimiters, escapes; :mod:`~mappings.hl7v2.structures`: segment order);
+hl7apy was not taken: ~25x slower per message, and what it checks beyond that (groups, required
+segments) is done here with HL7 error codes and locations that an ACK can carry.
+
+* :func:`translate` - REF^I12, OMG^O19, ADT^A04/A08/A31 -> a FHIR transaction Bundle
+* :func:`referral_to_ref_i12`, :func:`task_to_rri_i12`, :func:`task_to_osu_o51` - FHIR -> v2
+* :func:`build_ack`, :func:`read_ack` - acknowledgements (original and enhanced mode)
+* :class:`Hl7Error` - every failure, with an HL7 error code (table 0357) and location, PHI-free
+* :mod:`~mappings.hl7v2.tables` - the code tables (sex, discipline, priority, insurers, MIME, status)
+"""
+
+from mappings.hl7v2.ack import (
+    AckResult,
+    Header,
+    accept_ack_wanted,
+    application_ack_wanted,
+    build_ack,
+    check_supported,
+    is_enhanced,
+    read_ack,
+    read_header,
+)
+from mappings.hl7v2.errors import ErrorLocation, Hl7Error
+from mappings.hl7v2.inbound import Translation, patient_resource, translate
+from mappings.hl7v2.outbound import (
+    FHIR_ID_NAMESPACE,
+    OutboundHeader,
+    StatusUpdate,
+    UntranslatableResource,
+    read_status_update,
+    referral_to_ref_i12,
+    task_to_osu_o51,
+    task_to_rri_i12,
+)
+from mappings.hl7v2.syntax import Separators, V2Message, V2Segment, escape, parse, unescape
+
+__all__ = [
+    "FHIR_ID_NAMESPACE",
+    "AckResult",
+    "ErrorLocation",
+    "Header",
+    "Hl7Error",
+    "OutboundHeader",
+    "Separators",
+    "StatusUpdate",
+    "Translation",
+    "UntranslatableResource",
+    "V2Message",
+    "V2Segment",
+    "accept_ack_wanted",
+    "application_ack_wanted",
+    "build_ack",
+    "check_supported",
+    "escape",
+    "is_enhanced",
+    "parse",
+    "patient_resource",
+    "read_ack",
+    "read_header",
+    "read_status_update",
+    "referral_to_ref_i12",
+    "task_to_osu_o51",
+    "task_to_rri_i12",
+    "translate",
+    "unescape",
+]

@@ -1,0 +1,524 @@
+"""FHIR R4 -> outbound HL7 v2.5.1 (pure: ``now`` and the control id are passed in).
+
+* :func:`referral_to_ref_i12`: a referral (a Bundle with the ServiceRequest and the resources it
+  references, as :func:`mappings.referral.intake.build_referral_bundle` makes or a search with
+  ``_include`` returns) -> ``REF^I12``; the inverse of the inbound REF mapping, field for field.
+* :func:`task_to_rri_i12` / :func:`task_to_osu_o51`: the referral ``Task`` (alone, or in a Bundle with
+  the Patient, ServiceRequest, PractitionerRole/Practitioner and Organization it references) ->
+  ``RRI^I12`` (RF1-1 referral status) or the 360X ``OSU^O51`` (ORC-5 order status).
+  The exact ``Task.status`` travels as the alternate coding of RF1-1 / in ORC-25, the BSeR business
+  status beside it, the status reason in an NTE (RRI) or ORC-16 (OSU); :func:`read_status_update`
+  reads them back.
+
+A Task alone names its patient only by reference: PID-3 then carries the FHIR logical id with the
+assigning authority :data:`FHIR_ID_NAMESPACE` (type PI). Send a Bundle to give the partner names and
+identifiers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mappings.hl7v2 import tables
+from mappings.hl7v2.ack import read_header
+from mappings.hl7v2.datatypes import (
+    cx,
+    ei,
+    read_ei,
+    v2_date,
+    v2_dtm,
+    xad,
+    xpn,
+    xtn,
+)
+from mappings.hl7v2.errors import (
+    REQUIRED_FIELD_MISSING,
+    SEGMENT_SEQUENCE_ERROR,
+    TABLE_VALUE_NOT_FOUND,
+    Hl7Error,
+    at,
+)
+from mappings.hl7v2.structures import check_structure
+from mappings.hl7v2.syntax import DEFAULT_SEPARATORS, Reps, Separators, V2Message, Writer, parse
+from mappings.referral.intake import ICD10_SYSTEM, NPI_SYSTEM, referral_category
+
+__all__ = [
+    "FHIR_ID_NAMESPACE",
+    "OutboundHeader",
+    "StatusUpdate",
+    "UntranslatableResource",
+    "read_status_update",
+    "referral_to_ref_i12",
+    "task_to_osu_o51",
+    "task_to_rri_i12",
+]
+
+#: assigning authority of FHIR logical ids sent in CX/EI fields (PID-3, RF1-11, ORC-3)
+FHIR_ID_NAMESPACE = "THFHIR"
+BSER_SYSTEM_V2 = "BSER"
+BSER_BUSINESS_STATUS_SYSTEM = "http://hl7.org/fhir/us/bser/CodeSystem/TaskBusinessStatusCS"
+
+
+class UntranslatableResource(ValueError):
+    """The FHIR payload cannot become the requested HL7 v2 message (names fields, never values)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundHeader:
+    """MSH fields the sender chooses (the rest comes from the message and ``now``)."""
+
+    sending_application: str = "THERAPY_HUB"
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    processing_id: str = "P"
+    accept_ack_type: str = ""
+    application_ack_type: str = ""
+    separators: Separators = DEFAULT_SEPARATORS
+
+
+def _msh(
+    writer: Writer, header: OutboundHeader, message_type: list[str], control_id: str, now: datetime
+) -> None:
+    writer.segment(
+        "MSH",
+        header.sending_application,
+        header.sending_facility,
+        header.receiving_application,
+        header.receiving_facility,
+        v2_dtm(now),
+        "",
+        message_type,
+        control_id,
+        header.processing_id,
+        tables.VERSION,
+        "",
+        "",
+        header.accept_ack_type,
+        header.application_ack_type,
+        "",
+        "UNICODE UTF-8",
+    )
+
+
+# ------------------------------------------------------------------------------------ resources
+
+
+class _Context:
+    """The resources of a payload, by ``Type/id``."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.by_ref: dict[str, dict[str, Any]] = {}
+        if payload.get("resourceType") == "Bundle":
+            for entry in payload.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(resource, dict) and resource.get("resourceType") and resource.get("id"):
+                    self.by_ref[f"{resource['resourceType']}/{resource['id']}"] = resource
+                    if isinstance(entry.get("fullUrl"), str):
+                        self.by_ref[entry["fullUrl"]] = resource
+        elif payload.get("resourceType") and payload.get("id"):
+            self.by_ref[f"{payload['resourceType']}/{payload['id']}"] = payload
+
+    def of_type(self, resource_type: str) -> list[dict[str, Any]]:
+        seen: dict[int, dict[str, Any]] = {}
+        for resource in self.by_ref.values():
+            if resource.get("resourceType") == resource_type:
+                seen[id(resource)] = resource
+        return list(seen.values())
+
+    def get(self, reference: Any) -> dict[str, Any] | None:
+        if isinstance(reference, dict):
+            reference = reference.get("reference")
+        if not isinstance(reference, str):
+            return None
+        return self.by_ref.get(reference) or self.by_ref.get("/".join(reference.split("/")[-2:]))
+
+
+def _ref_id(reference: Any) -> str:
+    text = reference.get("reference") if isinstance(reference, dict) else None
+    return text.split("/")[-1] if isinstance(text, str) else ""
+
+
+def _npi_of(*resources: dict[str, Any] | None) -> str:
+    for resource in resources:
+        for identifier in (resource or {}).get("identifier") or []:
+            if identifier.get("system") == NPI_SYSTEM and identifier.get("value"):
+                return str(identifier["value"])
+    return ""
+
+
+def _name(resource: dict[str, Any] | None) -> tuple[str, list[str], str]:
+    names = (resource or {}).get("name") or []
+    if isinstance(names, str):  # Organization.name
+        return names, [], ""
+    first = names[0] if names else {}
+    return first.get("family", ""), list(first.get("given") or []), " ".join(first.get("prefix") or [])
+
+
+def _pid(writer: Writer, patient: dict[str, Any] | None, patient_ref: Any) -> None:
+    if patient is None:
+        writer.segment("PID", "1", "", [_ref_id(patient_ref), "", "", [FHIR_ID_NAMESPACE], "PI"])
+        return
+    identifiers = [
+        cx(i.get("value", ""), i.get("system")) for i in patient.get("identifier") or [] if i.get("value")
+    ]
+    names = [
+        xpn(n.get("family", ""), list(n.get("given") or []), " ".join(n.get("prefix") or []))
+        for n in patient.get("name") or []
+    ]
+    home = [t for t in patient.get("telecom") or [] if t.get("use") != "work" or t.get("system") == "email"]
+    work = [t for t in patient.get("telecom") or [] if t.get("use") == "work" and t.get("system") != "email"]
+    writer.segment(
+        "PID",
+        "1",
+        "",
+        Reps(identifiers),
+        "",
+        Reps(names),
+        "",
+        v2_date(patient.get("birthDate")),
+        tables.SEX_OUT.get(patient.get("gender") or "unknown", "U"),
+        "",
+        "",
+        Reps([xad(a) for a in patient.get("address") or []]),
+        "",
+        Reps([_xtn_in(t) for t in home]),
+        Reps([_xtn_in(t) for t in work]),
+    )
+
+
+def _xtn_in(point: dict[str, Any]) -> list[Any]:
+    """XTN of a patient ContactPoint (PID-14 is the business number: its ``work`` use is implied)."""
+    out = xtn(point)
+    if point.get("use") == "work" and point.get("system") != "email":
+        out[1] = ""
+    return out
+
+
+# ---------------------------------------------------------------------------------------- REF^I12
+
+
+def referral_to_ref_i12(
+    payload: dict[str, Any], *, header: OutboundHeader, control_id: str, now: datetime
+) -> str:
+    """REF^I12 of a referral Bundle (ServiceRequest + the resources it references)."""
+    context = _Context(payload)
+    requests = [r for r in context.of_type("ServiceRequest") if referral_category(r)]
+    if not requests:
+        raise UntranslatableResource("the payload has no therapy referral ServiceRequest")
+    sr = requests[0]
+    discipline = referral_category(sr) or ""
+    identifiers = sr.get("identifier") or []
+    if not identifiers or not identifiers[0].get("value"):
+        raise UntranslatableResource("ServiceRequest.identifier is required for REF^I12")
+    writer = Writer(header.separators)
+    _msh(writer, header, ["REF", "I12", "REF_I12"], control_id, now)
+    code, text, system = tables.DISCIPLINE_OUT[discipline]
+    writer.segment(
+        "RF1",
+        ["P", "Pending", "HL70283"],
+        tables.PRIORITY_OUT.get(sr.get("priority") or "routine", "R"),
+        [code, text, system],
+        "",
+        "O",
+        ei(identifiers[0]["value"], identifiers[0].get("system")),
+        v2_dtm(sr.get("authoredOn")),
+    )
+    role = context.get(sr.get("requester"))
+    practitioner = context.get((role or {}).get("practitioner"))
+    family, given, prefix = _name(practitioner)
+    organization = ""
+    for concept in (role or {}).get("code") or []:
+        label = str(concept.get("text") or "")
+        if label.startswith("Referring physician, "):
+            organization = label[len("Referring physician, ") :]
+    npi = _npi_of(role, practitioner)
+    writer.segment(
+        "PRD",
+        ["RP", "Referring Provider", "HL70286"],
+        xpn(family, given, prefix),
+        "",
+        ["", "", "", [organization]] if organization else "",
+        Reps([xtn(t) for t in (role or {}).get("telecom") or []]),
+        "",
+        [npi, "NPI"] if npi else "",
+    )
+    _pid(writer, context.get(sr.get("subject")), sr.get("subject"))
+    for index, reference in enumerate(sr.get("insurance") or [], start=1):
+        coverage = context.get(reference)
+        if coverage is None:
+            continue
+        payor = (coverage.get("payor") or [{}])[0]
+        payer_id = (payor.get("identifier") or {}).get("value", "")
+        writer.segment(
+            "IN1",
+            str(index),
+            "",
+            [payer_id],
+            [payor.get("display", "")],
+            *([""] * 31),
+            coverage.get("subscriberId", ""),
+        )
+    for index, reference in enumerate(sr.get("reasonReference") or [], start=1):
+        condition = context.get(reference)
+        coding = next(
+            (
+                c
+                for c in ((condition or {}).get("code") or {}).get("coding") or []
+                if c.get("system") == ICD10_SYSTEM
+            ),
+            None,
+        )
+        if coding is None:
+            continue
+        writer.segment(
+            "DG1",
+            str(index),
+            "",
+            [coding.get("code", ""), coding.get("display", ""), tables.ICD10_OUT],
+            "",
+            "",
+            "W",
+        )
+    for index, reference in enumerate(sr.get("supportingInfo") or [], start=1):
+        document = context.get(reference)
+        if document is None or document.get("resourceType") != "DocumentReference":
+            continue
+        attachment = ((document.get("content") or [{}])[0]).get("attachment") or {}
+        mime = str(attachment.get("contentType") or "application/octet-stream")
+        kind, subtype = tables.MIME_OUT.get(mime, ("AP", mime))
+        title = str(attachment.get("title") or document.get("description") or "Attachment")
+        writer.segment(
+            "OBX",
+            str(index),
+            "ED",
+            [f"DOC{index}", title, "L"],
+            "",
+            ["", kind, subtype, "Base64", str(attachment.get("data") or "")],
+            "",
+            "",
+            "",
+            "",
+            "",
+            "F",
+        )
+    writer.segment("PV1", "1", "O")
+    for index, note in enumerate(sr.get("note") or [], start=1):
+        writer.segment("NTE", str(index), "L", Reps([note.get("text", "")], formatted=True))
+    return writer.text()
+
+
+# ---------------------------------------------------------------------------- Task -> RRI / OSU
+
+
+def _task(payload: dict[str, Any]) -> tuple[dict[str, Any], _Context]:
+    context = _Context(payload)
+    tasks = context.of_type("Task")
+    if not tasks:
+        raise UntranslatableResource("the payload is not a Task (or a Bundle with one)")
+    task = tasks[0]
+    if task.get("status") not in tables.REFERRAL_STATUS_OUT:
+        raise UntranslatableResource("Task.status is missing or unknown")
+    return task, context
+
+
+def _business_status(task: dict[str, Any]) -> tuple[str, str]:
+    for coding in (task.get("businessStatus") or {}).get("coding") or []:
+        if coding.get("system") == BSER_BUSINESS_STATUS_SYSTEM and coding.get("code"):
+            return str(coding["code"]), str(coding.get("display") or "")
+    return "", ""
+
+
+def _reason_text(task: dict[str, Any]) -> str:
+    reason = task.get("statusReason") or {}
+    return str(
+        reason.get("text")
+        or next((c.get("display") for c in reason.get("coding") or [] if c.get("display")), "")
+        or ""
+    )
+
+
+def _task_identifier(task: dict[str, Any]) -> dict[str, Any]:
+    identifiers = task.get("identifier") or []
+    if not identifiers or not identifiers[0].get("value"):
+        raise UntranslatableResource("Task.identifier (the referral number) is required")
+    return dict(identifiers[0])
+
+
+def task_to_rri_i12(
+    payload: dict[str, Any], *, header: OutboundHeader, control_id: str, now: datetime
+) -> str:
+    """RRI^I12 (referral response) telling the referrer the referral's status."""
+    task, context = _task(payload)
+    identifier = _task_identifier(task)
+    status = task["status"]
+    bs_code, bs_display = _business_status(task)
+    service_request = context.get(task.get("focus"))
+    discipline = referral_category(service_request) if service_request else None
+    writer = Writer(header.separators)
+    _msh(writer, header, ["RRI", "I12", "RRI_I12"], control_id, now)
+    rf1_code = tables.REFERRAL_STATUS_OUT[status]
+    writer.segment(
+        "RF1",
+        [rf1_code, _RF1_TEXT[rf1_code], "HL70283", status, status, tables.TASK_STATUS_V2_SYSTEM],
+        tables.PRIORITY_OUT.get(task.get("priority") or "", ""),
+        list(tables.DISCIPLINE_OUT[discipline]) if discipline else "",
+        [bs_code, bs_display, BSER_SYSTEM_V2] if bs_code else "",
+        "",
+        ei(identifier["value"], identifier.get("system")),
+        v2_dtm(task.get("lastModified") or task.get("authoredOn")),
+        "",
+        "",
+        "",
+        [str(task.get("id") or ""), FHIR_ID_NAMESPACE],
+    )
+    role = context.get(task.get("requester"))
+    practitioner = context.get((role or {}).get("practitioner"))
+    family, given, prefix = _name(practitioner)
+    npi = _npi_of(role, practitioner)
+    writer.segment(
+        "PRD",
+        ["RP", "Referring Provider", "HL70286"],
+        xpn(family, given, prefix),
+        "",
+        "",
+        "",
+        "",
+        [npi, "NPI"] if npi else "",
+    )
+    clinic = context.get(task.get("owner"))
+    writer.segment(
+        "PRD",
+        ["RT", "Referred to Provider", "HL70286"],
+        [str((clinic or {}).get("name") or "")],
+        "",
+        ["", "", "", [header.sending_facility]] if header.sending_facility else "",
+    )
+    _pid(writer, context.get(task.get("for")), task.get("for"))
+    reason = _reason_text(task)
+    if reason:
+        writer.segment("NTE", "1", "L", Reps([reason], formatted=True), ["RE", "Remark", "HL70364"])
+    return writer.text()
+
+
+_RF1_TEXT = {"A": "Accepted", "P": "Pending", "R": "Rejected", "E": "Expired"}
+
+
+def task_to_osu_o51(
+    payload: dict[str, Any], *, header: OutboundHeader, control_id: str, now: datetime
+) -> str:
+    """360X OSU^O51 (order status update) for the referral Task."""
+    task, context = _task(payload)
+    identifier = _task_identifier(task)
+    status = task["status"]
+    bs_code, bs_display = _business_status(task)
+    writer = Writer(header.separators)
+    _msh(writer, header, ["OSU", "O51", "OSU_O51"], control_id, now)
+    _pid(writer, context.get(task.get("for")), task.get("for"))
+    role = context.get(task.get("requester"))
+    practitioner = context.get((role or {}).get("practitioner"))
+    family, given, prefix = _name(practitioner)
+    npi = _npi_of(role, practitioner)
+    reason = task.get("statusReason") or {}
+    reason_coding = next(iter(reason.get("coding") or []), {})
+    reason_text = _reason_text(task)
+    writer.segment(
+        "ORC",
+        "SC",
+        ei(identifier["value"], identifier.get("system")),
+        [str(task.get("id") or ""), FHIR_ID_NAMESPACE],
+        "",
+        tables.ORDER_STATUS_OUT[status],
+        "",
+        "",
+        "",
+        v2_dtm(task.get("lastModified") or task.get("authoredOn")),
+        "",
+        "",
+        [npi, family, given[0] if given else "", " ".join(given[1:]), "", prefix, "", "", ["NPI"]]
+        if npi
+        else "",
+        "",
+        "",
+        "",
+        [str(reason_coding.get("code") or ""), reason_text, str(reason_coding.get("system") or "")]
+        if reason_text or reason_coding
+        else "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        [
+            status,
+            status,
+            tables.TASK_STATUS_V2_SYSTEM,
+            bs_code,
+            bs_display,
+            BSER_SYSTEM_V2 if bs_code else "",
+        ],
+    )
+    return writer.text()
+
+
+# -------------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A referral status read from RRI^I12 or OSU^O51 (Task fields)."""
+
+    identifier_system: str | None
+    identifier_value: str
+    status: str
+    business_status: str | None
+    reason: str | None
+    task_id: str | None
+    when: str | None
+
+
+def read_status_update(raw: bytes | str | V2Message) -> StatusUpdate:
+    """The referral status an RRI^I12 or OSU^O51 carries (the inverse of the two builders)."""
+    message = raw if isinstance(raw, V2Message) else parse(raw)
+    header = read_header(message)
+    namespace = header.sending_facility or header.sending_application
+    if header.message_type == "RRI^I12":
+        check_structure("RRI_I12", message.names)
+        rf1 = message.first("RF1")
+        if rf1 is None:
+            raise Hl7Error(SEGMENT_SEQUENCE_ERROR, "required segment RF1 is missing", at("RF1"))
+        status = rf1.get(1, 1, 4) if rf1.get(1, 1, 6) == tables.TASK_STATUS_V2_SYSTEM else ""
+        status = status or tables.REFERRAL_STATUS_IN.get(rf1.get(1).upper(), "")
+        if not status:
+            raise Hl7Error(TABLE_VALUE_NOT_FOUND, "RF1-1 is not a known referral status", rf1.loc(1))
+        system, value = read_ei(rf1, 6, namespace)
+        nte = message.first("NTE")
+        reason = nte.get(3) if nte is not None else ""
+        business = rf1.get(4, 1, 1) if rf1.get(4, 1, 3) == BSER_SYSTEM_V2 else ""
+        task_id = rf1.get(11, 1, 1) if rf1.get(11, 1, 2) == FHIR_ID_NAMESPACE else ""
+        when = rf1.get(7)
+    elif header.message_type == "OSU^O51":
+        check_structure("OSU_O51", message.names)
+        orc = message.first("ORC")
+        assert orc is not None
+        status = orc.get(25, 1, 1) if orc.get(25, 1, 3) == tables.TASK_STATUS_V2_SYSTEM else ""
+        status = status or tables.ORDER_STATUS_IN.get(orc.get(5).upper(), "")
+        if not status:
+            raise Hl7Error(TABLE_VALUE_NOT_FOUND, "ORC-5 is not a known order status", orc.loc(5))
+        system, value = read_ei(orc, 2, namespace)
+        reason = orc.get(16, 1, 2) or orc.get(16, 1, 1)
+        business = orc.get(25, 1, 4) if orc.get(25, 1, 6) == BSER_SYSTEM_V2 else ""
+        task_id = orc.get(3, 1, 1) if orc.get(3, 1, 2) == FHIR_ID_NAMESPACE else ""
+        when = orc.get(9)
+    else:
+        raise Hl7Error(TABLE_VALUE_NOT_FOUND, "not an RRI^I12 or OSU^O51", at("MSH", 1, 9))
+    if not value:
+        raise Hl7Error(REQUIRED_FIELD_MISSING, "the referral identifier is missing", at("RF1", 1, 6))
+    return StatusUpdate(
+        system, value, status, business or None, reason or None, task_id or None, when or None
+    )
