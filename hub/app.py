@@ -25,6 +25,7 @@ from hub.middleware import (
 )
 from hub.referrals.router import router as referrals_router
 from hub.security.router import router as auth_router
+from hub.sync.inbound_router import router as inbound_router
 from hub.fhir.router import fhir_response
 from hub.fhir.router import router as fhir_router
 from hub.fhir.service import instant
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(referrals_router)
     app.include_router(auth_router)
+    app.include_router(inbound_router)
     current = settings or get_settings()
     app.add_middleware(BodyLimitMiddleware, limit=current.max_body_bytes)
     app.add_middleware(RateLimitMiddleware, per_minute=current.rate_limit_per_minute)
