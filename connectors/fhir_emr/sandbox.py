@@ -71,15 +71,12 @@ import json
 import math
 import re
 import secrets
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -101,6 +98,7 @@ from connectors.fhir_rest.sandbox import (
     _quote,
     _Reply,
 )
+from connectors.sandboxing import serve_until_signalled
 
 __all__ = [
     "ALGORITHMS",
@@ -834,19 +832,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    with emr:
-        sys.stdout.write(emr.url + "\n")
-        sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
-    return 0
+    return serve_until_signalled(emr)
 
 
 if __name__ == "__main__":

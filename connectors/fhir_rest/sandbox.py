@@ -57,7 +57,6 @@ import json
 import math
 import random
 import re
-import signal
 import sys
 import threading
 import time
@@ -69,10 +68,10 @@ from email.utils import format_datetime
 from functools import partial
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+from connectors.sandboxing import serve_until_signalled
 from mappings.fhir import FHIR_VERSION, jsonio
 
 __all__ = [
@@ -1069,19 +1068,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    with emr:
-        sys.stdout.write(emr.url + "\n")
-        sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
-    return 0
+    return serve_until_signalled(emr)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ import json
 import math
 import os
 import random
-import signal
 import sys
 import threading
 import time
@@ -50,10 +49,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from connectors.sandboxing import serve_until_signalled
 from connectors.webhook.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 __all__ = ["ReceivedRequest", "SandboxControls", "SandboxReceiver", "main"]
@@ -544,19 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    with receiver:
-        sys.stdout.write(receiver.url + "\n")
-        sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
-    return 0
+    return serve_until_signalled(receiver)
 
 
 if __name__ == "__main__":
