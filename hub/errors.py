@@ -104,3 +104,9 @@ def operation_outcome(issues: Sequence[Issue]) -> dict[str, Any]:
 
 def information_outcome(text: str) -> dict[str, Any]:
     return operation_outcome([Issue("information", "informational", text)])
+
+
+def describe(exc: Exception, limit: int | None = None) -> str:
+    """A one-line reason (FHIRPath: message; ...) for the message store; never payload content."""
+    issues = list(getattr(exc, "issues", []))[:limit]
+    return "; ".join(f"{i.expression or '-'}: {i.diagnostics}" for i in issues) or str(exc)

@@ -15,7 +15,15 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hub.deps import SettingsDep, TenantDep, get_clock, unit_of_work
-from hub.errors import BadRequest, HubError, NotAcceptable, PayloadTooLarge, UnsupportedMediaType, information_outcome
+from hub.errors import (
+    BadRequest,
+    HubError,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    describe,
+    information_outcome,
+)
 from hub.fhir.capability import capability_statement
 from hub.fhir.service import FhirService, Stored, WriteResult, check_type, instant, parse_etag
 from hub.settings import Settings
@@ -108,7 +116,7 @@ async def keep_rejected(request: Request, settings: Settings, tenant: str, event
     raw = getattr(request.state, "raw_body", None)
     if raw is None or exc.status_code not in (400, 409, 412, 422):
         return
-    reason = "; ".join(f"{i.expression or '-'}: {i.diagnostics}" for i in exc.issues)
+    reason = describe(exc)
 
     def store() -> None:
         with unit_of_work(settings) as session:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.crypto import encrypt
-from hub.errors import HubError
+from hub.errors import HubError, describe
 from hub.fhir.searchparams import utcnow
 from hub.settings import Settings
 from hub.store import repository
@@ -195,8 +195,7 @@ def _wire_answer(header: Header, ack_code: str, now: datetime, error: Hl7Error |
 
 def _store_refused(exc: HubError) -> Hl7Error:
     """The FHIR store refused the translated resources: an AE naming the FHIR element (no values)."""
-    issues = getattr(exc, "issues", []) or []
-    detail = "; ".join(f"{i.expression or '-'}: {i.diagnostics}" for i in issues[:3]) or str(exc)
+    detail = describe(exc, limit=3)
     return Hl7Error(
         APPLICATION_INTERNAL_ERROR,
         f"the FHIR store refused the translated resources ({detail})",

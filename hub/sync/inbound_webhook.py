@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.errors import BadRequest, HubError, NotFound
+from hub.errors import BadRequest, HubError, NotFound, describe
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.store.db import transaction
@@ -34,7 +34,6 @@ class SignatureRefused(HubError):
 def receive_webhook(settings: Settings, *, tenant: str, connector: str, body: bytes,
                     headers: dict[str, str], now: float | None = None) -> dict[str, Any]:
     from connectors.webhook.signing import verify_signature
-
     from hub.services import fhir_service
 
     with transaction(settings.database_url) as session:
@@ -66,8 +65,7 @@ def receive_webhook(settings: Settings, *, tenant: str, connector: str, body: by
             service.mark_translated(message, resource)
         except (HubError, jsonio.InvalidJson) as exc:
             savepoint.rollback()
-            reason = "; ".join(f"{i.expression or '-'}: {i.diagnostics}" for i in getattr(exc, "issues", [])) \
-                or str(exc)
+            reason = describe(exc)
             service.mark_rejected(message, reason)
         result = {"message": message.id, "status": message.status, "duplicate": False,
                   **({"error": message.error} if message.status == "rejected" else {})}

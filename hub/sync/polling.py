@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from hub.errors import HubError
+from hub.errors import HubError, describe
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.store.db import transaction
@@ -56,7 +56,6 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
     """Poll one connector instance once; None when it cannot poll."""
     from connectors import registry
     from connectors.base import ConnectorError, supports_polling
-
     from hub.services import fhir_service
 
     with transaction(settings.database_url) as session:
@@ -101,7 +100,7 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
                 stored += 1
             except (HubError, jsonio.InvalidJson) as exc:
                 savepoint.rollback()
-                reason = "; ".join(f"{i.expression or '-'}: {i.diagnostics}" for i in getattr(exc, "issues", [])) or str(exc)
+                reason = describe(exc)
                 service.mark_rejected(message, reason)
                 rejected += 1
         repo.set_cursor(session, tenant=tenant, connector_id=connector_id, value=batch.next_cursor,
