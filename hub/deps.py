@@ -19,7 +19,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 def current_principal(request: Request, settings: SettingsDep) -> Principal:
     """The caller, from ``Authorization: Bearer <token>`` (see /auth/token)."""
-    from hub.fhir.searchparams import utcnow
     from hub.security import tokens
     from hub.security.principal import DEVELOPMENT, Unauthorized
 
@@ -33,13 +32,14 @@ def current_principal(request: Request, settings: SettingsDep) -> Principal:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Send a bearer token: Authorization: Bearer <access_token> (from POST /auth/token)")
+        clock = request.app.dependency_overrides.get(get_clock, get_clock)()  # the clock that issued it
         try:
             claims = tokens.verify(
                 token.strip(), secrets=[settings.secret_key.get_secret_value(), *settings.previous_keys],
-                now=utcnow(),
+                now=clock(),
             )
         except tokens.TokenError as exc:
-            raise Unauthorized(str(exc)) from None
+            raise Unauthorized(str(exc), invalid_token=True) from None
         principal = Principal.of(claims.client_id, claims.tenant, claims.role, claims.scope, claims.fhir_user)
     request.state.principal = principal
     return principal

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +21,9 @@ from hub.sync.service import SyncService
 
 router = APIRouter(prefix="/admin/api", tags=["admin"], dependencies=[Depends(require_roles("admin"))])
 T = TypeVar("T")
+MAX_INT = 2**31 - 1  # ids and offsets are database integers: larger values are 400, not an overflow
+JobId = Annotated[int, Path(ge=1, le=MAX_INT)]
+RouteId = Annotated[int, Path(ge=1, le=MAX_INT)]
 
 
 async def run(settings: Settings, work: Callable[[Session], T]) -> T:
@@ -71,10 +74,13 @@ async def list_messages(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT),
 ) -> dict[str, Any]:
     def naive(value: datetime | None) -> datetime | None:
-        return value.astimezone(UTC).replace(tzinfo=None) if value and value.tzinfo else value
+        try:
+            return value.astimezone(UTC).replace(tzinfo=None) if value and value.tzinfo else value
+        except OverflowError:  # 9999-12-31T23:59:59-14:00 is in the year 10000
+            raise BadRequest("since and until must be dates between the years 1 and 9999") from None
 
     return await run(
         settings,
@@ -125,7 +131,7 @@ async def list_jobs(
     status: str | None = None,
     connector: str | None = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT),
 ) -> dict[str, Any]:
     return await run(
         settings,
@@ -139,7 +145,7 @@ async def dead_letters(
     tenant: TenantDep,
     connector: str | None = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT),
 ) -> dict[str, Any]:
     return await run(
         settings,
@@ -148,12 +154,12 @@ async def dead_letters(
 
 
 @router.get("/jobs/{job_id}", summary="A delivery job (why it is queued: next attempt, last error)")
-async def get_job(job_id: int, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+async def get_job(job_id: JobId, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     return await run(settings, lambda s: AdminViews(s, tenant=tenant).job(job_id))
 
 
 @router.post("/jobs/{job_id}/retry", summary="Retry a dead or retrying job now")
-async def retry_job(job_id: int, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+async def retry_job(job_id: JobId, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
         SyncService(session, tenant=tenant, settings=settings).retry_job(job_id)
         return AdminViews(session, tenant=tenant).job(job_id)
@@ -219,12 +225,13 @@ async def create_route(body: RouteIn, settings: SettingsDep, tenant: TenantDep) 
 
 
 @router.get("/routes/{route_id}", summary="A route")
-async def get_route(route_id: int, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+async def get_route(route_id: RouteId, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     return await run(settings, lambda s: AdminViews(s, tenant=tenant).route(route_id))
 
 
 @router.put("/routes/{route_id}", summary="Replace a route")
-async def put_route(route_id: int, body: RouteIn, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+async def put_route(route_id: RouteId, body: RouteIn, settings: SettingsDep,
+                    tenant: TenantDep) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
         current = AdminViews(session, tenant=tenant).route(route_id)
         if current["name"] != body.name:  # rename in place: the route keeps its id
@@ -235,7 +242,7 @@ async def put_route(route_id: int, body: RouteIn, settings: SettingsDep, tenant:
 
 
 @router.delete("/routes/{route_id}", status_code=204, summary="Delete a route")
-async def delete_route(route_id: int, settings: SettingsDep, tenant: TenantDep) -> None:
+async def delete_route(route_id: RouteId, settings: SettingsDep, tenant: TenantDep) -> None:
     await run(settings, lambda s: SyncService(s, tenant=tenant, settings=settings).delete_route(route_id))
 
 

@@ -188,7 +188,7 @@ def _result_param(resource_type, name, modifier, raw, parsed: ParsedSearch, unkn
         parsed.applied.append(("_count", str(parsed.count)))
     elif name == "_offset":
         try:
-            parsed.offset = max(0, int(raw))
+            parsed.offset = min(max(0, int(raw)), 2**31 - 1)  # past any result; a database integer
         except ValueError:
             raise BadRequest("_offset must be a non-negative integer", expression="_offset") from None
     elif name == "_sort":

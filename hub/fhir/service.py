@@ -172,9 +172,20 @@ class FhirService:
             return False
         return not self.policy.visible(stored.resource_type, jsonio.loads(stored.content))
 
-    def _exists(self, resource_type: str, resource_id: str) -> bool:
-        row = repo.get_resource(self.session, tenant=self.tenant, resource_type=resource_type, resource_id=resource_id)
-        return row is not None and not row.deleted
+    def _hidden_row(self, row: Resource | None) -> bool:
+        """Whether a stored resource is outside the caller's compartment; a deleted one is judged
+        by its last content (a referrer may not see the history of, nor revive, someone else's)."""
+        if row is None or self.policy is None or self._internal or not self.policy.restricted:
+            return False
+        if not row.deleted:
+            return self._hidden(Stored.of(row))
+        last = repo.get_version(self.session, tenant=self.tenant, resource_type=row.resource_type,
+                                resource_id=row.id, version_id=row.version_id - 1)
+        return last is not None and self._hidden(Stored.of(last))
+
+    def _check_write(self, resource_type: str, resource: dict[str, Any]) -> None:
+        if self.policy is not None and not self._internal:
+            self.policy.check_write(resource_type, resource)
 
     def record_audit(self, event: dict[str, Any]) -> None:
         """Store an AuditEvent in this transaction (no routing, no policy)."""
@@ -205,7 +216,7 @@ class FhirService:
         if row is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         stored = Stored.of(row)
-        if self._hidden(stored):
+        if self._hidden_row(row):
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         if row.deleted:
             raise Gone(f"{resource_type}/{resource_id} was deleted", headers={"ETag": stored.etag})
@@ -224,7 +235,8 @@ class FhirService:
             resource_id=resource_id,
             version_id=int(version),
         )
-        if row is None:
+        if row is None or (row.content is None and self._hidden_row(repo.get_resource(
+                self.session, tenant=self.tenant, resource_type=resource_type, resource_id=resource_id))):
             raise NotFound(f"{resource_type}/{resource_id}/_history/{version} is not known")
         if row.content is None:
             raise Gone(f"{resource_type}/{resource_id} version {version} is a deletion")
@@ -300,6 +312,7 @@ class FhirService:
         check_type(resource_type)
         self._guard(resource_type, "c")
         self._require_valid(resource, resource_type)
+        self._check_write(resource_type, resource)
         request_hash = hashlib.sha256(jsonio.dumpb([resource_type, resource])).hexdigest()
         if idempotency_key:
             earlier = self._idempotent_replay(idempotency_key, request_hash)
@@ -349,6 +362,9 @@ class FhirService:
         parsed = self._parse(resource_type, items, strict=True)
         if not parsed.criteria:
             raise BadRequest("If-None-Exist needs search parameters", expression="If-None-Exist")
+        if self.policy is not None and not self._internal and self.policy.restricted:
+            # matched within what the caller may see: never answer with someone else's resource
+            parsed = self._parse(resource_type, self.policy.search_items(resource_type, items), strict=True)
         rows, _ = repo.search(
             self.session, query=self._query(resource_type, parsed, limit=2, offset=0), with_total=False
         )
@@ -375,6 +391,9 @@ class FhirService:
         current = repo.get_resource(
             self.session, tenant=self.tenant, resource_type=resource_type, resource_id=resource_id, for_update=True
         )
+        if self._hidden_row(current):
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        self._check_write(resource_type, resource)
         self._check_if_match(current, if_match)
         created = current is None or current.deleted
         stored = self._write(current, resource_type, resource_id, resource, "PUT")
@@ -400,7 +419,7 @@ class FhirService:
         current = repo.get_resource(
             self.session, tenant=self.tenant, resource_type=resource_type, resource_id=resource_id, for_update=True
         )
-        if current is None:
+        if current is None or self._hidden_row(current):
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         self._check_if_match(current, if_match)
         if current.deleted:
@@ -508,6 +527,8 @@ class FhirService:
                     seen.add((ref_type, ref_id))
                     targets.append((ref_type, ref_id))
         for row in repo.get_resources(self.session, tenant=self.tenant, keys=targets):
+            if self.policy is not None and not self._internal and not self.policy.may_read(row.resource_type):
+                continue  # what the caller's scopes (or role) do not let them read does not come along
             if not self._hidden(Stored.of(row)):
                 yield self._entry(Stored.of(row), {"mode": "include"})
 
@@ -525,8 +546,9 @@ class FhirService:
                 raise self.policy.forbidden("type and system history")
             if not resource_type and self.policy.principal.role != "admin":
                 raise self.policy.forbidden("system history")
-            if resource_type and resource_id:
-                self.read(resource_type, resource_id) if self._exists(resource_type, resource_id) else None
+            if resource_type and resource_id and self._hidden_row(repo.get_resource(
+                    self.session, tenant=self.tenant, resource_type=resource_type, resource_id=resource_id)):
+                raise NotFound(f"{resource_type}/{resource_id} is not known")
         count, offset, since = self.default_count, 0, None
         for key, value in items:
             try:
@@ -536,7 +558,7 @@ class FhirService:
                         raise ValueError(value)
                     count = min(count, self.max_count)
                 elif key == "_offset":
-                    offset = max(0, int(value))
+                    offset = min(max(0, int(value)), 2**31 - 1)  # past any result; a database integer
                 elif key == "_since":  # a '+' of the offset that was not percent-encoded arrives as a space
                     since = searchparams.date_range(value.strip().replace(" ", "+"))[0]
             except ValueError:
@@ -566,6 +588,8 @@ class FhirService:
         entries = []
         for row in rows:
             stored = Stored.of(row)
+            if self._hidden(stored):  # a version from before the resource entered the compartment
+                continue
             entry = self._entry(stored)
             url = f"{row.resource_type}/{row.id}" if row.method != "POST" else row.resource_type
             status = {"POST": "201 Created", "PUT": "200 OK", "DELETE": "204 No Content"}[row.method]

@@ -52,6 +52,7 @@ class StatusIn(BaseModel):
 async def send_referral(body: ReferralIn, request: Request, settings: SettingsDep, tenant: TenantDep,
                         principal: PrincipalDep) -> dict[str, Any]:
     principal.require_role("referrer", "clinic", "admin", "system")
+    principal.require("ServiceRequest", "c")  # a read-only client (system/*.rs) sends no referral
     as_referrer = principal.fhir_user if principal.role == "referrer" else None
     return await run(request, settings, tenant, lambda svc: svc.intake(body, as_referrer=as_referrer))
 

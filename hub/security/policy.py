@@ -37,6 +37,20 @@ class AccessPolicy:
         if self.principal.role == "referrer" and permission in "ud" and resource_type != "ServiceRequest":
             raise Forbidden("Referring physicians change referrals through /referrals and sign through /certifications")
 
+    def may_read(self, resource_type: str) -> bool:
+        """Whether ``check(resource_type, "r")`` passes (for what comes along: ``_include``)."""
+        try:
+            self.check(resource_type, "r")
+        except (Forbidden, MethodNotAllowed):
+            return False
+        return True
+
+    def check_write(self, resource_type: str, resource: dict[str, Any]) -> None:
+        """What a referring physician writes must stay in their compartment (in their own name)."""
+        if self.restricted and not self.visible(resource_type, resource):
+            raise Forbidden("A referring physician writes only their own referrals "
+                            "(requester: their PractitionerRole) and what concerns their patients")
+
     def forbidden(self, what: str) -> Forbidden:
         return Forbidden(f"The role {self.principal.role} may not read {what}")
 

@@ -13,8 +13,12 @@ class Unauthorized(HubError):
     code = "login"
     title = "Authentication required"
 
-    def __init__(self, diagnostics: str) -> None:
-        super().__init__(diagnostics, headers={"WWW-Authenticate": 'Bearer realm="therapy-hub"'})
+    def __init__(self, diagnostics: str, *, invalid_token: bool = False) -> None:
+        # RFC 6750 §3.1: no error code when no token was sent; invalid_token when one was refused
+        challenge = 'Bearer realm="therapy-hub"' + (
+            ', error="invalid_token", error_description="' + diagnostics.replace('"', "'") + '"'
+            if invalid_token else "")
+        super().__init__(diagnostics, headers={"WWW-Authenticate": challenge})
 
 
 class Forbidden(HubError):

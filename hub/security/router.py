@@ -51,6 +51,8 @@ async def token(request: Request, settings: SettingsDep) -> JSONResponse:
     try:
         body = await run_in_threadpool(work)
     except AuthFailed as exc:
+        if exc.status_code == 401 and basic is not None:  # RFC 6749 §5.2: challenge with the scheme used
+            headers["WWW-Authenticate"] = 'Basic realm="therapy-hub"'
         return JSONResponse({"error": exc.error, "error_description": exc.description},
                             status_code=exc.status_code, headers=headers)
     return JSONResponse(body, headers=headers)

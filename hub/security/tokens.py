@@ -8,6 +8,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 
@@ -48,14 +49,37 @@ def issue(*, secret: str, client_id: str, tenant: str, role: str, scope: str, fh
     return jwt.encode(payload, _key(secret), algorithm="HS256"), int(lifetime.total_seconds())
 
 
+def _timestamp(now: datetime) -> float:
+    return now.replace(tzinfo=UTC).timestamp() if now.tzinfo is None else now.timestamp()
+
+
+def _check_times(claims: dict[str, Any], now: datetime, leeway: float, what: str) -> None:
+    """exp (and nbf) against the hub's clock ``now``, not PyJWT's wall clock: time is injectable."""
+    current = _timestamp(now)
+    for name in ("exp", "nbf"):
+        value = claims.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 2**40:
+            raise TokenError(f"{what} has a malformed {name} claim")
+    if claims["exp"] <= current - leeway:
+        raise TokenError(f"{what} has expired")
+    if claims.get("nbf", 0) > current + leeway:
+        raise TokenError(f"{what} is not valid yet (nbf)")
+
+
+_CLOCK_FREE = {"verify_exp": False, "verify_nbf": False, "verify_iat": False}
+
+
 def verify(token: str, *, secrets: list[str], now: datetime) -> Claims:
     last_error = "invalid token"
     for secret in secrets:
         try:
             payload = jwt.decode(
                 token, _key(secret), algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER,
-                options={"require": ["exp", "iat", "sub", "aud", "iss"]}, leeway=0,
+                options={"require": ["exp", "iat", "sub", "aud", "iss"], **_CLOCK_FREE}, leeway=0,
             )
+            _check_times(payload, now, 0, "the access token")
+            if not all(isinstance(payload.get(k), str) for k in ("sub", "tenant", "role")):
+                raise TokenError("the access token is malformed")
         except jwt.ExpiredSignatureError:
             raise TokenError("the access token has expired") from None
         except jwt.InvalidAudienceError:
@@ -94,7 +118,7 @@ def verify_assertion(assertion: str, *, public_key_pem: str, client_id: str, tok
     try:
         claims = jwt.decode(
             assertion, public_key_pem, algorithms=ASSERTION_ALGORITHMS, audience=token_url,
-            options={"require": ["iss", "sub", "aud", "exp", "jti"]}, leeway=5,
+            options={"require": ["iss", "sub", "aud", "exp", "jti"], **_CLOCK_FREE}, leeway=5,
         )
     except jwt.ExpiredSignatureError:
         raise TokenError("client_assertion has expired") from None
@@ -102,11 +126,18 @@ def verify_assertion(assertion: str, *, public_key_pem: str, client_id: str, tok
         raise TokenError("client_assertion aud must be the token endpoint URL") from None
     except jwt.InvalidSignatureError:
         raise TokenError("client_assertion signature does not match the registered key") from None
+    except jwt.InvalidKeyError:
+        raise TokenError(f"client_assertion alg {header['alg']} does not fit the registered key") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise TokenError(f"client_assertion lacks the required claim {exc.claim}") from None
     except jwt.PyJWTError as exc:
         raise TokenError(f"client_assertion is not valid ({type(exc).__name__})") from None
+    _check_times(claims, now, 5, "client_assertion")
+    if not isinstance(claims["jti"], str) or not 0 < len(claims["jti"]) <= 255:
+        raise TokenError("client_assertion jti must be a string of at most 255 characters")
     if claims["iss"] != client_id or claims["sub"] != client_id:
         raise TokenError("client_assertion iss and sub must be the client_id")
-    expires = datetime.fromtimestamp(claims["exp"], UTC).replace(tzinfo=None)
-    if expires - now > MAX_ASSERTION_LIFETIME + timedelta(seconds=5):
+    if claims["exp"] - _timestamp(now) > (MAX_ASSERTION_LIFETIME + timedelta(seconds=5)).total_seconds():
         raise TokenError("client_assertion exp is more than five minutes ahead")
-    return str(claims["jti"]), expires
+    expires = datetime.fromtimestamp(claims["exp"], UTC).replace(tzinfo=None)
+    return claims["jti"], expires

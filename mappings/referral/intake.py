@@ -15,7 +15,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NAMESPACE = uuid.UUID("6f1c1e0a-7a0c-4f57-9d43-3b8e2b6c1d11")
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
@@ -76,7 +76,16 @@ class CoverageIn(_In):
 class AttachmentIn(_In):
     title: str = Field(min_length=1, max_length=200)
     content_type: str = Field(default="application/pdf")
-    data: str = Field(description="base64")
+    data: str = Field(description="base64", pattern=r"^[A-Za-z0-9+/\s]*={0,2}\s*$")
+
+    @field_validator("data")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode("".join(value.split()), validate=True)
+        except ValueError:  # binascii.Error: bad padding or characters
+            raise ValueError("data must be base64") from None
+        return value
 
 
 class ReferralIn(_In):
@@ -174,7 +183,7 @@ def build_referral_bundle(referral: ReferralIn, *, clinic_ref: str, now: datetim
         insurance.append({"reference": f"Coverage/{coverage_id}"})
     supporting = []
     for index, attachment in enumerate(referral.attachments):
-        raw = base64.b64decode(attachment.data, validate=True)
+        raw = base64.b64decode("".join(attachment.data.split()), validate=True)
         doc_id = deterministic_id("DocumentReference", ref_key, str(index))
         entries.append(_entry({
             "resourceType": "DocumentReference",
