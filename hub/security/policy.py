@@ -4,7 +4,6 @@ referrals. Outside the compartment a resource does not exist for them (404, neve
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -62,17 +61,14 @@ class AccessPolicy:
 
     def patients(self) -> set[str]:
         if self._patients is None:
-            with self.fhir.internal():
-                bundle = self.fhir.search("ServiceRequest", [("requester", self.principal.fhir_user or "-"),
-                                                             ("_count", "1000")])
-            refs = set()
-            for entry in bundle.get("entry", []):
-                resource = json.loads(str(entry["resource"].encoded_json)) if hasattr(
-                    entry["resource"], "encoded_json") else entry["resource"]
-                subject = (resource.get("subject") or {}).get("reference")
-                if subject:
-                    refs.add(subject)
-            self._patients = refs
+            from hub.fhir.searchparams import parse_reference
+            from hub.store.repository import patients_of_requester
+
+            requester = parse_reference(self.principal.fhir_user or "")
+            self._patients = (
+                patients_of_requester(self.fhir.session, tenant=self.fhir.tenant, requester=requester)
+                if requester else set()
+            )
         return self._patients
 
     def search_items(self, resource_type: str, items: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -376,3 +376,23 @@ def save_idempotency_key(
         )
     )
     session.flush()
+
+
+def patients_of_requester(session: Session, *, tenant: str, requester: tuple[str, str]) -> set[str]:
+    """``Patient/x`` of every current ServiceRequest whose requester is ``requester`` (index only)."""
+    requested = select(SearchReference.resource_id).where(
+        SearchReference.tenant_id == tenant,
+        SearchReference.resource_type == "ServiceRequest",
+        SearchReference.param == "requester",
+        SearchReference.target_type == requester[0],
+        SearchReference.target_id == requester[1],
+    )
+    rows = session.execute(
+        select(SearchReference.target_id).where(
+            SearchReference.tenant_id == tenant,
+            SearchReference.resource_type == "ServiceRequest",
+            SearchReference.param == "patient",
+            SearchReference.resource_id.in_(requested),
+        )
+    )
+    return {f"Patient/{row[0]}" for row in rows}
