@@ -170,6 +170,11 @@ async def run(request: Request, settings: Settings, tenant: str, work: Callable[
                 svc.record_audit(event(svc, 4, request.path_params.get("resource_id"),
                                        f"HTTP {exc.status_code} {exc.code}"))
             raise
+        except Exception:
+            with unit_of_work(settings) as session:  # a server error is audited too (outcome 8)
+                svc = _service(session, settings, tenant, base, clock)
+                svc.record_audit(event(svc, 8, request.path_params.get("resource_id"), "HTTP 500"))
+            raise
 
     return await run_in_threadpool(job)
 

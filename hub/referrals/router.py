@@ -34,10 +34,32 @@ async def run(request: Request, settings: Settings, tenant: str, work: Callable[
     base = fhir_base(request, settings)
     clock = request.app.dependency_overrides.get(get_clock, get_clock)()
 
+    principal = request.state.principal
+    address = request.client.host if request.client else None
+    target = request.path_params.get("task_id") or request.path_params.get("care_plan_id")
+    target_type = "CarePlan" if "care_plan_id" in request.path_params else "Task"
+
+    def audit(fhir: Any, outcome: int, why: str | None = None) -> None:
+        from hub.security.audit import audit_event
+
+        fhir.record_audit(audit_event(
+            principal=principal, interaction="operation", now=fhir.clock(), outcome=outcome, address=address,
+            resource_type=target_type if target else None, resource_id=target,
+            description=f"{request.method} {request.url.path}" + (f" {why}" if why else "")))
+
     def job() -> T:
-        with unit_of_work(settings) as session:
-            return work(PlanService(fhir_service(session, settings, tenant, base, clock),
-                                    payer_rules=settings.certification_rules))
+        try:
+            with unit_of_work(settings) as session:
+                fhir = fhir_service(session, settings, tenant, base, clock)
+                result = work(PlanService(fhir, payer_rules=settings.certification_rules))
+                audit(fhir, 0)
+                return result
+        except Exception as exc:
+            with unit_of_work(settings) as session:
+                status = getattr(exc, "status_code", 500)
+                audit(fhir_service(session, settings, tenant, base, clock), 4 if status < 500 else 8,
+                      f"HTTP {status}")
+            raise
 
     return await run_in_threadpool(job)
 

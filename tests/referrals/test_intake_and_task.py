@@ -138,3 +138,15 @@ def test_referrer_and_clinic_views(client: TestClient) -> None:
     assert {r["task"] for r in clinic} == {a["task"], b["task"]}
     client.post(f"/referrals/{a['task'].split('/')[1]}/status", json={"status": "received"})
     assert [r["task"] for r in client.get("/referrals", params={"status": "received"}).json()] == [a["task"]]
+
+
+def test_referral_operations_are_audited(client: TestClient) -> None:
+    view = client.post("/referrals", json=referral()).json()
+    task_id = view["task"].split("/")[1]
+    assert client.post(f"/referrals/{task_id}/status", json={"status": "completed"}).status_code == 409
+    events = client.get("/fhir/AuditEvent", params={"subtype": "operation", "_count": 50}).json()["entry"]
+    outcomes = {(e["resource"]["outcome"], e["resource"].get("outcomeDesc", "").split(" ")[0]) for e in events
+                if e["search"]["mode"] == "match"}
+    assert ("0", "POST") in outcomes and ("4", "POST") in outcomes
+    failed = next(e["resource"] for e in events if e["resource"]["outcome"] == "4")
+    assert failed["entity"][0]["what"]["reference"] == view["task"]
