@@ -77,8 +77,20 @@ def serve(
             _stop(worker)
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGTERM when its parent dies, however it dies (uvicorn re-raises
+    SIGTERM after its graceful shutdown, so a ``finally`` in the parent is not enough)."""
+    try:
+        import ctypes
+        import signal as signals
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signals.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "hub.cli", *args])
+    return subprocess.Popen([sys.executable, "-m", "hub.cli", *args], preexec_fn=_die_with_parent)  # noqa: PLW1509
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -75,3 +75,26 @@ def test_hub_serve_on_embedded_defaults_delivers_a_routed_referral(tmp_path: Pat
             server.wait(timeout=10)
         log.close()
     assert (tmp_path / "var" / "broker.sqlite").exists()
+
+
+def test_sigterm_to_hub_serve_also_stops_its_embedded_worker(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    server = subprocess.Popen([HUB, "serve", "--port", str(port)], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    children: list[int] = []
+    while time.monotonic() < deadline and not children:
+        time.sleep(0.3)
+        out = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout
+        children = [int(pid) for pid in out.split()]
+    assert children, "the embedded worker did not start"
+    time.sleep(2)
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in children):
+        time.sleep(0.3)
+    alive = [pid for pid in children if os.path.exists(f"/proc/{pid}")
+             and "zombie" not in open(f"/proc/{pid}/status").read().lower()]
+    assert not alive, f"orphaned worker processes: {alive}"
