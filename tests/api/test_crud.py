@@ -6,6 +6,8 @@ import json
 
 from fastapi.testclient import TestClient
 
+from tests.test_validation import MINIMAL as VALIDATION_MINIMAL
+
 FHIR = {"Content-Type": "application/fhir+json"}
 
 
@@ -326,48 +328,8 @@ def test_application_json_is_accepted_like_fhir_json(client: TestClient) -> None
     assert read.json()["id"] == rid
 
 
-MINIMAL = {
-    "Patient": {},
-    "Practitioner": {},
-    "PractitionerRole": {},
-    "Organization": {"name": "Riverside Rehab"},
-    "ServiceRequest": {"status": "active", "intent": "order", "subject": {"reference": "Patient/p1"}},
-    "Task": {"status": "requested", "intent": "order"},
-    "CarePlan": {"status": "active", "intent": "plan", "subject": {"reference": "Patient/p1"}},
-    "Goal": {
-        "lifecycleStatus": "active",
-        "description": {"text": "Walk 500 m without a cane"},
-        "subject": {"reference": "Patient/p1"},
-    },
-    "Condition": {"subject": {"reference": "Patient/p1"}},
-    "Coverage": {
-        "status": "active",
-        "beneficiary": {"reference": "Patient/p1"},
-        "payor": [{"reference": "Organization/o1"}],
-    },
-    "Encounter": {
-        "status": "planned",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-    },
-    "Observation": {"status": "final", "code": {"text": "Pain score"}},
-    "DocumentReference": {
-        "status": "current",
-        "content": [{"attachment": {"contentType": "application/pdf"}}],
-    },
-    "Communication": {"status": "completed"},
-    "Composition": {
-        "status": "final",
-        "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
-        "date": "2024-03-01T10:00:00Z",
-        "author": [{"reference": "Practitioner/pr1"}],
-        "title": "Referral feedback",
-    },
-    "Provenance": {
-        "target": [{"reference": "Patient/p1"}],
-        "recorded": "2024-03-01T10:00:00Z",
-        "agent": [{"who": {"reference": "Practitioner/pr1"}}],
-    },
-}
+# one minimal valid instance per type, shared with the validation tests (AuditEvents are the hub's own)
+MINIMAL = {t: fields for t, fields in VALIDATION_MINIMAL.items() if t != "AuditEvent"}
 
 
 def test_every_supported_type_creates_and_reads(client: TestClient) -> None:
