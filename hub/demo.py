@@ -1,7 +1,7 @@
 """``hub demo``: the whole referral loop on embedded defaults, against the sandbox partners.
 
 Starts the sandbox partners (the referring physician's system as a webhook receiver, the clinic's
-EMR as a FHIR server), the hub (API + embedded worker, SQLite, no services), wires connectors and
+EMR as a FHIR server with SMART Backend Services, a legacy system as an HL7 v2 MLLP peer), the hub (API + embedded worker, SQLite, no services), wires connectors and
 routes, and walks one referral through intake, acceptance, plan of care, signature, visits, the
 progress report and discharge, printing each step. Only 127.0.0.1 is used.
 """
@@ -56,7 +56,8 @@ def _check(response: httpx.Response, what: str) -> Any:
 
 
 def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callable[[str], None]) -> int:
-    from connectors.fhir_rest.sandbox import SandboxFhirServer
+    from connectors.fhir_emr.sandbox import SandboxEmr
+    from connectors.hl7v2.sandbox import SandboxPeer
     from connectors.webhook.sandbox import SandboxReceiver
 
     if data_dir.exists():
@@ -73,8 +74,11 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
         echo(f"[{n:>2}/{total}] {text}")
 
     credentials = _clients(env["HUB_DATABASE_URL"])
-    with SandboxReceiver(secret=SECRET) as referrer_system, SandboxFhirServer() as emr:
-        step(1, f"sandbox partners up: referrer's system {referrer_system.url}, clinic EMR {emr.url}")
+    key_pem, public_pem = _key_pair()
+    with SandboxReceiver(secret=SECRET) as referrer_system, SandboxEmr() as emr, SandboxPeer() as legacy:
+        emr.register_client("therapy-hub", public_pem, "system/*.cruds", kid="demo-key")
+        step(1, f"sandbox partners up: referrer's system {referrer_system.url}, clinic EMR {emr.url} "
+                f"(SMART Backend Services), legacy scheduling system MLLP {legacy.address}")
         log = open(data_dir / "hub.log", "wb")  # noqa: SIM115
         server = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
                                   cwd=data_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -98,9 +102,10 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                     http.headers["Authorization"] = f"Bearer {token['access_token']}"
                 step(2, f"hub up at {base} (SQLite store and embedded worker in {data_dir}); signed in as "
                         "the administrator, the clinic and Dr. Okafor (OAuth2 client credentials)")
-                _wire(client, referrer_system.url, emr.url)
+                _wire(client, referrer_system.url, emr.url, key_pem, legacy.port)
                 step(3, "connectors and routes: events to the referrer's system (webhook, signed), "
-                        "referrals and plans to the clinic EMR (FHIR)")
+                        "referrals and plans to the clinic EMR (FHIR, SMART), referral status to the legacy "
+                        "system (HL7 v2 RRI^I12 over MLLP)")
                 _loop(client, clinic, physician, emr, step)
                 step(9, "waiting for every delivery ...")
                 _wait(lambda: _open_jobs(client) == 0, 120, "the deliveries")
@@ -112,7 +117,8 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                 step(10, f"done: {len(jobs)} deliveries, {len(referrer_system.deliveries)} notifications at the "
                          f"referrer's system (all signatures valid: "
                          f"{all(d.signature_valid for d in referrer_system.deliveries)}), "
-                         f"{mirrored} resources mirrored in the clinic EMR")
+                         f"{mirrored} resources in the clinic EMR, {len(legacy.messages)} HL7 v2 messages "
+                         f"acknowledged by the legacy system")
                 echo("")
                 admin_id, admin_secret = credentials[0]
                 echo("Where to look (every API but /fhir/metadata needs a bearer token):")
@@ -148,14 +154,33 @@ def _open_jobs(client: httpx.Client) -> int:
     return sum(1 for j in jobs if j["status"] in ("pending", "running", "retrying"))
 
 
-def _wire(client: httpx.Client, referrer_url: str, emr_url: str) -> None:
+def _key_pair() -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return private, public
+
+
+def _wire(client: httpx.Client, referrer_url: str, emr_url: str, key_pem: str, mllp_port: int) -> None:
     _check(client.put("/admin/api/connectors/referrer-system", json={
         "name": "referrer-system", "kind": "webhook", "config": {"url": referrer_url + "/events", "secret": SECRET},
         "max_attempts": 5, "backoff_base_seconds": 0.5}), "the referrer connector")
     _check(client.put("/admin/api/connectors/clinic-emr", json={
-        "name": "clinic-emr", "kind": "fhir_rest",
-        "config": {"base_url": emr_url, "resource_types": ["Observation"]},
+        "name": "clinic-emr", "kind": "fhir_emr",
+        "config": {"base_url": emr_url, "resource_types": ["Observation"], "client_id": "therapy-hub",
+                   "key_id": "demo-key", "private_key": key_pem, "algorithm": "RS384",
+                   "scope": "system/*.cruds"},
         "max_attempts": 5, "backoff_base_seconds": 0.5}), "the EMR connector")
+    _check(client.put("/admin/api/connectors/legacy-scheduling", json={
+        "name": "legacy-scheduling", "kind": "hl7v2",
+        "config": {"host": "127.0.0.1", "port": mllp_port, "task_message": "RRI^I12",
+                   "receiving_application": "SANDBOX_EMR"},
+        "max_attempts": 5, "backoff_base_seconds": 0.5}), "the HL7 v2 connector")
     for name, resource_type, connector in (
         ("tell-referrer-tasks", "Task", "referrer-system"),
         ("tell-referrer-messages", "Communication", "referrer-system"),
@@ -167,6 +192,9 @@ def _wire(client: httpx.Client, referrer_url: str, emr_url: str) -> None:
     ):
         _check(client.post("/admin/api/routes", json={"name": name, "resource_type": resource_type,
                                                       "connector": connector}), f"route {name}")
+    _check(client.post("/admin/api/routes", json={
+        "name": "referral-status-to-legacy", "resource_type": "Task", "connector": "legacy-scheduling",
+        "filter": "code.coding.where(code='fulfill').exists()"}), "route referral-status-to-legacy")
 
 
 def _clients(database_url: str) -> list[tuple[str, str]]:

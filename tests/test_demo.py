@@ -20,6 +20,8 @@ def test_hub_demo_finishes_green_with_no_services(tmp_path: Path) -> None:
                      "discharged: referral completed", "all signatures valid: True", "Where to look"):
         assert expected in out, out
     assert "[10/10] done" in out
+    assert "HL7 v2 messages acknowledged" in out and " 0 HL7 v2" not in out  # every connector kind is used
+    assert "SMART Backend Services" in out
     assert (tmp_path / "var" / "demo" / "hub.db").exists()
 
 
