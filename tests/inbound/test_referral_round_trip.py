@@ -1,0 +1,87 @@
+"""Issue 6's whole run: a REF^I12 over MLLP becomes ServiceRequest + Task, reaches the sandbox FHIR
+EMR (SMART Backend Services), the EMR's acceptance is polled back and moves the Task, and every step
+is in the message store. Deliveries run in-process (``deliver``), the EMR and MLLP are real servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.testclient import TestClient
+
+from connectors.fhir_emr.sandbox import SandboxEmr
+from hub.settings import Settings
+from hub.store.db import transaction
+from hub.sync.admin import AdminViews
+from hub.sync.delivery import deliver
+from hub.sync.polling import poll_named
+from tests.inbound.test_hl7v2_inbound import TENANT, listener, messages, ref, search, send  # noqa: F401
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    return settings.model_copy(update={"broker_url": f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"})
+
+
+@pytest.fixture
+def emr() -> Iterator[tuple[SandboxEmr, str]]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    with SandboxEmr() as sandbox:
+        sandbox.register_client("therapy-hub", public, "system/*.cruds", kid="k1")
+        yield sandbox, private
+
+
+def _deliver_all(settings: Settings) -> list[dict]:
+    with transaction(settings.database_url) as session:
+        jobs = AdminViews(session, tenant=TENANT).jobs(limit=500)["items"]
+    for job in sorted(jobs, key=lambda j: j["id"]):
+        if job["status"] in ("pending", "retrying"):
+            deliver(settings, job["id"])
+    with transaction(settings.database_url) as session:
+        return AdminViews(session, tenant=TENANT).jobs(limit=500)["items"]
+
+
+def test_ref_i12_to_the_emr_and_its_acceptance_back(listener, client: TestClient, settings: Settings,  # noqa: F811
+                                                     emr: tuple[SandboxEmr, str]) -> None:
+    sandbox, private_key = emr
+    connector = {"name": "emr", "kind": "fhir_emr", "config": {
+        "base_url": sandbox.url, "client_id": "therapy-hub", "key_id": "k1", "private_key": private_key,
+        "algorithm": "RS384", "scope": "system/*.cruds", "resource_types": ["Task"]}}
+    assert client.put("/admin/api/connectors/emr", json=connector).status_code == 200
+    for resource_type in ("ServiceRequest", "Task"):
+        route = {"name": f"{resource_type}-to-emr", "resource_type": resource_type, "connector": "emr"}
+        assert client.post("/admin/api/routes", json=route).status_code == 201
+
+    assert send(listener, ref("RT0001")).code == "AA"
+    [service_request] = search(client, "ServiceRequest")
+    [task] = search(client, "Task", code="fulfill")
+    assert task["status"] == "requested" and task["focus"]["reference"] == f"ServiceRequest/{service_request['id']}"
+
+    jobs = _deliver_all(settings)
+    assert jobs and all(j["status"] == "succeeded" for j in jobs), jobs
+    assert len(sandbox.resources("ServiceRequest")) == 1
+    [emr_task] = sandbox.resources("Task")
+    assert emr_task["identifier"] == task["identifier"]
+
+    sandbox.seed({**emr_task, "status": "accepted"})  # the clinic accepts the referral in its EMR
+    report = poll_named(settings, TENANT, "emr")
+    assert report["ok"] and report["stored"] >= 1, report
+    accepted = client.get(f"/fhir/Task/{task['id']}").json()
+    assert accepted["status"] == "accepted"
+    told = client.get("/fhir/Communication", params={"based-on": f"Task/{task['id']}"}).json()
+    assert told["total"] >= 1  # the referrer is told, as for any change
+    assert poll_named(settings, TENANT, "emr")["stored"] == 0  # nothing new: the inbox dedupes
+
+    sources = {m["source"] for m in messages(settings)}
+    assert {"mllp:test", "fhir-api", "emr"} <= sources
+    hl7 = next(m for m in messages(settings) if m["source"] == "mllp:test")
+    with transaction(settings.database_url) as session:
+        events = [e["event"] for e in AdminViews(session, tenant=TENANT).message(hl7["id"])["events"]]
+    assert events[:2] == ["received", "translated"]
