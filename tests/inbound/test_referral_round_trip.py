@@ -62,7 +62,8 @@ def test_ref_i12_to_the_emr_and_its_acceptance_back(listener, client: TestClient
     assert send(listener, ref("RT0001")).code == "AA"
     [service_request] = search(client, "ServiceRequest")
     [task] = search(client, "Task", code="fulfill")
-    assert task["status"] == "requested" and task["focus"]["reference"] == f"ServiceRequest/{service_request['id']}"
+    assert task["status"] == "requested"
+    assert task["focus"]["reference"] == f"ServiceRequest/{service_request['id']}"
 
     jobs = _deliver_all(settings)
     assert jobs and all(j["status"] == "succeeded" for j in jobs), jobs
