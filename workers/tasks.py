@@ -78,20 +78,6 @@ def certification_clocks(now: str | None = None) -> int:
     routed like any write (the reminders). ``now`` (ISO, UTC) recomputes as of another instant."""
     from datetime import datetime
 
-    from hub.referrals.plans import PlanService
-    from hub.services import fhir_service
-    from hub.store.db import transaction
-    from hub.store.repository import tenant_ids
-    from hub.sync.enqueue import enqueue_committed
+    from hub.referrals.plans import refresh_all_tenants
 
-    settings = get_settings()
-    with transaction(settings.database_url) as session:
-        tenants = tenant_ids(session)
-    total = 0
-    for tenant in tenants:
-        with transaction(settings.database_url) as session:
-            clock = (lambda: datetime.fromisoformat(now)) if now else None
-            fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", clock)
-            total += PlanService(fhir, payer_rules=settings.certification_rules).refresh_all()
-        enqueue_committed(settings, session)
-    return total
+    return refresh_all_tenants(get_settings(), now=datetime.fromisoformat(now) if now else None)
