@@ -71,7 +71,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from connectors.sandboxing import serve_until_signalled
+from connectors.sandboxing import ThreadedHttpSandbox, serve_until_signalled
 from mappings.fhir import FHIR_VERSION, jsonio
 
 __all__ = [
@@ -280,8 +280,11 @@ class _Server(ThreadingHTTPServer):
         pass
 
 
-class SandboxFhirServer:
+class SandboxFhirServer(ThreadedHttpSandbox):
     """The sandbox FHIR server. ``start()``/``stop()`` or use it as a context manager."""
+
+    _owner_attr = "emr"
+    _thread_name = "fhir-sandbox"
 
     def __init__(
         self, port: int = 0, *, resource_types: Iterable[str] = DEFAULT_RESOURCE_TYPES, **controls: Any
@@ -301,42 +304,6 @@ class SandboxFhirServer:
 
     # ------------------------------------------------------------------------- lifecycle
 
-    def start(self) -> SandboxFhirServer:
-        if self._server is not None:
-            raise RuntimeError("sandbox already started")
-        self._stopping.clear()
-        server = _Server((HOST, self.port), _Handler)
-        server.emr = self
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fhir-sandbox", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()  # wakes hanging handlers
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> SandboxFhirServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def root(self) -> str:
-        """``http://127.0.0.1:<port>``: the control endpoints live here."""
-        if self._server is None:
-            raise RuntimeError("sandbox not started")
-        return f"http://{HOST}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -1033,6 +1000,10 @@ def _phrase(status: int) -> str:
 
 
 # ------------------------------------------------------------------------------------- process
+
+
+SandboxFhirServer._server_class = _Server
+SandboxFhirServer._handler_class = _Handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,7 +52,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from connectors.sandboxing import serve_until_signalled
+from connectors.sandboxing import ThreadedHttpSandbox, serve_until_signalled
 from connectors.webhook.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 __all__ = ["ReceivedRequest", "SandboxControls", "SandboxReceiver", "main"]
@@ -165,8 +165,11 @@ class _Server(ThreadingHTTPServer):
         pass
 
 
-class SandboxReceiver:
+class SandboxReceiver(ThreadedHttpSandbox):
     """The sandbox webhook receiver. ``start()``/``stop()`` or use it as a context manager."""
+
+    _owner_attr = "receiver"
+    _thread_name = "webhook-sandbox"
 
     def __init__(self, port: int = 0, secret: str = "sandbox-webhook-secret", **controls: Any) -> None:
         if not secret:
@@ -183,42 +186,11 @@ class SandboxReceiver:
 
     # ------------------------------------------------------------------------- lifecycle
 
-    def start(self) -> SandboxReceiver:
-        if self._server is not None:
-            raise RuntimeError("sandbox already started")
-        self._stopping.clear()
-        server = _Server((HOST, self.port), _Handler)
-        server.receiver = self
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="webhook-sandbox", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()  # wakes hanging handlers
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> SandboxReceiver:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>``; POST deliveries to it (or to any path below it)."""
-        if self._server is None:
-            raise RuntimeError("sandbox not started")
-        return f"http://{HOST}:{self.port}"
+        return self.root
 
     # -------------------------------------------------------------------------- controls
 
@@ -502,6 +474,10 @@ def _is_status(value: object) -> bool:
 
 
 # ------------------------------------------------------------------------------------- process
+
+
+SandboxReceiver._server_class = _Server
+SandboxReceiver._handler_class = _Handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
