@@ -36,6 +36,12 @@ MINIMAL: dict[str, dict[str, Any]] = {
         "status": "planned",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
     },
+    "Appointment": {
+        "status": "booked",
+        "start": "2024-03-04T09:00:00Z",
+        "end": "2024-03-04T09:45:00Z",
+        "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"}],
+    },
     "Observation": {"status": "final", "code": {"text": "Pain"}},
     "DocumentReference": {
         "status": "current",
@@ -356,6 +362,12 @@ def test_contained_resource_without_a_type() -> None:
             "Encounter",
             {"location": [{"location": {"reference": "Location/1"}, "status": "busy"}]},
             "Encounter.location[0].status",
+        ),
+        ("Appointment", {"status": "scheduled"}, "Appointment.status"),
+        (
+            "Appointment",
+            {"participant": [{"actor": {"reference": "Patient/p1"}, "status": "maybe"}]},
+            "Appointment.participant[0].status",
         ),
         ("Observation", {"status": "done"}, "Observation.status"),
         (

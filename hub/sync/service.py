@@ -83,6 +83,13 @@ def patient_of(resource: dict[str, Any] | None) -> str | None:
         return None
     if resource.get("resourceType") == "Patient":
         return f"Patient/{resource.get('id')}"
+    if resource.get("resourceType") == "Appointment":  # the patient is one of the participants
+        for participant in resource.get("participant") or []:
+            actor = participant.get("actor") if isinstance(participant, dict) else None
+            parsed = parse_reference(actor.get("reference") or "") if isinstance(actor, dict) else None
+            if parsed and parsed[0] == "Patient":
+                return f"Patient/{parsed[1]}"
+        return None
     for key in PATIENT_PATHS:
         value = resource.get(key)
         if isinstance(value, dict) and isinstance(value.get("reference"), str):

@@ -26,6 +26,7 @@ SUPPORTED_TYPES: tuple[str, ...] = (
     "Condition",
     "Coverage",
     "Encounter",
+    "Appointment",
     "Observation",
     "DocumentReference",
     "Communication",

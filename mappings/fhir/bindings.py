@@ -149,6 +149,15 @@ REQUIRED_BINDINGS: dict[str, tuple[Binding, ...]] = {
         ),
         Binding("location.status", _codes("planned active reserved completed")),
     ),
+    "Appointment": (
+        Binding(
+            "status",
+            _codes("proposed pending booked arrived fulfilled cancelled noshow entered-in-error checked-in waitlist"),
+            required=True,
+        ),
+        Binding("participant.required", _codes("required optional information-only")),
+        Binding("participant.status", _codes("accepted declined tentative needs-action")),
+    ),
     "Observation": (
         Binding(
             "status",

@@ -811,3 +811,40 @@ def test_post_search_with_a_form_body_equals_get(client: TestClient) -> None:
     )
     assert strict.status_code == 400
     assert strict.json()["issue"][0]["expression"] == ["foo"]
+
+
+# ------------------------------------------------------------------ Appointment (therapy visits)
+
+
+def _appointment(appointment_id: str, patient: str, start: str, status: str = "booked") -> dict:
+    return {
+        "resourceType": "Appointment",
+        "id": appointment_id,
+        "identifier": [{"system": ID_SYS, "value": f"appt-{appointment_id}"}],
+        "status": status,
+        "serviceType": [{"coding": [{"system": SCT, "code": "91251008", "display": "Physical therapy"}]}],
+        "start": start,
+        "end": start.replace("T09:00", "T09:45"),
+        "participant": [
+            {"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"},
+            {"actor": {"reference": "Practitioner/pt1"}, "status": "accepted"},
+        ],
+    }
+
+
+def test_appointment_search_by_patient_date_status_and_actor(client: TestClient) -> None:
+    put(client, _appointment("a1", "p1", "2024-03-04T09:00:00Z"))
+    put(client, _appointment("a2", "p1", "2024-03-11T09:00:00Z", status="cancelled"))
+    put(client, _appointment("a3", "p2", "2024-03-05T09:00:00Z"))
+
+    def ids(params: dict) -> set[str]:
+        return found(client, "Appointment", {**params})
+
+    assert ids({"patient": "Patient/p1"}) == {"a1", "a2"}
+    assert ids({"patient": "p2"}) == {"a3"}
+    assert ids({"status": "booked"}) == {"a1", "a3"}
+    assert ids({"date": "ge2024-03-05", "patient": "Patient/p1"}) == {"a2"}
+    assert ids({"practitioner": "Practitioner/pt1"}) == {"a1", "a2", "a3"}
+    assert ids({"actor": "Patient/p2"}) == {"a3"}
+    assert ids({"service-type": f"{SCT}|91251008", "date": "lt2024-03-05"}) == {"a1"}
+    assert ids({"identifier": f"{ID_SYS}|appt-a3"}) == {"a3"}
