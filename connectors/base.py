@@ -12,7 +12,12 @@ A connector is a class with
   secret; :class:`ConnectorConfig` is a convenient base that forbids unknown fields);
 * ``__init__(self, config)`` taking an instance of ``Config``;
 * :class:`Sender` and :class:`HealthChecker` (required), :class:`Poller` (optional), and ``close()``
-  which releases sockets and pools. One instance may be reused for many deliveries.
+  which releases sockets and pools. One instance may be reused for many deliveries;
+* optionally ``context: ClassVar[frozenset[str]]`` - what a delivery must carry besides the changed
+  resource: ``"references"`` (the payload is then a ``collection`` Bundle, the changed resource
+  first, followed by the resources it references, two levels deep) and ``"previous"``
+  (:attr:`Delivery.previous` holds the version the change replaced). The hub builds both when the
+  delivery is claimed (:mod:`hub.sync.context`).
 
 Errors
 ------
@@ -145,6 +150,8 @@ class Delivery:
     resource_type: str | None
     resource_id: str | None
     event: str  # e.g. "ServiceRequest.create"
+    #: the version this change replaced, for connectors whose ``context`` asks for "previous"
+    previous: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.payload, bytes):

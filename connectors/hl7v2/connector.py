@@ -82,6 +82,9 @@ def control_id_for(idempotency_key: str) -> str:
 class Hl7v2Connector:
     slug: ClassVar[str] = "hl7v2"
     Config: ClassVar[type[BaseModel]] = Hl7v2Config
+    #: v2 carries the patient, referrer and location inline (PID, PRD, AIL), and SIU needs the
+    #: version an Appointment change replaced to tell a booking from a reschedule
+    context: ClassVar[frozenset[str]] = frozenset({"references", "previous"})
 
     def __init__(
         self,

@@ -61,6 +61,7 @@ def attempt(claimed: ClaimedJob) -> Outcome:
                 resource_type=claimed.resource_type,
                 resource_id=claimed.resource_id,
                 event=claimed.event,
+                previous=claimed.previous,
             )
         )
     except TransientError as exc:

@@ -23,6 +23,7 @@ from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.store.models import ConnectorInstance, DeliveryJob, Message, MessageEvent, Route
 from hub.sync import events as ev
+from hub.sync.context import CONTEXT_PREVIOUS, CONTEXT_REFERENCES, context_wanted, previous_version, with_references
 
 ENQUEUE_KEY = "hub.enqueue"
 #: session.info key: the connector a change came from (never routed back to it)
@@ -62,6 +63,8 @@ class ClaimedJob:
     resource_type: str | None
     resource_id: str | None
     payload: bytes | None
+    #: the version the change replaced, when the connector asks for it (hub.sync.context)
+    previous: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,6 +500,14 @@ class SyncService:
         message = repo.message_by_id(self.session, tenant=None, message_id=job.message_id)
         assert message is not None
         payload = decrypt(self.box, message.translated_payload or message.raw_payload)
+        previous = None
+        wanted = context_wanted(instance.kind)
+        if payload is not None and CONTEXT_REFERENCES in wanted:
+            payload = with_references(self.session, tenant=job.tenant_id, base=self.settings.fhir_base,
+                                      payload=payload)
+        if CONTEXT_PREVIOUS in wanted:
+            previous = previous_version(self.session, tenant=job.tenant_id, resource_type=message.resource_type,
+                                        resource_id=message.resource_id, version=message.resource_version)
         return ClaimedJob(
             job_id=job.id,
             tenant=job.tenant_id,
@@ -513,6 +524,7 @@ class SyncService:
             resource_type=message.resource_type,
             resource_id=message.resource_id,
             payload=payload,
+            previous=previous,
         )
 
     def finish(self, claimed: ClaimedJob, outcome: Outcome) -> float | None:

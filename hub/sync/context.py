@@ -1,0 +1,109 @@
+"""What a delivery carries besides the changed resource, for connectors that ask (``context``).
+
+A FHIR REST partner wants the resource alone; an HL7 v2 partner cannot take "Patient/123" and must
+get the patient's names and identifiers in PID, the referrer's NPI in PRD, the visit's location in
+AIL. A connector class says what it needs with ``context: ClassVar[frozenset[str]]``:
+
+* ``"references"`` - the payload becomes a ``collection`` Bundle: the changed resource (the version
+  routed, exactly as stored) first, then the resources it references and the ones those reference
+  (two levels), as they are now, of the same tenant, at most :data:`MAX_CONTEXT` of them. A
+  reference to something not in the store (or deleted) is left out: the connector decides what it
+  can send without it.
+* ``"previous"`` - :attr:`connectors.base.Delivery.previous` carries the version this change
+  replaced (None for a create), so that e.g. SIU tells a new booking (S12) from a reschedule (S13).
+
+It is built when the job is claimed, not when it is routed: a retry a day later sends the patient's
+current address, and nothing more is kept per job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from hub.fhir.searchparams import parse_reference
+from hub.store import repository
+
+__all__ = ["CONTEXT_PREVIOUS", "CONTEXT_REFERENCES", "MAX_CONTEXT", "context_wanted", "previous_version",
+           "with_references"]
+
+CONTEXT_REFERENCES = "references"
+CONTEXT_PREVIOUS = "previous"
+#: most resources added to a delivery beside the changed one
+MAX_CONTEXT = 50
+DEPTH = 2
+
+
+def context_wanted(kind: str) -> frozenset[str]:
+    """What the connector kind asks for (nothing for an unknown kind: the send will say why)."""
+    from connectors import registry
+
+    try:
+        cls = registry.get(kind)
+    except Exception:  # noqa: BLE001 - an unknown kind fails at send time with a ConfigError
+        return frozenset()
+    return frozenset(getattr(cls, "context", frozenset()))
+
+
+def _references(node: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                parsed = parse_reference(value)
+                if parsed is not None and not value.startswith(("urn:", "#")):
+                    yield parsed
+            elif key not in ("text", "contained"):
+                yield from _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _references(item)
+
+
+def with_references(session: Session, *, tenant: str, base: str, payload: bytes) -> bytes:
+    """``payload`` (one resource) as a collection Bundle with what it references; a Bundle (or what
+    is not a resource) is returned as it is."""
+    try:
+        focus = json.loads(payload)
+    except ValueError:
+        return payload
+    if not isinstance(focus, dict) or focus.get("resourceType") in (None, "Bundle") or not focus.get("id"):
+        return payload
+    seen = {(str(focus["resourceType"]), str(focus["id"]))}
+    entries = [_entry(base, focus)]
+    level = [focus]
+    for _ in range(DEPTH):
+        wanted: list[tuple[str, str]] = []
+        for resource in level:
+            for key in _references(resource):
+                if key not in seen and len(seen) <= MAX_CONTEXT:  # seen counts the focus too
+                    seen.add(key)
+                    wanted.append(key)
+        if not wanted:
+            break
+        rows = repository.get_resources(session, tenant=tenant, keys=wanted)
+        found = {(r.resource_type, r.id): json.loads(r.content) for r in rows if r.content}
+        level = [found[key] for key in wanted if key in found]  # in the order they are referenced
+        entries.extend(_entry(base, resource) for resource in level)
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    return json.dumps(bundle, separators=(",", ":")).encode("utf-8")
+
+
+def previous_version(
+    session: Session, *, tenant: str, resource_type: str | None, resource_id: str | None, version: int | None
+) -> bytes | None:
+    """The content of the version before ``version`` (None for a first version or a deletion)."""
+    if not resource_type or not resource_id or not version or version < 2:
+        return None
+    row = repository.get_version(
+        session, tenant=tenant, resource_type=resource_type, resource_id=resource_id, version_id=version - 1
+    )
+    if row is None or row.content is None:
+        return None
+    return row.content.encode("utf-8")
+
+
+def _entry(base: str, resource: dict[str, Any]) -> dict[str, Any]:
+    return {"fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}", "resource": resource}
