@@ -28,6 +28,7 @@ __all__ = [
     "UNSUPPORTED_MESSAGE_TYPE",
     "UNSUPPORTED_PROCESSING_ID",
     "UNSUPPORTED_VERSION_ID",
+    "UNKNOWN_KEY_IDENTIFIER",
 ]
 
 SEGMENT_SEQUENCE_ERROR = 100
@@ -38,6 +39,7 @@ UNSUPPORTED_MESSAGE_TYPE = 200
 UNSUPPORTED_EVENT_CODE = 201
 UNSUPPORTED_PROCESSING_ID = 202
 UNSUPPORTED_VERSION_ID = 203
+UNKNOWN_KEY_IDENTIFIER = 204
 DUPLICATE_KEY = 205
 APPLICATION_INTERNAL_ERROR = 207
 
@@ -52,7 +54,7 @@ ERROR_NAMES: dict[int, str] = {
     UNSUPPORTED_EVENT_CODE: "Unsupported event code",
     UNSUPPORTED_PROCESSING_ID: "Unsupported processing id",
     UNSUPPORTED_VERSION_ID: "Unsupported version id",
-    204: "Unknown key identifier",
+    UNKNOWN_KEY_IDENTIFIER: "Unknown key identifier",
     DUPLICATE_KEY: "Duplicate key identifier",
     206: "Application record locked",
     APPLICATION_INTERNAL_ERROR: "Application internal error",

@@ -54,6 +54,7 @@ from mappings.hl7v2.errors import (
     REQUIRED_FIELD_MISSING,
     SEGMENT_SEQUENCE_ERROR,
     TABLE_VALUE_NOT_FOUND,
+    UNSUPPORTED_MESSAGE_TYPE,
     ErrorLocation,
     Hl7Error,
     at,
@@ -111,6 +112,13 @@ def to_fhir(message: V2Message, header: Header, *, clinic_ref: str, now: datetim
         bundle = _merge([_referral_bundle(r, clinic_ref=clinic_ref) for r in referrals])
         primary = [f"ServiceRequest/{r.service_request_id}" for r in referrals]
         return Translation(header, bundle, "referral", primary)
+    if header.message_code != "ADT":  # RRI/OSU are status updates: read_status_update, not resources
+        raise Hl7Error(
+            UNSUPPORTED_MESSAGE_TYPE,
+            f"{header.message_type} is a status update (read it with read_status_update)",
+            at("MSH", 1, 9, 1, 1),
+            ack="AR",
+        )
     pid = message.first("PID")
     assert pid is not None  # the structure requires it
     patient = patient_resource(pid, _default_namespace(header))

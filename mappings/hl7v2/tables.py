@@ -22,7 +22,9 @@ PROCESSING_IDS: Final = frozenset({"P", "T", "D"})
 SUPPORTED_MESSAGES: Final = MappingProxyType(
     {
         "REF": frozenset({"I12"}),
+        "RRI": frozenset({"I12"}),  # referral status updates (hub.inbound.hl7v2)
         "OMG": frozenset({"O19"}),
+        "OSU": frozenset({"O51"}),  # 360X order status updates (hub.inbound.hl7v2)
         "ADT": frozenset({"A04", "A08", "A31"}),
     }
 )
@@ -224,4 +226,113 @@ ORDER_STATUS_IN: Final = MappingProxyType(
         "ER": "failed",
         "A": "in-progress",
     }
+)
+
+# ---------------------------------------------------------------------------------- coding systems
+
+#: Coding.system -> CE-3 name of coding system (table 0396) in SCH-6/7/8 and AIS-3; others: "L"
+CODING_SYSTEM_OUT: Final = MappingProxyType(
+    {
+        "http://hl7.org/fhir/sid/icd-10-cm": ICD10_OUT,
+        "http://snomed.info/sct": "SCT",
+        "http://loinc.org": "LN",
+        "http://www.ama-assn.org/go/cpt": "C4",
+        "http://terminology.hl7.org/CodeSystem/v2-0276": "HL70276",
+    }
+)
+#: CE-3 (upper-cased) -> Coding.system; "L", "99zzz" and unknown names give a coding without system
+CODING_SYSTEM_IN: Final = MappingProxyType(
+    {
+        **{name: "http://hl7.org/fhir/sid/icd-10-cm" for name in ICD10_SYSTEMS if name},
+        "SCT": "http://snomed.info/sct",
+        "SNM": "http://snomed.info/sct",
+        "LN": "http://loinc.org",
+        "C4": "http://www.ama-assn.org/go/cpt",
+        "CPT": "http://www.ama-assn.org/go/cpt",
+        "HL70276": "http://terminology.hl7.org/CodeSystem/v2-0276",
+    }
+)
+
+# ------------------------------------------------------------------------------- scheduling (SIU)
+
+#: SIU trigger events the hub sends -> their name (table 0003)
+SIU_EVENTS: Final = MappingProxyType(
+    {
+        "S12": "Notification of new appointment booking",
+        "S13": "Notification of appointment rescheduling",
+        "S14": "Notification of appointment modification",
+        "S15": "Notification of appointment cancellation",
+        "S26": "Notification that patient did not show up for scheduled appointment",
+    }
+)
+#: Appointment.status -> SCH-25 / AIS-10 / AIL-12 / AIP-12 filler status code (table 0278)
+APPOINTMENT_STATUS_OUT: Final = MappingProxyType(
+    {
+        "proposed": "Pending",
+        "pending": "Pending",
+        "waitlist": "Waitlist",
+        "booked": "Booked",
+        "arrived": "Started",
+        "checked-in": "Started",
+        "fulfilled": "Complete",
+        "cancelled": "Cancelled",
+        "noshow": "Noshow",
+        "entered-in-error": "Deleted",
+    }
+)
+#: filler status code (table 0278, upper-cased) -> Appointment.status when no exact status is sent
+APPOINTMENT_STATUS_IN: Final = MappingProxyType(
+    {
+        "PENDING": "pending",
+        "WAITLIST": "waitlist",
+        "BOOKED": "booked",
+        "OVERBOOK": "booked",
+        "STARTED": "arrived",
+        "COMPLETE": "fulfilled",
+        "CANCELLED": "cancelled",
+        "DELETED": "entered-in-error",
+        "NOSHOW": "noshow",
+    }
+)
+#: coding system of the exact Appointment.status carried as the alternate coding of SCH-25
+APPOINTMENT_STATUS_V2_SYSTEM: Final = "HL7FHIRAS"
+#: coding system of the exact Appointment.participant.status (alternate coding of AIL-12 / AIP-12)
+PARTICIPANT_STATUS_V2_SYSTEM: Final = "HL7FHIRPS"
+#: coding system of a v3-ParticipationType code (Appointment.participant.type) in AIP-4
+PARTICIPATION_TYPE_V2_SYSTEM: Final = "HL7V3PT"
+#: AIP-4 when the participant has no v3-ParticipationType code (table 0443: attending)
+DEFAULT_AIP_ROLE: Final = ("AT", "Attending", "HL70443")
+#: Appointment element -> NTE-4 comment type (table 0364, user-defined) of the NTE under SCH
+APPOINTMENT_NOTE_TYPES: Final = MappingProxyType(
+    {
+        "description": ("DE", "Description", "L"),
+        "patientInstruction": ("PI", "Patient Instructions", "HL70364"),
+        "comment": ("RE", "Remark", "HL70364"),
+        "cancelationReason": ("1R", "Primary Reason", "HL70364"),
+    }
+)
+
+# ------------------------------------------------------------------------------- documents (MDM)
+
+#: TXA-2 document type (table 0270, user-defined) of a plan of care
+PLAN_DOCUMENT_TYPE: Final = "POC"
+#: OBX-3 of the plan of care lines and attachment (LOINC "Plan of care note")
+PLAN_OBSERVATION: Final = ("18776-5", "Plan of care note", "LN")
+#: CarePlan.status -> TXA-17 document completion status (table 0271; draft: IP in progress, else
+#: AU authenticated by its author; the physician's certification is a separate signature)
+PLAN_COMPLETION_OUT: Final = MappingProxyType(
+    {
+        "draft": "IP",
+        "active": "AU",
+        "on-hold": "AU",
+        "completed": "AU",
+        "revoked": "AU",
+        "entered-in-error": "AU",
+        "unknown": "AU",
+    }
+)
+#: CarePlan.status / DocumentReference.status -> TXA-19 document availability status (table 0273;
+#: others AV available)
+PLAN_AVAILABILITY_OUT: Final = MappingProxyType(
+    {"revoked": "OB", "superseded": "OB", "entered-in-error": "CA"}
 )

@@ -274,3 +274,17 @@ def test_parse_accessors() -> None:
     assert pid is not None and pid.count(3) == 2 and list(pid.repetitions(3)) == [1, 2]
     assert pid.components(5) == ["Gonçalves", "Zoë", "Marie"]
     assert message.all("DG1")[1].sequence == 2
+
+
+def test_a_status_update_is_not_translated_into_resources() -> None:
+    """RRI^I12 / OSU^O51 change a Task (hub.inbound.hl7v2); translate() refuses them instead of
+    turning the PID into a Patient write."""
+    from mappings.hl7v2 import Hl7Error, translate
+
+    raw = (
+        "MSH|^~\\&|EMR|CLINIC|HUB|HUB|20240301101500||OSU^O51^OSU_O51|C1|P|2.5.1\r"
+        "ORC|SC|REF-1^CLINIC||||||||20240301101500"
+    )
+    with pytest.raises(Hl7Error) as caught:
+        translate(raw, clinic_ref="Organization/clinic", now=datetime(2024, 3, 1))
+    assert caught.value.code == 200 and "read_status_update" in str(caught.value)
