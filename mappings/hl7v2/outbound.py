@@ -107,11 +107,17 @@ def _msh(
 
 
 class _Context:
-    """The resources of a payload, by ``Type/id``."""
+    """The resources of a payload, by ``Type/id``; ``focus`` is the resource the payload is about (the
+    payload itself, or the first entry of a Bundle)."""
 
     def __init__(self, payload: dict[str, Any]) -> None:
         self.by_ref: dict[str, dict[str, Any]] = {}
+        self.focus: dict[str, Any] | None = payload
         if payload.get("resourceType") == "Bundle":
+            first = next(iter(payload.get("entry") or []), None)
+            self.focus = first.get("resource") if isinstance(first, dict) else None
+            if not isinstance(self.focus, dict):
+                self.focus = None
             for entry in payload.get("entry") or []:
                 resource = entry.get("resource") if isinstance(entry, dict) else None
                 if isinstance(resource, dict) and resource.get("resourceType") and resource.get("id"):

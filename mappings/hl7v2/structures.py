@@ -6,8 +6,8 @@ allowed anywhere and ignored. The check is greedy (HL7 structures are designed t
 right without backtracking) and reports the first segment it cannot place, or the first required
 segment missing, as HL7 error 100 with its location.
 
-The structures follow HL7 v2.5.1 (REF_I12, OMG_O19, ADT_A01 / ADT_A05), slightly relaxed where
-senders commonly deviate: PV1 is optional in ADT, OBX may stand without OBR in REF.
+The structures follow HL7 v2.5.1 (REF_I12, OMG_O19, ADT_A01 / ADT_A05, SIU_S12, MDM_T02), slightly
+relaxed where senders commonly deviate: PV1 is optional in ADT, OBX may stand without OBR in REF.
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ STRUCTURES: dict[str, str] = {
         [{DG1}] [DRG] [{PR1 [{ROL}]}] [{GT1}] [{IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2] [PDA]
     """,
     "ACK": "MSH [{SFT}] MSA [{ERR}]",
+    "SIU_S12": """
+        MSH [{SFT}] SCH [TQ1] [{NTE}] [{PID [PD1] [PV1] [PV2] [{OBX}] [{DG1}]}]
+        {RGS [{AIS [{NTE}]}] [{AIG [{NTE}]}] [{AIL [{NTE}]}] [{AIP [{NTE}]}]}
+    """,
+    "MDM_T02": "MSH [{SFT}] EVN PID PV1 [{CON}] TXA {OBX [{NTE}]}",
 }
 #: message type^event -> structure, when MSH-9.3 is empty
 DEFAULT_STRUCTURE: dict[str, str] = {
@@ -54,6 +59,13 @@ DEFAULT_STRUCTURE: dict[str, str] = {
     "ADT^A31": "ADT_A01",
     "ADT^A05": "ADT_A01",
     "ADT^A01": "ADT_A01",
+    "SIU^S12": "SIU_S12",
+    "SIU^S13": "SIU_S12",
+    "SIU^S14": "SIU_S12",
+    "SIU^S15": "SIU_S12",
+    "SIU^S26": "SIU_S12",
+    "MDM^T02": "MDM_T02",
+    "MDM^T08": "MDM_T02",
 }
 
 
