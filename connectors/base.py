@@ -56,6 +56,7 @@ __all__ = [
     "ConnectorConfig",
     "ConnectorError",
     "Delivery",
+    "HL7_V2_ER7",
     "HealthChecker",
     "HealthResult",
     "PermanentError",
@@ -137,6 +138,11 @@ class ConfigError(PermanentError):
 # Header-safe: visible ASCII, no CR/LF, bounded. Keys and ids end up in HTTP/SMTP/MLLP headers.
 _TOKEN = re.compile(r"[\x21-\x7e]{1,255}")
 _TEXT = re.compile(r"[\x20-\x7e]{0,255}")
+
+
+#: ``Delivery.content_type`` of a message the hub made in HL7 v2's pipe-delimited encoding (ER7),
+#: e.g. an enhanced-mode application ACK; every other payload is ``application/fhir+json``
+HL7_V2_ER7 = "x-application/hl7-v2+er7"
 
 
 @dataclass(frozen=True)

@@ -368,8 +368,11 @@ def mllp(
     tenant: str | None = TenantOpt,
     source: str | None = typer.Option(None, help="Listener name in the message store (default mllp:PORT)."),
     read_timeout: float = typer.Option(30.0, help="Seconds to wait for the rest of a started message."),
+    ack_connector: str | None = typer.Option(
+        None, help="hl7v2 connector to the sender's own listener: enhanced-mode application ACKs go there."),
 ) -> None:
-    """Receive HL7 v2.5.1 over MLLP (REF^I12, OMG^O19, ADT^A04/A08/A31): store, translate to FHIR, ACK."""
+    """Receive HL7 v2.5.1 over MLLP: referrals (REF^I12, OMG^O19), patients (ADT^A04/A08/A31) and
+    referral status updates (RRI^I12, OSU^O51). Stored first, written to FHIR, then acknowledged."""
     from hub.inbound.hl7v2 import run_listener
     from hub.settings import get_settings
 
@@ -377,11 +380,12 @@ def mllp(
     tenant = tenant or settings.default_tenant
 
     def ready(server) -> None:  # type: ignore[no-untyped-def]
-        typer.echo(f"MLLP listener on {host}:{server.port} (tenant {tenant}); Ctrl-C stops")
+        channel = f"; application ACKs via connector {ack_connector}" if ack_connector else ""
+        typer.echo(f"MLLP listener on {host}:{server.port} (tenant {tenant}){channel}; Ctrl-C stops")
 
     try:
         run_listener(settings, tenant=tenant, host=host, port=port, source=source, read_timeout=read_timeout,
-                     ready=ready)
+                     ready=ready, ack_connector=ack_connector)
     except KeyboardInterrupt:
         pass
 

@@ -4,7 +4,16 @@ v2.5.1 over MLLP to a legacy EMR or referral system, waiting for its acknowledge
 What is sent (translation in :mod:`mappings.hl7v2.outbound`):
 
 * a ``Task`` (or a Bundle holding one) -> ``RRI^I12`` or the 360X ``OSU^O51`` (``task_message``);
-* a Bundle with a therapy ``ServiceRequest`` and no Task -> ``REF^I12``.
+* a therapy referral ``ServiceRequest`` with its context -> ``REF^I12``;
+* an ``Appointment`` -> ``SIU^S12`` when it is booked, ``S13`` rescheduled, ``S14`` changed, ``S15``
+  cancelled, ``S26`` no-show (:mod:`mappings.hl7v2.scheduling`; the previous version decides);
+* a message the hub already wrote in v2 (``HL7_V2_ER7``, e.g. an enhanced-mode application ACK to
+  the sender's listener) -> sent as it is;
+* a plan of care ``CarePlan`` or its PDF ``DocumentReference`` -> ``MDM^T02`` (``T08`` for a revision)
+  with the summary as text lines and the PDF as an ED observation (:mod:`mappings.hl7v2.documents`).
+
+The hub delivers the changed resource first in a ``collection`` Bundle with what it references
+(``context``), so PID, PRD, AIP and AIL carry names and identifiers, not just logical ids.
 
 MSH-10 (the control id the partner deduplicates on) is derived from the delivery's idempotency
 key, so a retried delivery is the same message to the partner.
@@ -28,6 +37,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field
 
 from connectors.base import (
+    HL7_V2_ER7,
     ConnectorConfig,
     Delivery,
     HealthResult,
@@ -41,12 +51,16 @@ from mappings.hl7v2 import (
     Hl7Error,
     OutboundHeader,
     UntranslatableResource,
+    appointment_to_siu,
     parse,
+    plan_to_mdm,
     read_ack,
+    read_header,
     referral_to_ref_i12,
     task_to_osu_o51,
     task_to_rri_i12,
 )
+from mappings.hl7v2.scheduling import BOOKED_STATUSES
 
 __all__ = ["Hl7v2Config", "Hl7v2Connector", "control_id_for"]
 
@@ -120,31 +134,67 @@ class Hl7v2Connector:
 
     def translate(self, delivery: Delivery) -> tuple[str, str, str]:
         """(message type, control id, message text) for ``delivery``; PermanentError if impossible."""
-        try:
-            payload = json.loads(delivery.payload)
-        except ValueError:
-            raise PermanentError("hl7v2: the payload is not JSON") from None
-        if not isinstance(payload, dict):
-            raise PermanentError("hl7v2: the payload is not a FHIR resource")
+        if delivery.content_type == HL7_V2_ER7:
+            return _as_is(delivery.payload)
+        payload = _json_object(delivery.payload, "payload")
+        previous = _json_object(delivery.previous, "previous version") if delivery.previous else None
         control_id = control_id_for(delivery.idempotency_key)
         now = self._clock()
-        types = _resource_types(payload)
+        kind = _focus_type(payload)
+        header = self._header
         try:
-            if "Task" in types:
+            if kind == "Task":
                 builder = task_to_osu_o51 if self.config.task_message == "OSU^O51" else task_to_rri_i12
-                text = builder(payload, header=self._header, control_id=control_id, now=now)
+                text = builder(payload, header=header, control_id=control_id, now=now)
                 return self.config.task_message, control_id, text
-            if "ServiceRequest" in types and payload.get("resourceType") == "Bundle":
-                text = referral_to_ref_i12(payload, header=self._header, control_id=control_id, now=now)
+            if kind == "ServiceRequest" and payload.get("resourceType") == "Bundle":
+                text = referral_to_ref_i12(payload, header=header, control_id=control_id, now=now)
                 return "REF^I12", control_id, text
+            if kind == "Appointment":
+                event, text = appointment_to_siu(
+                    payload, header=header, control_id=control_id, now=now, previous=previous
+                )
+                return f"SIU^{event}", control_id, text
+            if kind in ("CarePlan", "DocumentReference"):
+                event, text = plan_to_mdm(payload, header=header, control_id=control_id, now=now)
+                return f"MDM^{event}", control_id, text
         except (UntranslatableResource, Hl7Error) as exc:
             raise PermanentError(f"hl7v2: cannot translate the payload: {exc}") from None
-        kind = str(payload.get("resourceType") or "unknown")
-        raise PermanentError(f"hl7v2: a {kind} cannot be sent as HL7 v2 (send a Task or a referral Bundle)")
+        raise PermanentError(
+            f"hl7v2: a {kind or 'payload without resourceType'} cannot be sent as HL7 v2 (it sends a referral "
+            "ServiceRequest, a Task, an Appointment, a plan of care CarePlan or its DocumentReference)"
+        )
+
+    @staticmethod
+    def _nothing_to_tell(delivery: Delivery) -> str | None:
+        """Why a change is no news to a v2 partner (so not sent, and no dead letter), or None.
+
+        SIU speaks of booked slots only: an Appointment still proposed, pending or waitlisted, or
+        cancelled before it was ever booked, was never announced."""
+        if delivery.content_type == HL7_V2_ER7 or delivery.resource_type != "Appointment":
+            return None
+        try:
+            payload = json.loads(delivery.payload)
+            previous = json.loads(delivery.previous) if delivery.previous else None
+        except ValueError:
+            return None  # translate() says what is wrong
+        focus = _focus(payload) if isinstance(payload, dict) else None
+        if not focus or focus.get("resourceType") != "Appointment":
+            return None
+        status = focus.get("status")
+        before = _focus(previous).get("status") if isinstance(previous, dict) else None
+        if status in NOT_BOOKED:
+            return f"an Appointment that is {status} is not announced (SIU is for booked slots)"
+        if status not in BOOKED_STATUSES and before in NOT_BOOKED:
+            return f"an Appointment {status} before it was booked was never announced"
+        return None
 
     # --------------------------------------------------------------------------------- Sender
 
     def send(self, delivery: Delivery) -> SendResult:
+        skipped = self._nothing_to_tell(delivery)
+        if skipped:
+            return SendResult(status=None, remote_id=None, detail=f"hl7v2: not sent, {skipped}", duration_ms=0.0)
         message_type, control_id, text = self.translate(delivery)
         what = f"hl7v2 {message_type} to {self._target}"
         started = time.perf_counter()
@@ -196,14 +246,54 @@ class Hl7v2Connector:
         self.close()
 
 
-def _resource_types(payload: dict[str, Any]) -> set[str]:
+NOT_BOOKED = frozenset({"proposed", "pending", "waitlist"})
+
+
+def _focus(payload: dict[str, Any]) -> dict[str, Any]:
+    if payload.get("resourceType") == "Bundle" and payload.get("type") == "collection":
+        entries = payload.get("entry") or [{}]
+        first = entries[0].get("resource") if isinstance(entries[0], dict) else None
+        return first if isinstance(first, dict) else {}
+    return payload
+
+
+def _as_is(raw: bytes) -> tuple[str, str, str]:
+    """A message the hub already wrote in v2 (an application ACK): sent unchanged, its own MSH-10 is
+    what the partner's acknowledgement must name."""
+    try:
+        text = raw.decode("utf-8")
+        header = read_header(parse(text))
+    except (UnicodeDecodeError, Hl7Error) as exc:
+        raise PermanentError(f"hl7v2: the message to send is not HL7 v2 ({exc})") from None
+    if not header.control_id:
+        raise PermanentError("hl7v2: the message to send has no control id (MSH-10)")
+    return header.message_type, header.control_id, text
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise PermanentError(f"hl7v2: the {what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise PermanentError(f"hl7v2: the {what} is not a FHIR resource")
+    return value
+
+
+def _focus_type(payload: dict[str, Any]) -> str:
+    """The type of what the delivery is about: the resource, or a collection Bundle's first entry (the
+    hub's delivery context); in another Bundle the Task, else the ServiceRequest it holds."""
     if payload.get("resourceType") != "Bundle":
-        return {str(payload.get("resourceType"))}
-    return {
-        str(entry["resource"].get("resourceType"))
+        return str(payload.get("resourceType") or "")
+    resources = [
+        entry["resource"]
         for entry in payload.get("entry") or []
         if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
-    }
+    ]
+    if payload.get("type") == "collection" and resources:
+        return str(resources[0].get("resourceType") or "")
+    types = {str(r.get("resourceType")) for r in resources}
+    return next((t for t in ("Task", "ServiceRequest") if t in types), "Bundle")
 
 
 def _ms_since(started: float) -> float:

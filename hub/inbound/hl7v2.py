@@ -22,8 +22,10 @@ returns the bytes of the acknowledgement:
 Enhanced mode (MSH-15/16 valued): the answer is the accept acknowledgement (``CA`` once the message
 is safely stored, ``CR`` for what the hub refuses outright, ``CE`` when it could not be stored),
 and only when MSH-15 asks for it. The application acknowledgement (AA/AE/AR) is recorded in the
-message's events; sending it back needs a connection to the sender's own listener (an ``hl7v2``
-connector), which is not wired yet.
+message's events and, when MSH-16 asks for it, sent to the sender's own listener: an outbound
+message to the ``hl7v2`` connector named by ``ack_connector`` (``hub mllp --ack-connector``), queued
+in the same transaction and delivered after commit like any routed change, with MSH-15 ``AL`` so the
+partner confirms it. Without a back-channel the message gets a ``deferred`` event that says so.
 
 Referral status updates (RRI^I12, OSU^O51), read by :func:`mappings.hl7v2.read_status_update`:
 
@@ -77,6 +79,7 @@ from mappings.hl7v2 import (
     StatusUpdate,
     V2Message,
     accept_ack_wanted,
+    application_ack_wanted,
     build_ack,
     check_supported,
     is_enhanced,
@@ -143,8 +146,12 @@ def handle_hl7v2(
     *,
     now: datetime | None = None,
     line_endings: str = "normalise",
+    ack_connector: str | None = None,
 ) -> bytes:
-    """Store, translate and write one HL7 v2 message; the acknowledgement to send back (may be b"")."""
+    """Store, translate and write one HL7 v2 message; the acknowledgement to send back (may be b"").
+
+    ``ack_connector``: the ``hl7v2`` connector that reaches the sender's own listener, over which an
+    enhanced-mode application acknowledgement is sent (see the module docstring)."""
     now = now or utcnow()
     try:
         message = parse(raw, line_endings=line_endings)
@@ -159,7 +166,7 @@ def handle_hl7v2(
             return earlier
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return _process(settings, tenant, raw, source, message, header, control_id, now)
+            return _process(settings, tenant, raw, source, message, header, control_id, now, ack_connector)
         except IntegrityError:
             # the same control id arrived on another connection at the same moment: answer as it was;
             # else another message created the same resources (same ids) first: do it again
@@ -189,6 +196,7 @@ def _process(
     header: Header,
     control_id: str | None,
     now: datetime,
+    ack_connector: str | None = None,
 ) -> bytes:
     from hub.services import fhir_service
 
@@ -224,6 +232,8 @@ def _process(
         text = _answer(header, ack_code, now, error)
         _record_ack(session, row, text, now)
         answer = _wire_answer(header, ack_code, now, error, text)
+        if is_enhanced(header) and application_ack_wanted(header, ack_code == "AA"):
+            _send_application_ack(service, row, header, ack_code, error, now, ack_connector)
     enqueue_committed(settings, session)
     log.info(
         "hub.hl7v2.received",
@@ -401,6 +411,36 @@ def _wire_answer(header: Header, ack_code: str, now: datetime, error: Hl7Error |
     return _answer(header, commit, now, error if commit == "CR" else None).encode("utf-8")
 
 
+def _send_application_ack(
+    service: SyncService,
+    row: Message,
+    header: Header,
+    ack_code: str,
+    error: Hl7Error | None,
+    now: datetime,
+    ack_connector: str | None,
+) -> None:
+    """Enhanced mode: the application ACK goes to the sender's listener as a message of its own,
+    through the outbox (retried, visible, replayable). It asks for an accept ACK (MSH-15 ``AL``) so
+    that the delivery knows it arrived, and for no application ACK of itself (MSH-16 ``NE``)."""
+    if ack_connector is None:
+        service.session.add(MessageEvent(
+            tenant_id=row.tenant_id, message_id=row.id, event=ev.DEFERRED, at=now,
+            detail="the sender asked for an application acknowledgement (MSH-16) and no back-channel "
+                   "is configured (hub mllp --ack-connector)",
+        ))
+        return
+    text = build_ack(header, ack_code, control_id=_control_id(), now=now, error=error,
+                     sending_application=ACK_APPLICATION, accept_ack_type="AL", application_ack_type="NE")
+    try:
+        service.send_raw(connector=ack_connector, raw=text, event="hl7v2.ACK", reply_to=row)
+    except NotFound:
+        service.session.add(MessageEvent(
+            tenant_id=row.tenant_id, message_id=row.id, event=ev.FAILED, at=now,
+            detail=f"the application acknowledgement cannot be sent: no connector named {ack_connector!r}",
+        ))
+
+
 def _store_refused(exc: HubError) -> Hl7Error:
     """The FHIR store refused the translated resources: an AE naming the FHIR element (no values)."""
     detail = describe(exc, limit=3)
@@ -513,6 +553,7 @@ def run_listener(
     read_timeout: float = 30.0,
     max_message_bytes: int = 10 * 1024 * 1024,
     ready: Any = None,
+    ack_connector: str | None = None,
 ) -> None:
     """Serve MLLP until interrupted; every message goes through :func:`handle_hl7v2` in a thread.
 
@@ -526,7 +567,7 @@ def run_listener(
     name = source or f"mllp:{port}"
 
     async def handler(raw: bytes) -> bytes:
-        return await asyncio.to_thread(handle_hl7v2, settings, tenant, raw, name)
+        return await asyncio.to_thread(handle_hl7v2, settings, tenant, raw, name, ack_connector=ack_connector)
 
     async def frame_error(partial: bytes, reason: str) -> bytes:
         return await asyncio.to_thread(handle_frame_error, settings, tenant, partial, reason, name)

@@ -44,6 +44,14 @@ def _connector(claimed: ClaimedJob) -> Any:
         return connector
 
 
+def content_type_of(event: str) -> str:
+    """What a job's payload is: FHIR JSON, or a message the hub made in a partner's format
+    (:meth:`SyncService.send_raw`, events ``hl7v2.*``)."""
+    from connectors.base import HL7_V2_ER7
+
+    return HL7_V2_ER7 if event.startswith("hl7v2.") else "application/fhir+json"
+
+
 def attempt(claimed: ClaimedJob) -> Outcome:
     from connectors.base import ConnectorError, Delivery, PermanentError, TransientError
 
@@ -55,7 +63,7 @@ def attempt(claimed: ClaimedJob) -> Outcome:
         result = connector.send(
             Delivery(
                 payload=claimed.payload,
-                content_type="application/fhir+json",
+                content_type=content_type_of(claimed.event),
                 idempotency_key=claimed.idempotency_key,
                 correlation_id=claimed.correlation_id,
                 resource_type=claimed.resource_type,

@@ -403,6 +403,38 @@ class SyncService:
         self.session.flush()
         return jobs
 
+    def send_raw(self, *, connector: str, raw: str, event: str, reply_to: Message | None = None) -> Message:
+        """Queue a message already in the partner's format (e.g. an HL7 v2 application ACK) for one
+        connector, outside routing: an outbound message and its job, delivered after commit."""
+        from hub.context import current_correlation_id
+
+        instance = repo.connector_by_name(self.session, tenant=self.tenant, name=connector)
+        if instance is None:
+            raise NotFound(f"No connector named {connector!r}")
+        now = self.clock()
+        message = Message(
+            id=str(uuid.uuid4()),
+            tenant_id=self.tenant,
+            direction="outbound",
+            source=reply_to.source if reply_to is not None else "hub",
+            event=event,
+            correlation_id=reply_to.correlation_id if reply_to is not None else current_correlation_id(),
+            status="queued",
+            raw_payload=encrypt(self.box, raw),
+            created_at=now,
+            updated_at=now,
+        )
+        self.session.add(message)
+        self.session.flush()
+        detail = f"answer to message {reply_to.id}" if reply_to is not None else "queued by the hub"
+        self._event(message, ev.RECEIVED, detail=detail, at=now)
+        jobs = self._create_jobs(message, [(instance.id, None)], None, now)
+        self._event(message, ev.ROUTED, detail=connector, at=now)
+        for job in jobs:
+            self._event(message, ev.QUEUED, job_id=job.id, at=now)
+        self._enqueue_after_commit([j.id for j in jobs])
+        return message
+
     def record_inbound(self, *, source: str, external_id: str | None, raw: bytes | str,
                        event: str = "inbound") -> Message:
         """Store a message received from a partner before anything else can fail (the inbox)."""

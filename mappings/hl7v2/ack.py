@@ -180,9 +180,13 @@ def build_ack(
     error: Hl7Error | None = None,
     sending_application: str = "THERAPY_HUB",
     sending_facility: str = "",
+    accept_ack_type: str = "",
+    application_ack_type: str = "",
 ) -> str:
     """An ACK (``code``: AA/AE/AR or, enhanced mode, CA/CE/CR) answering ``header`` (None when the
-    message had no readable header). ``control_id`` is the ACK's own MSH-10; ``now`` naive UTC."""
+    message had no readable header). ``control_id`` is the ACK's own MSH-10; ``now`` naive UTC.
+    ``accept_ack_type`` / ``application_ack_type`` (MSH-15/16) are for an application ACK sent on its
+    own connection in enhanced mode, which asks the partner to confirm it (``AL``, ``NE``)."""
     seps = header.separators if header else DEFAULT_SEPARATORS
     writer = Writer(seps)
     trigger = header.trigger_event if header else ""
@@ -201,8 +205,8 @@ def build_ack(
         version,
         "",
         "",
-        "",
-        "",
+        accept_ack_type,
+        application_ack_type,
         "",
         "UNICODE UTF-8",
     )

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -28,9 +29,18 @@ from connectors.hl7v2 import (
 )
 from connectors.hl7v2.mllp import END_BLOCK, START_BLOCK
 from connectors.hl7v2.sandbox import SandboxPeer
-from mappings.hl7v2 import build_ack, parse, read_ack, read_header, read_status_update
+from mappings.hl7v2 import (
+    build_ack,
+    parse,
+    read_ack,
+    read_appointment,
+    read_header,
+    read_plan_summary,
+    read_status_update,
+)
 from mappings.referral.task_state import apply_transition, referral_task
 from tests.connectors.conftest import free_port
+from tests.mappings.test_hl7v2_documents import pdf  # noqa: F401 - a fixture: a rendered plan of care PDF
 
 NOW = datetime(2024, 6, 1, 12, 0, 0)
 
@@ -377,3 +387,79 @@ def test_sandbox_runs_as_a_program() -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+# ------------------------------------------------ appointments (SIU), plans (MDM), messages as they are
+
+
+def _delivery(payload: dict[str, Any] | bytes, key: str, *, previous: dict[str, Any] | None = None,
+              resource_type: str = "Appointment", content_type: str = "application/fhir+json") -> Delivery:
+    return Delivery(
+        payload=payload if isinstance(payload, bytes) else json.dumps(payload).encode(),
+        content_type=content_type,
+        idempotency_key=key,
+        correlation_id="corr-1",
+        resource_type=resource_type,
+        resource_id="x",
+        event=f"{resource_type}.update",
+        previous=json.dumps(previous).encode() if previous is not None else None,
+    )
+
+
+def test_appointments_go_as_siu_chosen_from_the_replaced_version(peer: SandboxPeer) -> None:
+    from tests.mappings.test_hl7v2_scheduling import appointment, context_bundle
+
+    booked = appointment(status="booked")
+    moved = appointment(status="booked", start="2024-05-07T10:00:00-04:00", end="2024-05-07T10:45:00-04:00")
+    with make(peer) as connector:
+        first = connector.send(_delivery(context_bundle(booked), "a.v1"))
+        connector.send(_delivery(context_bundle(moved), "a.v2", previous=booked))
+        connector.send(_delivery(context_bundle(appointment(status="cancelled")), "a.v3", previous=moved))
+    assert first.detail.endswith("-> AA") and "SIU^S12" in first.detail
+    assert [m.message_type for m in peer.messages] == ["SIU^S12", "SIU^S13", "SIU^S15"]
+    back = read_appointment(peer.messages[1].raw)
+    assert back["start"] == "2024-05-07T10:00:00-04:00" and back["status"] == "booked"
+    pid = parse(peer.messages[0].raw).first("PID")
+    assert pid is not None and pid.get(5)  # the context Bundle gave the partner the patient's name
+
+
+@pytest.mark.parametrize("status", ["proposed", "pending", "waitlist"])
+def test_an_appointment_not_booked_yet_is_not_news_and_not_a_dead_letter(peer: SandboxPeer, status: str) -> None:
+    from tests.mappings.test_hl7v2_scheduling import appointment
+
+    with make(peer) as connector:
+        result = connector.send(_delivery(appointment(status=status), "p.v1"))
+        cancelled = connector.send(
+            _delivery(appointment(status="cancelled"), "p.v2", previous=appointment(status=status))
+        )
+    assert result.detail.startswith("hl7v2: not sent") and status in result.detail
+    assert cancelled.detail.startswith("hl7v2: not sent")
+    assert peer.messages == []
+
+
+def test_the_plan_of_care_document_goes_as_mdm_with_its_pdf(peer: SandboxPeer, pdf: bytes) -> None:  # noqa: F811
+    from tests.mappings.test_hl7v2_documents import collection, document_for, plan_resources
+
+    resources = plan_resources()
+    care_plan = next(r for r in resources if r["resourceType"] == "CarePlan")
+    document = document_for(care_plan, pdf)
+    with make(peer) as connector:
+        result = connector.send(_delivery(collection(document, *resources), "d.v1",
+                                          resource_type="DocumentReference"))
+    assert "MDM^T02" in result.detail
+    summary = read_plan_summary(peer.messages[0].raw)
+    assert summary.pdf == pdf and summary.event == "T02"
+    assert any("plan of care" in line.lower() for line in summary.lines)
+
+
+def test_a_message_already_in_v2_is_sent_as_it_is(peer: SandboxPeer) -> None:
+    from connectors.base import HL7_V2_ER7
+
+    text = "MSH|^~\\&|THERAPY_HUB||REFAPP||20240305101500||ACK^I12^ACK|ACK-1|P|2.5.1|||AL|NE\rMSA|AA|MSG00001\r"
+    with make(peer) as connector:
+        result = connector.send(_delivery(text.encode(), "ack.v0", resource_type="", content_type=HL7_V2_ER7))
+        with pytest.raises(PermanentError):
+            connector.send(_delivery(b"not hl7", "ack.v1", resource_type="", content_type=HL7_V2_ER7))
+    assert result.remote_id == "ACK-1"
+    [received] = peer.messages
+    assert received.raw.decode() == text and received.control_id == "ACK-1"
