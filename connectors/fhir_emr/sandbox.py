@@ -55,6 +55,15 @@ escapes ``\\|``, ``\\,``, ``\\$``, ``\\\\``; several ``identifier`` parameters a
 * ``POST <base>/<type>`` with ``If-None-Exist: identifier=...`` - no match: create (201); one match:
   nothing written, 200 with the existing resource; more: 412.
 
+Referential integrity (as HAPI with enforce-referential-integrity-on-write): every create or update
+(``PUT``/``POST``, conditional or not) whose body has a literal relative reference ``<Type>/<id>``
+(``/_history/<v>`` allowed) to a type the sandbox serves that it does not hold is refused with 400,
+an OperationOutcome with issue code ``processing`` and diagnostics naming the element, e.g.
+``ServiceRequest.subject: Patient/x not found``. Not checked: ``#`` local and ``urn:`` references,
+absolute URLs, logical references (``identifier`` only), references inside ``contained`` and a
+resource's reference to itself. The ``check_references`` control (default on) turns it off;
+``seed()`` never checks.
+
 Discovery and token calls are not in ``requests`` (FHIR calls only): ``token_requests`` records each
 token request (client, status, OAuth error and description, scope), ``tokens_issued`` counts the
 successes, ``revoke_tokens()`` forgets every issued token (an EMR restart: clients then get 401).
@@ -73,7 +82,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -136,6 +145,7 @@ class EmrSandboxControls(FhirSandboxControls):
     require_token: bool = True  # FHIR calls need a token issued by the token endpoint
     smart_configuration: bool = True  # serve .well-known/smart-configuration (else 404)
     signing_algorithms: tuple[str, ...] = ALGORITHMS  # accepted client assertion algorithms
+    check_references: bool = True  # refuse writes with relative references to resources not held
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -149,7 +159,7 @@ class EmrSandboxControls(FhirSandboxControls):
             raise ValueError("rate_limit must be null or a non-negative integer")
         if not _is_number(self.rate_window) or not 0 < self.rate_window <= 86400:
             raise ValueError("rate_window must be a number of seconds in (0, 86400]")
-        for name in ("require_token", "smart_configuration"):
+        for name in ("require_token", "smart_configuration", "check_references"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")
         algorithms = self.signing_algorithms
@@ -603,6 +613,20 @@ class SandboxEmr(SandboxFhirServer):
                 return replace(_outcome_reply(problem), outcome="rejected")
         return None
 
+    # ----------------------------------------------------------- referential integrity
+
+    def _parse_body(self, resource_type: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+        data = super()._parse_body(resource_type, headers, body)
+        if self.controls.check_references:
+            itself = (resource_type, data.get("id"))
+            with self._lock:
+                for path, target_type, target_id in _literal_references(data, resource_type):
+                    if target_type not in self.resource_types or (target_type, target_id) == itself:
+                        continue
+                    if target_id not in self._current.get(target_type, {}):
+                        raise _Problem(400, "processing", f"{path}: {target_type}/{target_id} not found")
+        return data
+
     # ---------------------------------------------------------------- conditional writes
 
     def _route(
@@ -771,6 +795,24 @@ def _has_identifier(resource: Mapping[str, Any], system: str | None, value: str)
     return False
 
 
+_RELATIVE_REFERENCE = re.compile(r"([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?")
+
+
+def _literal_references(node: Any, path: str) -> Iterator[tuple[str, str, str]]:
+    """(element path, type, id) of each relative literal reference, ``contained`` and narrative skipped."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _literal_references(item, path)
+    elif isinstance(node, dict):
+        text = node.get("reference")
+        match = _RELATIVE_REFERENCE.fullmatch(text) if isinstance(text, str) else None
+        if match is not None:
+            yield path, match[1], match[2]
+        for key, value in node.items():
+            if key not in ("contained", "text", "reference"):
+                yield from _literal_references(value, f"{path}.{key}")
+
+
 def _form(headers: Mapping[str, str], body: bytes) -> dict[str, str]:
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
@@ -815,6 +857,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate-window", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fail-rate", type=float, default=0.0)
+    parser.add_argument(
+        "--no-check-references", action="store_true", help="accept references to resources it does not hold"
+    )
     args = parser.parse_args(argv)
     if (args.client_id is None) != (args.public_key is None):
         parser.error("--client-id and --public-key go together")
@@ -826,6 +871,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate_window=args.rate_window,
             seed=args.seed,
             fail_rate=args.fail_rate,
+            check_references=not args.no_check_references,
         )
         if args.client_id is not None:
             emr.register_client(args.client_id, args.public_key.read_bytes(), args.scopes, kid=args.kid)

@@ -5,11 +5,20 @@ inbound message (deduplicated by (connector, external id): the inbox), writes th
 carries into the store (upsert by business identifier), and advances the cursor. If anything fails
 before commit, the cursor stays where it was and the batch is fetched again next time; the inbox
 makes that repeat harmless.
+
+Before a polled resource is written, its references are brought back to hub ids
+(:func:`resolve_references`): a partner that keeps its own ids (``fhir_emr``) sends a Reference with
+a ``type`` and the target's business ``identifier`` instead of its id; the hub looks the identifier
+up in its store and, when exactly one resource carries it, sets ``reference`` to that resource's hub
+id. Otherwise the reference stays logical (no ``reference`` string): an id of the partner is never
+stored as if it were one of the hub's.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +33,14 @@ from mappings.fhir import jsonio
 
 log = logging.getLogger("hub.sync.polling")
 
+#: the identifier system under which a hub id travels (``connectors.fhir_emr`` keys resources
+#: without a business identifier by it): its value is the hub id itself
+HUB_ID_SYSTEM = "urn:therapy-hub:id"
+
+_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_RELATIVE = re.compile(r"([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?")
+
 
 @dataclass(frozen=True, slots=True)
 class PollReport:
@@ -33,6 +50,119 @@ class PollReport:
     duplicates: int
     rejected: int
     cursor: str | None
+
+
+def resolve_references(
+    resource: Any,
+    *,
+    find: Callable[[str, str, str], list[str]],
+    exists: Callable[[str, str], bool],
+    hub_id_systems: Collection[str] = (HUB_ID_SYSTEM,),
+) -> Any:
+    """A copy of ``resource`` whose identifier-carrying References point at hub ids where possible.
+
+    A Reference is considered when it has an ``identifier`` with a ``system`` and a ``value`` and a
+    type (its ``type``, else the type of its relative ``reference``). ``find(type, system, value)``
+    returns the hub ids of the resources of that type carrying the identifier; ``exists(type, id)``
+    says whether the hub holds that resource. In order:
+
+    * the system is one of ``hub_id_systems`` and the hub holds ``<type>/<value>``: that is the target;
+    * else exactly one resource found by the identifier: that one;
+    * else the ``reference`` it came with, if it is relative and names a resource the hub holds;
+    * else none: ``reference`` removed, ``type`` set (a logical reference).
+
+    ``identifier``, ``display`` and the rest of the Reference are kept. References without an
+    identifier, and everything inside ``contained``, are left as they are.
+    """
+    if isinstance(resource, list):
+        return [resolve_references(item, find=find, exists=exists, hub_id_systems=hub_id_systems)
+                for item in resource]
+    if not isinstance(resource, dict):
+        return resource
+    target = _identified_target(resource)
+    if target is not None:
+        return _resolved(resource, *target, find=find, exists=exists, hub_id_systems=hub_id_systems)
+    return {key: value if key in ("contained", "text")
+            else resolve_references(value, find=find, exists=exists, hub_id_systems=hub_id_systems)
+            for key, value in resource.items()}
+
+
+def _identified_target(reference: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(type, identifier system, value) of a Reference that can be looked up by identifier."""
+    identifier = reference.get("identifier")
+    if not isinstance(identifier, dict) or "resourceType" in reference:  # e.g. QuestionnaireResponse
+        return None
+    system, value = identifier.get("system"), identifier.get("value")
+    if not (isinstance(system, str) and system and isinstance(value, str) and value):
+        return None
+    kind = reference.get("type")
+    literal = reference.get("reference")
+    parsed = _RELATIVE.fullmatch(literal) if isinstance(literal, str) else None
+    if isinstance(kind, str) and _TYPE.fullmatch(kind):
+        return kind, system, value
+    if parsed is not None:
+        return parsed[1], system, value
+    return None
+
+
+def _resolved(reference: dict[str, Any], kind: str, system: str, value: str, *,
+              find: Callable[[str, str, str], list[str]], exists: Callable[[str, str], bool],
+              hub_id_systems: Collection[str]) -> dict[str, Any]:
+    hub_id: str | None = None
+    if system in hub_id_systems and _ID.fullmatch(value) and exists(kind, value):
+        hub_id = value
+    if hub_id is None:
+        found = find(kind, system, value)
+        if len(found) == 1:
+            hub_id = found[0]
+    if hub_id is None:
+        literal = reference.get("reference")
+        parsed = _RELATIVE.fullmatch(literal) if isinstance(literal, str) else None
+        if parsed is not None and parsed[1] == kind and exists(kind, parsed[2]):
+            hub_id = parsed[2]
+    out = {k: v for k, v in reference.items() if k != "reference"}
+    if hub_id is None:
+        out["type"] = kind
+        return out
+    return {"reference": f"{kind}/{hub_id}", **out}
+
+
+def _store_lookups(fhir: Any) -> tuple[Callable[[str, str, str], list[str]], Callable[[str, str], bool]]:
+    """``find`` and ``exists`` for :func:`resolve_references` over the hub's store (memoized: one
+    resource's references often name one target several times)."""
+    found: dict[tuple[str, str, str], list[str]] = {}
+    held: dict[tuple[str, str], bool] = {}
+
+    def find(kind: str, system: str, value: str) -> list[str]:
+        key = (kind, system, value)
+        if key not in found:
+            token = f"{_escape_token(system)}|{_escape_token(value)}"
+            try:
+                bundle = fhir.search(kind, [("identifier", token), ("_count", "2")], strict=True)
+            except HubError:
+                found[key] = []  # a type or parameter the store does not support: nothing to point at
+            else:
+                found[key] = [e["fullUrl"].rsplit("/", 1)[-1] for e in bundle.get("entry", [])
+                              if e.get("search", {}).get("mode") == "match"]
+        return found[key]
+
+    def exists(kind: str, resource_id: str) -> bool:
+        key = (kind, resource_id)
+        if key not in held:
+            try:
+                fhir.read(kind, resource_id)
+            except HubError:
+                held[key] = False
+            else:
+                held[key] = True
+        return held[key]
+
+    return find, exists
+
+
+def _escape_token(text: str) -> str:
+    """Escape a token part for the store's search (``\\``, ``,``, ``$``; its first ``|`` splits)."""
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("$", "\\$")
 
 
 def _upsert(fhir: Any, resource: dict[str, Any]) -> None:
@@ -68,6 +198,10 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
         cursor_row = repo.get_cursor(session, tenant=tenant, connector_id=connector_id)
         cursor = cursor_row.value if cursor_row else None
     connector = registry.create(kind, config)
+    hub_id_systems = {HUB_ID_SYSTEM}
+    own_system = getattr(getattr(connector, "config", None), "hub_identifier_system", None)
+    if isinstance(own_system, str) and own_system:
+        hub_id_systems.add(own_system)  # a connector that names hub ids under its own system
     try:
         if not supports_polling(connector):
             return None
@@ -94,6 +228,8 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
                 resource = jsonio.loads(item.payload)
                 if not isinstance(resource, dict):
                     raise HubError("payload is not a FHIR resource")
+                find, exists = _store_lookups(fhir)
+                resource = resolve_references(resource, find=find, exists=exists, hub_id_systems=hub_id_systems)
                 _upsert(fhir, resource)
                 savepoint.commit()
                 service.mark_translated(message, resource)
@@ -145,4 +281,4 @@ def pollable_connectors(settings: Settings) -> list[int]:
     return out
 
 
-__all__ = ["PollReport", "poll_connector", "pollable_connectors", "ev"]
+__all__ = ["HUB_ID_SYSTEM", "PollReport", "poll_connector", "pollable_connectors", "resolve_references", "ev"]

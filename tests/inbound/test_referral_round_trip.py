@@ -1,11 +1,15 @@
 """Issue 6's whole run: a REF^I12 over MLLP becomes ServiceRequest + Task, reaches the sandbox FHIR
 EMR (SMART Backend Services), the EMR's acceptance is polled back and moves the Task, and every step
-is in the message store. Deliveries run in-process (``deliver``), the EMR and MLLP are real servers."""
+is in the message store. Deliveries run in-process (``deliver``), the EMR and MLLP are real servers.
+
+The EMR assigns its own ids and checks references (the sandbox refuses a dangling one): what it
+holds must reference its own resources, and what comes back must reference the hub's again."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -38,6 +42,19 @@ def emr() -> Iterator[tuple[SandboxEmr, str]]:
         yield sandbox, private
 
 
+def _references(node: Any) -> Iterator[str]:
+    """Every literal ``reference`` string in a resource, ``contained`` skipped."""
+    if isinstance(node, dict):
+        if isinstance(node.get("reference"), str):
+            yield node["reference"]
+        for key, value in node.items():
+            if key != "contained":
+                yield from _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _references(item)
+
+
 def _deliver_all(settings: Settings) -> list[dict]:
     with transaction(settings.database_url) as session:
         jobs = AdminViews(session, tenant=TENANT).jobs(limit=500)["items"]
@@ -67,15 +84,36 @@ def test_ref_i12_to_the_emr_and_its_acceptance_back(listener, client: TestClient
 
     jobs = _deliver_all(settings)
     assert jobs and all(j["status"] == "succeeded" for j in jobs), jobs
-    assert len(sandbox.resources("ServiceRequest")) == 1
+    assert sandbox.controls.check_references  # the EMR refused any reference to a resource it lacks
+    [emr_request] = sandbox.resources("ServiceRequest")
     [emr_task] = sandbox.resources("Task")
     assert emr_task["identifier"] == task["identifier"]
+    # the Patient went first (a dependency), then the referral pointing at the EMR's own ids
+    hub_patient = client.get(f"/fhir/{service_request['subject']['reference']}").json()
+    [emr_patient] = sandbox.resources("Patient")
+    assert emr_patient["identifier"] == hub_patient["identifier"] and emr_patient["id"] != hub_patient["id"]
+    assert emr_request["id"] != service_request["id"]
+    assert emr_request["subject"]["reference"] == f"Patient/{emr_patient['id']}"
+    assert emr_task["focus"]["reference"] == f"ServiceRequest/{emr_request['id']}"
+    assert emr_task["for"]["reference"] == f"Patient/{emr_patient['id']}"
+    everything = [r for t in sorted(sandbox.resource_types) for r in sandbox.resources(t)]
+    held = {(r["resourceType"], r["id"]) for r in everything}
+    for resource in everything:  # no hub id anywhere: every literal reference names an EMR resource
+        for reference in _references(resource):
+            assert tuple(reference.split("/")[:2]) in held, (resource["resourceType"], reference)
 
     sandbox.seed({**emr_task, "status": "accepted"})  # the clinic accepts the referral in its EMR
     report = poll_named(settings, TENANT, "emr")
     assert report["ok"] and report["stored"] >= 1, report
     accepted = client.get(f"/fhir/Task/{task['id']}").json()
     assert accepted["status"] == "accepted"
+    # back in the hub, the Task references the hub's resources again, never the EMR's ids
+    assert accepted["focus"]["reference"] == f"ServiceRequest/{service_request['id']}"
+    assert accepted["for"]["reference"] == service_request["subject"]["reference"]
+    for reference in _references(accepted):
+        resource_type, resource_id = reference.split("/")[:2]
+        assert client.get(f"/fhir/{resource_type}/{resource_id}").status_code == 200, reference
+    assert [t["id"] for t in search(client, "Task", code="fulfill")] == [task["id"]]  # updated, not duplicated
     told = client.get("/fhir/Communication", params={"based-on": f"Task/{task['id']}"}).json()
     assert told["total"] >= 1  # the referrer is told, as for any change
     assert poll_named(settings, TENANT, "emr")["stored"] == 0  # nothing new: the inbox dedupes
