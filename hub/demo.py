@@ -68,7 +68,7 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update({"HUB_DATABASE_URL": f"sqlite:///{(data_dir / 'hub.db').resolve()}",
                 "HUB_SWEEP_INTERVAL_SECONDS": "2", "HUB_REQUEUE_GRACE_SECONDS": "5"})
-    total = 10
+    total = 11
 
     def step(n: int, text: str) -> None:
         echo(f"[{n:>2}/{total}] {text}")
@@ -104,21 +104,21 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                         "the administrator, the clinic and Dr. Okafor (OAuth2 client credentials)")
                 _wire(client, referrer_system.url, emr.url, key_pem, legacy.port)
                 step(3, "connectors and routes: events to the referrer's system (webhook, signed), "
-                        "referrals and plans to the clinic EMR (FHIR, SMART), referral status to the legacy "
-                        "system (HL7 v2 RRI^I12 over MLLP)")
+                        "referrals and plans to the clinic EMR (FHIR, SMART), referral status, visits and plan "
+                        "summaries to the legacy system (HL7 v2 RRI^I12, SIU^S12, MDM^T02 over MLLP)")
                 _loop(client, clinic, physician, emr, step)
-                step(9, "waiting for every delivery ...")
+                step(10, "waiting for every delivery ...")
                 _wait(lambda: _open_jobs(client) == 0, 120, "the deliveries")
                 jobs = _check(client.get("/admin/api/jobs", params={"limit": 500}), "jobs")["items"]
                 dead = [j for j in jobs if j["status"] == "dead"]
                 if dead:
                     raise DemoError(f"{len(dead)} deliveries failed: {dead[0]['last_error']}")
                 mirrored = sum(len(emr.resources(t)) for t in ("Patient", "ServiceRequest", "Task", "CarePlan"))
-                step(10, f"done: {len(jobs)} deliveries, {len(referrer_system.deliveries)} notifications at the "
+                step(11, f"done: {len(jobs)} deliveries, {len(referrer_system.deliveries)} notifications at the "
                          f"referrer's system (all signatures valid: "
                          f"{all(d.signature_valid for d in referrer_system.deliveries)}), "
                          f"{mirrored} resources in the clinic EMR, {len(legacy.messages)} HL7 v2 messages "
-                         f"acknowledged by the legacy system")
+                         f"acknowledged by the legacy system ({_kinds(legacy.messages)})")
                 echo("")
                 admin_id, admin_secret = credentials[0]
                 echo("Where to look (every API but /fhir/metadata needs a bearer token):")
@@ -147,6 +147,13 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                 os.killpg(server.pid, signal.SIGKILL)
             log.close()
     return 0
+
+
+def _kinds(messages: list[Any]) -> str:
+    counts: dict[str, int] = {}
+    for message in messages:
+        counts[message.message_type] = counts.get(message.message_type, 0) + 1
+    return ", ".join(f"{kind} x{n}" for kind, n in sorted(counts.items()))
 
 
 def _open_jobs(client: httpx.Client) -> int:
@@ -195,6 +202,13 @@ def _wire(client: httpx.Client, referrer_url: str, emr_url: str, key_pem: str, m
     _check(client.post("/admin/api/routes", json={
         "name": "referral-status-to-legacy", "resource_type": "Task", "connector": "legacy-scheduling",
         "filter": "code.coding.where(code='fulfill').exists()"}), "route referral-status-to-legacy")
+    _check(client.post("/admin/api/routes", json={
+        "name": "visits-to-legacy", "resource_type": "Appointment", "connector": "legacy-scheduling"}),
+        "route visits-to-legacy")
+    _check(client.post("/admin/api/routes", json={
+        "name": "plan-summary-to-legacy", "resource_type": "DocumentReference", "connector": "legacy-scheduling",
+        "filter": "type.coding.where(system='http://loinc.org' and code='18776-5').exists()"}),
+        "route plan-summary-to-legacy")
 
 
 def _clients(database_url: str) -> list[tuple[str, str]]:
@@ -264,6 +278,23 @@ def _loop(client: httpx.Client, clinic: httpx.Client, physician: httpx.Client, e
     signed = _check(physician.post(f"/certifications/{certification['task'].split('/')[1]}/sign",
                                 json={"signature": base64.b64encode(b"Dr. Okafor").decode()}), "signing")
     step(6, f"Dr. Okafor signed: certification {signed['status']}; a Provenance records the signature")
+    first_visit = datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC) + timedelta(hours=9)
+    appointment = {
+        "resourceType": "Appointment", "status": "booked",
+        "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.9999.3", "value": f"{referral['identifier']['value']}-V1"}],
+        "serviceType": [{"coding": [{"system": "http://snomed.info/sct", "code": "91251008",
+                                     "display": "Physical therapy procedure"}]}],
+        "description": "First physical therapy visit",
+        "start": first_visit.isoformat(timespec="seconds"),
+        "end": (first_visit + timedelta(minutes=45)).isoformat(timespec="seconds"),
+        "minutesDuration": 45,
+        "basedOn": [{"reference": view["service_request"]}],
+        "participant": [{"actor": {"reference": view["patient"]}, "status": "accepted"},
+                        {"actor": {"reference": "PractitionerRole/demo-therapist"}, "status": "accepted"}],
+    }
+    booked = _check(clinic.post("/fhir/Appointment", content=json.dumps(appointment), headers=FHIR), "booking")
+    step(7, f"first visit booked: Appointment/{booked['id']} on {first_visit:%Y-%m-%d %H:%M} UTC (SIU^S12 to the "
+            "legacy system; the plan of care went there as MDM^T02 with its PDF)")
     for visit in range(10):
         encounter = {"resourceType": "Encounter", "status": "finished",
                      "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
@@ -272,12 +303,12 @@ def _loop(client: httpx.Client, clinic: httpx.Client, physician: httpx.Client, e
         _check(clinic.post("/fhir/Encounter", content=json.dumps(encounter), headers=FHIR), "a visit")
     progress = [o for o in _check(clinic.get("/certifications"), "obligations") if o["kind"] == "progress-report"]
     state = progress[0]["business_status"] if progress else "not yet"
-    step(7, f"10 visits recorded; progress report: {state}")
+    step(8, f"10 visits recorded; progress report: {state}")
     emr.seed({"resourceType": "Observation", "id": "demo-pain", "status": "final",
               "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}], "text": "Pain severity 0-10"},
               "subject": {"reference": view["patient"]}, "valueInteger": 2})
     polled = _check(client.post("/admin/api/connectors/clinic-emr/poll"), "polling the EMR")
     done = _check(clinic.post(f"/referrals/{task_id}/discharge", json={
         "summary": "10 visits; independent with the home exercise program", "outcome": "Goals met"}), "discharge")
-    step(8, f"pulled {polled.get('stored', 0)} observation(s) from the EMR; discharged: referral {done['status']}, "
+    step(9, f"pulled {polled.get('stored', 0)} observation(s) from the EMR; discharged: referral {done['status']}, "
             f"feedback {done['feedback']}")
