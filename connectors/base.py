@@ -177,6 +177,9 @@ class SendResult:
     remote_id: str | None
     detail: str
     duration_ms: float
+    #: what this send wrote on the partner, named as this connector's ``poll`` will report it
+    #: (``PolledItem.external_id``): the hub does not take its own writes back as news
+    written: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -258,6 +258,8 @@ class _Send:
     from_cache: int = 0
     written: int = 0
     logical: int = 0
+    #: what the EMR now holds from this send, as poll names it (``Type/<EMR id>/_history/<version>``)
+    versions: list[str] = field(default_factory=list)
 
 
 class FhirEmrConnector(FhirRestConnector):
@@ -344,8 +346,14 @@ class FhirEmrConnector(FhirRestConnector):
                 f"; references: {state.resolved} resolved to EMR ids ({state.from_cache} from cache), "
                 f"{state.written} dependencies written, {state.logical} logical"
             )
+        if remote_id and version and not (create_only and answer.status == 200):  # 200: nothing written
+            state.versions.append(f"{resource_type}/{remote_id}/_history/{version}")
         return SendResult(
-            status=answer.status, remote_id=remote_id, detail=detail, duration_ms=answer.duration_ms
+            status=answer.status,
+            remote_id=remote_id,
+            detail=detail,
+            duration_ms=answer.duration_ms,
+            written=tuple(state.versions),
         )
 
     def _write(
@@ -509,7 +517,9 @@ class FhirEmrConnector(FhirRestConnector):
         finally:
             state.writing.discard(where)
         returned = _json_object(answer.body) if answer.complete else None
-        remote_id, _ = _remote_ref(returned, answer.headers)
+        remote_id, version = _remote_ref(returned, answer.headers)
+        if remote_id and version:
+            state.versions.append(f"{target_type}/{remote_id}/_history/{version}")
         if remote_id is None or not _FHIR_ID.fullmatch(remote_id):
             found = self._find(key, target_type, hub_id)  # the EMR showed no id: look it up
             if not found:

@@ -232,6 +232,8 @@ class FhirRestConnector:
             remote_id=remote_id or resource_id,
             detail=detail,
             duration_ms=answer.duration_ms,
+            # what the server now holds, as poll() will name it: the hub skips its own write there
+            written=(f"{resource_type}/{remote_id or resource_id}/_history/{version}",) if version else (),
         )
 
     # ------------------------------------------------------------------------------- Poller

@@ -310,3 +310,18 @@ class UsedAssertion(Base):
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(100))
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class WrittenVersion(Base):
+    """What the hub itself wrote to a partner, named as that partner's poll will name it
+    (``PolledItem.external_id``, e.g. ``ServiceRequest/abc/_history/3``): a poll skips these echoes
+    instead of storing the hub's own write back as a new version. Purged with message retention."""
+
+    __tablename__ = "written_versions"
+
+    connector_id: Mapped[int] = mapped_column(Integer, ForeignKey("connector_instances.id"), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    written_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_written_versions_written_at", "written_at"),)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from hub.store.models import ConnectorInstance, Cursor, DeliveryJob, Message, MessageEvent, Route
+from hub.store.models import ConnectorInstance, Cursor, DeliveryJob, Message, MessageEvent, Route, WrittenVersion
 
 OPEN = ("pending", "running", "retrying")
 
@@ -143,6 +143,36 @@ def purge_payloads(session: Session, *, before: datetime) -> int:
         )
         .values(raw_payload=None, translated_payload=None)
     )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def record_written(
+    session: Session, *, tenant: str, connector_id: int, external_ids: Iterable[str], now: datetime
+) -> None:
+    """Remember what the hub wrote on a partner (see WrittenVersion); repeats are ignored."""
+    wanted = {e[:255] for e in external_ids if e}
+    if not wanted:
+        return
+    known = set(session.scalars(select(WrittenVersion.external_id).where(
+        WrittenVersion.connector_id == connector_id, WrittenVersion.external_id.in_(sorted(wanted)))))
+    for external_id in sorted(wanted - known):
+        session.add(WrittenVersion(connector_id=connector_id, external_id=external_id, tenant_id=tenant,
+                                   written_at=now))
+    session.flush()
+
+
+def written_among(session: Session, *, connector_id: int, external_ids: Iterable[str]) -> set[str]:
+    """Which of ``external_ids`` the hub itself wrote on this connector's partner."""
+    ids = sorted({e for e in external_ids if e})
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        found.update(session.scalars(select(WrittenVersion.external_id).where(
+            WrittenVersion.connector_id == connector_id, WrittenVersion.external_id.in_(ids[start:start + 500]))))
+    return found
+
+
+def purge_written(session: Session, *, before: datetime) -> int:
+    result = session.execute(delete(WrittenVersion).where(WrittenVersion.written_at < before))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

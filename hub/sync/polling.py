@@ -50,6 +50,8 @@ class PollReport:
     duplicates: int
     rejected: int
     cursor: str | None
+    #: the hub's own writes coming back (SendResult.written): skipped, nothing stored
+    echoes: int = 0
 
 
 def resolve_references(
@@ -213,12 +215,17 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
     finally:
         connector.close()
 
-    stored = duplicates = rejected = 0
+    stored = duplicates = rejected = echoes = 0
     with transaction(settings.database_url) as session:
         session.info[ORIGIN_KEY] = connector_id  # changes made here are not routed back to their source
         service = SyncService(session, tenant=tenant, settings=settings)
         fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir")
+        own = repo.written_among(session, connector_id=connector_id,
+                                 external_ids=[item.external_id for item in batch.items])
         for item in batch.items:
+            if item.external_id in own:
+                echoes += 1
+                continue
             if repo.message_by_external_id(session, tenant=tenant, source=name, external_id=item.external_id):
                 duplicates += 1
                 continue
@@ -242,9 +249,9 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
         repo.set_cursor(session, tenant=tenant, connector_id=connector_id, value=batch.next_cursor,
                         now=service.clock())
     enqueue_committed(settings, session)
-    report = PollReport(name, len(batch.items), stored, duplicates, rejected, batch.next_cursor)
+    report = PollReport(name, len(batch.items), stored, duplicates, rejected, batch.next_cursor, echoes)
     log.info("hub.poll.done", extra={"connector": name, "fetched": report.fetched, "stored": stored,
-                                      "duplicates": duplicates, "rejected": rejected})
+                                      "duplicates": duplicates, "rejected": rejected, "echoes": echoes})
     return report
 
 
@@ -261,7 +268,7 @@ def poll_named(settings: Settings, tenant: str, name: str) -> dict[str, Any]:
     if report is None:
         return {"connector": name, "ok": False, "error": "this connector cannot poll (or is disabled)"}
     return {"connector": name, "ok": True, "fetched": report.fetched, "stored": report.stored,
-            "duplicates": report.duplicates, "rejected": report.rejected}
+            "duplicates": report.duplicates, "rejected": report.rejected, "echoes": report.echoes}
 
 
 def pollable_connectors(settings: Settings) -> list[int]:

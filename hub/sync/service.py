@@ -74,6 +74,8 @@ class Outcome:
     detail: str = ""
     duration_ms: float | None = None
     retry_after: float | None = None
+    #: external ids of what the partner now holds from this delivery (SendResult.written)
+    written: tuple[str, ...] = ()
 
 
 def _short(text: str) -> str:
@@ -577,6 +579,8 @@ class SyncService:
             self._event(message, ev.SENT, job_id=job.id, detail=outcome.detail, duration_ms=outcome.duration_ms,
                         attempt=job.attempts, at=now)
             self._event(message, ev.ACKNOWLEDGED, job_id=job.id, detail=outcome.detail, attempt=job.attempts, at=now)
+            repo.record_written(self.session, tenant=job.tenant_id, connector_id=job.connector_id,
+                                external_ids=outcome.written, now=now)
         else:
             job.last_error = _short(outcome.detail)
             if outcome.permanent or job.attempts >= job.max_attempts:
@@ -744,4 +748,5 @@ class SyncService:
 
     def purge(self) -> int:
         before = self.clock() - timedelta(days=self.settings.message_retention_days)
+        repo.purge_written(self.session, before=before)
         return repo.purge_payloads(self.session, before=before)

@@ -658,6 +658,10 @@ def test_a_referenced_patient_missing_on_the_emr_is_written_first(
     assert result.remote_id == stored["id"]
     assert "references: 1 resolved to EMR ids (0 from cache), 1 dependencies written, 0 logical" in result.detail
     assert "M1" not in result.detail and "the patient" not in result.detail
+    # both writes are the hub's own: a later poll skips them (SendResult.written, as poll names them)
+    assert result.written == (
+        f"Patient/{stored_patient['id']}/_history/1", f"ServiceRequest/{stored['id']}/_history/1"
+    )
 
 
 def test_a_second_delivery_resolves_from_the_cache(emr: SandboxEmr, make_connector: MakeConnector) -> None:

@@ -118,6 +118,10 @@ def test_send_updates_as_a_new_version(emr: SandboxFhirServer, make_connector: M
     result = connector.send(make_delivery("job-2", payload(gender="other")))
 
     assert result.status == 200 and result.remote_id == "p1" and "version 2" in result.detail
+    # what the server now holds, named as poll() will name it: the hub skips it when it comes back
+    assert result.written == ("Patient/p1/_history/2",)
+    [polled] = connector.poll(None, 10).items
+    assert polled.external_id in result.written
     assert [v["gender"] for v in emr.history("Patient", "p1")] == ["female", "other"]
     assert emr.resource("Patient", "p1")["meta"]["versionId"] == "2"  # type: ignore[index]
 

@@ -102,6 +102,11 @@ def test_ref_i12_to_the_emr_and_its_acceptance_back(listener, client: TestClient
         for reference in _references(resource):
             assert tuple(reference.split("/")[:2]) in held, (resource["resourceType"], reference)
 
+    # polling now brings back only what the hub itself wrote: an echo, skipped, not a new version
+    echo = poll_named(settings, TENANT, "emr")
+    assert echo["ok"] and (echo["fetched"], echo["echoes"], echo["stored"]) == (1, 1, 0), echo
+    assert client.get(f"/fhir/Task/{task['id']}").json()["meta"]["versionId"] == task["meta"]["versionId"]
+
     sandbox.seed({**emr_task, "status": "accepted"})  # the clinic accepts the referral in its EMR
     report = poll_named(settings, TENANT, "emr")
     assert report["ok"] and report["stored"] >= 1, report

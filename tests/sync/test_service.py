@@ -900,3 +900,24 @@ def test_purge_erases_payloads_of_old_finished_messages_only(
         svc(session, settings).replay_message(job_of(settings, old_delivered).message_id)
     with unit_of_work(settings) as session:
         assert svc(session, settings).purge() == 0  # nothing left to erase
+
+
+def test_what_the_hub_wrote_is_remembered_per_connector_then_purged(settings: Settings, emr: str) -> None:
+    """SendResult.written is kept so that polls skip the hub's own writes; retention forgets it."""
+    from hub.store import sync_repository as repo
+
+    old = utcnow() - timedelta(days=settings.message_retention_days, hours=1)
+    with unit_of_work(settings) as session:
+        connector_id = svc(session, settings).get_connector(emr).id
+        repo.record_written(session, tenant=TENANT, connector_id=connector_id,
+                            external_ids=["Patient/e1/_history/1", "Patient/e1/_history/1"], now=old)
+        repo.record_written(session, tenant=TENANT, connector_id=connector_id,
+                            external_ids=["Task/e2/_history/3", "Patient/e1/_history/1"], now=utcnow())
+    with unit_of_work(settings) as session:
+        ids = ["Patient/e1/_history/1", "Task/e2/_history/3", "Task/e2/_history/4"]
+        assert repo.written_among(session, connector_id=connector_id, external_ids=ids) == set(ids[:2])
+        assert repo.written_among(session, connector_id=connector_id + 1000, external_ids=ids) == set()
+        svc(session, settings).purge()
+    with unit_of_work(settings) as session:
+        ids = ["Patient/e1/_history/1", "Task/e2/_history/3"]
+        assert repo.written_among(session, connector_id=connector_id, external_ids=ids) == {"Task/e2/_history/3"}
