@@ -17,6 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub import __version__
 from hub.admin.router import router as admin_router
 from hub.errors import HubError, operation_outcome
+from hub.fhir.router import fhir_response
+from hub.fhir.router import router as fhir_router
+from hub.fhir.service import instant
 from hub.middleware import (
     BodyLimitMiddleware,
     CorrelationIdMiddleware,
@@ -25,13 +28,10 @@ from hub.middleware import (
 )
 from hub.referrals.router import router as referrals_router
 from hub.security.router import router as auth_router
-from hub.sync.inbound_router import router as inbound_router
-from hub.fhir.router import fhir_response
-from hub.fhir.router import router as fhir_router
-from hub.fhir.service import instant
 from hub.settings import Settings, get_settings
 from hub.store import repository
 from hub.store.db import engine_for, transaction
+from hub.sync.inbound_router import router as inbound_router
 from mappings.fhir.validation import Issue
 
 log = logging.getLogger("hub.app")

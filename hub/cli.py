@@ -141,7 +141,8 @@ def worker(
     from workers.app import app as celery_app
 
     settings = get_settings()
-    args = ["worker", "-Q", settings.task_queue, "--loglevel", loglevel, "--concurrency", str(concurrency), "--pool", pool,
+    args = ["worker", "-Q", settings.task_queue, "--loglevel", loglevel, "--concurrency", str(concurrency),
+            "--pool", pool,
             "--without-gossip", "--without-mingle", "-n", f"hub-worker-{os.getpid()}@%h"]
     if beat:
         schedule = Path("var") / "beat-schedule"

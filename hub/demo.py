@@ -1,7 +1,8 @@
 """``hub demo``: the whole referral loop on embedded defaults, against the sandbox partners.
 
 Starts the sandbox partners (the referring physician's system as a webhook receiver, the clinic's
-EMR as a FHIR server with SMART Backend Services, a legacy system as an HL7 v2 MLLP peer), the hub (API + embedded worker, SQLite, no services), wires connectors and
+EMR as a FHIR server with SMART Backend Services, a legacy system as an HL7 v2 MLLP peer), the hub
+(API + embedded worker, SQLite, no services), wires connectors and
 routes, and walks one referral through intake, acceptance, plan of care, signature, visits, the
 progress report and discharge, printing each step. Only 127.0.0.1 is used.
 """
@@ -281,7 +282,8 @@ def _loop(client: httpx.Client, clinic: httpx.Client, physician: httpx.Client, e
     first_visit = datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC) + timedelta(hours=9)
     appointment = {
         "resourceType": "Appointment", "status": "booked",
-        "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.9999.3", "value": f"{referral['identifier']['value']}-V1"}],
+        "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.9999.3",
+                        "value": f"{referral['identifier']['value']}-V1"}],
         "serviceType": [{"coding": [{"system": "http://snomed.info/sct", "code": "91251008",
                                      "display": "Physical therapy procedure"}]}],
         "description": "First physical therapy visit",
@@ -299,7 +301,8 @@ def _loop(client: httpx.Client, clinic: httpx.Client, physician: httpx.Client, e
         encounter = {"resourceType": "Encounter", "status": "finished",
                      "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
                      "subject": {"reference": view["patient"]}, "basedOn": [{"reference": view["service_request"]}],
-                     "period": {"start": (datetime.now(UTC) - timedelta(days=10 - visit)).isoformat(timespec="seconds")}}
+                     "period": {"start": (datetime.now(UTC) - timedelta(days=10 - visit))
+                                .isoformat(timespec="seconds")}}
         _check(clinic.post("/fhir/Encounter", content=json.dumps(encounter), headers=FHIR), "a visit")
     progress = [o for o in _check(clinic.get("/certifications"), "obligations") if o["kind"] == "progress-report"]
     state = progress[0]["business_status"] if progress else "not yet"

@@ -27,6 +27,15 @@ def test_import_layering_contracts_hold() -> None:
     assert "Contracts: 2 kept, 0 broken" in result.stdout
 
 
+def test_ruff_finds_nothing() -> None:
+    """The house style (pyproject [tool.ruff]) holds everywhere: lint errors fail the suite, so CI."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ruff")), "check", "--no-cache", "."],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+
+
 def test_cli_help_lists_commands() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0

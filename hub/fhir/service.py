@@ -291,7 +291,8 @@ class FhirService:
         )
         stored = Stored.of(row)
         if self.listeners and route:
-            interaction = "delete" if resource is None else ("create" if current is None or current_deleted else "update")
+            created = current is None or current_deleted
+            interaction = "delete" if resource is None else ("create" if created else "update")
             change = Change(
                 resource_type, resource_id, stored.version_id, interaction, resource, stored.content, previous
             )
@@ -486,7 +487,8 @@ class FhirService:
             links.append({"relation": "first", "url": self._link(resource_type, parsed.applied, None)})
         if parsed.offset and count:
             links.append(
-                {"relation": "previous", "url": self._link(resource_type, parsed.applied, max(0, parsed.offset - count))}
+                {"relation": "previous",
+                 "url": self._link(resource_type, parsed.applied, max(0, parsed.offset - count))}
             )
         if has_next:
             links.append({"relation": "next", "url": self._link(resource_type, parsed.applied, parsed.offset + count)})
@@ -580,10 +582,12 @@ class FhirService:
         )
         path = "/".join(p for p in (resource_type, resource_id, "_history") if p)
         base_items = [("_count", str(count))] + ([("_since", instant(since))] if since else [])
-        links = [{"relation": "self", "url": f"{self.base_url}/{path}?{urlencode(base_items + [('_offset', str(offset))])}"}]
+        page = urlencode(base_items + [("_offset", str(offset))])
+        links = [{"relation": "self", "url": f"{self.base_url}/{path}?{page}"}]
         if count > 0 and offset + count < total:  # _count=0 must not link back to itself
             links.append(
-                {"relation": "next", "url": f"{self.base_url}/{path}?{urlencode(base_items + [('_offset', str(offset + count))])}"}
+                {"relation": "next",
+                 "url": f"{self.base_url}/{path}?{urlencode(base_items + [('_offset', str(offset + count))])}"}
             )
         entries = []
         for row in rows:

@@ -110,7 +110,8 @@ class PlanService(ReferralService):
         sr = self._read(*sr_ref.split("/"))
         condition_ref = ((sr.get("reasonReference") or [{}])[0]).get("reference")
         if not condition_ref:
-            raise Conflict("The referral has no reason (Condition) to address", expression="ServiceRequest.reasonReference")
+            raise Conflict("The referral has no reason (Condition) to address",
+                           expression="ServiceRequest.reasonReference")
         condition = self._read(*condition_ref.split("/"))
         coding = (condition.get("code") or {}).get("coding", [{}])[0]
         existing = self._plans_for(sr_ref)
@@ -147,7 +148,8 @@ class PlanService(ReferralService):
         pdf = render_plan_pdf(
             summary,
             patient_name=_person_name(patient),
-            patient_birth_date=date.fromisoformat(patient["birthDate"][:10]) if len(patient.get("birthDate", "")) >= 10 else None,
+            patient_birth_date=(date.fromisoformat(patient["birthDate"][:10])
+                                if len(patient.get("birthDate", "")) >= 10 else None),
             referring_physician=self._referrer_name(sr),
             clinic_name=self._organization_name(task["owner"]["reference"]),
             return_code=return_code,

@@ -109,7 +109,8 @@ async def plan_of_care(task_id: str, body: PlanIn, request: Request, settings: S
     return await run(request, settings, tenant, lambda svc: svc.establish_plan(task_id, body))
 
 
-@router.post("/referrals/{task_id}/discharge", dependencies=CLINIC, summary="Discharge: feedback to the referrer, referral completed")
+@router.post("/referrals/{task_id}/discharge", dependencies=CLINIC,
+             summary="Discharge: feedback to the referrer, referral completed")
 async def discharge(task_id: str, body: DischargeIn, request: Request, settings: SettingsDep,
                     tenant: TenantDep) -> dict[str, Any]:
     return await run(request, settings, tenant, lambda svc: svc.discharge(task_id, body))

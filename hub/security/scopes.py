@@ -51,5 +51,6 @@ def narrow(requested: str, granted: str) -> str:
         if all(
             any(g.resource_type in ("*", t) and scope.permissions <= g.permissions for g in grants) for t in targets
         ):
-            keep.append(f"{scope.context}/{scope.resource_type}.{''.join(sorted(scope.permissions, key='cruds'.index))}")
+            permissions = "".join(sorted(scope.permissions, key="cruds".index))
+            keep.append(f"{scope.context}/{scope.resource_type}.{permissions}")
     return " ".join(keep)

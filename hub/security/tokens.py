@@ -41,7 +41,8 @@ def issue(*, secret: str, client_id: str, tenant: str, role: str, scope: str, fh
           now: datetime, lifetime: timedelta) -> tuple[str, int]:
     payload = {
         "iss": ISSUER, "aud": AUDIENCE, "sub": client_id, "iat": int(now.replace(tzinfo=UTC).timestamp()),
-        "exp": int((now + lifetime).replace(tzinfo=UTC).timestamp()), "jti": uuid.uuid4().hex, "tenant": tenant, "role": role,
+        "exp": int((now + lifetime).replace(tzinfo=UTC).timestamp()), "jti": uuid.uuid4().hex, "tenant": tenant,
+        "role": role,
         "scope": scope,
     }
     if fhir_user:

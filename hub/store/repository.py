@@ -20,7 +20,6 @@ from hub.store.models import (
     Tenant,
 )
 
-
 # ---------------------------------------------------------------- tenants
 
 

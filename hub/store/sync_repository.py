@@ -130,7 +130,8 @@ def events_of(session: Session, *, message_id: str) -> list[MessageEvent]:
 
 
 def jobs_of(session: Session, *, message_id: str) -> list[DeliveryJob]:
-    return list(session.scalars(select(DeliveryJob).where(DeliveryJob.message_id == message_id).order_by(DeliveryJob.id)))
+    query = select(DeliveryJob).where(DeliveryJob.message_id == message_id).order_by(DeliveryJob.id)
+    return list(session.scalars(query))
 
 
 def purge_payloads(session: Session, *, before: datetime) -> int:
@@ -254,7 +255,8 @@ def list_jobs(session: Session, *, filter: JobFilter, limit: int, offset: int) -
     if filter.message_id:
         conditions.append(DeliveryJob.message_id == filter.message_id)
     total = session.scalar(select(func.count()).select_from(DeliveryJob).where(*conditions)) or 0
-    rows = session.scalars(select(DeliveryJob).where(*conditions).order_by(DeliveryJob.id.desc()).limit(limit).offset(offset))
+    query = select(DeliveryJob).where(*conditions).order_by(DeliveryJob.id.desc()).limit(limit).offset(offset)
+    rows = session.scalars(query)
     return list(rows), total
 
 

@@ -373,7 +373,8 @@ def test_idempotency_key_makes_a_retried_post_return_the_first_result(client: Te
 
 def test_idempotency_key_reused_with_another_body_is_a_conflict(client: TestClient) -> None:
     headers = {**FHIR, "Idempotency-Key": "k-1"}
-    assert client.post("/fhir/ServiceRequest", content=json.dumps(service_request()), headers=headers).status_code == 201
+    created = client.post("/fhir/ServiceRequest", content=json.dumps(service_request()), headers=headers)
+    assert created.status_code == 201
     changed = client.post(
         "/fhir/ServiceRequest", content=json.dumps(service_request(status="draft")), headers=headers
     )

@@ -71,7 +71,8 @@ def _encounter(client: TestClient, sr_ref: str, patient_ref: str, day: datetime)
     encounter = {"resourceType": "Encounter", "status": "finished",
                  "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
                  "subject": {"reference": patient_ref}, "basedOn": [{"reference": sr_ref}],
-                 "period": {"start": day.date().isoformat() + "T10:00:00Z", "end": day.date().isoformat() + "T10:45:00Z"}}
+                 "period": {"start": day.date().isoformat() + "T10:00:00Z",
+                            "end": day.date().isoformat() + "T10:45:00Z"}}
     assert client.post("/fhir/Encounter", content=json.dumps(encounter), headers=FHIR).status_code == 201
 
 

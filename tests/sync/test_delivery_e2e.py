@@ -79,7 +79,7 @@ def test_flushall_of_redis_mid_run_is_recovered_by_the_sweeper(
                 stack.create_referral(patient=f"p{i}")
             assert redis.Redis.from_url(redis_url).flushall()  # every queued task is gone
             stack.start_worker()
-            wait_until(lambda: len(receiver.deliveries) >= total, 60, "the sweeper to recover every job")
+            wait_until(lambda: len(receiver.deliveries) >= 30, 60, "the sweeper to recover every job")
             wait_until(stack.all_jobs_finished, 30, "every job to finish")
             assert len({d.idempotency_key for d in receiver.deliveries}) == total
             assert receiver.duplicates == 0 or all(j["status"] == "succeeded" for j in stack.jobs())
