@@ -20,6 +20,8 @@ from hub.errors import HubError, operation_outcome
 from hub.fhir.router import fhir_response
 from hub.fhir.router import router as fhir_router
 from hub.fhir.service import instant
+from hub.metrics import HttpMetricsMiddleware
+from hub.metrics import router as metrics_router
 from hub.middleware import (
     BodyLimitMiddleware,
     CorrelationIdMiddleware,
@@ -136,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(referrals_router)
     app.include_router(auth_router)
     app.include_router(inbound_router)
+    app.include_router(metrics_router)
     current = settings or get_settings()
     app.add_middleware(BodyLimitMiddleware, limit=current.max_body_bytes)
     app.add_middleware(RateLimitMiddleware, per_minute=current.rate_limit_per_minute)
@@ -147,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Exist",
                                           "If-None-Match", "Prefer", "Idempotency-Key", "X-Correlation-ID"],
                            expose_headers=["Location", "ETag", "Last-Modified", "X-Correlation-ID"])
+    app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(CorrelationIdMiddleware)
     return app

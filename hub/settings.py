@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         "tenant. Refused when HUB_ENVIRONMENT=production.",
     )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default).")
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token a Prometheus scraper sends to GET /metrics for every tenant's series "
+        "(an administrator's access token shows its own tenant's). Unset: administrators only.",
+    )
     rate_limit_per_minute: int = Field(default=1200, ge=0, description="Requests a minute per client (0: no limit).")
 
     @field_validator("base_url")
