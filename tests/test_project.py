@@ -96,7 +96,7 @@ def test_readiness_fails_when_store_not_migrated(tmp_path: Path) -> None:
 
 def test_compose_file_has_the_deployment_services() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert {"api", "worker", "beat", "flower", "postgres", "redis"} <= set(compose["services"])
+    assert {"api", "worker", "beat", "mllp", "flower", "postgres", "redis"} <= set(compose["services"])
     assert compose["services"]["worker"]["command"][:2] == ["hub", "worker"]
     assert compose["services"]["api"]["environment"]["HUB_BROKER_URL"].startswith("redis://")
 
