@@ -8,13 +8,22 @@
 - Signing: the referrer completes the certification Task (FHIR PUT or ``/certifications/{id}/sign``);
   the listener records a Provenance with a signature and marks the plan certified.
 - ``discharge``: a BSeR feedback Composition in Task.output and the referral Task completed.
+- End of the episode (``end_episode``, run by the listener in the transaction that moves the referral
+  Task to ``completed`` -- a discharge, ``/status`` or a FHIR PUT -- or ``cancelled``): every open
+  obligation is cancelled with a reason ("patient discharged", "referral cancelled"), those met stay
+  completed; the CarePlan becomes ``completed`` (``revoked`` for a cancelled referral), its period
+  ending on the discharge date when that is before the planned end; its Goals no longer sought
+  (``completed``, or ``cancelled`` when never taken up; achievementStatus untouched) and its
+  ServiceRequests ``completed`` (``revoked``). Clocks are never recomputed for an ended plan, so
+  nothing reopens and no reminder is routed; a plan whose referral ended before the hub did this is
+  closed by the next clock run, as of the day the referral ended.
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -65,6 +74,14 @@ def _code(task: dict[str, Any]) -> str | None:
         if coding.get("system") == OBLIGATION_CODE_SYSTEM:
             return str(coding.get("code"))
     return None
+
+
+#: the referral Task statuses that end the episode of care: how the plan ends and the reason its open
+#: obligations and goals are given
+EPISODE_END: dict[str, tuple[Literal["completed", "revoked"], str]] = {
+    "completed": ("completed", "patient discharged"),
+    "cancelled": ("revoked", "referral cancelled"),
+}
 
 
 def _ext(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
@@ -208,10 +225,21 @@ class PlanService(ReferralService):
 
     def refresh_clocks(self, care_plan_id: str, *, initial_treatment: date | None = None,
                        plan_changed: bool = False, today: date | None = None) -> list[dict[str, Any]]:
-        """Recompute the plan's obligations and upsert their Tasks; returns their views."""
+        """Recompute the plan's obligations and upsert their Tasks; returns their views.
+
+        An ended plan (discharged, cancelled) is not recomputed: its obligations are returned as they
+        are, and nothing is written."""
+        care_plan = self._read("CarePlan", care_plan_id)
+        if self._episode_over(care_plan):
+            return self._obligation_views(care_plan_id, today)
+        return self._recompute(care_plan, initial_treatment=initial_treatment, plan_changed=plan_changed,
+                               today=today)
+
+    def _recompute(self, care_plan: dict[str, Any], *, initial_treatment: date | None = None,
+                   plan_changed: bool = False, today: date | None = None) -> list[dict[str, Any]]:
         from mappings.referral.certification import MEDICARE, obligations, to_fhir_tasks
 
-        care_plan = self._read("CarePlan", care_plan_id)
+        care_plan_id = care_plan["id"]
         care_plan_ref = f"CarePlan/{care_plan_id}"
         period = care_plan.get("period") or {}
         sr_ref = next((i["reference"] for i in care_plan.get("supportingInfo") or []
@@ -273,11 +301,93 @@ class PlanService(ReferralService):
         return views
 
     def refresh_all(self) -> int:
-        """Recompute the obligations of every active plan of care (beat runs this daily)."""
+        """Recompute the obligations of every active plan of care (the beat runs this every 6 hours);
+        returns how many were recomputed. A plan whose referral has ended is skipped (and closed, when
+        its referral ended before the hub closed plans at discharge)."""
         plans = self._search("CarePlan", [("identifier", f"{PLAN_SYSTEM}|"), ("status", "active")])
+        recomputed = 0
         for plan in plans:
-            self.refresh_clocks(plan["id"])
-        return len(plans)
+            if not self._episode_over(plan):
+                self._recompute(plan)
+                recomputed += 1
+        return recomputed
+
+    # ------------------------------------------------------------ end of the episode
+
+    def _referral_of(self, care_plan: dict[str, Any]) -> dict[str, Any] | None:
+        """The referral Task a plan answers (the plan's identifier value is that Task's id)."""
+        task_id = next((i.get("value") for i in care_plan.get("identifier") or [] if i.get("system") == PLAN_SYSTEM),
+                       None)
+        if not task_id:
+            return None
+        try:
+            task = self._read("Task", task_id)
+        except NotFound:
+            return None
+        return task if _is_referral_task(task) else None
+
+    def _episode_over(self, care_plan: dict[str, Any]) -> bool:
+        """True when the plan has ended, or its referral has (the plan is then ended now, as of the
+        day the referral ended: plans of referrals that ended before the hub closed them)."""
+        from mappings.plan_of_care.fhir import ENDED_PLAN_STATUSES
+
+        if care_plan.get("status") in ENDED_PLAN_STATUSES:
+            return True
+        referral = self._referral_of(care_plan)
+        if referral is None or referral.get("status") not in EPISODE_END:
+            return False
+        changed = referral.get("lastModified") or (referral.get("meta") or {}).get("lastUpdated")
+        try:
+            ended = date.fromisoformat(changed[:10]) if changed else self._now().date()
+        except ValueError:
+            ended = self._now().date()
+        self.end_episode(referral, ended=ended)
+        return True
+
+    def end_episode(self, task: dict[str, Any], *, ended: date) -> None:
+        """Close what the hub opened for the referral ``task`` (completed or cancelled) as of ``ended``:
+        its plan's open obligations, Goals, ServiceRequests and the CarePlan (see the module docstring).
+        Writes only what changes, so running it twice writes nothing the second time."""
+        end, reason = EPISODE_END[str(task.get("status"))]
+        for plan in self._search("CarePlan", [("identifier", f"{PLAN_SYSTEM}|{task['id']}")]):
+            self._end_plan(plan, end=end, reason=reason, ended=ended)
+
+    def _end_plan(self, care_plan: dict[str, Any], *, end: Literal["completed", "revoked"], reason: str,
+                  ended: date) -> None:
+        from mappings.plan_of_care.fhir import end_care_plan, end_goal, end_plan_request
+        from mappings.referral.certification import close_obligation
+
+        for task in self._search("Task", [("focus", f"CarePlan/{care_plan['id']}")]):
+            closed = close_obligation(task, reason=reason, now=self._now()) if _code(task) else None
+            if closed is not None:
+                self.fhir.update("Task", task["id"], closed)
+        for goal_ref in care_plan.get("goal") or []:
+            goal = self._read_reference(goal_ref, "Goal")
+            ended_goal = end_goal(goal, on=ended, reason=reason) if goal else None
+            if ended_goal is not None:
+                self.fhir.update("Goal", ended_goal["id"], ended_goal)
+        for activity in care_plan.get("activity") or []:
+            request = self._read_reference(activity.get("reference"), "ServiceRequest")
+            ended_request = end_plan_request(request, end=end) if request else None
+            if ended_request is not None:
+                self.fhir.update("ServiceRequest", ended_request["id"], ended_request)
+        ended_plan = end_care_plan(self._read("CarePlan", care_plan["id"]), ended=ended, end=end)
+        if ended_plan is not None:
+            self.fhir.update("CarePlan", ended_plan["id"], ended_plan)
+
+    def _read_reference(self, reference: Any, resource_type: str) -> dict[str, Any] | None:
+        target = reference.get("reference") if isinstance(reference, dict) else None
+        parts = target.split("/_history/")[0].split("/")[-2:] if isinstance(target, str) else []
+        if len(parts) != 2 or parts[0] != resource_type:
+            return None
+        try:
+            return self._read(resource_type, parts[1])
+        except NotFound:
+            return None
+
+    def _obligation_views(self, care_plan_id: str, today: date | None = None) -> list[dict[str, Any]]:
+        tasks = [t for t in self._search("Task", [("focus", f"CarePlan/{care_plan_id}")]) if _code(t)]
+        return sorted((self.obligation_view(t, today) for t in tasks), key=lambda v: (v["due"] or "9999", v["task"]))
 
     def _treatment_dates(self, sr_ref: str) -> list[date]:
         encounters = self._search("Encounter", [("based-on", sr_ref), ("status", "finished")])
@@ -298,6 +408,7 @@ class PlanService(ReferralService):
             "due": due,
             "overdue": bool(open_ and due and date.fromisoformat(due[:10]) < today),
             "business_status": ((task.get("businessStatus") or {}).get("coding") or [{}])[0].get("code"),
+            "status_reason": (task.get("statusReason") or {}).get("text"),
             "description": task.get("description"),
         }
 
@@ -343,6 +454,10 @@ class PlanService(ReferralService):
             self._record_signature(resource)
         elif change.resource_type == "Encounter" and change.interaction in ("create", "update"):
             self._encounter_changed(resource)
+        elif (change.resource_type == "Task" and change.interaction == "update" and _is_referral_task(resource)
+              and resource.get("status") in EPISODE_END and change.previous
+              and jsonio.loads(change.previous).get("status") != resource.get("status")):
+            self.end_episode(resource, ended=self._now().date())  # the transition was checked by super()
 
     def _record_signature(self, task: dict[str, Any]) -> None:
         care_plan_ref = task["focus"]["reference"]
@@ -396,6 +511,8 @@ class PlanService(ReferralService):
         task = self._read("Task", task_id)
         if not _is_referral_task(task):
             raise NotFound(f"Task/{task_id} is not a referral")
+        if task.get("status") == "completed":  # a second discharge changes nothing: the same 409 every time
+            raise Conflict("This referral is discharged already (Task.status completed)", expression="Task.status")
         if task.get("status") != "in-progress":
             raise Conflict(f"Only a referral in progress can be discharged; this one is {task.get('status')}",
                            expression="Task.status")
@@ -414,7 +531,7 @@ class PlanService(ReferralService):
         stored = self.fhir.create("Composition", composition, resource_id=composition.get("id"))
         done = apply_transition(task, "completed", now=self._now(),
                                 output=task_output_for_feedback(f"Composition/{stored.stored.id}"))
-        self.fhir.update("Task", task_id, done)
+        self.fhir.update("Task", task_id, done)  # the listener ends the episode (end_episode), same transaction
         view = self.view(self._read("Task", task_id))
         view["feedback"] = f"Composition/{stored.stored.id}"
         return view

@@ -110,7 +110,8 @@ async def plan_of_care(task_id: str, body: PlanIn, request: Request, settings: S
 
 
 @router.post("/referrals/{task_id}/discharge", dependencies=CLINIC,
-             summary="Discharge: feedback to the referrer, referral completed")
+             summary="Discharge: feedback to the referrer, referral completed, the plan of care and its open "
+                     "obligations closed (409 when discharged already)")
 async def discharge(task_id: str, body: DischargeIn, request: Request, settings: SettingsDep,
                     tenant: TenantDep) -> dict[str, Any]:
     return await run(request, settings, tenant, lambda svc: svc.discharge(task_id, body))

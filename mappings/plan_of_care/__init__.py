@@ -1,14 +1,23 @@
 """Plan of care for the referral loop: therapist input -> FHIR CarePlan Bundle -> certification PDF.
 
 * :mod:`.model` -- the typed input (:class:`PlanOfCare`) and what is read back (:class:`PlanSummary`);
-* :mod:`.fhir` -- :func:`build_plan_of_care` (a transaction Bundle) and :func:`plan_summary`;
+* :mod:`.fhir` -- :func:`build_plan_of_care` (a transaction Bundle), :func:`plan_summary` and the end
+  of a plan (:func:`end_care_plan`, :func:`end_goal`, :func:`end_plan_request`);
 * :mod:`.pdf` -- :func:`render_plan_pdf` (the page the referring physician signs) and
   :func:`plan_document_reference` (that PDF as a FHIR DocumentReference).
 
 Pure like every mapping: no I/O, no settings, no clock, no random ids.
 """
 
-from mappings.plan_of_care.fhir import PlanBundleError, build_plan_of_care, deterministic_id, plan_summary
+from mappings.plan_of_care.fhir import (
+    PlanBundleError,
+    build_plan_of_care,
+    deterministic_id,
+    end_care_plan,
+    end_goal,
+    end_plan_request,
+    plan_summary,
+)
 from mappings.plan_of_care.model import (
     Activity,
     Amount,
@@ -33,6 +42,9 @@ __all__ = [
     "PlanSummary",
     "build_plan_of_care",
     "deterministic_id",
+    "end_care_plan",
+    "end_goal",
+    "end_plan_request",
     "plan_document_reference",
     "plan_summary",
     "render_plan_pdf",

@@ -14,13 +14,17 @@ numbers configurable per payer (:class:`CertificationRules`, :func:`rules_for_pa
   day of the episode, evaluation included.
 
 Status of an obligation: ``pending`` (outstanding, its deadline not reached), ``due`` (the deadline is
-today, or this treatment day), ``overdue`` (past it), ``satisfied`` (done).
+today, or this treatment day), ``overdue`` (past it), ``satisfied`` (done). When the episode of care
+ends (the patient is discharged, the referral is cancelled) every obligation still open is closed by
+:func:`close_obligation`: Task status ``cancelled``, the reason in ``statusReason`` and business status
+``not-required`` (the obligations met stay ``completed``).
 
 Pure: ``today`` and ``now`` are passed in; Task ids are uuid5 over care plan + kind + due.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -45,9 +49,20 @@ OBLIGATION_DISPLAY: Mapping[str, str] = MappingProxyType(
         "progress-report": "Progress report",
     }
 )
+#: the business status of an obligation closed because the episode of care ended (not an ObligationStatus:
+#: :func:`obligations` never computes it)
+NOT_REQUIRED = "not-required"
 STATUS_DISPLAY: Mapping[str, str] = MappingProxyType(
-    {"pending": "Pending", "due": "Due", "overdue": "Overdue", "satisfied": "Satisfied"}
+    {
+        "pending": "Pending",
+        "due": "Due",
+        "overdue": "Overdue",
+        "satisfied": "Satisfied",
+        NOT_REQUIRED: "No longer required",
+    }
 )
+#: Task.status codes after which an obligation is over (met, closed, or never valid)
+CLOSED_TASK_STATUSES = frozenset({"completed", "cancelled", "failed", "rejected", "entered-in-error"})
 
 
 class CertificationRules(BaseModel):
@@ -308,3 +323,29 @@ def to_fhir_tasks(
             ]
         tasks.append(task)
     return tasks
+
+
+def close_obligation(task: Mapping[str, Any], *, reason: str, now: datetime) -> dict[str, Any] | None:
+    """A new obligation Task closed because the episode of care ended; None when ``task`` is over
+    already (``CLOSED_TASK_STATUSES``: a signed certification stays ``completed``).
+
+    Status ``cancelled`` with ``statusReason.text`` ``reason`` (e.g. "patient discharged"),
+    business status ``not-required`` rather than the last computed one: a Task that reads "overdue"
+    after the patient left would still look like a reminder to send. ``lastModified`` = ``now``;
+    the due date, description and owner stay, as the record of what was owed. ``task`` is untouched.
+    """
+    if task.get("status") in CLOSED_TASK_STATUSES:
+        return None
+    closed = copy.deepcopy(dict(task))
+    closed["status"] = "cancelled"
+    closed["statusReason"] = {"text": reason}
+    closed["businessStatus"] = {
+        "coding": [
+            {"system": OBLIGATION_STATUS_SYSTEM, "code": NOT_REQUIRED, "display": STATUS_DISPLAY[NOT_REQUIRED]}
+        ],
+        "text": STATUS_DISPLAY[NOT_REQUIRED],
+    }
+    closed["lastModified"] = fhir_datetime(now)
+    if isinstance(closed.get("text"), Mapping) and closed["text"].get("status") == "generated":
+        del closed["text"]
+    return closed
