@@ -446,7 +446,8 @@ def clients_list(tenant: str | None = TenantOpt) -> None:
 @clients_app.command("revoke")
 def clients_revoke(client_id: str = typer.Argument(..., help="The client to revoke."),
                    tenant: str | None = TenantOpt) -> None:
-    """Revoke a client: it gets no new tokens (tokens already issued expire within 15 minutes)."""
+    """Revoke a client: it gets no new tokens, and the tokens it holds are refused from now on (within
+    5 seconds in other running hub processes)."""
     from datetime import UTC, datetime
 
     from hub.errors import HubError

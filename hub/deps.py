@@ -38,6 +38,7 @@ def current_principal(request: Request, settings: SettingsDep) -> Principal:
                 token.strip(), secrets=[settings.secret_key.get_secret_value(), *settings.previous_keys],
                 now=clock(),
             )
+            tokens.refuse_revoked(settings.database_url, claims.client_id)
         except tokens.TokenError as exc:
             raise Unauthorized(str(exc), invalid_token=True) from None
         principal = Principal.of(claims.client_id, claims.tenant, claims.role, claims.scope, claims.fhir_user)

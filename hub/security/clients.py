@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
 from hub.errors import BadRequest, Conflict, HubError, NotFound
-from hub.security import tokens
+from hub.security import revocation, tokens
 from hub.security.scopes import invalid_scopes, narrow
 from hub.settings import Settings
 from hub.store.models import Client, UsedAssertion
@@ -43,10 +43,21 @@ class AuthFailed(HubError):
         self.status_code = status
 
 
+def _scrypt(secret: bytes, salt: bytes) -> bytes:
+    """The (deliberately slow) hash of client secrets; every secret check runs it exactly once."""
+    return hashlib.scrypt(secret, salt=salt, n=2**14, r=8, p=1, dklen=32)
+
+
 def _hash_secret(secret: str, salt: bytes | None = None) -> str:
     salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(secret.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    digest = _scrypt(secret.encode(), salt)
     return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+
+
+#: checked instead when there is no stored hash to check against (unknown, revoked or secretless
+#: client): every failure costs one scrypt, so response times do not tell which client ids exist.
+#: It matches no secret: the result of that check is ignored.
+_DUMMY_HASH = "scrypt$" + base64.b64encode(b"therapy-hub/none").decode() + "$" + base64.b64encode(bytes(32)).decode()
 
 
 def _check_secret(secret: str, stored: str) -> bool:
@@ -105,6 +116,7 @@ class ClientService:
             created_at=self.now,
         ))
         self.session.flush()
+        self._forget_on_commit(client_id)
         return NewClient(client_id, secret, role, scopes)
 
     def list(self, *, tenant: str | None = None) -> list[dict[str, Any]]:
@@ -124,6 +136,12 @@ class ClientService:
             raise NotFound(f"no client {client_id}")
         client.revoked_at = self.now
         self.session.flush()
+        self._forget_on_commit(client_id)
+
+    def _forget_on_commit(self, client_id: str) -> None:
+        """Once this transaction commits, this process's cached revocation state of the client is
+        dropped: its access tokens are checked against the store on their next request."""
+        event.listen(self.session, "after_commit", lambda _session: revocation.forget(client_id), once=True)
 
     # ------------------------------------------------------------ token endpoint
 
@@ -136,8 +154,10 @@ class ClientService:
             client = self._by_assertion(form["client_assertion"], token_url)
         else:
             client_id, secret = basic or (form.get("client_id", ""), form.get("client_secret", ""))
-            client = self._client(client_id)
-            if not client.secret_hash or not _check_secret(secret, client.secret_hash):
+            client = self._active(client_id)
+            stored = client.secret_hash if client is not None and client.secret_hash else None
+            matches = _check_secret(secret, stored or _DUMMY_HASH)  # one scrypt whichever way it fails
+            if client is None or stored is None or not matches:
                 raise AuthFailed("invalid_client", "client authentication failed")
         scope = narrow(form.get("scope", ""), client.scopes)
         if form.get("scope") and not scope:
@@ -148,9 +168,14 @@ class ClientService:
         )
         return {"access_token": access_token, "token_type": "bearer", "expires_in": expires_in, "scope": scope}
 
-    def _client(self, client_id: str) -> Client:
+    def _active(self, client_id: str) -> Client | None:
+        """The client, unless it is unknown or revoked."""
         client = self.session.scalar(select(Client).where(Client.client_id == client_id)) if client_id else None
-        if client is None or client.revoked_at is not None:
+        return None if client is None or client.revoked_at is not None else client
+
+    def _client(self, client_id: str) -> Client:
+        client = self._active(client_id)
+        if client is None:
             raise AuthFailed("invalid_client", "client authentication failed")
         return client
 

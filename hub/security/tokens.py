@@ -95,6 +95,14 @@ def verify(token: str, *, secrets: list[str], now: datetime) -> Claims:
     raise TokenError(last_error)
 
 
+def refuse_revoked(database_url: str, client_id: str) -> None:
+    """Raise :class:`TokenError` if the client of a verified access token has been revoked (or is not
+    registered): see :mod:`hub.security.revocation` (per-process cache with a short TTL)."""
+    from hub.security import revocation
+
+    revocation.refuse_revoked(database_url, client_id)
+
+
 def assertion_subject(assertion: str) -> str:
     """The client id an assertion claims to be from (unverified: only to find its key)."""
     try:
