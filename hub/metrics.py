@@ -151,7 +151,7 @@ def _scope(request: Request, settings: Settings) -> tuple[str | None, bool]:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request, settings: SettingsDep) -> Response:
-    tenant, with_http = _scope(request, settings)
+    tenant, with_http = await run_in_threadpool(_scope, request, settings)  # may read the store
 
     def render() -> bytes:
         registry = CollectorRegistry(auto_describe=False)
@@ -161,6 +161,9 @@ async def metrics(request: Request, settings: SettingsDep) -> Response:
         return body + (generate_latest(HTTP_REGISTRY) if with_http else b"")
 
     return Response(await run_in_threadpool(render), media_type=CONTENT_TYPE_LATEST)
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class HttpMetricsMiddleware:
@@ -188,6 +191,7 @@ class HttpMetricsMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
+            method = method if method in _METHODS else "OTHER"  # a client chooses it: bound the label
             REQUESTS.labels(method, template, str(status["code"])).inc()
             LATENCY.labels(method, template).observe(time.perf_counter() - started)
 

@@ -9,8 +9,9 @@ What is sent (translation in :mod:`mappings.hl7v2.outbound`):
   cancelled, ``S26`` no-show (:mod:`mappings.hl7v2.scheduling`; the previous version decides);
 * a message the hub already wrote in v2 (``HL7_V2_ER7``, e.g. an enhanced-mode application ACK to
   the sender's listener) -> sent as it is;
-* a plan of care ``CarePlan`` or its PDF ``DocumentReference`` -> ``MDM^T02`` (``T08`` for a revision)
-  with the summary as text lines and the PDF as an ED observation (:mod:`mappings.hl7v2.documents`).
+* a plan of care ``CarePlan`` or its PDF ``DocumentReference`` -> ``MDM^T02`` (``T08`` for a later
+  version, ``T10`` for a new revision) with the summary as text lines and the PDF as an ED
+  observation (:mod:`mappings.hl7v2.documents`).
 
 The hub delivers the changed resource first in a ``collection`` Bundle with what it references
 (``context``), so PID, PRD, AIP and AIL carry names and identifiers, not just logical ids.
@@ -61,6 +62,7 @@ from mappings.hl7v2 import (
     task_to_rri_i12,
 )
 from mappings.hl7v2.scheduling import BOOKED_STATUSES
+from mappings.referral.intake import referral_category
 
 __all__ = ["Hl7v2Config", "Hl7v2Connector", "control_id_for"]
 
@@ -170,8 +172,10 @@ class Hl7v2Connector:
         """Why a change is no news to a v2 partner (so not sent, and no dead letter), or None.
 
         SIU speaks of booked slots only: an Appointment still proposed, pending or waitlisted, or
-        cancelled before it was ever booked, was never announced."""
-        if delivery.content_type == HL7_V2_ER7 or delivery.resource_type != "Appointment":
+        cancelled before this partner was told of its booking (``previous`` is what the partner was
+        last sent), was never announced. REF^I12 is for referral orders: a plan of care activity
+        (a ServiceRequest with intent ``plan``) is not a new referral."""
+        if delivery.content_type == HL7_V2_ER7 or delivery.resource_type not in ("Appointment", "ServiceRequest"):
             return None
         try:
             payload = json.loads(delivery.payload)
@@ -179,14 +183,18 @@ class Hl7v2Connector:
         except ValueError:
             return None  # translate() says what is wrong
         focus = _focus(payload) if isinstance(payload, dict) else None
+        if focus and focus.get("resourceType") == "ServiceRequest":
+            if focus.get("intent") != "order" or not referral_category(focus):
+                return "a ServiceRequest that is not a therapy referral order (e.g. a plan activity) is no REF^I12"
+            return None
         if not focus or focus.get("resourceType") != "Appointment":
             return None
         status = focus.get("status")
         before = _focus(previous).get("status") if isinstance(previous, dict) else None
         if status in NOT_BOOKED:
             return f"an Appointment that is {status} is not announced (SIU is for booked slots)"
-        if status not in BOOKED_STATUSES and before in NOT_BOOKED:
-            return f"an Appointment {status} before it was booked was never announced"
+        if status not in BOOKED_STATUSES and (previous is None or before in NOT_BOOKED):
+            return f"an Appointment {status} before this partner heard of its booking was never announced"
         return None
 
     # --------------------------------------------------------------------------------- Sender

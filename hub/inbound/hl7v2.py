@@ -102,6 +102,9 @@ from mappings.referral.task_state import (
     FHIR_TASK_STATUSES,
     REASON_REQUIRED,
     allowed_transitions,
+    business_status_concept,
+    business_status_of,
+    fhir_datetime,
     held_from_of,
     parse_business_status,
 )
@@ -232,7 +235,8 @@ def _process(
         text = _answer(header, ack_code, now, error)
         _record_ack(session, row, text, now)
         answer = _wire_answer(header, ack_code, now, error, text)
-        if is_enhanced(header) and application_ack_wanted(header, ack_code == "AA"):
+        # a message refused outright gets CR on the wire and, per HL7, no application ACK after it
+        if is_enhanced(header) and ack_code != "AR" and application_ack_wanted(header, ack_code == "AA"):
             _send_application_ack(service, row, header, ack_code, error, now, ack_connector)
     enqueue_committed(settings, session)
     log.info(
@@ -302,8 +306,25 @@ def _apply_status_update(
     task = _find_referral_task(fhir, update, fields)
     task_ref = f"Task/{task['id']}"
     current = task.get("status")
+    code = None
+    if update.business_status is not None:
+        code = parse_business_status(update.business_status)
+        if code is None or code not in BUSINESS_STATUS_ALLOWED.get(update.status, frozenset()):
+            raise Hl7Error(
+                TABLE_VALUE_NOT_FOUND,
+                f"the BSeR business status is not allowed with the referral status {update.status}",
+                fields.business_status,
+            )
     if current == update.status or current in _SAME_STATUS.get(update.status, ()):
-        return task_ref, False
+        if current != update.status or code is None or business_status_of(task) == code:
+            return task_ref, False  # a repeat: nothing new
+        # the same status, a new business status (in-progress: "unattended", "event-completed"...)
+        changed = {**task, "businessStatus": business_status_concept(code), "lastModified": fhir_datetime(now)}
+        try:
+            fhir.update("Task", task["id"], changed)
+        except HubError as exc:
+            raise _store_refused(exc) from None
+        return task_ref, True
     allowed = allowed_transitions(current, held_from=held_from_of(task))
     if update.status not in allowed:
         raise Hl7Error(
@@ -313,14 +334,6 @@ def _apply_status_update(
             fields.status,
             ack="AE",
         )
-    if update.business_status is not None:
-        code = parse_business_status(update.business_status)
-        if code is None or code not in BUSINESS_STATUS_ALLOWED.get(update.status, frozenset()):
-            raise Hl7Error(
-                TABLE_VALUE_NOT_FOUND,
-                f"the BSeR business status is not allowed with the referral status {update.status}",
-                fields.business_status,
-            )
     reason = update.reason
     if update.status in REASON_REQUIRED and not (reason or "").strip():
         reason = DEFAULT_REASONS[update.status]
@@ -433,11 +446,11 @@ def _send_application_ack(
     text = build_ack(header, ack_code, control_id=_control_id(), now=now, error=error,
                      sending_application=ACK_APPLICATION, accept_ack_type="AL", application_ack_type="NE")
     try:
-        service.send_raw(connector=ack_connector, raw=text, event="hl7v2.ACK", reply_to=row)
+        service.send_raw(connector=ack_connector, raw=text, event="hl7v2.ACK", reply_to=row, kind="hl7v2")
     except NotFound:
         service.session.add(MessageEvent(
             tenant_id=row.tenant_id, message_id=row.id, event=ev.FAILED, at=now,
-            detail=f"the application acknowledgement cannot be sent: no connector named {ack_connector!r}",
+            detail=f"the application acknowledgement cannot be sent: no hl7v2 connector named {ack_connector!r}",
         ))
 
 

@@ -203,6 +203,7 @@ class Message(Base):
         Index("ix_messages_tenant_status", "tenant_id", "status"),
         Index("ix_messages_correlation", "tenant_id", "correlation_id"),
         Index("uq_messages_inbox", "tenant_id", "source", "external_id", unique=True),
+        Index("ix_messages_resource", "tenant_id", "resource_type", "resource_id"),
     )
 
 

@@ -150,16 +150,27 @@ def purge_payloads(session: Session, *, before: datetime) -> int:
 def record_written(
     session: Session, *, tenant: str, connector_id: int, external_ids: Iterable[str], now: datetime
 ) -> None:
-    """Remember what the hub wrote on a partner (see WrittenVersion); repeats are ignored."""
-    wanted = {e[:255] for e in external_ids if e}
+    """Remember what the hub wrote on a partner (see WrittenVersion). Two deliveries may name the
+    same version (both wrote an unchanged dependency): the second insert is a no-op, never an error
+    that would roll back the outcome of a delivery already made."""
+    wanted = sorted({e[:255] for e in external_ids if e})
     if not wanted:
         return
-    known = set(session.scalars(select(WrittenVersion.external_id).where(
-        WrittenVersion.connector_id == connector_id, WrittenVersion.external_id.in_(sorted(wanted)))))
-    for external_id in sorted(wanted - known):
-        session.add(WrittenVersion(connector_id=connector_id, external_id=external_id, tenant_id=tenant,
-                                   written_at=now))
-    session.flush()
+    rows = [{"connector_id": connector_id, "external_id": e, "tenant_id": tenant, "written_at": now} for e in wanted]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(WrittenVersion).values(rows).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(WrittenVersion).values(rows).on_conflict_do_nothing())
+    else:  # pragma: no cover - the hub runs on SQLite and PostgreSQL
+        for row in rows:
+            with session.begin_nested():
+                if session.get(WrittenVersion, (connector_id, row["external_id"])) is None:
+                    session.add(WrittenVersion(**row))
 
 
 def written_among(session: Session, *, connector_id: int, external_ids: Iterable[str]) -> set[str]:
@@ -170,6 +181,30 @@ def written_among(session: Session, *, connector_id: int, external_ids: Iterable
         found.update(session.scalars(select(WrittenVersion.external_id).where(
             WrittenVersion.connector_id == connector_id, WrittenVersion.external_id.in_(ids[start:start + 500]))))
     return found
+
+
+def last_delivered(
+    session: Session, *, tenant: str, connector_id: int, resource_type: str, resource_id: str, before: datetime,
+    exclude_message: str,
+) -> Message | None:
+    """The message about this resource most recently delivered to this connector (created before
+    ``before``): what the partner was last told of it."""
+    query = (
+        select(Message)
+        .join(DeliveryJob, DeliveryJob.message_id == Message.id)
+        .where(
+            Message.tenant_id == tenant,
+            DeliveryJob.connector_id == connector_id,
+            DeliveryJob.status == "succeeded",
+            Message.resource_type == resource_type,
+            Message.resource_id == resource_id,
+            Message.created_at <= before,
+            Message.id != exclude_message,
+        )
+        .order_by(Message.created_at.desc(), Message.resource_version.desc(), DeliveryJob.finished_at.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()
 
 
 def purge_written(session: Session, *, before: datetime) -> int:

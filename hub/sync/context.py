@@ -9,8 +9,10 @@ AIL. A connector class says what it needs with ``context: ClassVar[frozenset[str
   (two levels), as they are now, of the same tenant, at most :data:`MAX_CONTEXT` of them. A
   reference to something not in the store (or deleted) is left out: the connector decides what it
   can send without it.
-* ``"previous"`` - :attr:`connectors.base.Delivery.previous` carries the version this change
-  replaced (None for a create), so that e.g. SIU tells a new booking (S12) from a reschedule (S13).
+* ``"previous"`` - :attr:`connectors.base.Delivery.previous` carries what THIS partner was last
+  sent about the same resource (the payload of its last successful delivery; None when it never
+  got one), so that e.g. SIU tells a new booking (S12) from a reschedule (S13), and never speaks
+  of an update to a partner that missed the booking (a dead letter, a route added later).
 
 It is built when the job is claimed, not when it is routed: a retry a day later sends the patient's
 current address, and nothing more is kept per job.
@@ -27,8 +29,7 @@ from sqlalchemy.orm import Session
 from hub.fhir.searchparams import parse_reference
 from hub.store import repository
 
-__all__ = ["CONTEXT_PREVIOUS", "CONTEXT_REFERENCES", "MAX_CONTEXT", "context_wanted", "previous_version",
-           "with_references"]
+__all__ = ["CONTEXT_PREVIOUS", "CONTEXT_REFERENCES", "MAX_CONTEXT", "context_wanted", "with_references"]
 
 CONTEXT_REFERENCES = "references"
 CONTEXT_PREVIOUS = "previous"
@@ -48,18 +49,23 @@ def context_wanted(kind: str) -> frozenset[str]:
     return frozenset(getattr(cls, "context", frozenset()))
 
 
-def _references(node: Any) -> Iterator[tuple[str, str]]:
+def _references(node: Any, base: str) -> Iterator[tuple[str, str]]:
+    """(type, id) of the references to this hub's resources: relative ones, or absolute under
+    ``base``; another server's ``https://.../Patient/5`` is not our Patient/5."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
-                parsed = parse_reference(value)
-                if parsed is not None and not value.startswith(("urn:", "#")):
+                local = value[len(base) + 1:] if value.startswith(base + "/") else value
+                if "://" in local or local.startswith(("urn:", "#")):
+                    continue
+                parsed = parse_reference(local)
+                if parsed is not None:
                     yield parsed
             elif key not in ("text", "contained"):
-                yield from _references(value)
+                yield from _references(value, base)
     elif isinstance(node, list):
         for item in node:
-            yield from _references(item)
+            yield from _references(item, base)
 
 
 def with_references(session: Session, *, tenant: str, base: str, payload: bytes) -> bytes:
@@ -77,7 +83,7 @@ def with_references(session: Session, *, tenant: str, base: str, payload: bytes)
     for _ in range(DEPTH):
         wanted: list[tuple[str, str]] = []
         for resource in level:
-            for key in _references(resource):
+            for key in _references(resource, base):
                 if key not in seen and len(seen) <= MAX_CONTEXT:  # seen counts the focus too
                     seen.add(key)
                     wanted.append(key)
@@ -89,20 +95,6 @@ def with_references(session: Session, *, tenant: str, base: str, payload: bytes)
         entries.extend(_entry(base, resource) for resource in level)
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
     return json.dumps(bundle, separators=(",", ":")).encode("utf-8")
-
-
-def previous_version(
-    session: Session, *, tenant: str, resource_type: str | None, resource_id: str | None, version: int | None
-) -> bytes | None:
-    """The content of the version before ``version`` (None for a first version or a deletion)."""
-    if not resource_type or not resource_id or not version or version < 2:
-        return None
-    row = repository.get_version(
-        session, tenant=tenant, resource_type=resource_type, resource_id=resource_id, version_id=version - 1
-    )
-    if row is None or row.content is None:
-        return None
-    return row.content.encode("utf-8")
 
 
 def _entry(base: str, resource: dict[str, Any]) -> dict[str, Any]:

@@ -70,8 +70,8 @@ def resolve_references(
 
     * the system is one of ``hub_id_systems`` and the hub holds ``<type>/<value>``: that is the target;
     * else exactly one resource found by the identifier: that one;
-    * else the ``reference`` it came with, if it is relative and names a resource the hub holds;
-    * else none: ``reference`` removed, ``type`` set (a logical reference).
+    * else none: ``reference`` removed, ``type`` set (a logical reference). The ``reference`` it came
+      with is never kept: it is the partner's id, and the hub's resource of that id is another one.
 
     ``identifier``, ``display`` and the rest of the Reference are kept. References without an
     identifier, and everything inside ``contained``, are left as they are.
@@ -117,11 +117,8 @@ def _resolved(reference: dict[str, Any], kind: str, system: str, value: str, *,
         found = find(kind, system, value)
         if len(found) == 1:
             hub_id = found[0]
-    if hub_id is None:
-        literal = reference.get("reference")
-        parsed = _RELATIVE.fullmatch(literal) if isinstance(literal, str) else None
-        if parsed is not None and parsed[1] == kind and exists(kind, parsed[2]):
-            hub_id = parsed[2]
+    # no fallback to the literal ``reference`` it came with: that id is the partner's, and a hub
+    # resource that happens to have the same id (numeric ids collide easily) is someone else
     out = {k: v for k, v in reference.items() if k != "reference"}
     if hub_id is None:
         out["type"] = kind

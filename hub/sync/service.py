@@ -23,7 +23,7 @@ from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.store.models import ConnectorInstance, DeliveryJob, Message, MessageEvent, Route
 from hub.sync import events as ev
-from hub.sync.context import CONTEXT_PREVIOUS, CONTEXT_REFERENCES, context_wanted, previous_version, with_references
+from hub.sync.context import CONTEXT_PREVIOUS, CONTEXT_REFERENCES, context_wanted, with_references
 
 ENQUEUE_KEY = "hub.enqueue"
 #: session.info key: the connector a change came from (never routed back to it)
@@ -405,14 +405,16 @@ class SyncService:
         self.session.flush()
         return jobs
 
-    def send_raw(self, *, connector: str, raw: str, event: str, reply_to: Message | None = None) -> Message:
+    def send_raw(self, *, connector: str, raw: str, event: str, reply_to: Message | None = None,
+                 kind: str | None = None) -> Message:
         """Queue a message already in the partner's format (e.g. an HL7 v2 application ACK) for one
-        connector, outside routing: an outbound message and its job, delivered after commit."""
+        connector of this tenant (of ``kind`` when given), outside routing: an outbound message and
+        its job, delivered after commit."""
         from hub.context import current_correlation_id
 
         instance = repo.connector_by_name(self.session, tenant=self.tenant, name=connector)
-        if instance is None:
-            raise NotFound(f"No connector named {connector!r}")
+        if instance is None or (kind is not None and instance.kind != kind):
+            raise NotFound(f"No {kind + ' ' if kind else ''}connector named {connector!r}")
         now = self.clock()
         message = Message(
             id=str(uuid.uuid4()),
@@ -539,9 +541,12 @@ class SyncService:
         if payload is not None and CONTEXT_REFERENCES in wanted:
             payload = with_references(self.session, tenant=job.tenant_id, base=self.settings.fhir_base,
                                       payload=payload)
-        if CONTEXT_PREVIOUS in wanted:
-            previous = previous_version(self.session, tenant=job.tenant_id, resource_type=message.resource_type,
-                                        resource_id=message.resource_id, version=message.resource_version)
+        if CONTEXT_PREVIOUS in wanted and message.resource_type and message.resource_id:
+            last = repo.last_delivered(self.session, tenant=job.tenant_id, connector_id=job.connector_id,
+                                       resource_type=message.resource_type,
+                                       resource_id=message.resource_id, before=message.created_at,
+                                       exclude_message=message.id)
+            previous = decrypt(self.box, last.translated_payload or last.raw_payload) if last is not None else None
         return ClaimedJob(
             job_id=job.id,
             tenant=job.tenant_id,

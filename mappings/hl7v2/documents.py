@@ -8,15 +8,17 @@ the resources it references: Goals, ServiceRequests and the Condition of the pla
 Practitioner, the Patient, the referral ServiceRequest, and the plan's DocumentReference (whose
 ``context.related`` points at the CarePlan). :func:`read_plan_summary` reads the message back.
 
-Trigger event: ``T02`` (original document notification and content) when the focus resource is at
-its first version (``meta.versionId`` absent or ``1``) and the plan at its first revision (the
-``plan-revision`` extension of the CarePlan, when known); else ``T08`` (document edit notification and
-content), with TXA-13 parent document number = TXA-12 and TXA-21 the revision.
+Trigger event: ``T02`` (original document notification and content) for the plan's first revision
+(the ``plan-revision`` extension of the CarePlan) at its first version (``meta.versionId`` absent or
+``1``); ``T08`` (document edit notification and content, same TXA-12) for a later version of the same
+revision; ``T10`` (document replacement notification and content) for a new revision: the revision
+the physician signed is replaced, not edited, so it gets its own number (TXA-12 ``<plan id>-R<n>``)
+and names the one it replaces in TXA-13.
 
 Field map:
 
 =====================================  ========================================================
-EVN-1 / EVN-2                          the event (T02 / T08) / ``now``
+EVN-1 / EVN-2                          the event (T02 / T08 / T10) / ``now``
 PID                                    CarePlan.subject (else DocumentReference.subject): names and
                                        identifiers when the Patient is in the payload, else its
                                        logical id with :data:`FHIR_ID_NAMESPACE`; ``PV1|1|O``
@@ -29,7 +31,7 @@ TXA-5 primary activity provider        CarePlan.author (else DocumentReference.a
 TXA-6 origination date/time            DocumentReference.date (the PDF), else CarePlan.created
 TXA-12 unique document number (EI)     CarePlan.identifier[0] (else DocumentReference
                                        .masterIdentifier, else .identifier[0])
-TXA-13 parent document number (EI)     T08: the same number
+TXA-13 parent document number (EI)     T10: the number of the revision it replaces
 TXA-14 placer order number (EI)        the referral (CarePlan.supportingInfo ServiceRequest in the
                                        payload): its identifier[0]
 TXA-17 completion status (table 0271)  CarePlan draft (or DocumentReference.docStatus preliminary):
@@ -37,7 +39,8 @@ TXA-17 completion status (table 0271)  CarePlan draft (or DocumentReference.docS
                                        the physician's certification is a later, separate signature)
 TXA-19 availability (table 0273)       CarePlan revoked or DocumentReference superseded: OB
                                        obsolete; either entered-in-error: CA deleted; else AV
-TXA-21 change reason                   T08: ``Plan of care revision <n>`` (or ``Plan of care updated``)
+TXA-21 change reason                   T10: ``Plan of care revision <n> replaces revision <n-1>``;
+                                       T08: ``Plan of care updated``
 OBX (value type TX, sub-id 1)          one per summary line: title and revision, period, frequency
                                        (CarePlan.description), diagnosis, each Goal (short-/long-
                                        term, description, due date), each activity (detail
@@ -143,9 +146,17 @@ def _revision(plan: dict[str, Any] | None) -> int | None:
     return None
 
 
-def _is_edit(focus: dict[str, Any], plan: dict[str, Any] | None) -> bool:
-    version = str((focus.get("meta") or {}).get("versionId") or "1")
-    return version != "1" or (_revision(plan) or 1) > 1
+def _event(focus: dict[str, Any], plan: dict[str, Any] | None) -> str:
+    """T10 for a new revision of the plan (the physician signed revision n-1: it is replaced, not
+    edited), T08 for a later version of the same revision, else T02."""
+    if (_revision(plan) or 1) > 1:
+        return "T10"
+    return "T08" if str((focus.get("meta") or {}).get("versionId") or "1") != "1" else "T02"
+
+
+def _revision_number(number: dict[str, Any], revision: int) -> dict[str, Any]:
+    """The unique document number of one revision: the plan's identifier, ``-R<n>`` from revision 2."""
+    return number if revision <= 1 else {**number, "value": f"{number['value']}-R{revision}"}
 
 
 def _coding(concept: Any, system: str) -> dict[str, Any] | None:
@@ -265,16 +276,20 @@ def _referral_number(plan: dict[str, Any] | None, context: _Context) -> dict[str
 def plan_to_mdm(
     payload: dict[str, Any], *, header: OutboundHeader, control_id: str, now: datetime
 ) -> tuple[str, str]:
-    """(trigger event ``T02`` / ``T08``, MDM message) of a plan of care (see the module table)."""
+    """(trigger event ``T02`` / ``T08`` / ``T10``, MDM message) of a plan of care (see the module table)."""
     context = _Context(payload)
     plan, document = _plan_and_document(context)
     focus = context.focus or {}
-    event = "T08" if _is_edit(focus, plan) else "T02"
+    event = _event(focus, plan)
     subject = (plan or {}).get("subject") or (document or {}).get("subject")
     if not subject:
         raise UntranslatableResource("the plan's subject (the patient) is required")
     number = _document_number(plan, document)
-    number_ei = ei(str(number["value"]), number.get("system"))
+    revision_no = _revision(plan) or 1
+    this = _revision_number(number, revision_no)
+    number_ei = ei(str(this["value"]), this.get("system"))
+    parent = _revision_number(number, revision_no - 1) if event == "T10" else None
+    parent_ei = ei(str(parent["value"]), parent.get("system")) if parent else ""
     attachment = _attachment(document)
     plan_status = str((plan or {}).get("status") or "")
     doc_status = str((document or {}).get("status") or "")
@@ -312,7 +327,7 @@ def plan_to_mdm(
         "",
         "",
         number_ei,
-        number_ei if event == "T08" else "",
+        parent_ei,
         ei(str(order["value"]), order.get("system")) if order else "",
         "",
         "",
@@ -320,9 +335,8 @@ def plan_to_mdm(
         "",
         availability,
         "",
-        (f"Plan of care revision {revision}" if revision else "Plan of care updated")
-        if event == "T08"
-        else "",
+        {"T10": f"Plan of care revision {revision} replaces revision {revision_no - 1}",
+         "T08": "Plan of care updated"}.get(event, ""),
     )
     observation = list(tables.PLAN_OBSERVATION)
     result_status = "P" if in_progress else "F"
@@ -376,8 +390,8 @@ def read_plan_summary(raw: bytes | str | V2Message) -> PlanSummaryMessage:
     """Read an MDM^T02 / T08 (any sender's, the hub's in particular). Raises Hl7Error."""
     message = raw if isinstance(raw, V2Message) else parse(raw)
     header = read_header(message)
-    if header.message_code != "MDM" or header.trigger_event not in ("T02", "T08"):
-        raise Hl7Error(TABLE_VALUE_NOT_FOUND, "not an MDM^T02 or MDM^T08", at("MSH", 1, 9))
+    if header.message_code != "MDM" or header.trigger_event not in ("T02", "T08", "T10"):
+        raise Hl7Error(TABLE_VALUE_NOT_FOUND, "not an MDM^T02, T08 or T10", at("MSH", 1, 9))
     check_structure("MDM_T02", message.names)
     namespace = header.sending_facility or header.sending_application
     txa = message.first("TXA")

@@ -139,7 +139,12 @@ class _Context:
             reference = reference.get("reference")
         if not isinstance(reference, str):
             return None
-        return self.by_ref.get(reference) or self.by_ref.get("/".join(reference.split("/")[-2:]))
+        if "://" in reference or reference.startswith(("urn:", "#")):
+            # an absolute reference is this resource only if it is an entry's fullUrl: another
+            # server's Patient/5 is not the Patient/5 of the Bundle
+            return self.by_ref.get(reference)
+        parts = reference.split("/")
+        return self.by_ref.get("/".join(parts[:2])) if len(parts) >= 2 else None
 
 
 def _ref_id(reference: Any) -> str:
@@ -211,7 +216,13 @@ def referral_to_ref_i12(
 ) -> str:
     """REF^I12 of a referral Bundle (ServiceRequest + the resources it references)."""
     context = _Context(payload)
-    requests = [r for r in context.of_type("ServiceRequest") if referral_category(r)]
+    focus = context.focus
+    if payload.get("type") == "collection" and focus is not None and focus.get("resourceType") == "ServiceRequest":
+        # a delivery about one ServiceRequest: that one, and only when it is a referral order (a
+        # plan of care activity, intent "plan", is not a new referral)
+        requests = [focus] if referral_category(focus) and focus.get("intent") == "order" else []
+    else:
+        requests = [r for r in context.of_type("ServiceRequest") if referral_category(r)]
     if not requests:
         raise UntranslatableResource("the payload has no therapy referral ServiceRequest")
     sr = requests[0]

@@ -66,6 +66,7 @@ DEFAULT_STRUCTURE: dict[str, str] = {
     "SIU^S26": "SIU_S12",
     "MDM^T02": "MDM_T02",
     "MDM^T08": "MDM_T02",
+    "MDM^T10": "MDM_T02",
 }
 
 

@@ -120,6 +120,22 @@ def test_a_back_channel_that_does_not_exist_is_reported_and_the_message_still_ac
     assert any(event == ev.FAILED and "'nobody'" in detail for event, detail in events(settings, "ENH-5"))
 
 
+def test_a_back_channel_of_another_kind_is_refused(settings: Settings, peer: SandboxPeer) -> None:
+    with unit_of_work(settings) as session:
+        SyncService(session, tenant=TENANT, settings=settings).add_connector(
+            name="a-webhook", kind="webhook", config={"url": "http://127.0.0.1:9/in", "secret": "s" * 32})
+    assert wire(settings, enhanced("ENH-6"), ack_connector="a-webhook").code == "CA"
+    assert outbound_jobs(settings) == []
+    assert any(event == ev.FAILED and "no hl7v2 connector" in detail for event, detail in events(settings, "ENH-6"))
+
+
+def test_a_message_refused_outright_gets_cr_and_no_application_ack(settings: Settings, peer: SandboxPeer) -> None:
+    unsupported = enhanced("ENH-7").replace(b"REF^I12^REF_I12", b"ORU^R01^ORU_R01")
+    accept = wire(settings, unsupported, ack_connector=CHANNEL)
+    assert (accept.code, accept.error_code) == ("CR", "200")
+    assert outbound_jobs(settings) == []
+
+
 def test_original_mode_answers_on_the_connection_and_queues_nothing(settings: Settings, peer: SandboxPeer) -> None:
     ack = wire(settings, ref("ORIG-1"), ack_connector=CHANNEL)
     assert (ack.code, ack.acknowledged_control_id) == ("AA", "ORIG-1")

@@ -61,14 +61,15 @@ def rri(
 
 
 def osu(
-    control_id: str, order_status: str, *, referral: str = REFERRAL, exact: str = "", reason: str = ""
+    control_id: str, order_status: str, *, referral: str = REFERRAL, exact: str = "", reason: str = "",
+    business: str = "",
 ) -> str:
     """A 360X OSU^O51 as a partner writes it: ORC-5 order status (ORC-25 the exact Task status)."""
     orc = ["ORC", "SC", referral, "", "", order_status] + [""] * 20
     if reason:
         orc[16] = f"^{reason}"
     if exact:
-        orc[25] = f"{exact}^{exact}^HL7FHIRTS"
+        orc[25] = f"{exact}^{exact}^HL7FHIRTS" + (f"^{business}^^BSER" if business else "")
     return (
         "\r".join(
             [
@@ -207,6 +208,25 @@ def test_the_same_message_again_gets_the_same_ack_and_the_same_status_is_no_chan
     assert (again["status"], again["meta"]["versionId"]) == ("accepted", "2")
     assert len(communications(settings, task["id"])) == 1
     assert stored_message(settings, "RRI-2")["payload"]["changed"] is False
+
+
+def test_a_new_business_status_under_the_same_status_is_recorded(
+    settings: Settings, task: dict[str, Any]
+) -> None:
+    """In progress, the partner says the first visit is scheduled, then that the patient did not come:
+    the Task status stays, the BSeR business status follows (BSeR 5.1.1, 5.1.2)."""
+    assert ack_of(handle(settings, osu("OSU-B1", "SC", exact="accepted"))).code == "AA"
+    assert ack_of(handle(settings, osu("OSU-B2", "IP", exact="in-progress", business="5.1.1"))).code == "AA"
+    assert ack_of(handle(settings, osu("OSU-B3", "IP", exact="in-progress", business="5.1.2"))).code == "AA"
+    unattended = read(settings, "Task", task["id"])
+    assert unattended["status"] == "in-progress" and unattended["meta"]["versionId"] == "4"
+    assert unattended["businessStatus"]["coding"][0]["code"] == "5.1.2"
+    assert stored_message(settings, "OSU-B3")["payload"]["changed"] is True
+    # the same again: a repeat, nothing written; a code not allowed in progress: AE 103
+    assert ack_of(handle(settings, osu("OSU-B4", "IP", exact="in-progress", business="5.1.2"))).code == "AA"
+    assert read(settings, "Task", task["id"])["meta"]["versionId"] == "4"
+    refused = ack_of(handle(settings, osu("OSU-B5", "IP", exact="in-progress", business="2.1")))
+    assert (refused.code, refused.error_code) == ("AE", "103")
 
 
 def test_pending_is_no_change_for_a_referral_not_decided_yet(

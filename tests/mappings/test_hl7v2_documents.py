@@ -265,10 +265,10 @@ def test_t08_for_a_later_version(pdf: bytes) -> None:
     msh, evn, txa = message.msh, message.first("EVN"), message.first("TXA")
     assert evn is not None and txa is not None
     assert msh.components(9) == ["MDM", "T08", "MDM_T02"] and evn.get(1) == "T08"
-    assert txa.components(13) == txa.components(12) == ["POC-1001", "", PLAN_SYSTEM, "URI"]
-    assert txa.get(21) == "Plan of care revision 1"
+    assert txa.components(12) == ["POC-1001", "", PLAN_SYSTEM, "URI"] and txa.get(13) == ""
+    assert txa.get(21) == "Plan of care updated"  # the same document (same number), edited
     summary = read_plan_summary(text)
-    assert summary.event == "T08" and summary.parent_document_number == summary.document_number
+    assert summary.event == "T08" and summary.parent_document_number is None
     # a PDF at a later version is an edit too
     document = document_for(plan_resources()[0], pdf)
     document["meta"] = {"versionId": "3"}
@@ -277,16 +277,21 @@ def test_t08_for_a_later_version(pdf: bytes) -> None:
     assert plan_to_mdm(document, header=HEADER, control_id="C", now=NOW)[0] == "T02"
 
 
-def test_a_revised_draft_plan_is_an_edit_in_progress() -> None:
+def test_a_new_revision_replaces_the_signed_one() -> None:
+    """Revision 2 is a new document (T10) that replaces revision 1: its own number, the parent named."""
     resources = plan_resources("ot_hand_draft_revision")
     event, message, text = mdm(collection(*resources))
-    assert event == "T08"  # revision 2, though the CarePlan resource is new to the receiver
+    assert event == "T10"  # revision 2, though the CarePlan resource is new to the receiver
     txa = message.first("TXA")
     assert txa is not None and (txa.get(17), txa.get(19), txa.get(21)) == (
         "IP",
         "AV",
-        "Plan of care revision 2",
+        "Plan of care revision 2 replaces revision 1",
     )
+    assert txa.get(12).endswith("-R2") and txa.get(13) == txa.get(12)[: -len("-R2")]
+    summary = read_plan_summary(text)
+    assert summary.event == "T10" and summary.parent_document_number is not None
+    assert summary.parent_document_number[1] + "-R2" == summary.document_number[1]
     assert {o.get(11) for o in message.all("OBX")} == {"P"}
     assert read_plan_summary(text).lines[0] == "Occupational therapy plan of care (revision 2, draft)"
 

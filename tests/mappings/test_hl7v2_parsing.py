@@ -288,3 +288,16 @@ def test_a_status_update_is_not_translated_into_resources() -> None:
     with pytest.raises(Hl7Error) as caught:
         translate(raw, clinic_ref="Organization/clinic", now=datetime(2024, 3, 1))
     assert caught.value.code == 200 and "read_status_update" in str(caught.value)
+
+
+def test_a_bundle_resolves_relative_and_full_url_references_but_not_another_servers() -> None:
+    from mappings.hl7v2.outbound import _Context
+
+    ours = {"resourceType": "Patient", "id": "5", "name": [{"family": "Local"}]}
+    context = _Context({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "http://hub.example/fhir/Patient/5", "resource": ours}]})
+    assert context.get({"reference": "Patient/5"}) is ours
+    assert context.get({"reference": "Patient/5/_history/2"}) is ours
+    assert context.get({"reference": "http://hub.example/fhir/Patient/5"}) is ours
+    assert context.get({"reference": "https://other-emr.example/fhir/Patient/5"}) is None
+    assert context.get({"reference": "Patient"}) is None

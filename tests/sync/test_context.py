@@ -15,7 +15,7 @@ from hub.fhir.service import FhirService
 from hub.settings import Settings
 from hub.store.db import transaction
 from hub.sync.context import MAX_CONTEXT, with_references
-from hub.sync.service import ENQUEUE_KEY, ClaimedJob, SyncService
+from hub.sync.service import ENQUEUE_KEY, ClaimedJob, Outcome, SyncService
 
 TENANT = "default"
 BASE = "http://testserver/fhir"
@@ -103,15 +103,37 @@ def test_a_connector_that_asks_gets_the_resource_first_then_what_it_references(s
     assert claimed.previous is None  # a create replaced nothing
 
 
-def test_the_previous_version_comes_with_an_update(settings: Settings) -> None:
+def _succeed(settings: Settings, claimed: ClaimedJob) -> None:
+    with transaction(settings.database_url) as session:
+        SyncService(session, tenant=TENANT, settings=settings).finish(claimed, Outcome(ok=True, detail="AA"))
+
+
+def test_previous_is_what_this_partner_was_last_sent(settings: Settings) -> None:
     _put(settings, PATIENT)
     _connector(settings, "hl7v2")
-    _put(settings, appointment())
+    [first] = _put(settings, appointment())
+    _succeed(settings, _claim(settings, first))
     [job] = _put(settings, appointment(start="2024-03-05T09:00:00Z"))
     claimed = _claim(settings, job)
     previous = json.loads(claimed.previous or b"")
     assert previous["start"] == "2024-03-04T09:00:00Z" and previous["meta"]["versionId"] == "1"
     assert json.loads(claimed.payload or b"")["entry"][0]["resource"]["start"] == "2024-03-05T09:00:00Z"
+
+
+def test_a_version_the_partner_never_got_is_not_previous(settings: Settings) -> None:
+    """v1 never reached the partner (dead letter, or the route came later): v2 has no previous, so
+    the partner hears of a booking, not of a change to one it does not know."""
+    _put(settings, PATIENT)
+    _connector(settings, "hl7v2")
+    [first] = _put(settings, appointment())
+    with transaction(settings.database_url) as session:
+        claimed = SyncService(session, tenant=TENANT, settings=settings).claim(first)
+        assert claimed is not None
+    with transaction(settings.database_url) as session:
+        SyncService(session, tenant=TENANT, settings=settings).finish(
+            claimed, Outcome(ok=False, permanent=True, detail="AR"))
+    [job] = _put(settings, appointment(start="2024-03-05T09:00:00Z"))
+    assert _claim(settings, job).previous is None
 
 
 def test_a_connector_that_does_not_ask_gets_the_bare_resource(settings: Settings) -> None:
@@ -150,3 +172,16 @@ def test_a_bundle_or_unreadable_payload_is_left_as_it_is(settings: Settings) -> 
     with transaction(settings.database_url) as session:
         for payload in (b'{"resourceType": "Bundle", "type": "collection"}', b"not json", b"[1]"):
             assert with_references(session, tenant=TENANT, base=BASE, payload=payload) == payload
+
+
+def test_another_servers_absolute_reference_is_not_our_resource(settings: Settings) -> None:
+    """https://other-emr.example/fhir/Patient/pat names THEIR patient: never ours of the same id."""
+    _put(settings, {"resourceType": "Patient", "id": "pat"}, NETWORK)
+    foreign = {"resourceType": "Organization", "id": "o", "name": "x",
+               "partOf": {"reference": "https://other-emr.example/fhir/Organization/network"},
+               "extension": [{"url": "urn:test", "valueReference": {"reference": f"{BASE}/Patient/pat"}}]}
+    _put(settings, foreign)
+    with transaction(settings.database_url) as session:
+        payload = with_references(session, tenant=TENANT, base=BASE, payload=json.dumps(foreign).encode())
+    refs = [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in json.loads(payload)["entry"]]
+    assert refs == ["Organization/o", "Patient/pat"]  # ours under our base: yes; theirs: no

@@ -87,9 +87,10 @@ def test_a_partner_id_is_never_kept_as_a_hub_id() -> None:
     other = {"system": "urn:hub:mrn", "value": "M2"}
     assert hub.resolve({"subject": {"reference": "Patient/emr-9", "identifier": other}})["subject"] == {
         "type": "Patient", "identifier": other}
-    # unresolvable, but the hub holds that id (a partner mirroring the hub's ids): kept
+    # unresolvable, and the hub happens to hold a resource of that id: still not kept, that id is the
+    # partner's (numeric ids collide), and the identifier said it is someone the hub does not know
     assert hub.resolve({"subject": {"reference": "Patient/hub-known", "identifier": other}})["subject"] == {
-        "reference": "Patient/hub-known", "identifier": other}
+        "type": "Patient", "identifier": other}
 
 
 def test_what_is_left_alone() -> None:

@@ -921,3 +921,22 @@ def test_what_the_hub_wrote_is_remembered_per_connector_then_purged(settings: Se
     with unit_of_work(settings) as session:
         ids = ["Patient/e1/_history/1", "Task/e2/_history/3"]
         assert repo.written_among(session, connector_id=connector_id, external_ids=ids) == {"Task/e2/_history/3"}
+
+
+def test_two_deliveries_naming_the_same_written_version_do_not_collide(settings: Settings, emr: str) -> None:
+    """Two workers each wrote the same unchanged dependency (same remote version): both outcomes are
+    recorded, the second insert is a no-op (a unique-key error would roll the outcome back)."""
+    from hub.store import sync_repository as repo
+
+    with unit_of_work(settings) as session:
+        connector_id = svc(session, settings).get_connector(emr).id
+    with transaction(settings.database_url) as first, transaction(settings.database_url) as second:
+        repo.record_written(first, tenant=TENANT, connector_id=connector_id,
+                            external_ids=["Organization/o1/_history/1"], now=utcnow())
+        first.commit()
+        repo.record_written(second, tenant=TENANT, connector_id=connector_id,
+                            external_ids=["Organization/o1/_history/1", "Practitioner/p9/_history/1"], now=utcnow())
+    with transaction(settings.database_url) as session:
+        found = repo.written_among(session, connector_id=connector_id,
+                                   external_ids=["Organization/o1/_history/1", "Practitioner/p9/_history/1"])
+    assert len(found) == 2
