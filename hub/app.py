@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub import __version__
 from hub.admin.router import router as admin_router
+from hub.dashboard.router import router as dashboard_router
 from hub.errors import HubError, operation_outcome
 from hub.fhir.router import fhir_response
 from hub.fhir.router import router as fhir_router
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(referrals_router)
     app.include_router(auth_router)
     app.include_router(inbound_router)
+    app.include_router(dashboard_router)
     app.include_router(metrics_router)
     current = settings or get_settings()
     app.add_middleware(BodyLimitMiddleware, limit=current.max_body_bytes)
