@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -66,6 +67,22 @@ def ensure_default_tenant(settings: Settings) -> None:
             name="Default clinic",
             now=datetime.now(UTC).replace(tzinfo=None),
         )
+
+
+def _token_client(settings: Settings) -> Any:
+    """token -> its client id when it is a valid access token of this hub, else None (rate limiting)."""
+    from hub.fhir.searchparams import utcnow
+    from hub.security import tokens
+
+    secrets = [settings.secret_key.get_secret_value(), *settings.previous_keys]
+
+    def identify(token: str) -> str | None:
+        try:
+            return tokens.verify(token, secrets=secrets, now=utcnow()).client_id
+        except tokens.TokenError:
+            return None
+
+    return identify
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -143,7 +160,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     current = settings or get_settings()
     app.add_middleware(BodyLimitMiddleware, limit=current.max_body_bytes)
-    app.add_middleware(RateLimitMiddleware, per_minute=current.rate_limit_per_minute)
+    app.add_middleware(RateLimitMiddleware, per_minute=current.rate_limit_per_minute,
+                       identify=_token_client(current))
     if current.cors_origins:  # CORS stays off unless origins are configured
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -133,36 +133,55 @@ async def _too_large(scope: dict[str, Any], send: Any, limit: int) -> None:
 
 
 class RateLimitMiddleware:
-    """A sliding one-minute window of requests per client (bearer token subject, else address).
+    """A sliding one-minute window of requests per client: the client of a valid access token, else
+    the caller's address.
+
+    An unverified bearer header does not make a caller someone else: keyed by its hash, a password
+    guesser (or a memory exhauster) would only need to send a new random header each time. Windows
+    that have emptied are dropped, so the table holds the clients of the last minute only.
 
     Per process: with N API replicas a client gets up to N times the limit; a shared limiter (Redis)
     is the next step when that matters.
     """
 
-    def __init__(self, app: Any, per_minute: int) -> None:
+    #: how many keys before windows older than a minute are swept
+    SWEEP_AT = 10_000
+
+    def __init__(self, app: Any, per_minute: int, identify: Any = None) -> None:
         import collections
 
         self.app = app
         self.per_minute = per_minute
-        self.hits: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self.identify = identify  # token -> client id, or None when it does not verify
+        self.hits: dict[str, collections.deque[float]] = {}
 
     def _key(self, scope: dict[str, Any]) -> str:
         header = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
-        if header[:7].lower() == b"bearer ":
-            import hashlib
-
-            return "t:" + hashlib.sha256(header[7:]).hexdigest()[:32]
+        if header[:7].lower() == b"bearer " and self.identify is not None:
+            client_id = self.identify(header[7:].strip().decode("latin-1"))
+            if client_id:
+                return f"c:{client_id}"
         client = scope.get("client") or ("?", 0)
         return f"a:{client[0]}"
 
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, window in self.hits.items() if not window or window[-1] < now - 60]:
+            del self.hits[key]
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        import collections
         import time
 
         if scope["type"] != "http" or self.per_minute <= 0 or scope.get("path") in ("/healthz", "/readyz"):
             await self.app(scope, receive, send)
             return
         now = time.monotonic()
-        window = self.hits[self._key(scope)]
+        key = self._key(scope)
+        window = self.hits.get(key)
+        if window is None:
+            if len(self.hits) >= self.SWEEP_AT:
+                self._sweep(now)
+            window = self.hits[key] = collections.deque()
         while window and window[0] < now - 60:
             window.popleft()
         if len(window) >= self.per_minute:

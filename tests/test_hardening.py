@@ -45,8 +45,24 @@ def test_rate_limit_per_client(settings: Settings) -> None:
         refused = client.get("/fhir/metadata")
         assert int(refused.headers["retry-after"]) >= 1
         assert client.get("/healthz").status_code == 200  # probes are never limited
-        other = client.get("/fhir/metadata", headers={"Authorization": "Bearer another-client"})
-        assert other.status_code != 429  # the limit is per client
+        # a made-up bearer header does not make the caller someone else (no fresh window per guess)
+        for guess in range(3):
+            forged = client.get("/fhir/metadata", headers={"Authorization": f"Bearer guess-{guess}"})
+            assert forged.status_code == 429
+
+
+def test_rate_limit_windows_are_per_verified_client(settings: Settings) -> None:
+    from tests.security.conftest import add_client, bearer, get_token, secured
+
+    limited = secured(settings, rate_limit_per_minute=4)
+    with TestClient(create_app(limited)) as client:
+        first, second = add_client(limited, "default", "admin"), add_client(limited, "default", "admin")
+        token = get_token(client, first)  # one request from this address
+        other = get_token(client, second)  # two
+        assert [client.get("/fhir/metadata", headers=bearer(token)).status_code for _ in range(5)] == (
+            [200] * 4 + [429])
+        assert client.get("/fhir/metadata", headers=bearer(other)).status_code == 200  # its own window
+        assert client.get("/fhir/metadata").status_code == 200  # the address: 3 of 4 so far
 
 
 def test_body_limit_on_every_endpoint(client: TestClient) -> None:
