@@ -83,3 +83,11 @@ def unit_of_work(settings: Settings) -> Iterator[Session]:
     with transaction(settings.database_url) as session:
         yield session
     enqueue_committed(settings, session)
+
+
+@contextmanager
+def read_only_work(settings: Settings) -> Iterator[Session]:
+    """One read-only transaction (:func:`hub.store.db.transaction` with ``readonly=True``): on SQLite
+    it does not take the write lock, and a write inside it raises. It writes no jobs: nothing to enqueue."""
+    with transaction(settings.database_url, readonly=True) as session:
+        yield session

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         "tenant. Refused when HUB_ENVIRONMENT=production.",
     )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default).")
+    db_pool_size: int = Field(
+        default=20, ge=1, le=500, description="PostgreSQL connections each process keeps open (its pool)."
+    )
+    db_max_overflow: int = Field(
+        default=20, ge=0, le=500, description="Extra PostgreSQL connections a busy process may open for a while."
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="Bearer token a Prometheus scraper sends to GET /metrics for every tenant's series "

@@ -1,7 +1,8 @@
 """FHIR R4 REST endpoints under ``/fhir``: parse the HTTP request, call the service, render.
 
-Routers stay thin: no query, no translation. Each request runs in one transaction
-(:func:`hub.deps.unit_of_work`), executed in the thread pool because the store is synchronous.
+Routers stay thin: no query, no translation. Each request runs in the thread pool because the store
+is synchronous: a write in one transaction with its AuditEvent (:func:`hub.deps.unit_of_work`), a read
+in a read-only transaction followed by its AuditEvent's own (see :func:`run`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.deps import SettingsDep, TenantDep, get_clock, unit_of_work
+from hub.deps import SettingsDep, TenantDep, get_clock, read_only_work, unit_of_work
 from hub.errors import (
     BadRequest,
     HubError,
@@ -132,11 +133,28 @@ INTERACTIONS = {
     "update": "update", "delete": "delete", "instance_history": "history-instance",
     "type_history": "history-type", "system_history": "history-system", "transaction": "transaction",
 }
+#: interactions that only read the store (FhirService.read, vread, search, history): run() serves them
+#: from a read-only transaction. capabilities (/metadata) and $validate do not touch the store.
+READ_INTERACTIONS = frozenset(
+    {"read", "vread", "search-type", "history-instance", "history-type", "history-system"}
+)
 
 
 async def run(request: Request, settings: Settings, tenant: str, work: Callable[[FhirService], T]) -> T:
-    """Run ``work`` in one transaction under the caller's access policy, and audit it (AuditEvent in
-    the same transaction on success; in a transaction of its own when the request failed)."""
+    """Run ``work`` under the caller's access policy, and audit it.
+
+    - Writes (and any interaction not known to be a read): ``work`` and its success AuditEvent in one
+      transaction: both are stored, or neither.
+    - Reads (:data:`READ_INTERACTIONS`): ``work`` in a read-only transaction, then the success
+      AuditEvent in a short transaction of its own. On SQLite the read then neither waits for nor
+      holds the single write lock (only the audit insert does), so reads no longer queue behind each
+      other and behind writes. The trade-off: the read and its audit are no longer atomic. The audit
+      is committed before the response is sent, and if it cannot be stored the request fails (500
+      and an outcome-8 audit attempt): no read is served without its AuditEvent. What can happen is
+      an audited read whose response never reached the client (as when the connection drops).
+    - A failed request is audited in a transaction of its own (outcome 4 for a ``HubError``, 8 for
+      anything else), reads and writes alike.
+    """
     from hub.security.audit import audit_event
     from hub.security.policy import AccessPolicy
 
@@ -154,26 +172,37 @@ async def run(request: Request, settings: Settings, tenant: str, work: Callable[
                            address=address, resource_type=resource_type, resource_id=resource_id, query=query,
                            description=why)
 
+    def service(session: Any) -> FhirService:
+        svc = _service(session, settings, tenant, base, clock)
+        svc.policy = AccessPolicy(principal, svc)
+        return svc
+
+    def resource_id_of(result: Any) -> str | None:
+        stored = getattr(result, "stored", None)
+        return request.path_params.get("resource_id") or (stored.id if stored else None)
+
+    def audit_alone(outcome: int, resource_id: str | None, why: str | None = None) -> None:
+        with unit_of_work(settings) as session:
+            svc = _service(session, settings, tenant, base, clock)
+            svc.record_audit(event(svc, outcome, resource_id, why))
+
     def job() -> T:
         try:
+            if interaction in READ_INTERACTIONS:
+                with read_only_work(settings) as session:
+                    result = work(service(session))
+                audit_alone(0, resource_id_of(result))  # raises if it cannot be stored: then no response
+                return result
             with unit_of_work(settings) as session:
-                svc = _service(session, settings, tenant, base, clock)
-                svc.policy = AccessPolicy(principal, svc)
+                svc = service(session)
                 result = work(svc)
-                stored = getattr(result, "stored", None)
-                resource_id = request.path_params.get("resource_id") or (stored.id if stored else None)
-                svc.record_audit(event(svc, 0, resource_id))
+                svc.record_audit(event(svc, 0, resource_id_of(result)))
                 return result
         except HubError as exc:
-            with unit_of_work(settings) as session:
-                svc = _service(session, settings, tenant, base, clock)
-                svc.record_audit(event(svc, 4, request.path_params.get("resource_id"),
-                                       f"HTTP {exc.status_code} {exc.code}"))
+            audit_alone(4, request.path_params.get("resource_id"), f"HTTP {exc.status_code} {exc.code}")
             raise
         except Exception:
-            with unit_of_work(settings) as session:  # a server error is audited too (outcome 8)
-                svc = _service(session, settings, tenant, base, clock)
-                svc.record_audit(event(svc, 8, request.path_params.get("resource_id"), "HTTP 500"))
+            audit_alone(8, request.path_params.get("resource_id"), "HTTP 500")  # audited too
             raise
 
     return await run_in_threadpool(job)
@@ -260,7 +289,10 @@ async def system_history(request: Request, settings: SettingsDep, tenant: Tenant
 async def search(resource_type: str, request: Request, settings: SettingsDep, tenant: TenantDep) -> Response:
     check_accept(request)
     items, is_strict = query_items(request), strict(request)
-    return fhir_response(await run(request, settings, tenant, lambda svc: svc.search(resource_type, items, strict=is_strict)))
+    bundle = await run(
+        request, settings, tenant, lambda svc: svc.search(resource_type, items, strict=is_strict)
+    )
+    return fhir_response(bundle)
 
 
 @router.post("/{resource_type}/_search", summary="Search (form-encoded POST)")
@@ -272,7 +304,10 @@ async def search_post(resource_type: str, request: Request, settings: SettingsDe
     form = await request.form()
     items = query_items(request) + [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
     is_strict = strict(request)
-    return fhir_response(await run(request, settings, tenant, lambda svc: svc.search(resource_type, items, strict=is_strict)))
+    bundle = await run(
+        request, settings, tenant, lambda svc: svc.search(resource_type, items, strict=is_strict)
+    )
+    return fhir_response(bundle)
 
 
 @router.post("/{resource_type}", summary="Create (conditional with If-None-Exist)")
@@ -368,7 +403,8 @@ async def instance_history(
 ) -> Response:
     check_accept(request)
     items = query_items(request)
-    return fhir_response(await run(request, settings, tenant, lambda svc: svc.history(resource_type, resource_id, items)))
+    bundle = await run(request, settings, tenant, lambda svc: svc.history(resource_type, resource_id, items))
+    return fhir_response(bundle)
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}", summary="Version read")
