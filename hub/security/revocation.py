@@ -83,7 +83,7 @@ def revoked_in_store(database_url: str, client_id: str) -> bool:
     from hub.store.db import transaction
     from hub.store.models import Client
 
-    with transaction(database_url) as session:
+    with transaction(database_url, readonly=True) as session:  # never waits for the SQLite writer
         row = session.execute(select(Client.revoked_at).where(Client.client_id == client_id)).first()
     return row is None or row.revoked_at is not None
 
