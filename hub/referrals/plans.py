@@ -194,7 +194,12 @@ class PlanService(ReferralService):
         }
 
     def _plans_for(self, sr_ref: str) -> list[dict[str, Any]]:
-        plans = self._search("CarePlan", [("identifier", f"{PLAN_SYSTEM}|")])
+        """The plans of care of a referral: a plan's identifier is its referral Task's id."""
+        plans = [
+            plan
+            for task in self._search("Task", [("focus", sr_ref), ("code", "fulfill")])
+            for plan in self._search("CarePlan", [("identifier", f"{PLAN_SYSTEM}|{task['id']}")])
+        ]
         return [p for p in plans if any(i.get("reference") == sr_ref for i in p.get("supportingInfo") or [])]
 
     def _referrer_name(self, sr: dict[str, Any]) -> str:

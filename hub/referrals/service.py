@@ -35,6 +35,9 @@ def _ref_id(reference: dict[str, Any] | None) -> tuple[str, str] | None:
 class ReferralService:
     """One per transaction; ``fhir`` is the FHIR service of the same session."""
 
+    #: matches read per search request (the store's largest page)
+    search_page = 500
+
     def __init__(self, fhir: FhirService, *, now: datetime | None = None) -> None:
         self.fhir = fhir
         self.now = now
@@ -49,9 +52,18 @@ class ReferralService:
         return jsonio.loads(stored.content or "{}")
 
     def _search(self, resource_type: str, items: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        bundle = self.fhir.search(resource_type, items + [("_count", "500")], strict=True)
-        return [jsonio.loads(jsonio.dumps(e["resource"])) for e in bundle.get("entry", [])
-                if e.get("search", {}).get("mode") == "match"]
+        """Every match, page after page (a clinic may have more active plans than one page holds)."""
+        found: list[dict[str, Any]] = []
+        page = self.search_page
+        while True:
+            bundle = self.fhir.search(
+                resource_type, items + [("_count", str(page)), ("_offset", str(len(found)))], strict=True
+            )
+            matches = [jsonio.loads(jsonio.dumps(e["resource"])) for e in bundle.get("entry", [])
+                       if e.get("search", {}).get("mode") == "match"]
+            found.extend(matches)
+            if not any(link.get("relation") == "next" for link in bundle.get("link", [])) or not matches:
+                return found
 
     def ensure_clinic(self) -> str:
         """The tenant's own Organization (the clinic that owns incoming referrals)."""

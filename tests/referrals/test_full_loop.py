@@ -225,3 +225,26 @@ def test_the_scheduled_clock_task_flags_overdue_certifications(
         assert certification_clocks(now="2026-04-03T08:00:00") == 1
         after = [o for o in client.get("/certifications").json() if o["task"] == certification["task"]]
         assert after[0]["business_status"] == "overdue"
+
+
+def test_the_scheduled_clock_task_reaches_every_plan_past_the_first_page(
+    settings: Settings, clock: Clock, monkeypatch
+) -> None:
+    """A clinic with more active plans than one search page holds: every plan is recomputed (the
+    page is made tiny here; the store's page is 500)."""
+    from hub.referrals.service import ReferralService
+    from workers.tasks import certification_clocks
+
+    app = create_app(settings)
+    app.dependency_overrides[get_clock] = lambda: clock
+    with TestClient(app, base_url="http://testserver") as client:
+        for number in ("R-P1", "R-P2", "R-P3"):
+            task_id = client.post("/referrals", json=referral(number)).json()["task"].split("/")[1]
+            client.post(f"/referrals/{task_id}/status", json={"status": "accepted"})
+            assert client.post(f"/referrals/{task_id}/plan-of-care", json=PLAN).status_code == 201
+        monkeypatch.setattr(ReferralService, "search_page", 2)
+        monkeypatch.setattr("workers.tasks.get_settings", lambda: settings)
+        assert certification_clocks(now="2026-04-03T08:00:00") == 3
+        overdue = [o for o in client.get("/certifications").json()
+                   if o["kind"] == "certification" and o["business_status"] == "overdue"]
+        assert len(overdue) == 3
