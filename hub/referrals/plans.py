@@ -67,6 +67,11 @@ class DischargeIn(BaseModel):
     author: str | None = Field(default=None, pattern=r"^PractitionerRole/[A-Za-z0-9\-.]{1,64}$")
 
 
+OBLIGATION_KINDS = frozenset({"certification", "recertification", "progress-report"})
+#: final statuses of an obligation Task: it never leaves them
+CLOSED_OBLIGATION = frozenset({"completed", "cancelled", "failed", "entered-in-error"})
+
+
 def _code(task: dict[str, Any]) -> str | None:
     from mappings.referral.certification import OBLIGATION_CODE_SYSTEM
 
@@ -452,6 +457,14 @@ class PlanService(ReferralService):
     def on_change(self, change: Change) -> None:
         super().on_change(change)
         resource = change.resource or {}
+        if change.resource_type == "Task" and change.interaction == "update" and change.previous:
+            before = jsonio.loads(change.previous).get("status")
+            if (_code(resource) in OBLIGATION_KINDS and before in CLOSED_OBLIGATION
+                    and resource.get("status") != before):
+                # e.g. a certification cancelled at discharge "completed" by a PUT: that would record
+                # a signature on a plan that has ended
+                raise Conflict(f"This obligation is {before}: it cannot become {resource.get('status')}",
+                               expression="Task.status")
         if (change.resource_type == "Task" and change.interaction == "update"
                 and _code(resource) in ("certification", "recertification")
                 and resource.get("status") == "completed" and change.previous

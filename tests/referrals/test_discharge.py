@@ -218,6 +218,13 @@ def test_discharge_closes_the_open_obligations_and_the_plan(
     recertification = kinds["recertification"]["task"].split("/")[1]
     refused = client.post(f"/certifications/{recertification}/sign", json={})
     assert refused.status_code == 409 and "cancelled" in refused.json()["title"]
+    # nor does a plain FHIR PUT that "completes" the cancelled obligation (it would record a signature)
+    closed = client.get(f"/fhir/Task/{recertification}").json()
+    signatures = client.get("/fhir/Provenance", params={"_summary": "count"}).json()["total"]
+    forced = client.put(f"/fhir/Task/{recertification}", content=json.dumps({**closed, "status": "completed"}),
+                        headers={"Content-Type": "application/fhir+json"})
+    assert forced.status_code == 409 and "cancelled" in forced.text
+    assert client.get("/fhir/Provenance", params={"_summary": "count"}).json()["total"] == signatures
     monkeypatch.setattr("workers.tasks.get_settings", lambda: settings)
     assert certification_clocks(now="2026-05-01T08:00:00") == 0  # no active plan left to recompute
     assert _versions(client, everything) == frozen
