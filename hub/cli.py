@@ -492,6 +492,29 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision (def
     typer.echo(f"Store at {_redact(settings.database_url)} is at revision {current(settings.database_url)}")
 
 
+@db_app.command("reindex")
+def db_reindex(
+    resource_type: str | None = typer.Option(None, "--type", help="Only this resource type, e.g. Appointment."),
+    tenant: str | None = typer.Option(None, help="Only this tenant (default: every tenant)."),
+    batch: int = typer.Option(500, min=1, max=10_000, help="Resources per transaction."),
+) -> None:
+    """Rebuild the search index from the stored resources, after an upgrade that adds search parameters.
+
+    Resources, versions and history are not changed; the API keeps serving meanwhile."""
+    from hub.settings import get_settings
+    from hub.store.reindex import reindex
+    from mappings.fhir import SUPPORTED_TYPES
+
+    if resource_type is not None and resource_type not in SUPPORTED_TYPES:
+        typer.echo(f"error: unknown resource type {resource_type!r} (one of {', '.join(SUPPORTED_TYPES)})", err=True)
+        raise typer.Exit(2)
+    settings = get_settings()
+    report = reindex(settings.database_url, resource_type=resource_type, tenant=tenant, batch=batch,
+                     progress=lambda n: typer.echo(f"  {n} resources reindexed ...", err=True))
+    kinds = ", ".join(f"{t} {n}" for t, n in sorted(report.by_type.items())) or "nothing to do"
+    typer.echo(f"Reindexed {report.resources} resources ({kinds})")
+
+
 @db_app.command("current")
 def db_current() -> None:
     """Print the store's schema revision."""

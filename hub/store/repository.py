@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, not_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, not_, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from hub.fhir.searchparams import IndexValues, normalise_string
@@ -395,3 +395,25 @@ def patients_of_requester(session: Session, *, tenant: str, requester: tuple[str
         )
     )
     return {f"Patient/{row[0]}" for row in rows}
+
+
+# ---------------------------------------------------------------- reindex
+
+
+def resource_keys(
+    session: Session, *, resource_type: str | None = None, tenant: str | None = None,
+    after: tuple[str, str, str] | None = None, limit: int = 500,
+) -> list[tuple[str, str, str]]:
+    """(tenant, type, id) of current, not deleted resources in key order, after ``after`` (keyset paging)."""
+    conditions = [Resource.deleted.is_(False)]
+    if resource_type is not None:
+        conditions.append(Resource.resource_type == resource_type)
+    if tenant is not None:
+        conditions.append(Resource.tenant_id == tenant)
+    if after is not None:
+        conditions.append(tuple_(Resource.tenant_id, Resource.resource_type, Resource.id) > tuple_(*after))
+    stmt = (
+        select(Resource.tenant_id, Resource.resource_type, Resource.id).where(*conditions)
+        .order_by(Resource.tenant_id, Resource.resource_type, Resource.id).limit(limit)
+    )
+    return [(t, r, i) for t, r, i in session.execute(stmt)]
