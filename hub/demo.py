@@ -125,11 +125,13 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                 echo("Where to look (every API but /fhir/metadata needs a bearer token):")
                 echo(f"  sign in            curl -s -u {admin_id}:{admin_secret} -d grant_type=client_credentials "
                      f"{base}/auth/token")
+                echo(f"  dashboard          {base}/dashboard   (sign in as {admin_id} with the secret above)")
                 echo(f"  referrals          {base}/referrals")
                 echo(f"  certifications     {base}/certifications?include_done=true")
                 echo(f"  FHIR API           {base}/fhir/Task?code=fulfill   (metadata: {base}/fhir/metadata)")
                 echo(f"  messages & events  {base}/admin/api/messages")
                 echo(f"  connectors health  {base}/admin/api/connectors")
+                echo(f"  metrics            {base}/metrics   (Prometheus text; an administrator's token)")
                 echo(f"  API docs           {base}/docs")
                 echo(f"  from a shell       HUB_DATABASE_URL=sqlite:///{(data_dir / 'hub.db').resolve()} hub jobs")
             if keep_running:

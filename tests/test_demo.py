@@ -19,7 +19,7 @@ def test_hub_demo_finishes_green_with_no_services(tmp_path: Path) -> None:
     for expected in ("referral sent", "sent for signature", "signed", "progress report: due",
                      "discharged: referral completed", "all signatures valid: True", "Where to look"):
         assert expected in out, out
-    assert "[11/11] done" in out
+    assert "[11/11] done" in out and "/dashboard" in out
     assert "HL7 v2 messages acknowledged" in out and " 0 HL7 v2" not in out  # every connector kind is used
     # the legacy system heard of the referral's status, the booked visit and the plan of care
     assert "RRI^I12 x" in out and "SIU^S12 x1" in out and "MDM^T02 x1" in out, out
