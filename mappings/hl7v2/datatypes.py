@@ -243,6 +243,11 @@ def fhir_datetime(value: datetime) -> str:
     return value.replace(microsecond=0).isoformat() + "Z"
 
 
+def naive_utc(now: datetime) -> datetime:
+    """``now`` as naive UTC (an aware value is converted; a naive one is taken as UTC already)."""
+    return now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo is not None else now
+
+
 def v2_dtm(value: datetime | str | None) -> str:
     """DTM of a naive UTC datetime or a FHIR dateTime/instant ("" for None)."""
     if value is None:

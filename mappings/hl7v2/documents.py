@@ -58,12 +58,12 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from mappings.hl7v2 import tables
 from mappings.hl7v2.ack import read_header
-from mappings.hl7v2.datatypes import ei, fhir_date, fhir_datetime, parse_dtm, read_cx, read_ei, v2_dtm
+from mappings.hl7v2.datatypes import ei, fhir_date, fhir_datetime, naive_utc, parse_dtm, read_cx, read_ei, v2_dtm
 from mappings.hl7v2.errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, Hl7Error, at
 from mappings.hl7v2.outbound import (
     FHIR_ID_NAMESPACE,
@@ -83,11 +83,6 @@ from mappings.plan_of_care.pdf import LOINC, PLAN_OF_CARE_NOTE
 __all__ = ["PlanSummaryMessage", "plan_to_mdm", "read_plan_summary"]
 
 _TERM_LABELS = {"short-term": "Short-term goal", "long-term": "Long-term goal"}
-
-
-def _utc(now: datetime) -> datetime:
-    """``now`` as naive UTC (an aware value is converted; a naive one is taken as UTC already)."""
-    return now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo is not None else now
 
 
 def _line(text: str) -> str:
@@ -308,7 +303,7 @@ def plan_to_mdm(
     revision = _revision(plan)
 
     writer = Writer(header.separators)
-    when = _utc(now)
+    when = naive_utc(now)
     _msh(writer, header, ["MDM", event, "MDM_T02"], control_id, when)
     writer.segment("EVN", event, v2_dtm(when))
     _pid(writer, context.get(subject), subject)

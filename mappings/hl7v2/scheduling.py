@@ -78,7 +78,7 @@ from typing import Any
 
 from mappings.hl7v2 import tables
 from mappings.hl7v2.ack import read_header
-from mappings.hl7v2.datatypes import ei, parse_dtm, read_cx, read_ei
+from mappings.hl7v2.datatypes import ei, naive_utc, parse_dtm, read_cx, read_ei
 from mappings.hl7v2.errors import (
     DATA_TYPE_ERROR,
     REQUIRED_FIELD_MISSING,
@@ -113,11 +113,6 @@ _FRACTION = re.compile(r"\.(\d{1,4})")
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-
-def _utc(now: datetime) -> datetime:
-    """``now`` as naive UTC (an aware value is converted; a naive one is taken as UTC already)."""
-    return now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo is not None else now
 
 
 def _parse_instant(value: Any) -> datetime | None:
@@ -323,7 +318,7 @@ def appointment_to_siu(
         service = list(tables.DISCIPLINE_OUT[discipline])
 
     writer = Writer(header.separators)
-    _msh(writer, header, ["SIU", event, "SIU_S12"], control_id, _utc(now))
+    _msh(writer, header, ["SIU", event, "SIU_S12"], control_id, naive_utc(now))
     identifier = _first_identifier(appointment)
     reason = _ce((appointment.get("reasonCode") or [None])[0])
     placer_order = _first_identifier(service_request)
