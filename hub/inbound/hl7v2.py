@@ -102,9 +102,7 @@ from mappings.referral.task_state import (
     FHIR_TASK_STATUSES,
     REASON_REQUIRED,
     allowed_transitions,
-    business_status_concept,
     business_status_of,
-    fhir_datetime,
     held_from_of,
     parse_business_status,
 )
@@ -319,9 +317,8 @@ def _apply_status_update(
         if current != update.status or code is None or business_status_of(task) == code:
             return task_ref, False  # a repeat: nothing new
         # the same status, a new business status (in-progress: "unattended", "event-completed"...)
-        changed = {**task, "businessStatus": business_status_concept(code), "lastModified": fhir_datetime(now)}
         try:
-            fhir.update("Task", task["id"], changed)
+            ReferralService(fhir, now=now).set_business_status(task["id"], code)
         except HubError as exc:
             raise _store_refused(exc) from None
         return task_ref, True

@@ -181,6 +181,20 @@ class ReferralService:
         self.fhir.update("Task", task_id, updated)
         return self.view(self._read("Task", task_id))
 
+    def set_business_status(self, task_id: str, code: Any) -> dict[str, Any]:
+        """The same status, a new BSeR business status (e.g. in progress: scheduled -> unattended)."""
+        from mappings.referral.task_state import with_business_status
+
+        task = self._read("Task", task_id)
+        if not _is_referral_task(task):
+            raise NotFound(f"Task/{task_id} is not a referral")
+        try:
+            updated = with_business_status(task, code, now=self._now())
+        except ValueError as exc:
+            raise Conflict(str(exc), expression="Task.businessStatus") from None
+        self.fhir.update("Task", task_id, updated)
+        return self.view(self._read("Task", task_id))
+
     # ------------------------------------------------------------ views
 
     def view(self, task: dict[str, Any]) -> dict[str, Any]:

@@ -389,6 +389,17 @@ def referral_task(
     return task
 
 
+def with_business_status(task: Mapping[str, Any], code: BusinessStatus, *, now: datetime) -> dict[str, Any]:
+    """A new Task: ``task`` with the BSeR business status ``code`` under its unchanged status (e.g.
+    in progress, "unattended" after "scheduled"). Raises ValueError if ``code`` is not allowed there."""
+    if code not in BUSINESS_STATUS_ALLOWED.get(str(task.get("status")), frozenset()):
+        raise ValueError(f"the business status {code.value} is not allowed with the status {task.get('status')}")
+    new = copy.deepcopy(dict(task))
+    new["businessStatus"] = business_status_concept(code)
+    new["lastModified"] = fhir_datetime(now)
+    return new
+
+
 def apply_transition(
     task: Mapping[str, Any],
     target_status: str,

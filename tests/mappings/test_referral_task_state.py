@@ -580,3 +580,14 @@ def test_held_from_of_reads_the_hold_origin() -> None:
     check_transition("on-hold", "received", held_from=held_from_of(held))
     with pytest.raises(IllegalTransition):
         check_transition("on-hold", "in-progress", held_from=held_from_of(held))
+
+
+def test_a_new_business_status_under_the_same_status() -> None:
+    from mappings.referral.task_state import BusinessStatus, business_status_of, with_business_status
+
+    task = {"resourceType": "Task", "id": "t", "status": "in-progress", "intent": "order"}
+    unattended = with_business_status(task, BusinessStatus.UNATTENDED, now=datetime(2024, 3, 6, 9))
+    assert unattended["status"] == "in-progress" and business_status_of(unattended) is BusinessStatus.UNATTENDED
+    assert unattended["lastModified"].startswith("2024-03-06T09:00") and "businessStatus" not in task
+    with pytest.raises(ValueError):
+        with_business_status({**task, "status": "requested"}, BusinessStatus.UNATTENDED, now=datetime(2024, 3, 6))
