@@ -404,7 +404,8 @@ def clients_add(
     fhir_user: str | None = typer.Option(None, help="PractitionerRole/<id> of a referring physician."),
     public_key: Path | None = typer.Option(None, exists=True, dir_okay=False,
                                            help="PEM public key for SMART Backend Services (no secret then)."),
-    client_id: str | None = typer.Option(None, help="Choose the client id (default: generated)."),
+    label: str | None = typer.Option(None, help="Put in front of the generated client id (default: the role)."),
+    client_id: str | None = typer.Option(None, help="An exact client id instead of a generated one."),
     tenant: str | None = TenantOpt,
 ) -> None:
     """Register a client; its secret is printed once (store it now)."""
@@ -417,7 +418,8 @@ def clients_add(
     try:
         with uow as session:
             new = ClientService(session, settings=settings, now=datetime.now(UTC).replace(tzinfo=None)).add(
-                tenant=tenant, name=name, role=role, scopes=scopes, fhir_user=fhir_user, client_id=client_id,
+                tenant=tenant, name=name, role=role, scopes=scopes, fhir_user=fhir_user, label=label,
+                client_id=client_id,
                 public_key=public_key.read_text() if public_key else None, with_secret=public_key is None)
     except HubError as exc:
         typer.echo(f"error: {exc}", err=True)

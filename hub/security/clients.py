@@ -1,10 +1,18 @@
-"""OAuth2 clients: registration (CLI, admin API), authentication, token issuance."""
+"""OAuth2 clients: registration (CLI, admin API), authentication, token issuance.
+
+Client ids are one namespace for the whole hub (the token endpoint finds a client by its id alone),
+so a tenant's administrator never chooses one: ids are generated, ``<label>-<16 hex digits>``, the
+label (default: the role) being the caller's only say. No id a caller can ask for can collide with
+another tenant's, and registering never answers "exists already". Only the operator's own tools (the
+CLI, the demo, the local admin of a fresh install) may register an exact id.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +35,8 @@ DEFAULT_SCOPES = {
     "system": "system/*.rs",
 }
 TOKEN_LIFETIME = timedelta(minutes=15)
+#: what a caller may put in front of a generated client id
+LABEL = re.compile(r"[A-Za-z0-9_.\-]{1,40}")
 
 
 class AuthFailed(HubError):
@@ -86,8 +96,10 @@ class ClientService:
     # ------------------------------------------------------------ registration
 
     def add(self, *, tenant: str, name: str, role: str, scopes: str | None = None,
-            public_key: str | None = None, fhir_user: str | None = None, client_id: str | None = None,
-            with_secret: bool = True) -> NewClient:
+            public_key: str | None = None, fhir_user: str | None = None, label: str | None = None,
+            client_id: str | None = None, with_secret: bool = True) -> NewClient:
+        """Register a client. Its id is generated from ``label`` (default: the role); ``client_id``
+        (an exact id, refused if taken) is for the operator's tools only, never for a tenant's admin."""
         if role not in ROLES:
             raise BadRequest(f"role must be one of {', '.join(ROLES)}")
         scopes = scopes or DEFAULT_SCOPES[role]
@@ -106,9 +118,13 @@ class ClientService:
         from hub.store.repository import ensure_tenant
 
         ensure_tenant(self.session, tenant_id=tenant, name=f"Clinic {tenant}", now=self.now)
-        client_id = client_id or f"{role}-{secrets.token_hex(6)}"
-        if self.session.scalar(select(Client.id).where(Client.client_id == client_id)) is not None:
-            raise Conflict(f"client {client_id} exists already")
+        if label is not None and not LABEL.fullmatch(label):
+            raise BadRequest("label must be 1-40 letters, digits, '.', '_' or '-'")
+        if client_id is not None:
+            if self._taken(client_id):
+                raise Conflict(f"client {client_id} exists already")
+        else:
+            client_id = self._generated_id(label or role)
         secret = secrets.token_urlsafe(32) if with_secret else None
         self.session.add(Client(
             tenant_id=tenant, client_id=client_id, name=name, role=role, scopes=scopes,
@@ -118,6 +134,17 @@ class ClientService:
         self.session.flush()
         self._forget_on_commit(client_id)
         return NewClient(client_id, secret, role, scopes)
+
+    def _taken(self, client_id: str) -> bool:
+        return self.session.scalar(select(Client.id).where(Client.client_id == client_id)) is not None
+
+    def _generated_id(self, label: str) -> str:
+        """``<label>-<64 random bits>``, drawn again in the (astronomically unlikely) case it is taken
+        (e.g. by an exact id the operator chose): the caller never learns of another client."""
+        while True:
+            client_id = f"{label}-{secrets.token_hex(8)}"
+            if not self._taken(client_id):
+                return client_id
 
     def list(self, *, tenant: str | None = None) -> list[dict[str, Any]]:
         stmt = select(Client).order_by(Client.client_id)

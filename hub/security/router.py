@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from hub.deps import SettingsDep, TenantDep, get_clock, require_roles, unit_of_work
@@ -59,12 +59,18 @@ async def token(request: Request, settings: SettingsDep) -> JSONResponse:
 
 
 class ClientIn(BaseModel):
+    """A client to register. Its id is generated (``<label>-<random>``): ids are unique across all
+    tenants, so letting a tenant's admin choose one would tell it, and let it take, other tenants' ids."""
+
+    model_config = ConfigDict(extra="forbid")  # a client_id sent anyway is refused, not silently replaced
+
     name: str = Field(min_length=1, max_length=200)
     role: str = Field(pattern="^(admin|clinic|referrer|system)$")
     scopes: str | None = Field(default=None, description="SMART v2 scopes; default depends on the role")
     public_key: str | None = Field(default=None, description="PEM public key for client_assertion (RS384/ES384)")
     fhir_user: str | None = Field(default=None, description="PractitionerRole/<id> for a referrer")
-    client_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{3,100}$")
+    label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,40}$",
+                              description="Put in front of the generated client id (default: the role)")
     with_secret: bool = True
 
 
