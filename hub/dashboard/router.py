@@ -4,8 +4,10 @@ services), each read or action in one transaction, scoped to the signed-in clien
 
 Sign-in takes the client id and secret of an ``admin`` client of the hub and checks them exactly as
 ``POST /auth/token`` does (:meth:`hub.security.clients.ClientService.token`); the session is the
-``hub_session`` cookie (:mod:`hub.dashboard.session`). Every request checks the client's revocation as
-the API checks bearer tokens (:mod:`hub.security.revocation`), so revoking it ends its sessions. Every
+``hub_session`` cookie (:mod:`hub.dashboard.session`), recorded in the store at sign-in and deleted at
+sign-out, so that a copied cookie dies with its session on every replica. Every request checks that
+record and the client's revocation as the API checks bearer tokens (:mod:`hub.security.revocation`),
+so revoking the client ends its sessions. Every
 POST carries the session's CSRF token; actions answer 303 with a sealed notice. Pages show ids,
 statuses, counts, times and error texts, never names or payloads. No script runs: the pages need
 nothing but the static stylesheet, and their Content-Security-Policy allows nothing else.
@@ -171,16 +173,35 @@ class User:
         return sessions.seal_flash(sessions.box_for(self.settings), self.session, kind, text, self.now)
 
 
-def _still_registered(settings: Settings, client_id: str) -> bool:
-    """The API's own check of bearer tokens: the client is registered and not revoked (a revocation in
-    this process counts at once, one in another process within seconds: :mod:`hub.security.revocation`)."""
+def _still_valid(settings: Settings, session: DashboardSession) -> bool:
+    """The session is recorded in the store (not signed out, on any replica), and its client passes the
+    API's own check of bearer tokens: registered and not revoked (a revocation in this process counts
+    at once, one in another process within seconds: :mod:`hub.security.revocation`)."""
     from hub.security import tokens
+    from hub.store.dashboard_repository import session_is_live
+    from hub.store.db import transaction
 
     try:
-        tokens.refuse_revoked(settings.database_url, client_id)
+        tokens.refuse_revoked(settings.database_url, session.client_id)
     except tokens.TokenError:
         return False
-    return True
+    with transaction(settings.database_url, readonly=True) as db:  # never waits for the SQLite writer
+        return session_is_live(db, sid=session.sid, client_id=session.client_id, tenant=session.tenant)
+
+
+def _start(settings: Settings, session: DashboardSession, now: datetime) -> None:
+    from hub.store.dashboard_repository import start_session
+
+    with unit_of_work(settings) as db:
+        start_session(db, sid=session.sid, client_id=session.client_id, tenant=session.tenant, now=now,
+                      started_after=now - sessions.ABSOLUTE)
+
+
+def _end(settings: Settings, session: DashboardSession) -> None:
+    from hub.store.dashboard_repository import end_session
+
+    with unit_of_work(settings) as db:
+        end_session(db, sid=session.sid)
 
 
 async def current_user(request: Request, settings: SettingsDep, clock: ClockDep) -> User:
@@ -198,7 +219,7 @@ async def current_user(request: Request, settings: SettingsDep, clock: ClockDep)
     else:
         if session is None or session.development:
             raise SignInRequired("expired" if token else None)
-        if not await run_in_threadpool(_still_registered, settings, session.client_id):
+        if not await run_in_threadpool(_still_valid, settings, session):
             raise SignInRequired("expired")
         principal = Principal.of(session.client_id, session.tenant, "admin", session.scope, None)
     if session.needs_refresh(now) and not getattr(request.state, "dashboard_cookie", None):
@@ -275,7 +296,7 @@ def _verify_admin(settings: Settings, client_id: str, secret: str, now: datetime
     form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
     try:
         with unit_of_work(settings) as db:
-            issued = ClientService(db, settings=settings, now=now).token(form, token_url="", basic=None)
+            issued = ClientService(db, settings=settings, now=now).token(form, audiences=[], basic=None)
         claims = tokens.verify(issued["access_token"], secrets=[settings.secret_key.get_secret_value()], now=now)
     except (AuthFailed, tokens.TokenError):
         return None
@@ -312,6 +333,7 @@ async def signin(request: Request, settings: SettingsDep, clock: ClockDep) -> Re
         log.info("hub.dashboard.signin_refused")
         return _signin_page(request, settings, now, status=401, client_id=client_id, error=REFUSED)
     session = sessions.new_session(principal.client_id, principal.tenant, now, scope=principal.scope)
+    await run_in_threadpool(_start, settings, session, now)
     log.info("hub.dashboard.signin", extra={"client_id": principal.client_id, "tenant": principal.tenant})
     response = RedirectResponse("/dashboard", status_code=303)
     _clear(response, SIGNIN_COOKIE)
@@ -322,6 +344,8 @@ async def signin(request: Request, settings: SettingsDep, clock: ClockDep) -> Re
 @router.post("/signout")
 async def signout(request: Request, user: UserDep, form: FormDep) -> Response:
     request.state.dashboard_cookie = None
+    if not user.session.development:  # the cookie is cleared here; the session ends everywhere
+        await run_in_threadpool(_end, user.settings, user.session)
     target = "/dashboard" if user.settings.auth_disabled else "/dashboard/signin?notice=signed-out"
     response = RedirectResponse(target, status_code=303)
     _clear(response, SESSION_COOKIE)

@@ -7,6 +7,10 @@ secret it carries stays unreadable wherever the cookie value might end up. Ferne
 the time of the last activity: a token older than :data:`IDLE` is refused (idle expiry) and an active
 session gets a fresh token; :data:`ABSOLUTE` after sign-in it is refused whatever the activity.
 
+The cookie is not enough on its own: each session is also recorded in the store at sign-in (by the
+SHA-256 of its ``sid``) and deleted at sign-out, and a cookie whose record is gone is refused, on every
+API replica (:mod:`hub.store.dashboard_repository`).
+
 Every token says what it is (``typ``): a session token is not accepted as a flash notice or as a
 sign-in form token, nor the other way round. No token holds patient data.
 """

@@ -326,3 +326,19 @@ class WrittenVersion(Base):
     written_at: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (Index("ix_written_versions_written_at", "written_at"),)
+
+
+class DashboardSessionRecord(Base):
+    """A signed-in dashboard session, known by the SHA-256 of the session id its cookie carries.
+
+    The cookie alone proves nothing once its row is gone: signing out deletes the row, so a copy of the
+    cookie is refused by every API replica. Rows older than the absolute session lifetime are purged."""
+
+    __tablename__ = "dashboard_sessions"
+
+    sid_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(100))
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    signed_in_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_dashboard_sessions_signed_in_at", "signed_in_at"),)
