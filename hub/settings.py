@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         description="Public base URL of the hub (e.g. https://hub.example.org), used for absolute "
         "Location headers and Bundle links; empty means the URL each request came to.",
     )
+    token_audiences: list[str] = Field(
+        default_factory=list,
+        description="The token endpoint URLs a client assertion's aud may name (JSON list); default: "
+        "HUB_BASE_URL + /auth/token. One of the two is required in production: the Host header is never trusted.",
+    )
     default_tenant: str = Field(default="default", description="Tenant used until authentication lands.")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest accepted body.")
     default_page_size: int = Field(default=20, ge=1, le=1000)
@@ -95,6 +100,11 @@ class Settings(BaseSettings):
     def _refuse_placeholder_secret(self) -> Settings:
         if self.environment == "production" and self.secret_key.get_secret_value() == PLACEHOLDER_SECRET:
             raise ValueError("HUB_SECRET_KEY must be set to a real secret when HUB_ENVIRONMENT=production")
+        if self.environment not in ("development", "test") and not (self.base_url or self.token_audiences):
+            raise ValueError(
+                "HUB_BASE_URL (or HUB_TOKEN_AUDIENCES) must be set when HUB_ENVIRONMENT=production: the token "
+                "endpoint checks client assertions against it instead of the Host header of each request"
+            )
         if self.environment == "production" and self.auth_disabled:
             raise ValueError("HUB_AUTH_DISABLED is a development flag and is refused when HUB_ENVIRONMENT=production")
         return self
@@ -109,6 +119,14 @@ class Settings(BaseSettings):
     @property
     def previous_keys(self) -> tuple[str, ...]:
         return tuple(k.strip() for k in self.secret_key_previous.split(",") if k.strip())
+
+    @property
+    def assertion_audiences(self) -> list[str]:
+        """The configured audiences of client assertions (empty: development and tests take the URL a
+        request came to)."""
+        if self.token_audiences:
+            return [a.rstrip("/") for a in self.token_audiences]
+        return [f"{self.base_url}/auth/token"] if self.base_url else []
 
     @property
     def fhir_base(self) -> str:

@@ -76,7 +76,8 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_production_refuses_placeholder_secret() -> None:
     with pytest.raises(ValidationError, match="HUB_SECRET_KEY"):
         Settings(environment="production")
-    assert Settings(environment="production", secret_key="a-real-secret-of-some-length").environment == "production"
+    assert Settings(environment="production", secret_key="a-real-secret-of-some-length",
+                    base_url="https://hub.example.org").environment == "production"
 
 
 def test_health_and_readiness(client: TestClient) -> None:

@@ -172,13 +172,14 @@ class ClientService:
 
     # ------------------------------------------------------------ token endpoint
 
-    def token(self, form: dict[str, str], *, token_url: str, basic: tuple[str, str] | None) -> dict[str, Any]:
+    def token(self, form: dict[str, str], *, audiences: list[str], basic: tuple[str, str] | None) -> dict[str, Any]:
+        """``audiences``: the token endpoint URLs a client assertion's ``aud`` may name."""
         if form.get("grant_type") != "client_credentials":
             raise AuthFailed("unsupported_grant_type", "only grant_type=client_credentials is supported", 400)
         if form.get("client_assertion"):
             if form.get("client_assertion_type") != tokens.ASSERTION_TYPE:
                 raise AuthFailed("invalid_request", f"client_assertion_type must be {tokens.ASSERTION_TYPE}", 400)
-            client = self._by_assertion(form["client_assertion"], token_url)
+            client = self._by_assertion(form["client_assertion"], audiences)
         else:
             client_id, secret = basic or (form.get("client_id", ""), form.get("client_secret", ""))
             client = self._active(client_id)
@@ -206,13 +207,13 @@ class ClientService:
             raise AuthFailed("invalid_client", "client authentication failed")
         return client
 
-    def _by_assertion(self, assertion: str, token_url: str) -> Client:
+    def _by_assertion(self, assertion: str, audiences: list[str]) -> Client:
         try:
             client = self._client(tokens.assertion_subject(assertion))
             if not client.public_key:
                 raise AuthFailed("invalid_client", "this client has no registered public key")
             jti, expires = tokens.verify_assertion(
-                assertion, public_key_pem=client.public_key, client_id=client.client_id, token_url=token_url,
+                assertion, public_key_pem=client.public_key, client_id=client.client_id, audiences=audiences,
                 now=self.now,
             )
         except tokens.TokenError as exc:

@@ -15,13 +15,20 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.deps import SettingsDep, TenantDep, get_clock, require_roles, unit_of_work
 from hub.security.clients import AuthFailed, ClientService
+from hub.settings import Settings
 
 router = APIRouter(tags=["auth"])
 
 
-def token_url(request: Request, settings: Any) -> str:
-    base = settings.base_url or str(request.base_url).rstrip("/")
-    return f"{base}/auth/token"
+def token_audiences(request: Request, settings: Settings) -> list[str]:
+    """What a client assertion's ``aud`` must name: the configured token endpoint URL(s); only in
+    development and tests, with none configured, the URL this request came to (its Host header)."""
+    configured = settings.assertion_audiences
+    if configured:
+        return configured
+    if settings.environment not in ("development", "test"):  # the settings refuse this; never trust Host
+        raise RuntimeError("no token audience configured")
+    return [f"{str(request.base_url).rstrip('/')}/auth/token"]
 
 
 def _basic(request: Request) -> tuple[str, str] | None:
@@ -40,12 +47,12 @@ def _basic(request: Request) -> tuple[str, str] | None:
 async def token(request: Request, settings: SettingsDep) -> JSONResponse:
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     clock = request.app.dependency_overrides.get(get_clock, get_clock)()
-    url = token_url(request, settings)
+    audiences = token_audiences(request, settings)
     basic = _basic(request)
 
     def work() -> dict[str, Any]:
         with unit_of_work(settings) as session:
-            return ClientService(session, settings=settings, now=clock()).token(form, token_url=url, basic=basic)
+            return ClientService(session, settings=settings, now=clock()).token(form, audiences=audiences, basic=basic)
 
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     try:

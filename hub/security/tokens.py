@@ -115,9 +115,13 @@ def assertion_subject(assertion: str) -> str:
     return sub
 
 
-def verify_assertion(assertion: str, *, public_key_pem: str, client_id: str, token_url: str,
+def verify_assertion(assertion: str, *, public_key_pem: str, client_id: str, audiences: list[str],
                      now: datetime) -> tuple[str, datetime]:
-    """Check a SMART Backend Services client assertion; returns (jti, expiry) for replay checks."""
+    """Check a SMART Backend Services client assertion; returns (jti, expiry) for replay checks.
+
+    ``audiences``: the token endpoint URLs its ``aud`` may name (configured, never taken from a request)."""
+    if not audiences:
+        raise TokenError("client assertions are not accepted: no token endpoint URL is configured")
     try:
         header = jwt.get_unverified_header(assertion)
     except jwt.PyJWTError:
@@ -126,7 +130,7 @@ def verify_assertion(assertion: str, *, public_key_pem: str, client_id: str, tok
         raise TokenError("client_assertion must be signed with RS384 or ES384")
     try:
         claims = jwt.decode(
-            assertion, public_key_pem, algorithms=ASSERTION_ALGORITHMS, audience=token_url,
+            assertion, public_key_pem, algorithms=ASSERTION_ALGORITHMS, audience=audiences,
             options={"require": ["iss", "sub", "aud", "exp", "jti"], **_CLOCK_FREE}, leeway=5,
         )
     except jwt.ExpiredSignatureError:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 
-from fastapi.testclient import TestClient
-
 import pytest
+from fastapi.testclient import TestClient
 
 from hub import cli
 from hub import settings as settings_module
