@@ -311,27 +311,28 @@ async def signin(request: Request, settings: SettingsDep, clock: ClockDep) -> Re
     now = clock()
     if settings.auth_disabled:
         return RedirectResponse("/dashboard", status_code=303)
-    throttle: sessions.SignInThrottle | None = getattr(request.app.state, "dashboard_throttle", None)
+    throttle: sessions.SignInGuard | None = getattr(request.app.state, "dashboard_throttle", None)
     if throttle is None:
-        throttle = request.app.state.dashboard_throttle = sessions.SignInThrottle()
+        throttle = request.app.state.dashboard_throttle = sessions.SignInGuard()
     address = _address(request)
-    wait = throttle.retry_after(address, now)
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    client_id, secret = form.get("client_id", "").strip()[:200], form.get("client_secret", "")[:500]
+    wait = throttle.retry_after(client_id, address, now)
     if wait is not None:
         response = render(request, "error.html", status=429,
                           error=f"Too many failed sign-ins from this address; try again in {wait} seconds.")
         response.headers["Retry-After"] = str(wait)
         return response
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    client_id, secret = form.get("client_id", "").strip()[:200], form.get("client_secret", "")[:500]
     box = sessions.box_for(settings)
     if not sessions.signin_form_ok(box, request.cookies.get(SIGNIN_COOKIE), form.get("csrf"), now):
         return _signin_page(request, settings, now, status=403, client_id=client_id,
                             error="The sign-in form expired or did not come from this dashboard; try again.")
     principal = await run_in_threadpool(_verify_admin, settings, client_id, secret, now)
     if principal is None:
-        throttle.failed(address, now)
+        throttle.failed(client_id, address, now)
         log.info("hub.dashboard.signin_refused")
         return _signin_page(request, settings, now, status=401, client_id=client_id, error=REFUSED)
+    throttle.succeeded(client_id, address)
     session = sessions.new_session(principal.client_id, principal.tenant, now, scope=principal.scope)
     await run_in_threadpool(_start, settings, session, now)
     log.info("hub.dashboard.signin", extra={"client_id": principal.client_id, "tenant": principal.tenant})

@@ -164,7 +164,7 @@ def open_flash(box: MultiFernet, session: DashboardSession, token: str | None, n
 
 
 class SignInThrottle:
-    """At most :attr:`limit` failed sign-ins per client address in :attr:`window` (per process).
+    """At most :attr:`limit` failed sign-ins per key in :attr:`window` (per process); see :class:`SignInGuard`.
 
     The rate limiter of the app keys on the bearer token when one is sent, and a sign-in form ignores
     that header: without this, changing the header would make sign-in an unlimited secret oracle.
@@ -198,3 +198,46 @@ class SignInThrottle:
             for stale in list(self.failures):
                 self._recent(stale, now)
         self.failures.setdefault(key, collections.deque()).append(now)
+
+    def forget(self, key: str) -> None:
+        self.failures.pop(key, None)
+
+
+#: failed sign-ins of one client id from one address before that pair waits (the window: 15 minutes)
+PAIR_LIMIT = 10
+#: failed sign-ins from one address, whatever the client ids, before the address waits: ten times the
+#: pair limit, so colleagues behind one shared address who mistype are never held up by it, while
+#: trying many client ids from one address still is
+ADDRESS_LIMIT = 100
+
+
+class SignInGuard:
+    """The sign-in throttle, keyed by client id *and* address (per process).
+
+    Failures lock the (client id, address) pair: one who guesses at an administrator's client id from a
+    shared address (a clinic's NAT, a VPN) locks only that pair, so other administrators behind the same
+    address, and the same administrator anywhere else, still sign in. A generous per-address limit
+    (:data:`ADDRESS_LIMIT`) stops spraying many client ids from one address. A successful sign-in clears
+    its pair. A locked pair is refused even with the right secret: otherwise the lock would be no lock.
+    """
+
+    def __init__(self, per_pair: int = PAIR_LIMIT, per_address: int = ADDRESS_LIMIT,
+                 window: timedelta = timedelta(minutes=15)) -> None:
+        self.pairs = SignInThrottle(per_pair, window)
+        self.addresses = SignInThrottle(per_address, window)
+
+    @staticmethod
+    def _pair(client_id: str, address: str) -> str:
+        return f"{address}\x00{client_id}"
+
+    def retry_after(self, client_id: str, address: str, now: datetime) -> int | None:
+        waits = [w for w in (self.pairs.retry_after(self._pair(client_id, address), now),
+                             self.addresses.retry_after(address, now)) if w is not None]
+        return max(waits) if waits else None
+
+    def failed(self, client_id: str, address: str, now: datetime) -> None:
+        self.pairs.failed(self._pair(client_id, address), now)
+        self.addresses.failed(address, now)
+
+    def succeeded(self, client_id: str, address: str) -> None:
+        self.pairs.forget(self._pair(client_id, address))
