@@ -8,15 +8,19 @@ classifies statuses the same way:
 * 401, 403 -> :class:`AuthError`; any other status -> :class:`PermanentError`;
 * timeouts, refused or reset connections, TLS failures -> :class:`TransientError`.
 
-Messages carry the status, its reason and at most a 200-character sanitized excerpt of an error
-response, plus only the scheme, host and port of the target (webhook paths and query strings often
-embed secrets). Never the request payload.
+Messages carry the status, its standard reason phrase and, from an error response, only coded values
+(:func:`coded_reason`: ``OperationOutcome`` issue codes, an OAuth ``error`` code), plus only the scheme,
+host and port of the target (webhook paths and query strings often embed secrets). Never the request
+payload, and never the free text of a response: a partner that echoes the patient it refused (names,
+birth dates, identifiers in a diagnostics text or an HTML page) would otherwise put PHI into the job's
+stored error, the dashboard and the logs.
 """
 
 from __future__ import annotations
 
 import email.utils
 import http
+import json
 import re
 import ssl
 import time
@@ -29,6 +33,7 @@ from connectors.base import AuthError, ConfigError, ConnectorError, PermanentErr
 
 __all__ = [
     "EXCERPT_CHARS",
+    "coded_reason",
     "error_for_status",
     "excerpt",
     "is_transient_status",
@@ -83,6 +88,30 @@ def excerpt(body: bytes | str, limit: int = EXCERPT_CHARS) -> str:
     return text
 
 
+_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+MAX_CODES = 3
+
+
+def coded_reason(body: bytes) -> str:
+    """The coded reason of a JSON error body, never its free text: the distinct issue codes of an
+    ``OperationOutcome`` (e.g. ``"processing, duplicate"``), else an OAuth-style ``error`` code; "" when
+    there is none. Codes are checked against a strict pattern, so nothing else slips through."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return ""
+    if not isinstance(document, dict):
+        return ""
+    if document.get("resourceType") == "OperationOutcome":
+        issues = document.get("issue")
+        issues = [i for i in issues if isinstance(i, dict)] if isinstance(issues, list) else []
+        codes = list(dict.fromkeys(c for i in issues if isinstance(c := i.get("code"), str) and _CODE.fullmatch(c)))
+        more = len(codes) - MAX_CODES
+        return ", ".join(codes[:MAX_CODES]) + (f" (+{more} more)" if more > 0 else "")
+    error = document.get("error")
+    return error if isinstance(error, str) and _CODE.fullmatch(error) else ""
+
+
 def safe_target(url: httpx.URL | str) -> str:
     """``scheme://host[:port]`` only: no user info, path or query (they may hold secrets)."""
     parsed = httpx.URL(str(url))
@@ -111,9 +140,9 @@ def error_for_status(
     if 200 <= status <= 299:
         return None
     message = f"{what} -> {status} {_reason(status, reason)}"
-    snippet = excerpt(body)
-    if snippet:
-        message += f": {snippet}"
+    code = coded_reason(body)
+    if code:
+        message += f": {code}"
     if is_transient_status(status):
         return TransientError(
             message,

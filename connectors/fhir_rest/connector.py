@@ -17,8 +17,8 @@ Outcome: 2xx -> ``SendResult`` (``remote_id`` = the ``id`` of the returned resou
 ``Location``, else the id we PUT); 408/429/5xx, timeouts and connection failures -> ``TransientError``
 (``retry_after`` from ``Retry-After``); 401/403 -> ``AuthError`` (after one retry if the auth scheme
 could refresh its credentials); any other status, redirects included -> ``PermanentError``. Error
-messages carry the first ``OperationOutcome`` issue (code and diagnostics, sanitized, truncated),
-never the payload.
+messages carry the ``OperationOutcome`` issue codes (:func:`connectors.httputil.coded_reason`), never
+its diagnostics text (a server may echo patient data there), nor the payload.
 
 Poll (incremental, per resource type in the configured order)::
 
@@ -104,7 +104,6 @@ _ERROR_BODY_LIMIT = 64 * 1024  # an OperationOutcome; only its first issue is qu
 _PAGE_BODY_LIMIT = 64 * 1024 * 1024
 _METADATA_LIMIT = 16 * 1024 * 1024  # CapabilityStatements of big servers run to megabytes
 _MAX_PAGES_PER_POLL = 1000
-_DIAGNOSTICS_CHARS = 160
 
 _TRANSPORT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError)
 
@@ -482,37 +481,13 @@ def _remote_ref(resource: Mapping[str, Any] | None, headers: httpx.Headers) -> t
     return remote_id, version
 
 
-def _outcome_summary(body: bytes) -> str | None:
-    """The first issue of an ``OperationOutcome`` body: "code: diagnostics (+n more issues)"."""
-    outcome = _json_object(body)
-    if outcome is None or outcome.get("resourceType") != "OperationOutcome":
-        return None
-    issues = outcome.get("issue")
-    if not isinstance(issues, list) or not issues or not isinstance(issues[0], dict):
-        return "OperationOutcome without issues"
-    first = issues[0]
-    code = first.get("code")
-    code = code if isinstance(code, str) else "unknown"
-    text = first.get("diagnostics")
-    if not isinstance(text, str) or not text.strip():
-        details = first.get("details")
-        text = details.get("text") if isinstance(details, dict) else None
-    summary = excerpt(code, 40)
-    if isinstance(text, str) and text.strip():
-        summary += ": " + excerpt(text, _DIAGNOSTICS_CHARS)
-    if len(issues) > 1:
-        summary += f" (+{len(issues) - 1} more issue{'s' if len(issues) > 2 else ''})"
-    return summary
-
-
 def _status_error(answer: _Answer, what: str) -> ConnectorError | None:
-    summary = _outcome_summary(answer.body)
     return error_for_status(
         answer.status,
         what=what,
         reason=answer.reason,
         retry_after=answer.headers.get("Retry-After"),
-        body=summary.encode() if summary is not None else answer.body,
+        body=answer.body,
         duration_ms=answer.duration_ms,
     )
 

@@ -220,19 +220,19 @@ def test_400_quotes_the_operation_outcome_but_not_the_payload(
     error = caught.value
     message = str(error)
     assert not isinstance(error, AuthError) and error.status == 400 and not error.retryable
-    assert "400 Bad Request: processing: Patient.birthDate: invalid date" in message
-    assert "Doe-Marker" not in message and "1990-13-45" not in message
-    assert all(32 <= ord(ch) < 127 for ch in message) and message.endswith("...")
+    assert message.endswith("-> 400 Bad Request: processing")  # the issue code, not the server's free text
+    assert "Doe-Marker" not in message and "1990-13-45" not in message and "birthDate" not in message
+    assert all(32 <= ord(ch) < 127 for ch in message)
     assert len(message) < 300
 
 
-def test_unknown_resource_type_is_permanent_with_the_server_diagnostics(
+def test_unknown_resource_type_is_permanent_with_the_issue_code(
     emr: SandboxFhirServer, make_connector: MakeConnector
 ) -> None:
     with pytest.raises(PermanentError) as caught:
         make_connector(emr.url).send(make_delivery(payload=payload("Spaceship", "x1")))
     assert caught.value.status == 404
-    assert "not-supported: resource type 'Spaceship' is not supported" in str(caught.value)
+    assert str(caught.value).endswith("-> 404 Not Found: not-supported")
 
 
 def test_401_without_the_token_is_an_auth_error(
@@ -241,7 +241,7 @@ def test_401_without_the_token_is_an_auth_error(
     emr.configure(bearer_token=TOKEN)
     with pytest.raises(AuthError) as caught:
         make_connector(emr.url).send(make_delivery(payload=payload()))
-    assert caught.value.status == 401 and "login: missing or invalid bearer token" in str(caught.value)
+    assert caught.value.status == 401 and str(caught.value).endswith("401 Unauthorized: login")
     with pytest.raises(AuthError):
         make_connector(emr.url, bearer_token="a-wrong-token").send(make_delivery(payload=payload()))
 
