@@ -421,7 +421,7 @@ def test_a_scope_too_narrow_for_writes_is_an_auth_error(
         connector.send(make_delivery(payload=body(patient())))
 
     assert caught.value.status == 403
-    assert "forbidden: the granted scopes do not allow update of Patient" in str(caught.value)
+    assert str(caught.value).endswith("-> 403 Forbidden: forbidden")  # the issue code, never its text
     assert emr.resources("Patient")[0]["id"] == "e1" and len(emr.resources("Patient")) == 1
     assert len(connector.poll(None, 10).items) == 1  # reading is allowed
 
@@ -520,7 +520,7 @@ def test_several_matches_are_permanent(emr: SandboxEmr, make_connector: MakeConn
     with pytest.raises(PermanentError) as caught:
         make_connector().send(make_delivery(payload=body(patient())))
     assert caught.value.status == 412 and not isinstance(caught.value, AuthError)
-    assert "multiple-matches: 2 Patient resources match the criteria" in str(caught.value)
+    assert str(caught.value).endswith("-> 412 Precondition Failed: multiple-matches")
 
 
 def test_a_payload_that_is_not_a_resource_is_refused_without_a_request(
@@ -822,7 +822,7 @@ def test_a_refused_write_makes_a_retry_look_the_ids_up_again(
     with pytest.raises(PermanentError) as caught:
         connector.send(make_delivery("job-2", in_context(referral(status="on-hold"), patient())))
     assert caught.value.status == 400
-    assert "processing: ServiceRequest.subject: Patient/s000001 not found" in str(caught.value)
+    assert str(caught.value).endswith("-> 400 Bad Request: processing")
 
     result = connector.send(make_delivery("job-2", in_context(referral(status="on-hold"), patient())))
     assert "1 dependencies written" in result.detail
@@ -870,7 +870,7 @@ def test_the_sandbox_refuses_a_dangling_reference(emr: SandboxEmr, make_connecto
     with pytest.raises(PermanentError) as caught:  # hub ids sent as they are: nothing on the EMR
         make_connector(reference_mode="keep").send(make_delivery(payload=body(referral())))
     assert caught.value.status == 400
-    assert "processing: ServiceRequest.subject: Patient/p1 not found" in str(caught.value)
+    assert str(caught.value).endswith("-> 400 Bad Request: processing")
 
     emr.configure(require_token=False)
     headers = {"Content-Type": "application/fhir+json"}
@@ -974,7 +974,7 @@ def test_429_with_retry_after_is_transient(
     with pytest.raises(TransientError) as caught:
         connector.send(make_delivery("job-3", body(patient("p3", "M3"))))
     assert caught.value.status == 429 and caught.value.retry_after == 20.0
-    assert "throttled: rate limit of 2 requests exceeded" in str(caught.value)
+    assert str(caught.value).endswith("-> 429 Too Many Requests: throttled")
 
     clock.advance(20)
     assert connector.send(make_delivery("job-3", body(patient("p3", "M3")))).status == 201
