@@ -444,7 +444,7 @@ class PlanService(ReferralService):
         Not there, not visible to the caller, not a certification, not the signer's: one answer (404,
         same text), so that signing is no way to learn what exists. The caller's policy reads the Task;
         the hub writes the signature (a referring physician may not PUT a Task)."""
-        unknown = NotFound(f"Task/{task_id} is not a certification that you can sign")
+        unknown = NotFound("There is no certification with this id that you can sign")
         try:
             task = self._read("Task", task_id)
         except NotFound:
