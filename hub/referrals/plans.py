@@ -439,19 +439,28 @@ class PlanService(ReferralService):
     # ------------------------------------------------------------ signing (listener + endpoint)
 
     def sign(self, task_id: str, body: SignIn, *, signer: str | None = None) -> dict[str, Any]:
-        """Complete a certification; ``signer`` (a referrer's PractitionerRole) must be its owner."""
-        task = self._read("Task", task_id)
+        """Complete a certification; ``signer`` (a referrer's PractitionerRole) must be its owner.
+
+        Not there, not visible to the caller, not a certification, not the signer's: one answer (404,
+        same text), so that signing is no way to learn what exists. The caller's policy reads the Task;
+        the hub writes the signature (a referring physician may not PUT a Task)."""
+        unknown = NotFound("There is no certification with this id that you can sign")
+        try:
+            task = self._read("Task", task_id)
+        except NotFound:
+            raise unknown from None
         if _code(task) not in ("certification", "recertification"):
-            raise NotFound(f"Task/{task_id} is not a certification")
+            raise unknown
         if signer is not None and (task.get("owner") or {}).get("reference") != signer:
-            raise NotFound(f"Task/{task_id} is not a certification of yours")
+            raise unknown
         if task.get("status") != "requested":
             raise Conflict(f"This certification is {task.get('status')}", expression="Task.status")
         signed = {**task, "status": "completed", "lastModified": self._now().isoformat(timespec="seconds") + "Z"}
         if body.signature:
             signed["output"] = [{"type": {"text": "signature"},
                                  "valueAttachment": {"contentType": body.signature_type, "data": body.signature}}]
-        self.fhir.update("Task", task_id, signed)
+        with self.fhir.internal():
+            self.fhir.update("Task", task_id, signed)
         return self.obligation_view(self._read("Task", task_id))
 
     def on_change(self, change: Change) -> None:

@@ -28,7 +28,10 @@ T = TypeVar("T")
 
 
 async def run(request: Request, settings: Settings, tenant: str, work: Callable[[PlanService], T]) -> T:
+    """Run ``work`` in one unit of work under the caller's access policy (the scopes and, for a
+    referring physician, the compartment that /fhir applies), and audit it."""
     from hub.fhir.router import fhir_base
+    from hub.security.policy import AccessPolicy
     from hub.services import fhir_service
 
     base = fhir_base(request, settings)
@@ -51,6 +54,7 @@ async def run(request: Request, settings: Settings, tenant: str, work: Callable[
         try:
             with unit_of_work(settings) as session:
                 fhir = fhir_service(session, settings, tenant, base, clock)
+                fhir.policy = AccessPolicy(principal, fhir)
                 result = work(PlanService(fhir, payer_rules=settings.certification_rules))
                 audit(fhir, 0)
                 return result

@@ -16,7 +16,13 @@ from hub.fhir.searchparams import parse_reference
 from hub.fhir.service import FhirService
 from hub.sync.service import Change
 from mappings.fhir import jsonio
-from mappings.referral.intake import ReferralIn, build_referral_bundle, referral_category
+from mappings.referral.intake import (
+    NPI_SYSTEM,
+    ReferralIn,
+    build_referral_bundle,
+    deterministic_id,
+    referral_category,
+)
 
 TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
 CLINIC_SYSTEM = "https://therapy-hub.example/sid/tenant"
@@ -66,37 +72,116 @@ class ReferralService:
                 return found
 
     def ensure_clinic(self) -> str:
-        """The tenant's own Organization (the clinic that owns incoming referrals)."""
+        """The tenant's own Organization (the clinic that owns incoming referrals; the hub writes it)."""
         org_id = clinic_id(self.fhir.tenant)
-        try:
-            self.fhir.read("Organization", org_id)
-        except NotFound:
-            self.fhir.update("Organization", org_id, {
-                "resourceType": "Organization", "id": org_id, "active": True,
-                "identifier": [{"system": CLINIC_SYSTEM, "value": self.fhir.tenant}],
-                "name": f"Clinic {self.fhir.tenant}",
-            })
+        if self._existing("Organization", org_id) is None:
+            with self.fhir.internal():
+                self.fhir.update("Organization", org_id, {
+                    "resourceType": "Organization", "id": org_id, "active": True,
+                    "identifier": [{"system": CLINIC_SYSTEM, "value": self.fhir.tenant}],
+                    "name": f"Clinic {self.fhir.tenant}",
+                })
         return f"Organization/{org_id}"
 
     # ------------------------------------------------------------ intake
 
     def intake(self, referral: ReferralIn, *, as_referrer: str | None = None) -> dict[str, Any]:
-        """Store a referral sent to POST /referrals; the same referral identifier updates it.
+        """Store a referral sent to POST /referrals; the same referral identifier (of the same
+        requester) updates it.
 
         ``as_referrer``: the caller is this referring physician, who may only send in their own name.
+
+        The caller's access policy (``fhir.policy``; None: the hub itself) decides what the referral may
+        change, as a FHIR PUT of each resource would, and nothing outside it is changed or revealed:
+
+        - the referral number of another requester's referral is not taken over: the sender's referral
+          (ServiceRequest, Condition, DocumentReferences, Task) gets ids of its own, and the answer is
+          the one a number never used before gets;
+        - an existing Patient (matched by MRN), Coverage, Practitioner or PractitionerRole that the
+          sender may not update is linked as it is, not overwritten. A patient outside a referring
+          physician's compartment is linked only when the family name and birth date sent match it
+          (else the sender's referral gets a patient record of its own, for the clinic to reconcile),
+          and a coverage of another patient is never linked;
+        - the parts of the sender's own referral (Condition, DocumentReferences) follow the referral.
         """
         from hub.security.principal import Forbidden
 
         clinic_ref = self.ensure_clinic()
-        bundle = build_referral_bundle(referral, clinic_ref=clinic_ref, now=self._now())
-        if as_referrer is not None:
-            sr = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest")
-            if sr["requester"]["reference"] != as_referrer:
-                raise Forbidden("A referring physician can only send referrals in their own name (NPI)")
-        self.fhir.process_bundle(bundle, return_preference="minimal")
-        sr = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest")
-        task = self.task_for(sr["id"])
-        return self.view(task)
+        npi = referral.referrer.npi
+        requester = f"PractitionerRole/{deterministic_id('PractitionerRole', NPI_SYSTEM, npi)}"
+        if as_referrer is not None and requester != as_referrer:
+            raise Forbidden("A referring physician can only send referrals in their own name (NPI)")
+        scopes: dict[str, str] = {}
+
+        def build() -> dict[str, Any]:
+            return build_referral_bundle(referral, clinic_ref=clinic_ref, now=self._now(), **scopes)
+
+        number = referral.identifier
+        plain = self._existing("ServiceRequest", _first(build(), "ServiceRequest")["id"])
+        if (self._existing("ServiceRequest", deterministic_id("ServiceRequest", number.system, number.value, npi))
+                or (plain is not None and (plain.get("requester") or {}).get("reference") != requester)):
+            scopes["referral_scope"] = npi
+        patient = _first(build(), "Patient")
+        known = self._existing("Patient", patient["id"])
+        if (known is not None and not self._may_update("Patient", known)
+                and not self._visible("Patient", known) and not _same_person(known, patient)):
+            scopes["patient_scope"] = npi
+        coverage = _first(build(), "Coverage")
+        known = self._existing("Coverage", coverage["id"]) if coverage else None
+        if known is not None and known.get("beneficiary") != coverage.get("beneficiary"):
+            scopes["coverage_scope"] = coverage["beneficiary"]["reference"]
+        bundle = build()
+        bundle["entry"] = [e for e in bundle["entry"] if self._intake_writes(e["resource"])]
+        sr_id = _first(bundle, "ServiceRequest")["id"]
+        with self.fhir.internal():
+            self.fhir.process_bundle(bundle, return_preference="minimal")
+            return self.view(self.task_for(sr_id))
+
+    def _existing(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        """The stored content of a resource, whoever may see it (for a deleted one: its last content)."""
+        from hub.store import repository as repo
+
+        row = repo.get_resource(self.fhir.session, tenant=self.fhir.tenant, resource_type=resource_type,
+                                resource_id=resource_id)
+        if row is not None and row.deleted:
+            row = repo.get_version(self.fhir.session, tenant=self.fhir.tenant, resource_type=resource_type,
+                                   resource_id=resource_id, version_id=row.version_id - 1)
+        return jsonio.loads(row.content) if row is not None and row.content else None
+
+    def _visible(self, resource_type: str, resource: dict[str, Any]) -> bool:
+        policy = self.fhir.policy
+        return policy is None or policy.visible(resource_type, resource)
+
+    def _may_update(self, resource_type: str, resource: dict[str, Any]) -> bool:
+        """Whether the caller could PUT ``resource`` (stored) over FHIR."""
+        from hub.errors import MethodNotAllowed
+        from hub.security.principal import Forbidden
+
+        policy = self.fhir.policy
+        if policy is None:
+            return True
+        try:
+            policy.check(resource_type, "u")
+        except (Forbidden, MethodNotAllowed):
+            return False
+        return policy.visible(resource_type, resource)
+
+    def _intake_writes(self, resource: dict[str, Any]) -> bool:
+        """Whether intake writes ``resource``: always when new; when it exists, only what the sender
+        may change (else the existing one is linked as it is)."""
+        resource_type = resource["resourceType"]
+        existing = self._existing(resource_type, resource["id"])
+        if existing is None:
+            return True
+        if resource_type == "ServiceRequest":  # the sender's own referral (see intake): sent again
+            if self.fhir.policy is not None:
+                self.fhir.policy.check("ServiceRequest", "u")
+            return True
+        if resource_type in ("Condition", "DocumentReference"):  # parts of the sender's own referral
+            policy = self.fhir.policy
+            return self._visible(resource_type, existing) if policy is not None and policy.restricted \
+                else self._may_update(resource_type, existing)
+        return self._may_update(resource_type, existing)
 
     def task_for(self, service_request_id: str) -> dict[str, Any]:
         tasks = self._search("Task", [("focus", f"ServiceRequest/{service_request_id}"), ("code", "fulfill")])
@@ -135,6 +220,10 @@ class ReferralService:
             identifier=identifier,
             now=self._now(),
         )
+        taken = self._existing("Task", task["id"])
+        if taken is not None and (taken.get("focus") or {}).get("reference") != task["focus"]["reference"]:
+            # the same referral number on another ServiceRequest (another requester's): a Task of its own
+            task["id"] = deterministic_id("Task", task["focus"]["reference"], str(identifier.get("value")))
         self.fhir.update("Task", task["id"], task)
 
     def _check_task_transition(self, change: Change) -> None:
@@ -223,6 +312,19 @@ class ReferralService:
         if status:
             items.append(("status", status))
         return [self.view(t) for t in self._search("Task", items)]
+
+
+def _first(bundle: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    return next((e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == resource_type), {})
+
+
+def _same_person(stored: dict[str, Any], sent: dict[str, Any]) -> bool:
+    """The family name (case aside) and the birth date sent are the stored patient's."""
+    def key(patient: dict[str, Any]) -> tuple[str, str]:
+        name = (patient.get("name") or [{}])[0]
+        return str(name.get("family") or "").casefold(), str(patient.get("birthDate") or "")
+
+    return key(stored) == key(sent)
 
 
 def _is_referral_task(task: dict[str, Any]) -> bool:

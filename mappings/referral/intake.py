@@ -5,6 +5,13 @@ Practitioner, with NPI), Condition (ICD-10), Coverage, DocumentReferences for at
 referral ServiceRequest (category PT/OT/SLP). Ids are uuid5 over type + identifier system + value,
 and every entry is a PUT to that id: sending the same referral again updates, never duplicates.
 Pure: ``now`` is passed in.
+
+Scopes: the caller (``hub.referrals.service``) may ask for ids that also depend on a scope, when the
+plain id is taken by a record the sender may not change: ``referral_scope`` (the referral number is
+another requester's: ServiceRequest, Condition and DocumentReferences get ids of the sender's own),
+``patient_scope`` (the MRN names a patient outside the sender's compartment with other demographics)
+and ``coverage_scope`` (the member id is another patient's coverage). Without scopes the ids are
+the plain ones, which the HL7 v2 mapping shares.
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ DISCIPLINES: dict[str, tuple[str, str]] = {
 }
 
 
-def deterministic_id(resource_type: str, system: str, value: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"{resource_type}|{system}|{value}"))
+def deterministic_id(resource_type: str, system: str, value: str, scope: str | None = None) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"{resource_type}|{system}|{value}" + (f"|{scope}" if scope else "")))
 
 
 class _In(BaseModel):
@@ -110,14 +117,25 @@ def _entry(resource: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_referral_bundle(referral: ReferralIn, *, clinic_ref: str, now: datetime) -> dict[str, Any]:
-    """The transaction Bundle for ``referral``, addressed to the clinic ``clinic_ref`` (Organization/x)."""
+def build_referral_bundle(
+    referral: ReferralIn,
+    *,
+    clinic_ref: str,
+    now: datetime,
+    referral_scope: str | None = None,
+    patient_scope: str | None = None,
+    coverage_scope: str | None = None,
+) -> dict[str, Any]:
+    """The transaction Bundle for ``referral``, addressed to the clinic ``clinic_ref`` (Organization/x);
+    the scopes (see the module docstring) change the ids of the resources they name, nothing else."""
     ref_key = f"{referral.identifier.system}|{referral.identifier.value}"
+    if referral_scope:
+        ref_key += f"|{referral_scope}"
     p = referral.patient
-    patient_id = deterministic_id("Patient", p.identifier.system, p.identifier.value)
+    patient_id = deterministic_id("Patient", p.identifier.system, p.identifier.value, patient_scope)
     practitioner_id = deterministic_id("Practitioner", NPI_SYSTEM, referral.referrer.npi)
     role_id = deterministic_id("PractitionerRole", NPI_SYSTEM, referral.referrer.npi)
-    sr_id = deterministic_id("ServiceRequest", referral.identifier.system, referral.identifier.value)
+    sr_id = deterministic_id("ServiceRequest", referral.identifier.system, referral.identifier.value, referral_scope)
     condition_id = deterministic_id("Condition", ref_key, referral.reason.icd10)
 
     patient: dict[str, Any] = {
@@ -170,7 +188,7 @@ def build_referral_bundle(referral: ReferralIn, *, clinic_ref: str, now: datetim
     insurance = []
     if referral.coverage:
         c = referral.coverage
-        coverage_id = deterministic_id("Coverage", c.payer_id or c.payer, c.member_id)
+        coverage_id = deterministic_id("Coverage", c.payer_id or c.payer, c.member_id, coverage_scope)
         entries.append(_entry({
             "resourceType": "Coverage",
             "id": coverage_id,
