@@ -164,8 +164,8 @@ def _escape_token(text: str) -> str:
     return text.replace("\\", "\\\\").replace(",", "\\,").replace("$", "\\$")
 
 
-def _upsert(fhir: Any, resource: dict[str, Any]) -> None:
-    """Create the resource, or update the one with the same business identifier."""
+def _upsert(fhir: Any, resource: dict[str, Any]) -> Any:
+    """Create the resource, or update the one with the same business identifier (the WriteResult)."""
     resource_type = resource.get("resourceType")
     identifiers = [i for i in resource.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
     resource = {k: v for k, v in resource.items() if k not in ("id", "meta")}
@@ -176,9 +176,8 @@ def _upsert(fhir: Any, resource: dict[str, Any]) -> None:
         matches = [e for e in found.get("entry", []) if e.get("search", {}).get("mode") == "match"]
         if len(matches) == 1:
             existing_id = matches[0]["fullUrl"].rsplit("/", 1)[-1]
-            fhir.update(resource_type, existing_id, {**resource, "id": existing_id})
-            return
-    fhir.create(resource_type, resource)
+            return fhir.update(resource_type, existing_id, {**resource, "id": existing_id})
+    return fhir.create(resource_type, resource)
 
 
 def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -> PollReport | None:
