@@ -50,6 +50,8 @@ class InboundPolicy:
         self.source = source
         self.channel = channel
         self.allowed = (frozenset(allowed) if allowed is not None else DEFAULT_INBOUND_TYPES) - HUB_ONLY_TYPES
+        #: who writes, for what asks the policy about its caller (a system, without scopes to spend)
+        self.principal = Principal.of(f"{channel}:{source}", tenant, "system", "", None)
 
     @classmethod
     def for_config(cls, *, tenant: str, source: str, channel: str, config: Any) -> InboundPolicy:
