@@ -46,7 +46,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar, get_args, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "ConnectorError",
     "Delivery",
     "HL7_V2_ER7",
+    "HUB_ONLY_TYPES",
     "HealthChecker",
     "HealthResult",
     "PermanentError",
@@ -244,10 +246,31 @@ def supports_polling(connector: object) -> bool:
     return isinstance(connector, Poller)
 
 
+#: resource types that only the hub itself writes (its audit trail): no connector may send them in
+HUB_ONLY_TYPES = frozenset({"AuditEvent", "Provenance"})
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+
+
 class ConnectorConfig(BaseModel):
-    """Base for connector config models: immutable, unknown fields rejected (typos fail loudly)."""
+    """Base for connector config models: immutable, unknown fields rejected (typos fail loudly).
+
+    ``inbound_types``: the FHIR resource types this partner may write into the hub (webhook pushes,
+    polled changes, HL7 v2 translations); None = the hub's default clinical types. The types of
+    :data:`HUB_ONLY_TYPES` are refused here and by the hub whatever the config says."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inbound_types: tuple[str, ...] | None = Field(default=None, max_length=64)
+
+    @field_validator("inbound_types")
+    @classmethod
+    def _inbound_types(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for name in value or ():
+            if not _RESOURCE_TYPE.fullmatch(name):
+                raise PydanticCustomError("not_a_resource_type", "not a FHIR resource type name")
+            if name in HUB_ONLY_TYPES:
+                raise PydanticCustomError("written_by_the_hub_only", "only the hub writes this type")
+        return value
 
 
 M = TypeVar("M", bound=BaseModel)

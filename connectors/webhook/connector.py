@@ -8,7 +8,7 @@ Request::
     X-Correlation-ID: <delivery.correlation_id>
     X-Hub-Event: ServiceRequest.create
     X-Hub-Timestamp: <unix seconds>
-    X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.".encode() + body)>
+    X-Hub-Signature-256: v1=<hex HMAC-SHA256(secret, f"{timestamp}\\n{idempotency_key}\\n".encode() + body)>
 
 Outcome: 2xx -> ``SendResult``; 408/429/5xx, timeouts and connection failures -> ``TransientError``
 (``retry_after`` from ``Retry-After``); 401/403 -> ``AuthError``; any other status (redirects are not
@@ -111,7 +111,8 @@ class WebhookConnector:
             "X-Correlation-ID": delivery.correlation_id,
             "X-Hub-Event": delivery.event,
             TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: signature_header(self.config.secret, timestamp, body),
+            SIGNATURE_HEADER: signature_header(self.config.secret, timestamp, body,
+                                               idempotency_key=delivery.idempotency_key),
         }
         what = f"webhook POST {self._target}"
         started = time.perf_counter()

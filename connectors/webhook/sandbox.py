@@ -307,6 +307,7 @@ class SandboxReceiver(ThreadedHttpSandbox):
             body,
             headers.get(SIGNATURE_HEADER.lower()),
             tolerance_seconds=controls.signature_tolerance,
+            idempotency_key=key,
         )
         if controls.status_override is not None:
             status, outcome, error = controls.status_override, "failed", "status_override"

@@ -199,11 +199,14 @@ def _process(
     now: datetime,
     ack_connector: str | None = None,
 ) -> bytes:
+    from hub.security.inbound import InboundPolicy
     from hub.services import fhir_service
 
     with transaction(settings.database_url) as session:
         repository.ensure_tenant(session, tenant_id=tenant, name=f"Clinic {tenant}", now=now)
         service = SyncService(session, tenant=tenant, settings=settings, clock=lambda: now)
+        policy = InboundPolicy.for_config(tenant=tenant, source=source, channel="mllp",
+                                          config=_listener_config(session, service, tenant, ack_connector or source))
         row = service.record_inbound(
             source=source, external_id=control_id, raw=raw, event=f"hl7v2.{header.message_code or 'unknown'}"
         )
@@ -212,7 +215,8 @@ def _process(
         try:
             full = read_header(message)
             check_supported(full)
-            fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", clock=lambda: now)
+            fhir = policy.attach(
+                fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", clock=lambda: now))
             if full.message_type in STATUS_MESSAGES:
                 primary, payload = _write_status_update(fhir, message, full, now)
             else:
@@ -221,13 +225,17 @@ def _process(
         except Hl7Error as exc:
             savepoint.rollback()
             error = exc
+        audit = FhirService(session, tenant=tenant, base_url=settings.fhir_base or "/fhir", clock=lambda: now)
         if error is None:
             resource_type, _, resource_id = primary.partition("/")
+            policy.audit(audit, interaction="update" if full.message_type in STATUS_MESSAGES else "transaction",
+                         outcome=0, resource_type=resource_type, resource_id=resource_id)
             service.mark_translated(row, {"resourceType": resource_type})
             row.resource_id = resource_id
             row.translated_payload = encrypt(service.box, json.dumps(payload))
             ack_code = "AA"
         else:
+            policy.audit(audit, interaction="transaction", outcome=4, description=f"HL7 {error.ack_code}")
             service.mark_rejected(row, str(error))
             ack_code = error.ack_code
         text = _answer(header, ack_code, now, error)
@@ -244,13 +252,23 @@ def _process(
     return answer
 
 
+def _listener_config(session: Session, service: SyncService, tenant: str, name: str) -> dict[str, Any]:
+    """The config of the sender's ``hl7v2`` connector (``ack_connector``, else the one named like the
+    listener) for its ``inbound_types``; {} (the default policy) when there is none."""
+    instance = repo.connector_by_name(session, tenant=tenant, name=name)
+    if instance is None or instance.kind != "hl7v2":
+        return {}
+    return service.connector_config(instance)
+
+
 def _write_translation(
     fhir: FhirService, message: V2Message, header: Header, now: datetime
 ) -> tuple[str, dict[str, Any]]:
     """REF / OMG / ADT: translate to a transaction Bundle and write it; (the main resource, the Bundle)."""
     from hub.referrals.service import ReferralService
 
-    clinic_ref = ReferralService(fhir, now=now).ensure_clinic()
+    with fhir.internal():  # the hub's own clinic record, not the sender's write (no inbound policy)
+        clinic_ref = ReferralService(fhir, now=now).ensure_clinic()
     translation = to_fhir(message, header, clinic_ref=clinic_ref, now=now)
     _resolve_patients(fhir, translation.bundle)
     try:

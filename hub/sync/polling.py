@@ -164,8 +164,8 @@ def _escape_token(text: str) -> str:
     return text.replace("\\", "\\\\").replace(",", "\\,").replace("$", "\\$")
 
 
-def _upsert(fhir: Any, resource: dict[str, Any]) -> None:
-    """Create the resource, or update the one with the same business identifier."""
+def _upsert(fhir: Any, resource: dict[str, Any]) -> Any:
+    """Create the resource, or update the one with the same business identifier (the WriteResult)."""
     resource_type = resource.get("resourceType")
     identifiers = [i for i in resource.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
     resource = {k: v for k, v in resource.items() if k not in ("id", "meta")}
@@ -176,15 +176,15 @@ def _upsert(fhir: Any, resource: dict[str, Any]) -> None:
         matches = [e for e in found.get("entry", []) if e.get("search", {}).get("mode") == "match"]
         if len(matches) == 1:
             existing_id = matches[0]["fullUrl"].rsplit("/", 1)[-1]
-            fhir.update(resource_type, existing_id, {**resource, "id": existing_id})
-            return
-    fhir.create(resource_type, resource)
+            return fhir.update(resource_type, existing_id, {**resource, "id": existing_id})
+    return fhir.create(resource_type, resource)
 
 
 def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -> PollReport | None:
     """Poll one connector instance once; None when it cannot poll."""
     from connectors import registry
     from connectors.base import ConnectorError, supports_polling
+    from hub.security.inbound import InboundPolicy
     from hub.services import fhir_service
 
     with transaction(settings.database_url) as session:
@@ -216,7 +216,9 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
     with transaction(settings.database_url) as session:
         session.info[ORIGIN_KEY] = connector_id  # changes made here are not routed back to their source
         service = SyncService(session, tenant=tenant, settings=settings)
-        fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir")
+        # what the partner sends is written under its connector's inbound policy, and audited
+        policy = InboundPolicy.for_config(tenant=tenant, source=name, channel="poll", config=config)
+        fhir = policy.attach(fhir_service(session, settings, tenant, settings.fhir_base or "/fhir"))
         own = repo.written_among(session, connector_id=connector_id,
                                  external_ids=[item.external_id for item in batch.items])
         for item in batch.items:
@@ -234,14 +236,18 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
                     raise HubError("payload is not a FHIR resource")
                 find, exists = _store_lookups(fhir)
                 resource = resolve_references(resource, find=find, exists=exists, hub_id_systems=hub_id_systems)
-                _upsert(fhir, resource)
+                written = _upsert(fhir, resource)
                 savepoint.commit()
                 service.mark_translated(message, resource)
+                policy.audit(fhir, interaction="create" if written.status == 201 else "update", outcome=0,
+                             resource_type=written.stored.resource_type, resource_id=written.stored.id)
                 stored += 1
             except (HubError, jsonio.InvalidJson) as exc:
                 savepoint.rollback()
                 reason = describe(exc)
                 service.mark_rejected(message, reason)
+                policy.audit(fhir, interaction="create", outcome=4,
+                             description=f"{getattr(exc, 'status_code', 400)} {getattr(exc, 'code', 'structure')}")
                 rejected += 1
         repo.set_cursor(session, tenant=tenant, connector_id=connector_id, value=batch.next_cursor,
                         now=service.clock())

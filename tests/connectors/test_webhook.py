@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email.utils
+import hashlib
+import hmac
 import time
 from collections.abc import Callable
 
@@ -64,7 +66,7 @@ def test_request_headers(sandbox: SandboxReceiver, make_connector: MakeConnector
     assert headers["x-hub-event"] == "ServiceRequest.create"
     timestamp = headers[TIMESTAMP_HEADER.lower()]
     assert before <= int(timestamp) <= time.time() + 1
-    assert headers[SIGNATURE_HEADER.lower()] == f"sha256={sign(SECRET, timestamp, PAYLOAD)}"
+    assert headers[SIGNATURE_HEADER.lower()] == f"v1={sign(SECRET, timestamp, PAYLOAD, idempotency_key='job-42')}"
     assert headers["user-agent"].startswith("therapy-hub-webhook/")
     assert (received.idempotency_key, received.event, received.correlation_id) == (
         "job-42",
@@ -300,27 +302,48 @@ def test_delivery_is_frozen() -> None:
 def test_verify_signature() -> None:
     now = 1_700_000_000
     body = b'{"resourceType":"Task"}'
-    header = signature_header(SECRET, now, body)
+    key = "job-42"
+    header = signature_header(SECRET, now, body, idempotency_key=key)
+    assert header.startswith("v1=")
 
-    assert verify_signature(SECRET, str(now), body, header, now=now)
-    assert verify_signature(SECRET.encode(), now, body, header, now=now + 299)
-    assert not verify_signature("wrong-secret-wrong-secret", str(now), body, header, now=now)
-    assert not verify_signature(SECRET, str(now), body + b" ", header, now=now)  # tampered body
-    assert not verify_signature(SECRET, str(now + 1), body, header, now=now)  # tampered timestamp
-    assert not verify_signature(SECRET, str(now), body, header, now=now + 301)  # stale
-    assert not verify_signature(SECRET, str(now), body, header, now=now - 301)  # from the future
-    assert not verify_signature(SECRET, str(now), body, header, tolerance_seconds=10, now=now + 11)
-    assert not verify_signature(SECRET, None, body, header, now=now)
-    assert not verify_signature(SECRET, "soon", body, header, now=now)
-    assert not verify_signature(SECRET, str(now), body, None, now=now)
-    assert not verify_signature(SECRET, str(now), body, header.removeprefix("sha256="), now=now)
-    assert not verify_signature(SECRET, str(now), body, "sha256=zz\u00e9", now=now)
+    def verify(secret: str | bytes = SECRET, ts: str | int | None = str(now), data: bytes = body,
+               value: str | None = header, k: str | None = key, **options: float) -> bool:
+        return verify_signature(secret, ts, data, value, idempotency_key=k, **{"now": now, **options})
+
+    assert verify()
+    assert verify(SECRET.encode(), now, now=now + 299)
+    assert not verify("wrong-secret-wrong-secret")
+    assert not verify(data=body + b" ")  # tampered body
+    assert not verify(ts=str(now + 1))  # tampered timestamp
+    assert not verify(k="job-43")  # the same signature under another Idempotency-Key
+    assert not verify(k=None)
+    assert not verify(now=now + 301)  # stale
+    assert not verify(now=now - 301)  # from the future
+    assert not verify(tolerance_seconds=10, now=now + 11)
+    assert not verify(ts=None)
+    assert not verify(ts="soon")
+    assert not verify(value=None)
+    assert not verify(value=header.removeprefix("v1="))
+    assert not verify(value="v1=zz\u00e9")
+    # the scheme that did not cover the key is not accepted any more
+    legacy = "sha256=" + hmac.new(SECRET.encode(), f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+    assert not verify(value=legacy)
+
+
+def test_the_signed_parts_cannot_be_shifted_into_one_another() -> None:
+    now = 1_700_000_000
+    header = signature_header(SECRET, now, b"b.{}", idempotency_key="a")
+    assert not verify_signature(SECRET, now, b"{}", header, idempotency_key="a\nb.", now=now)
+    assert not verify_signature(SECRET, now, b"{}", header, idempotency_key="a.b", now=now)
+    with pytest.raises(ValueError):
+        signature_header(SECRET, now, b"{}", idempotency_key="two\nlines")
 
 
 def test_verify_signature_accepts_any_of_several_signatures() -> None:
     """Secret rotation: the sender may sign with the old and the new secret."""
     now = 1_700_000_000
     body = b"{}"
-    header = f"{signature_header('old-secret-old-secret', now, body)}, {signature_header(SECRET, now, body)}"
-    assert verify_signature(SECRET, now, body, header, now=now)
-    assert not verify_signature("third-secret-third-secret", now, body, header, now=now)
+    old, new = (signature_header(s, now, body, idempotency_key="k") for s in ("old-secret-old-secret", SECRET))
+    header = f"{old}, {new}"
+    assert verify_signature(SECRET, now, body, header, now=now, idempotency_key="k")
+    assert not verify_signature("third-secret-third-secret", now, body, header, now=now, idempotency_key="k")

@@ -108,3 +108,72 @@ def test_what_the_fuzzer_found_stays_fixed(api: TestClient, auth_settings: Setti
     ):
         response = api.get(url, headers=headers)
         assert response.status_code == 200 and "entry" not in response.json(), (url, response.text)
+
+
+# ------------------------------------------------------------------ JSON bodies: depth, size, encodings
+
+#: every endpoint that reads a JSON body (the signed webhook is signed per example, below)
+JSON_ENDPOINTS = [
+    ("POST", "/fhir/Patient"), ("PUT", "/fhir/Patient/fuzz-1"), ("POST", "/fhir"),
+    ("POST", "/fhir/Patient/$validate"), ("POST", "/fhir/$validate"), ("POST", "/referrals"),
+    ("POST", "/admin/api/routes"), ("PUT", "/admin/api/routes/1"), ("PUT", "/admin/api/connectors/fuzz"),
+    ("POST", "/inbound/default/partner"),
+]
+WEBHOOK_SECRET = "fuzz-webhook-secret-0123456789"
+
+
+def _json_bodies() -> Any:
+    from hypothesis import strategies as st
+
+    leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8),
+                     st.sampled_from(["1e999999", "-0.0", "9" * 5000, "NaN", "Infinity", '"\\ud800"']))
+
+    def nest(depth: int, kind: str) -> str:
+        return ('{"a":' * depth + "1" + "}" * depth) if kind == "{" else "[" * depth + "]" * depth
+
+    def as_text(value: Any) -> str:
+        return value if isinstance(value, str) and value[:1] in '9-1NI"' else __import__("json").dumps(value)
+
+    resource = st.fixed_dictionaries({"resourceType": st.sampled_from(["Patient", "Bundle", "AuditEvent", "x"])})
+    texts = st.one_of(
+        st.builds(nest, st.sampled_from([99, 100, 101, 1_000, 50_000]), st.sampled_from(["[", "{"])),
+        st.builds(lambda r, v: as_text(r)[:-1] + f', "extension": [{as_text(v)}]}}', resource, leaf),
+        st.builds(lambda r: as_text(r)[:-1] + ', "resourceType": "Patient"}', resource),  # duplicate names
+        st.text(alphabet='[]{}",:0123456789.eE+-tfnul\\ \ud800', max_size=200),
+    )
+    encoded = st.tuples(texts, st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-32", "latin-1"])).map(
+        lambda pair: pair[0].encode(pair[1], "surrogatepass") if pair[1] != "latin-1"
+        else pair[0].encode("latin-1", "replace"))
+    return st.one_of(encoded, st.binary(max_size=300))
+
+
+@pytest.mark.parametrize("method,path", JSON_ENDPOINTS)
+def test_json_bodies_never_give_a_server_error(api: TestClient, auth_settings: Settings, method: str,
+                                               path: str) -> None:
+    """Deep nesting, odd encodings, huge numbers, NaN, duplicate names, lone surrogates, noise: 4xx only."""
+    import time
+
+    from connectors.webhook.signing import signature_header
+
+    headers = bearer(get_token(api, add_client(auth_settings, "default", "admin")))
+    assert api.put("/admin/api/connectors/partner", headers=headers, json={
+        "name": "partner", "kind": "webhook",
+        "config": {"url": "http://127.0.0.1:9/unused", "secret": WEBHOOK_SECRET}}).status_code == 200
+    counter = iter(range(10**6))
+
+    @hypothesis.settings(max_examples=30, derandomize=True, deadline=None, database=None,
+                         phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @hypothesis.given(body=_json_bodies())
+    @hypothesis.example(body=b"[" * 10_000 + b"]" * 10_000)  # the reported 500s
+    @hypothesis.example(body=b'{"resourceType":"Patient","x":' + b"[" * 990 + b"]" * 990 + b"}")
+    @hypothesis.example(body=b'{"resourceType":"Patient","name":[{"family":"\\ud800"}]}')
+    def fuzz(body: bytes) -> None:
+        sent = {**headers, "Content-Type": "application/fhir+json"}
+        if path.startswith("/inbound"):
+            key, ts = f"fuzz-{next(counter)}", int(time.time())
+            sent = {"Content-Type": "application/fhir+json", "Idempotency-Key": key, "X-Hub-Timestamp": str(ts),
+                    "X-Hub-Signature-256": signature_header(WEBHOOK_SECRET, ts, body, idempotency_key=key)}
+        response = api.request(method, path, content=body, headers=sent)
+        assert response.status_code < 500, (method, path, body[:80], response.text[:200])
+
+    fuzz()

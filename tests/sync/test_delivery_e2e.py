@@ -26,7 +26,8 @@ def test_referral_reaches_the_receiver_once_with_every_event(stack: Stack, recei
     delivery = deliveries[0]
     assert delivery.signature_valid
     assert verify_signature(SECRET, delivery.headers["x-hub-timestamp"], delivery.body,
-                            delivery.headers["x-hub-signature-256"])
+                            delivery.headers["x-hub-signature-256"],
+                            idempotency_key=delivery.headers["idempotency-key"])
     assert json.loads(delivery.body)["id"] == created["id"]
     assert delivery.event == "ServiceRequest.create"
 

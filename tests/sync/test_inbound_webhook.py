@@ -24,7 +24,7 @@ def _post(client: TestClient, body: bytes, *, key: str, secret: str = SECRET, ts
     ts = int(time.time()) if ts is None else ts
     return client.post("/inbound/default/partner", content=body, headers={
         "Content-Type": "application/fhir+json", "Idempotency-Key": key, "X-Hub-Timestamp": str(ts),
-        "X-Hub-Signature-256": signature_header(secret, ts, body)})
+        "X-Hub-Signature-256": signature_header(secret, ts, body, idempotency_key=key)})
 
 
 PATIENT = json.dumps({"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "M-9"}],
@@ -54,9 +54,9 @@ def test_bad_or_stale_signatures_are_refused_and_not_stored(client: TestClient) 
     assert _post(client, PATIENT, key="k2", ts=int(time.time()) - 3600).status_code == 401
     tampered = client.post("/inbound/default/partner", content=PATIENT + b" ", headers={
         "Idempotency-Key": "k3", "X-Hub-Timestamp": str(int(time.time())),
-        "X-Hub-Signature-256": signature_header(SECRET, int(time.time()), PATIENT)})
+        "X-Hub-Signature-256": signature_header(SECRET, int(time.time()), PATIENT, idempotency_key="k3")})
     assert tampered.status_code == 401
-    assert client.post("/inbound/default/nobody", content=PATIENT).status_code == 404
+    assert client.post("/inbound/default/nobody", content=PATIENT).status_code == 401
     assert client.get("/admin/api/messages").json()["total"] == 0
     assert client.get("/fhir/Patient").json()["total"] == 0
 
