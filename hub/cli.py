@@ -222,20 +222,28 @@ def replay(
     message_ids: list[str] = typer.Argument(None, help="Message ids to replay (see 'hub jobs')."),
     dead: bool = typer.Option(False, "--dead", help="Replay every dead letter (of --connector if given)."),
     connector: str | None = typer.Option(None, help="With --dead: only this connector's dead letters."),
+    resend: bool = typer.Option(False, "--resend", help="With message ids: new idempotency keys, so partners "
+                                "take it as a new delivery instead of deduping it (not with --dead)."),
     tenant: str | None = TenantOpt,
 ) -> None:
-    """Deliver messages again: each replay is a new message linked to the original, which keeps its errors."""
+    """Deliver messages again: each replay is a new message linked to the original, which keeps its errors.
+
+    A replay keeps the idempotency keys of the deliveries it replays: a partner that accepted one
+    already answers it as a duplicate. --resend sends it as a new delivery."""
     from hub.errors import HubError
     from hub.sync.service import SyncService
 
     if not message_ids and not dead:
         typer.echo("error: give message ids, or --dead [--connector NAME]", err=True)
         raise typer.Exit(2)
+    if resend and dead:
+        typer.echo("error: --resend applies to message ids only, not to --dead", err=True)
+        raise typer.Exit(2)
     settings, tenant, uow = _admin(tenant)
     try:
         with uow as session:
             service = SyncService(session, tenant=tenant, settings=settings)
-            replays = [service.replay_message(m) for m in message_ids or []]
+            replays = [service.replay_message(m, resend=resend) for m in message_ids or []]
             if dead:
                 replays += service.replay_dead(connector=connector)
             pairs = [(r.replay_of, r.id) for r in replays]
@@ -406,6 +414,8 @@ def clients_add(
                                            help="PEM public key for SMART Backend Services (no secret then)."),
     label: str | None = typer.Option(None, help="Put in front of the generated client id (default: the role)."),
     client_id: str | None = typer.Option(None, help="An exact client id instead of a generated one."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (client_id, secret, role, scopes, "
+                                 "tenant) and nothing else."),
     tenant: str | None = TenantOpt,
 ) -> None:
     """Register a client; its secret is printed once (store it now)."""
@@ -424,6 +434,12 @@ def clients_add(
     except HubError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"client_id": new.client_id, "secret": new.client_secret or None, "role": new.role,
+                               "scopes": new.scopes, "tenant": tenant}))
+        return
     typer.echo(f"client_id     {new.client_id}\nrole          {new.role}\nscopes        {new.scopes}")
     if new.client_secret:
         typer.echo(f"client_secret {new.client_secret}   (shown once)")

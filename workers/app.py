@@ -7,9 +7,12 @@ delivery is idempotent (idempotency keys) and the database, not the broker, is t
 
 from __future__ import annotations
 
+import logging
 from functools import cache
+from typing import Any
 
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
 
 QUEUE = "hub"
 #: the SQLAlchemy transport polls its table; once a second by default is too slow for the embedded mode
@@ -50,6 +53,34 @@ def make_celery(
         timezone="UTC",
     )
     return app
+
+
+#: ``extra`` fields shown in worker and beat log lines: ids, counts and outcomes only, never PHI
+LOG_FIELDS = ("job_id", "message_id", "connector_id", "attempt", "outcome", "retry_in", "held_by", "jobs", "error")
+
+
+class ExtrasFormatter(logging.Formatter):
+    """Celery's formatter, plus the allow-listed ``extra`` fields as ``key=value`` (Celery's own
+    format string drops them, so an attempt's line said nothing of its job or outcome)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.inner.format(record)
+        fields = [f"{name}={getattr(record, name)}" for name in LOG_FIELDS if getattr(record, name, None) is not None]
+        return f"{text} {' '.join(fields)}" if fields else text
+
+
+def show_log_fields(logger: logging.Logger, **_: Any) -> None:
+    for handler in logger.handlers:
+        if not isinstance(handler.formatter, ExtrasFormatter):
+            handler.setFormatter(ExtrasFormatter(handler.formatter))
+
+
+after_setup_logger.connect(show_log_fields, weak=False)
+after_setup_task_logger.connect(show_log_fields, weak=False)
 
 
 @cache

@@ -22,6 +22,9 @@ HTTP interface (``url`` is ``http://127.0.0.1:<port>``):
   stale (recorded as rejected); 400 without an ``Idempotency-Key``; the status of ``fail_keys[key]``;
   503 for a ``fail_rate`` share; else 200 ``{"id": ..., "status": "accepted" | "duplicate"}``. A
   repeat of an accepted key is answered 200 with the first id and counted in ``duplicates``.
+  A request whose key is in ``accept_then_hang_keys`` is recorded (accepted or duplicate) and then
+  answered only after ``hang_seconds`` (or never, if the receiver stops first): a partner that took
+  the delivery but whose answer the sender never sees (sender killed, or timed out).
   Injected 429/503 answers carry ``Retry-After: <retry_after>`` when it is set.
 * ``GET``/``HEAD <any other path>`` - 200 (or ``status_override``): a health probe target.
 * ``GET /_received`` - JSON summary: counts, accepted keys, duplicates, signature validity, controls.
@@ -71,6 +74,7 @@ class SandboxControls:
     hang_seconds: float = 0.0
     status_override: int | None = None  # answer every non-control request with this status
     fail_keys: Mapping[str, int] = field(default_factory=dict)  # idempotency key -> status
+    accept_then_hang_keys: Sequence[str] = ()  # recorded as received, then answered after hang_seconds
     retry_after: float | str | None = None  # Retry-After on injected 429/503 (seconds or HTTP-date)
     seed: int = 0
     signature_tolerance: float = 300.0  # replay window, seconds
@@ -91,6 +95,10 @@ class SandboxControls:
         ):
             raise ValueError("fail_keys must map idempotency keys to HTTP statuses between 200 and 599")
         object.__setattr__(self, "fail_keys", dict(self.fail_keys))
+        hold = self.accept_then_hang_keys
+        if isinstance(hold, str) or not isinstance(hold, Iterable) or not all(isinstance(k, str) for k in hold):
+            raise ValueError("accept_then_hang_keys must be a list of idempotency keys")
+        object.__setattr__(self, "accept_then_hang_keys", tuple(hold))
         retry_after = self.retry_after
         if isinstance(retry_after, str):
             valid = bool(retry_after) and retry_after.isprintable() and retry_after.isascii()
@@ -350,6 +358,8 @@ class SandboxReceiver(ThreadedHttpSandbox):
             if outcome == "accepted" and key:
                 self._accepted[key] = record
                 self._lock.notify_all()
+        if status == 200 and key in controls.accept_then_hang_keys and self._stopping.wait(controls.hang_seconds):
+            return None  # stopped while holding the answer
         if status == 200:
             return status, {}, {"id": delivery_id, "status": outcome}
         return status, self._retry_after(status, controls), {"error": error, "status": status}

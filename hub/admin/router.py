@@ -71,6 +71,8 @@ async def list_messages(
     connector: str | None = None,
     correlation_id: str | None = None,
     resource_type: str | None = None,
+    resource: str | None = Query(None, max_length=200, description="Type/id: the messages about one resource"),
+    version: int | None = Query(None, ge=1, le=MAX_INT, description="With resource: one version of it"),
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = Query(50, ge=1, le=500),
@@ -86,7 +88,7 @@ async def list_messages(
         settings,
         lambda s: AdminViews(s, tenant=tenant).messages(
             status=status, connector=connector, correlation_id=correlation_id, resource_type=resource_type,
-            since=naive(since), until=naive(until), limit=limit, offset=offset,
+            resource=resource, version=version, since=naive(since), until=naive(until), limit=limit, offset=offset,
         ),
     )
 
@@ -100,6 +102,17 @@ async def get_message(message_id: str, settings: SettingsDep, tenant: TenantDep)
 async def replay_message(message_id: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
         replay = SyncService(session, tenant=tenant, settings=settings).replay_message(message_id)
+        session.flush()
+        return AdminViews(session, tenant=tenant).message(replay.id)
+
+    return await run(settings, work)
+
+
+@router.post("/messages/{message_id}/resend", status_code=201,
+             summary="Resend a message with new idempotency keys (partners do not dedupe it)")
+async def resend_message(message_id: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    def work(session: Session) -> dict[str, Any]:
+        replay = SyncService(session, tenant=tenant, settings=settings).replay_message(message_id, resend=True)
         session.flush()
         return AdminViews(session, tenant=tenant).message(replay.id)
 
@@ -130,26 +143,31 @@ async def list_jobs(
     tenant: TenantDep,
     status: str | None = None,
     connector: str | None = None,
+    message: str | None = Query(None, max_length=36, description="Jobs of this message id"),
+    idempotency_key: str | None = Query(None, max_length=100, description="Jobs that sent this key"),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=MAX_INT),
 ) -> dict[str, Any]:
     return await run(
         settings,
-        lambda s: AdminViews(s, tenant=tenant).jobs(status=status, connector=connector, limit=limit, offset=offset),
+        lambda s: AdminViews(s, tenant=tenant).jobs(status=status, connector=connector, message=message,
+                                                    idempotency_key=idempotency_key, limit=limit, offset=offset),
     )
 
 
-@router.get("/dead-letters", summary="Dead-lettered jobs")
+@router.get("/dead-letters", summary="Dead-lettered jobs: outstanding ones (default), resolved ones or all")
 async def dead_letters(
     settings: SettingsDep,
     tenant: TenantDep,
     connector: str | None = None,
+    state: Literal["outstanding", "resolved", "all"] = Query(
+        "outstanding", description="resolved: a replay of it was delivered; outstanding: not yet"),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=MAX_INT),
 ) -> dict[str, Any]:
     return await run(
         settings,
-        lambda s: AdminViews(s, tenant=tenant).jobs(status="dead", connector=connector, limit=limit, offset=offset),
+        lambda s: AdminViews(s, tenant=tenant).jobs(dead=state, connector=connector, limit=limit, offset=offset),
     )
 
 

@@ -515,7 +515,7 @@ async def dead_letters(request: Request, user: UserDep) -> Response:
 
     def work(session: Session) -> list[dict[str, Any]]:
         views = AdminViews(session, tenant=user.tenant)
-        return [{"connector": c, "dead": views.jobs(status=ev.DEAD, connector=c["name"], limit=100)}
+        return [{"connector": c, "dead": views.jobs(dead="outstanding", connector=c["name"], limit=100)}
                 for c in views.connectors()]
 
     groups = await run(user.settings, work)

@@ -226,6 +226,14 @@ class DeliveryJob(Base):
     ordering_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     replay_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: place in the order of its ordering key: its own id, or that of the job it replays (a replay of a
+    #: dead letter takes the dead job's place, ahead of the later jobs held behind it)
+    ordering_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: the dead letter this job was last found waiting behind (cleared when it is woken)
+    held_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: a dead job whose replay (or the replay of its replay) was delivered: resolved, not outstanding
+    resolved_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -235,6 +243,8 @@ class DeliveryJob(Base):
         Index("ix_delivery_jobs_tenant_status", "tenant_id", "status"),
         Index("ix_delivery_jobs_ordering", "ordering_key", "id"),
         Index("ix_delivery_jobs_message", "message_id"),
+        Index("ix_delivery_jobs_replay_of", "replay_of"),
+        Index("ix_delivery_jobs_idempotency_key", "idempotency_key"),
     )
 
 

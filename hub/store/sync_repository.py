@@ -93,6 +93,8 @@ class MessageFilter:
     since: datetime | None = None
     until: datetime | None = None
     resource_type: str | None = None
+    resource_id: str | None = None
+    resource_version: int | None = None
 
 
 def _message_conditions(f: MessageFilter) -> list:  # type: ignore[type-arg]
@@ -107,6 +109,10 @@ def _message_conditions(f: MessageFilter) -> list:  # type: ignore[type-arg]
         conditions.append(Message.created_at < f.until)
     if f.resource_type:
         conditions.append(Message.resource_type == f.resource_type)
+    if f.resource_id:
+        conditions.append(Message.resource_id == f.resource_id)
+    if f.resource_version is not None:
+        conditions.append(Message.resource_version == f.resource_version)
     if f.connector_id is not None:
         conditions.append(
             Message.id.in_(select(DeliveryJob.message_id).where(DeliveryJob.connector_id == f.connector_id))
@@ -121,6 +127,14 @@ def list_messages(session: Session, *, filter: MessageFilter, limit: int, offset
         select(Message).where(*conditions).order_by(Message.created_at.desc(), Message.id).limit(limit).offset(offset)
     )
     return list(rows), total
+
+
+def messages_by_ids(session: Session, *, message_ids: Iterable[str]) -> dict[str, Message]:
+    ids = sorted(set(message_ids))
+    found: dict[str, Message] = {}
+    for start in range(0, len(ids), 500):
+        found.update((m.id, m) for m in session.scalars(select(Message).where(Message.id.in_(ids[start:start + 500]))))
+    return found
 
 
 def events_of(session: Session, *, message_id: str) -> list[MessageEvent]:
@@ -239,19 +253,62 @@ def claim_job(session: Session, *, job_id: int, now: datetime, lease_until: date
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def earlier_open_job(session: Session, *, job: DeliveryJob) -> int | None:
-    """An earlier, unfinished job with the same ordering key (same patient, same connector)."""
+def _seq(job: type[DeliveryJob] | DeliveryJob) -> object:
+    return func.coalesce(job.ordering_seq, job.id) if isinstance(job, type) else (job.ordering_seq or job.id)
+
+
+def _unreplayed_dead() -> object:
+    """A dead job that no replay job points at: nothing carries its place in the order any more."""
+    replay = aliased(DeliveryJob)
+    return and_(DeliveryJob.status == "dead", ~exists().where(replay.replay_of == DeliveryJob.id))
+
+
+def earlier_blocking_job(session: Session, *, job: DeliveryJob) -> tuple[int, str] | None:
+    """(id, status) of a job ahead of ``job`` in its order (same ordering key: same patient, or same
+    resource, at the same connector) that is unfinished, or dead and not replayed; None if it may go.
+
+    A job's place is ``ordering_seq`` (a replay takes the place of the job it replays), ties broken by id."""
     if not job.ordering_key:
         return None
-    return session.scalar(
-        select(DeliveryJob.id)
+    seq = _seq(job)
+    row = session.execute(
+        select(DeliveryJob.id, DeliveryJob.status)
         .where(
             DeliveryJob.ordering_key == job.ordering_key,
-            DeliveryJob.id < job.id,
-            DeliveryJob.status.in_(OPEN),
+            DeliveryJob.id != job.id,
+            or_(_seq(DeliveryJob) < seq, and_(_seq(DeliveryJob) == seq, DeliveryJob.id < job.id)),
+            or_(DeliveryJob.status.in_(OPEN), _unreplayed_dead()),
         )
+        .order_by(_seq(DeliveryJob), DeliveryJob.id)
         .limit(1)
-    )
+    ).first()
+    return (int(row[0]), str(row[1])) if row else None
+
+
+def wake_held(session: Session, *, ordering_key: str, now: datetime) -> list[int]:
+    """Make the jobs held behind a dead letter of ``ordering_key`` due now; their ids."""
+    ids = list(session.scalars(select(DeliveryJob.id).where(
+        DeliveryJob.ordering_key == ordering_key, DeliveryJob.held_by.is_not(None),
+        DeliveryJob.status.in_(("pending", "retrying")))))
+    if ids:
+        session.execute(
+            update(DeliveryJob).where(DeliveryJob.id.in_(ids))
+            .values(held_by=None, next_attempt_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+def held_counts(session: Session, *, job_ids: Sequence[int]) -> dict[int, int]:
+    """How many jobs are held behind each of these dead letters."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(DeliveryJob.held_by, func.count()).where(
+            DeliveryJob.held_by.in_(list(job_ids)), DeliveryJob.status.in_(("pending", "retrying")))
+        .group_by(DeliveryJob.held_by)
+    ).all()
+    return {int(held): int(n) for held, n in rows}
 
 
 def due_jobs(session: Session, *, now: datetime, requeue_before: datetime, limit: int) -> list[DeliveryJob]:
@@ -279,9 +336,12 @@ class JobFilter:
     connector_id: int | None = None
     message_id: str | None = None
     not_replayed: bool = False  # only jobs that no replay job points at (``replay_of``)
+    idempotency_key: str | None = None
+    #: dead letters only: True = resolved (a replay was delivered), False = outstanding
+    resolved: bool | None = None
 
 
-def list_jobs(session: Session, *, filter: JobFilter, limit: int, offset: int) -> tuple[list[DeliveryJob], int]:
+def _job_conditions(filter: JobFilter) -> list:  # type: ignore[type-arg]
     conditions = [DeliveryJob.tenant_id == filter.tenant]
     if filter.status:
         conditions.append(DeliveryJob.status == filter.status)
@@ -289,6 +349,19 @@ def list_jobs(session: Session, *, filter: JobFilter, limit: int, offset: int) -
         conditions.append(DeliveryJob.connector_id == filter.connector_id)
     if filter.message_id:
         conditions.append(DeliveryJob.message_id == filter.message_id)
+    if filter.idempotency_key:
+        conditions.append(DeliveryJob.idempotency_key == filter.idempotency_key)
+    if filter.resolved is not None:
+        resolved = DeliveryJob.resolved_at.is_not(None)
+        conditions.append(resolved if filter.resolved else ~resolved)
+    if filter.not_replayed:
+        replay = aliased(DeliveryJob)
+        conditions.append(~exists().where(replay.replay_of == DeliveryJob.id))
+    return conditions
+
+
+def list_jobs(session: Session, *, filter: JobFilter, limit: int, offset: int) -> tuple[list[DeliveryJob], int]:
+    conditions = _job_conditions(filter)
     total = session.scalar(select(func.count()).select_from(DeliveryJob).where(*conditions)) or 0
     query = select(DeliveryJob).where(*conditions).order_by(DeliveryJob.id.desc()).limit(limit).offset(offset)
     rows = session.scalars(query)
@@ -296,21 +369,15 @@ def list_jobs(session: Session, *, filter: JobFilter, limit: int, offset: int) -
 
 
 def job_ids(session: Session, *, filter: JobFilter, limit: int) -> list[int]:
-    conditions = [DeliveryJob.tenant_id == filter.tenant]
-    if filter.status:
-        conditions.append(DeliveryJob.status == filter.status)
-    if filter.connector_id is not None:
-        conditions.append(DeliveryJob.connector_id == filter.connector_id)
-    if filter.not_replayed:
-        replay = aliased(DeliveryJob)
-        conditions.append(~exists().where(replay.replay_of == DeliveryJob.id))
+    conditions = _job_conditions(filter)
     return list(session.scalars(select(DeliveryJob.id).where(*conditions).order_by(DeliveryJob.id).limit(limit)))
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectorStats:
     backlog: int
-    dead: int
+    dead: int  # outstanding dead letters
+    dead_resolved: int
     last_success: datetime | None
     last_error_at: datetime | None
     last_error: str | None
@@ -328,11 +395,12 @@ def connector_stats(session: Session, *, connector_id: int, now: datetime) -> Co
             DeliveryJob.connector_id == connector_id, DeliveryJob.status.in_(OPEN)
         )
     ) or 0
-    dead = session.scalar(
-        select(func.count()).select_from(DeliveryJob).where(
+    dead_rows = session.execute(
+        select(DeliveryJob.resolved_at.is_not(None), func.count()).where(
             DeliveryJob.connector_id == connector_id, DeliveryJob.status == "dead"
-        )
-    ) or 0
+        ).group_by(DeliveryJob.resolved_at.is_not(None))
+    ).all()
+    dead_by = {bool(resolved): int(n) for resolved, n in dead_rows}
     job_subquery = select(DeliveryJob.id).where(DeliveryJob.connector_id == connector_id)
     last_success = session.scalar(
         select(func.max(MessageEvent.at)).where(MessageEvent.job_id.in_(job_subquery), MessageEvent.event == "sent")
@@ -364,7 +432,8 @@ def connector_stats(session: Session, *, connector_id: int, now: datetime) -> Co
     a24, f24 = window(24)
     return ConnectorStats(
         backlog=backlog,
-        dead=dead,
+        dead=dead_by.get(False, 0),
+        dead_resolved=dead_by.get(True, 0),
         last_success=last_success,
         last_error_at=last_error_row[0] if last_error_row else None,
         last_error=last_error_row[1] if last_error_row else None,

@@ -13,6 +13,8 @@ from hub.store import sync_repository as repo
 from hub.store.models import ConnectorInstance, DeliveryJob, Message, MessageEvent, Route
 from hub.sync import events as ev
 
+DEAD_LETTER_STATES = ("outstanding", "resolved", "all")
+
 
 def _ts(value: datetime | None) -> str | None:
     return value.isoformat(timespec="milliseconds") + "Z" if value else None
@@ -47,10 +49,16 @@ def event_view(event: MessageEvent) -> dict[str, Any]:
     }
 
 
-def job_view(job: DeliveryJob, connector_names: dict[int, str]) -> dict[str, Any]:
+def job_view(job: DeliveryJob, connector_names: dict[int, str], message: Message | None = None,
+             held: int = 0) -> dict[str, Any]:
+    """A job; with its message, the resource (type/id) and version it delivers; ``held``: how many
+    later jobs of its order wait behind it (a dead letter)."""
     view: dict[str, Any] = {
         "id": job.id,
         "message_id": job.message_id,
+        "resource": (f"{message.resource_type}/{message.resource_id}"
+                     if message is not None and message.resource_id else None),
+        "resource_version": message.resource_version if message is not None else None,
         "connector": connector_names.get(job.connector_id, str(job.connector_id)),
         "route_id": job.route_id,
         "status": job.status,
@@ -64,8 +72,18 @@ def job_view(job: DeliveryJob, connector_names: dict[int, str]) -> dict[str, Any
     }
     if job.status in (ev.PENDING, ev.RETRYING):
         view["next_attempt_at"] = _ts(job.next_attempt_at)
-        reason = "waiting for its first attempt" if job.attempts == 0 else f"retry after: {job.last_error}"
+        view["held_by"] = job.held_by
+        if job.held_by is not None:
+            reason = f"held behind dead letter {job.held_by} (same patient and connector)"
+        elif job.attempts == 0:
+            reason = "waiting for its first attempt"
+        else:
+            reason = f"retry after: {job.last_error}"
         view["queued_because"] = reason
+    if job.status == ev.DEAD:
+        view["resolved_by"] = job.resolved_by
+        view["resolved_at"] = _ts(job.resolved_at)
+        view["holding"] = held
     if job.status == ev.RUNNING:
         view["lease_until"] = _ts(job.locked_until)
     return view
@@ -99,7 +117,8 @@ def connector_view(instance: ConnectorInstance, session: Session, now: datetime)
         "backoff_max_seconds": instance.backoff_max_seconds,
         "health": {
             "backlog": stats.backlog,
-            "dead_letters": stats.dead,
+            "dead_letters": stats.dead,  # outstanding: no replay of them was delivered yet
+            "dead_letters_resolved": stats.dead_resolved,
             "last_success": _ts(stats.last_success),
             "last_error_at": _ts(stats.last_error_at),
             "last_error": stats.last_error,
@@ -136,11 +155,23 @@ class AdminViews:
         since: datetime | None = None,
         until: datetime | None = None,
         resource_type: str | None = None,
+        resource: str | None = None,
+        version: int | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> dict[str, Any]:
         if status and status not in ev.MESSAGE_STATUSES:
             raise BadRequest(f"status must be one of {', '.join(ev.MESSAGE_STATUSES)}")
+        resource_id = None
+        if resource:
+            kind, _, resource_id = resource.partition("/")
+            if not kind or not resource_id or "/" in resource_id:
+                raise BadRequest("resource must be Type/id, e.g. ServiceRequest/123")
+            if resource_type and resource_type != kind:
+                raise BadRequest("resource and resource_type name different types")
+            resource_type = kind
+        if version is not None and not resource_id:
+            raise BadRequest("version needs resource=Type/id")
         rows, total = repo.list_messages(
             self.session,
             filter=repo.MessageFilter(
@@ -151,6 +182,8 @@ class AdminViews:
                 since=since,
                 until=until,
                 resource_type=resource_type,
+                resource_id=resource_id,
+                resource_version=version,
             ),
             limit=limit,
             offset=offset,
@@ -164,27 +197,43 @@ class AdminViews:
         names = self.connector_names()
         view = message_view(message)
         view["events"] = [event_view(e) for e in repo.events_of(self.session, message_id=message.id)]
-        view["jobs"] = [job_view(j, names) for j in repo.jobs_of(self.session, message_id=message.id)]
+        jobs = repo.jobs_of(self.session, message_id=message.id)
+        held = repo.held_counts(self.session, job_ids=[j.id for j in jobs if j.status == ev.DEAD])
+        view["jobs"] = [job_view(j, names, message, held.get(j.id, 0)) for j in jobs]
         return view
 
-    def jobs(self, *, status: str | None = None, connector: str | None = None, limit: int = 50,
+    def jobs(self, *, status: str | None = None, connector: str | None = None, message: str | None = None,
+             idempotency_key: str | None = None, dead: str | None = None, limit: int = 50,
              offset: int = 0) -> dict[str, Any]:
+        """Jobs, newest first. ``dead``: ``outstanding`` (dead letters no replay has delivered yet),
+        ``resolved`` (a replay of them was delivered) or ``all`` (every dead letter)."""
         if status and status not in ev.JOB_STATUSES:
             raise BadRequest(f"status must be one of {', '.join(ev.JOB_STATUSES)}")
+        if dead is not None and dead not in DEAD_LETTER_STATES:
+            raise BadRequest(f"state must be one of {', '.join(DEAD_LETTER_STATES)}")
         rows, total = repo.list_jobs(
             self.session,
-            filter=repo.JobFilter(tenant=self.tenant, status=status, connector_id=self._connector_id(connector)),
+            filter=repo.JobFilter(
+                tenant=self.tenant, status=ev.DEAD if dead else status, connector_id=self._connector_id(connector),
+                message_id=message, idempotency_key=idempotency_key,
+                resolved=None if dead in (None, "all") else dead == "resolved",
+            ),
             limit=limit,
             offset=offset,
         )
+        return {"total": total, "items": self._job_views(rows)}
+
+    def _job_views(self, rows: list[DeliveryJob]) -> list[dict[str, Any]]:
         names = self.connector_names()
-        return {"total": total, "items": [job_view(j, names) for j in rows]}
+        messages = repo.messages_by_ids(self.session, message_ids=[j.message_id for j in rows])
+        held = repo.held_counts(self.session, job_ids=[j.id for j in rows if j.status == ev.DEAD])
+        return [job_view(j, names, messages.get(j.message_id), held.get(j.id, 0)) for j in rows]
 
     def job(self, job_id: int) -> dict[str, Any]:
         job = repo.job_by_id(self.session, job_id=job_id, tenant=self.tenant)
         if job is None:
             raise NotFound(f"No delivery job {job_id}")
-        return job_view(job, self.connector_names())
+        return self._job_views([job])[0]
 
     def connectors(self) -> list[dict[str, Any]]:
         now = utcnow()

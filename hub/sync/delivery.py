@@ -18,6 +18,8 @@ from hub.sync.service import ClaimedJob, Outcome, SyncService
 log = logging.getLogger("hub.sync.delivery")
 
 ORDER_WAIT_SECONDS = 1.0
+#: a job behind a dead letter is woken when that one is retried or replayed; this is only the fallback
+HELD_WAIT_SECONDS = 30.0
 
 _connectors: dict[tuple[int, str], Any] = {}
 _lock = threading.Lock()
@@ -90,9 +92,18 @@ def attempt(claimed: ClaimedJob) -> Outcome:
 
 def deliver(settings: Settings, job_id: int) -> float | None:
     """Run one attempt of job ``job_id``; returns seconds until it should be tried again, or None."""
+    from hub.sync.enqueue import enqueue_committed
+
     with transaction(settings.database_url) as session:
         service = SyncService(session, tenant=settings.default_tenant, settings=settings)
-        if service.blocked_by(job_id) is not None:
+        blocker = service.blocked_by(job_id)
+        if blocker is not None:
+            blocker_id, blocker_status = blocker
+            if blocker_status == "dead":
+                # order per patient holds across dead letters: wait until it is retried or replayed
+                service.hold(job_id, blocker_id, HELD_WAIT_SECONDS)
+                log.info("hub.delivery.held", extra={"job_id": job_id, "held_by": blocker_id})
+                return HELD_WAIT_SECONDS
             # an earlier message about the same patient to the same connector is still open
             service.postpone(job_id, ORDER_WAIT_SECONDS)
             return ORDER_WAIT_SECONDS
@@ -101,9 +112,13 @@ def deliver(settings: Settings, job_id: int) -> float | None:
         return None
     outcome = attempt(claimed)
     with transaction(settings.database_url) as session:
-        delay = SyncService(session, tenant=claimed.tenant, settings=settings).finish(claimed, outcome)
+        service = SyncService(session, tenant=claimed.tenant, settings=settings)
+        delay = service.finish(claimed, outcome)
+        status = service.job_status(job_id)
+    enqueue_committed(settings, session)  # the jobs this delivery woke (held behind what it resolved)
     log.info(
         "hub.delivery.attempt",
-        extra={"job_id": job_id, "attempt": claimed.attempt, "ok": outcome.ok, "retry_in": delay},
+        extra={"job_id": job_id, "message_id": claimed.message_id, "connector_id": claimed.connector_id,
+               "attempt": claimed.attempt, "outcome": status, "retry_in": round(delay, 3) if delay else None},
     )
     return delay

@@ -83,6 +83,12 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
 
 
+def delivery_key(message: Message, connector_id: int) -> str:
+    """The idempotency key of delivering ``message`` to a connector: the message (a replay keeps the
+    key of what it replays), the connector and the resource version (no names, no identifiers)."""
+    return f"{message.id}.c{connector_id}.v{message.resource_version or 0}"
+
+
 def patient_of(resource: dict[str, Any] | None) -> str | None:
     if not resource:
         return None
@@ -362,7 +368,9 @@ class SyncService:
         self.session.flush()
         self._event(message, ev.RECEIVED, detail="FHIR REST write", at=now)
         self._event(message, ev.TRANSLATED, detail="validated FHIR R4", at=now)
-        jobs = self._create_jobs(message, [(r.connector_id, r.id) for r in routes], patient_of(change.resource), now)
+        # order per patient; what concerns no patient is kept in order per resource
+        ordering = patient_of(change.resource) or f"{change.resource_type}/{change.resource_id}"
+        jobs = self._create_jobs(message, [(r.connector_id, r.id) for r in routes], ordering, now)
         self._event(message, ev.ROUTED, detail=", ".join(r.name for r in routes), at=now)
         for job in jobs:
             self._event(message, ev.QUEUED, job_id=job.id, at=now)
@@ -373,10 +381,15 @@ class SyncService:
         self,
         message: Message,
         targets: Sequence[tuple[int, int | None]],
-        patient: str | None,
+        ordering: str | None,
         now: datetime,
-        replay_of: dict[int, int] | None = None,
+        replay_of: dict[int, DeliveryJob] | None = None,
+        fresh_keys: bool = False,
     ) -> list[DeliveryJob]:
+        """One job per (connector, route). A replay job (``replay_of``: connector id -> replayed job)
+        takes the place of the job it replays in its order, and its idempotency key unless
+        ``fresh_keys``: the partner sees a replay of the same delivery as the same delivery."""
+        replay_of = replay_of or {}
         jobs = []
         for connector_id, route_id in targets:
             instance = repo.connector_by_id(self.session, connector_id=connector_id)
@@ -392,8 +405,8 @@ class SyncService:
                 max_attempts=instance.max_attempts,
                 next_attempt_at=now,
                 idempotency_key="",
-                ordering_key=f"{connector_id}|{patient}" if patient else None,
-                replay_of=(replay_of or {}).get(connector_id),
+                ordering_key=f"{connector_id}|{ordering}" if ordering else None,
+                replay_of=replay_of[connector_id].id if connector_id in replay_of else None,
                 created_at=now,
                 updated_at=now,
             )
@@ -401,7 +414,12 @@ class SyncService:
             jobs.append(job)
         self.session.flush()
         for job in jobs:
-            job.idempotency_key = f"{job.id}.v{message.resource_version or 0}"
+            replayed = replay_of.get(job.connector_id)
+            job.ordering_seq = (replayed.ordering_seq or replayed.id) if replayed is not None else job.id
+            if replayed is not None and not fresh_keys:
+                job.idempotency_key = replayed.idempotency_key
+            else:
+                job.idempotency_key = delivery_key(message, job.connector_id)
         self.session.flush()
         return jobs
 
@@ -507,17 +525,48 @@ class SyncService:
 
     # ------------------------------------------------------------ delivery
 
-    def blocked_by(self, job_id: int) -> int | None:
-        """An earlier open job of the same patient at the same connector (None for a finished job)."""
+    def blocked_by(self, job_id: int) -> tuple[int, str] | None:
+        """(id, status) of a job ahead of this one in its order (same patient, or resource, at the same
+        connector) that is unfinished or an unreplayed dead letter; None when it may go (or is finished)."""
         job = repo.job_by_id(self.session, job_id=job_id)
         if job is None or job.status not in ev.OPEN_JOB_STATUSES:
             return None
-        return repo.earlier_open_job(self.session, job=job)
+        return repo.earlier_blocking_job(self.session, job=job)
+
+    def hold(self, job_id: int, dead_job_id: int, seconds: float) -> None:
+        """Keep a job behind a dead letter of its order until that one is retried or replayed."""
+        job = repo.job_by_id(self.session, job_id=job_id)
+        if job is not None and job.status in (ev.PENDING, ev.RETRYING):
+            job.held_by = dead_job_id
+            job.next_attempt_at = self.clock() + timedelta(seconds=seconds)
+            self.session.flush()
+
+    def _wake_held(self, ordering_key: str | None, now: datetime) -> None:
+        if ordering_key:
+            self._enqueue_after_commit(repo.wake_held(self.session, ordering_key=ordering_key, now=now))
+
+    def _resolve(self, job: DeliveryJob, now: datetime) -> None:
+        """A delivered replay resolves the dead letter it replays, and that one's own original."""
+        seen = set()
+        replayed = job.replay_of
+        while replayed is not None and replayed not in seen:
+            seen.add(replayed)
+            dead = repo.job_by_id(self.session, job_id=replayed)
+            if dead is None:
+                break
+            if dead.status == ev.DEAD and dead.resolved_at is None:
+                dead.resolved_by, dead.resolved_at = job.id, now
+            replayed = dead.replay_of
+
+    def job_status(self, job_id: int) -> str | None:
+        job = repo.job_by_id(self.session, job_id=job_id)
+        return job.status if job is not None else None
 
     def postpone(self, job_id: int, seconds: float) -> None:
         job = repo.job_by_id(self.session, job_id=job_id)
         if job is not None and job.status in (ev.PENDING, ev.RETRYING):
             job.next_attempt_at = self.clock() + timedelta(seconds=seconds)
+            job.held_by = None  # what it waits for now is open, not a dead letter
             self.session.flush()
 
     def claim(self, job_id: int) -> ClaimedJob | None:
@@ -586,6 +635,8 @@ class SyncService:
             self._event(message, ev.ACKNOWLEDGED, job_id=job.id, detail=outcome.detail, attempt=job.attempts, at=now)
             repo.record_written(self.session, tenant=job.tenant_id, connector_id=job.connector_id,
                                 external_ids=outcome.written, now=now)
+            self._resolve(job, now)
+            self._wake_held(job.ordering_key, now)
         else:
             job.last_error = _short(outcome.detail)
             if outcome.permanent or job.attempts >= job.max_attempts:
@@ -668,6 +719,7 @@ class SyncService:
         job.status = ev.PENDING
         job.next_attempt_at = now
         job.updated_at = now
+        self._wake_held(job.ordering_key, now)
         message = repo.message_by_id(self.session, tenant=self.tenant, message_id=job.message_id)
         if message is not None:
             self._event(message, ev.RETRIED, job_id=job.id, detail="retry requested", at=now)
@@ -677,12 +729,17 @@ class SyncService:
         return job
 
     def replay_message(
-        self, message_id: str, *, only_dead: bool = False, job_ids: Collection[int] | None = None
+        self, message_id: str, *, only_dead: bool = False, job_ids: Collection[int] | None = None,
+        resend: bool = False,
     ) -> Message:
         """A new message with the original's payload, delivered again to the original's connectors
         (only those of its dead jobs with ``only_dead``; only those of ``job_ids`` when given).
 
         The original keeps its status, errors and events; the replay links to it (``replay_of``).
+        Each replay job keeps the idempotency key of the job it replays (a partner that already
+        accepted that delivery treats the replay as a duplicate) and its place in the order of its
+        patient. ``resend`` mints fresh keys instead: a deliberate second delivery that partners
+        do not dedupe.
         """
         original = repo.message_by_id(self.session, tenant=self.tenant, message_id=message_id)
         if original is None:
@@ -716,16 +773,20 @@ class SyncService:
         )
         self.session.add(replay)
         self.session.flush()
-        self._event(replay, ev.REPLAYED, detail=f"replay of {original.id}", at=now)
+        how = "resend (new idempotency keys)" if resend else "replay"
+        self._event(replay, ev.REPLAYED, detail=f"{how} of {original.id}", at=now)
         self._event(original, ev.REPLAYED, detail=f"replayed as {replay.id}", at=now)
-        seen: dict[int, int] = {}
+        seen: dict[int, DeliveryJob] = {}
         for job in jobs:
-            seen.setdefault(job.connector_id, job.id)
-        patient = jobs[0].ordering_key.split("|", 1)[1] if jobs[0].ordering_key else None
-        new_jobs = self._create_jobs(replay, [(c, None) for c in seen], patient, now, replay_of=seen)
+            seen.setdefault(job.connector_id, job)
+        ordering = jobs[0].ordering_key.split("|", 1)[1] if jobs[0].ordering_key else None
+        new_jobs = self._create_jobs(replay, [(c, None) for c in seen], ordering, now, replay_of=seen,
+                                     fresh_keys=resend)
         for job in new_jobs:
             self._event(replay, ev.QUEUED, job_id=job.id, at=now)
         self._enqueue_after_commit([j.id for j in new_jobs])
+        for job in new_jobs:  # what waited behind the dead letter now waits behind its replay
+            self._wake_held(job.ordering_key, now)
         return replay
 
     def replay_dead(self, *, connector: str | None = None, limit: int = 1000) -> list[Message]:

@@ -52,10 +52,10 @@ class Stack:
     env: dict[str, str]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start_worker(self, concurrency: int = 4) -> subprocess.Popen[bytes]:
+    def start_worker(self, concurrency: int = 4, loglevel: str = "WARNING") -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
-            [HUB, "worker", "--beat", "--concurrency", str(concurrency), "--loglevel", "WARNING"],
+            [HUB, "worker", "--beat", "--concurrency", str(concurrency), "--loglevel", loglevel],
             cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.workers.append(process)

@@ -179,4 +179,5 @@ def test_order_is_kept_per_patient_without_blocking_other_patients(stack: Stack,
     assert len(delivered_jobs) == n + len(others)
     keys_in_order = [d.idempotency_key for d in receiver.deliveries
                      if json.loads(d.body)["subject"]["reference"] == "Patient/slow"]
-    assert keys_in_order == sorted(keys_in_order, key=lambda k: int(k.split(".")[0]))
+    job_of_key = {j["idempotency_key"]: j["id"] for j in stack.jobs()}
+    assert keys_in_order == sorted(keys_in_order, key=lambda k: job_of_key[k])

@@ -27,7 +27,7 @@ from hub.settings import Settings, get_settings
 from hub.store.db import transaction
 from hub.store.models import ConnectorInstance, DeliveryJob, Message, MessageEvent, Resource
 from hub.sync import events as ev
-from hub.sync.delivery import ORDER_WAIT_SECONDS, deliver
+from hub.sync.delivery import HELD_WAIT_SECONDS, ORDER_WAIT_SECONDS, deliver
 from hub.sync.service import ENQUEUE_KEY, Change, Outcome, SyncService
 from tests.sync.conftest import SECRET, queued_tasks
 
@@ -345,7 +345,7 @@ def test_a_routed_write_stores_a_message_with_its_events(settings: Settings, emr
     ]
     assert events_of(settings, message.id)[-1].job_id == job_id
     assert (job.status, job.attempts, job.max_attempts) == ("pending", 0, 3)
-    assert job.idempotency_key == f"{job_id}.v1"
+    assert job.idempotency_key == f"{message.id}.c{job.connector_id}.v1"  # message, connector, version
     assert job.ordering_key is not None and job.ordering_key.endswith("|Patient/p1")
 
 
@@ -571,9 +571,9 @@ def test_a_later_job_of_the_same_patient_and_connector_waits(
     receiver.configure(fail_keys={job_of(settings, first_emr).idempotency_key: 503})
     assert deliver(settings, first_emr) is not None  # fails: stays open (retrying)
     with transaction(settings.database_url) as session:
-        assert svc(session, settings).blocked_by(second_emr) == first_emr
+        assert svc(session, settings).blocked_by(second_emr) == (first_emr, "retrying")
         assert svc(session, settings).blocked_by(other_emr) is None
-        assert svc(session, settings).blocked_by(second_hep) == first_hep
+        assert svc(session, settings).blocked_by(second_hep) == (first_hep, "pending")
 
     before = utcnow()
     assert deliver(settings, second_emr) == ORDER_WAIT_SECONDS
@@ -600,16 +600,24 @@ def test_a_finished_job_is_never_postponed(settings: Settings, receiver: Sandbox
     _, [first] = create(settings, referral("p1"))
     _, [second] = create(settings, referral("p1"))
     receiver.configure(fail_keys={job_of(settings, first).idempotency_key: 400})
-    assert deliver(settings, first) is None  # dead: a dead letter does not hold the patient's queue
+    assert deliver(settings, first) is None  # dead: the patient's later jobs wait behind it
+    assert deliver(settings, second) == HELD_WAIT_SECONDS
+    assert (job_of(settings, second).status, job_of(settings, second).held_by) == ("pending", first)
+    receiver.configure(fail_keys={})
+    with unit_of_work(settings) as session:
+        svc(session, settings).retry_job(first)  # the earlier job is open again, and the held one woken
+        assert sorted(session.info[ENQUEUE_KEY]) == [first, second]
+    assert job_of(settings, second).held_by is None
+    assert deliver(settings, second) == ORDER_WAIT_SECONDS  # still behind the retried job
+    assert deliver(settings, first) is None
+    make_due(settings, second)
     assert deliver(settings, second) is None
     assert job_of(settings, second).status == "succeeded"
-    with unit_of_work(settings) as session:
-        svc(session, settings).retry_job(first)  # the earlier job is open again
     # a duplicate task of the finished job (e.g. redelivered by the broker) does nothing at all
     assert deliver(settings, second) is None
     with transaction(settings.database_url) as session:
         assert svc(session, settings).blocked_by(second) is None
-    assert job_of(settings, second).status == "succeeded" and len(receiver.requests) == 2
+    assert job_of(settings, second).status == "succeeded" and len(receiver.requests) == 3
 
 
 def test_a_disabled_connector_is_paused(settings: Settings, receiver: SandboxReceiver) -> None:
@@ -803,7 +811,7 @@ def test_replay_is_a_new_linked_message_and_the_original_keeps_its_error(
     assert replayed.replay_of == original.message_id and replayed.status == "queued"
     new_job = job_of(settings, new_job_id)
     assert new_job.replay_of == job_id and new_job.message_id == replay_id
-    assert new_job.idempotency_key != original.idempotency_key
+    assert new_job.idempotency_key == original.idempotency_key  # the same delivery: partners dedupe it
     assert [e.event for e in events_of(settings, replay_id)] == ["replayed", "queued"]
 
     assert deliver(settings, new_job_id) is None
