@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         description="Per-payer certification rules as JSON, payer id -> {initial_certification_days, "
         "max_certification_days, progress_report_visits, recert_on_plan_change}; others follow Medicare.",
     )
+    clinics: dict[str, dict[str, str | list[str]]] = Field(
+        default_factory=dict,
+        description="Per-tenant clinic details as JSON, tenant -> {name, line: [...], city, state, postal_code, "
+        "phone, fax, direct}: written onto the tenant's Organization and printed on the plan of care.",
+    )
     message_retention_days: int = Field(
         default=30, ge=1, description="Payloads of finished messages are erased after this many days."
     )

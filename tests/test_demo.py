@@ -21,8 +21,9 @@ def test_hub_demo_finishes_green_with_no_services(tmp_path: Path) -> None:
         assert expected in out, out
     assert "[11/11] done" in out and "/dashboard" in out
     assert "HL7 v2 messages acknowledged" in out and " 0 HL7 v2" not in out  # every connector kind is used
-    # the legacy system heard of the referral's status, the booked visit and the plan of care
-    assert "RRI^I12 x" in out and "SIU^S12 x1" in out and "MDM^T02 x1" in out, out
+    # the legacy system heard of the referral's status, the booked visit and the plan of care (the page
+    # sent for signature and its signed version: two documents)
+    assert "RRI^I12 x" in out and "SIU^S12 x1" in out and "MDM^T02 x2" in out, out
     assert "SMART Backend Services" in out
     assert (tmp_path / "var" / "demo" / "hub.db").exists()
 

@@ -368,7 +368,7 @@ def _referral_work(request: Request, user: User, work: Callable[[Any], T]) -> Ca
 
     def job(session: Session) -> T:
         fhir = fhir_service(session, user.settings, user.tenant, base, user.clock)
-        result = work(PlanService(fhir, payer_rules=user.settings.certification_rules))
+        result = work(PlanService(fhir, payer_rules=user.settings.certification_rules, clinics=user.settings.clinics))
         fhir.record_audit(audit_event(principal=user.principal, interaction="search-type", now=fhir.clock(), outcome=0,
                                       address=address, resource_type="Task",
                                       description=f"{request.method} {request.url.path}"))

@@ -86,6 +86,7 @@ from mappings.hl7v2 import (
     parse,
     read_header,
     read_status_update,
+    structure_warnings,
 )
 from mappings.hl7v2.errors import (
     APPLICATION_INTERNAL_ERROR,
@@ -133,9 +134,16 @@ def _control_id() -> str:
     return uuid.uuid4().hex[:20].upper()
 
 
-def _answer(header: Header | None, code: str, now: datetime, error: Hl7Error | None = None) -> str:
+def _answer(
+    header: Header | None,
+    code: str,
+    now: datetime,
+    error: Hl7Error | None = None,
+    warnings: list[Hl7Error] | None = None,
+) -> str:
     return build_ack(
-        header, code, control_id=_control_id(), now=now, error=error, sending_application=ACK_APPLICATION
+        header, code, control_id=_control_id(), now=now, error=error, sending_application=ACK_APPLICATION,
+        warnings=warnings or (),
     )
 
 
@@ -211,10 +219,12 @@ def _process(
             source=source, external_id=control_id, raw=raw, event=f"hl7v2.{header.message_code or 'unknown'}"
         )
         error: Hl7Error | None = None
+        warnings: list[Hl7Error] = []  # segments kept although out of place: ERR severity W in the AA
         savepoint = session.begin_nested()
         try:
             full = read_header(message)
             check_supported(full)
+            warnings = structure_warnings(message, full)
             fhir = policy.attach(
                 fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", clock=lambda: now))
             if full.message_type in STATUS_MESSAGES:
@@ -224,7 +234,7 @@ def _process(
             savepoint.commit()
         except Hl7Error as exc:
             savepoint.rollback()
-            error = exc
+            error, warnings = exc, []
         audit = FhirService(session, tenant=tenant, base_url=settings.fhir_base or "/fhir", clock=lambda: now)
         if error is None:
             resource_type, _, resource_id = primary.partition("/")
@@ -238,12 +248,12 @@ def _process(
             policy.audit(audit, interaction="transaction", outcome=4, description=f"HL7 {error.ack_code}")
             service.mark_rejected(row, str(error))
             ack_code = error.ack_code
-        text = _answer(header, ack_code, now, error)
+        text = _answer(header, ack_code, now, error, warnings)
         _record_ack(session, row, text, now)
         answer = _wire_answer(header, ack_code, now, error, text)
         # a message refused outright gets CR on the wire and, per HL7, no application ACK after it
         if is_enhanced(header) and ack_code != "AR" and application_ack_wanted(header, ack_code == "AA"):
-            _send_application_ack(service, row, header, ack_code, error, now, ack_connector)
+            _send_application_ack(service, row, header, ack_code, error, now, ack_connector, warnings)
     enqueue_committed(settings, session)
     log.info(
         "hub.hl7v2.received",
@@ -447,6 +457,7 @@ def _send_application_ack(
     error: Hl7Error | None,
     now: datetime,
     ack_connector: str | None,
+    warnings: list[Hl7Error] | None = None,
 ) -> None:
     """Enhanced mode: the application ACK goes to the sender's listener as a message of its own,
     through the outbox (retried, visible, replayable). It asks for an accept ACK (MSH-15 ``AL``) so
@@ -459,7 +470,8 @@ def _send_application_ack(
         ))
         return
     text = build_ack(header, ack_code, control_id=_control_id(), now=now, error=error,
-                     sending_application=ACK_APPLICATION, accept_ack_type="AL", application_ack_type="NE")
+                     sending_application=ACK_APPLICATION, accept_ack_type="AL", application_ack_type="NE",
+                     warnings=warnings or ())
     try:
         service.send_raw(connector=ack_connector, raw=text, event="hl7v2.ACK", reply_to=row, kind="hl7v2")
     except NotFound:

@@ -21,11 +21,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import re
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from hub.errors import BadRequest, Conflict, NotFound
 from hub.referrals.service import ReferralService, _is_referral_task
@@ -53,12 +56,50 @@ class PlanIn(BaseModel):
     duration_weeks: int = Field(ge=1, le=52)
     activities: list[Activity] = Field(min_length=1, max_length=40)
     goals: list[Goal] = Field(default_factory=list, max_length=40)
+    precautions: list[str] = Field(default_factory=list, max_length=20,
+                                   description="Precautions / contraindications the physician certifies")
     initial_treatment: date | None = Field(default=None, description="Default: the first treatment day")
+    therapist_name: str | None = Field(default=None, min_length=1, max_length=200,
+                                       description="Printed when the author PractitionerRole names no one")
+
+
+#: the formats a physician's own signature mark may have, and how to tell that its data is one
+_SIGNATURE_FORMATS = {
+    "image/png": lambda data: data.startswith(b"\x89PNG\r\n\x1a\n"),
+    "image/jpeg": lambda data: data.startswith(b"\xff\xd8\xff"),
+    "application/pdf": lambda data: data.startswith(b"%PDF-"),
+    "application/jose": lambda data: re.fullmatch(rb"[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*", data),
+    "text/plain": lambda data: _is_text(data),
+}
+
+
+def _is_text(data: bytes) -> bool:
+    try:
+        return bool(data.decode("utf-8").strip())
+    except UnicodeDecodeError:
+        return False
 
 
 class SignIn(BaseModel):
-    signature: str | None = Field(default=None, description="base64 signature image or token (optional)")
-    signature_type: str = Field(default="image/png")
+    signature: str | None = Field(default=None, description="The physician's own mark, base64 (optional): "
+                                  "a typed name (text/plain), a drawn signature (image/png) or a JWS")
+    signature_type: str = Field(default="text/plain", description=", ".join(_SIGNATURE_FORMATS))
+
+    @model_validator(mode="after")
+    def _really_that_format(self) -> SignIn:
+        """Refuse a mark whose data is not what its type says (a name declared as image/png)."""
+        if self.signature is None:
+            return self
+        check = _SIGNATURE_FORMATS.get(self.signature_type)
+        if check is None:
+            raise ValueError(f"signature_type must be one of {', '.join(_SIGNATURE_FORMATS)}")
+        try:
+            data = base64.b64decode(self.signature, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("signature must be base64") from None
+        if not check(data):
+            raise ValueError(f"signature is not {self.signature_type} data")
+        return self
 
 
 class DischargeIn(BaseModel):
@@ -95,9 +136,11 @@ def _ext(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
 
 class PlanService(ReferralService):
     def __init__(self, fhir: Any, *, payer_rules: dict[str, dict[str, Any]] | None = None,
-                 now: datetime | None = None) -> None:
+                 now: datetime | None = None, clinics: dict[str, dict[str, Any]] | None = None) -> None:
         super().__init__(fhir, now=now)
         self.payer_rules = payer_rules or {}
+        #: tenant -> the clinic's details from the settings (HUB_CLINICS), written onto its Organization
+        self.clinics = clinics or {}
 
     def _rules_for(self, sr: dict[str, Any]) -> Any:
         """The certification rules of the referral's payer (Coverage payor identifier), else Medicare's."""
@@ -160,24 +203,17 @@ class PlanService(ReferralService):
             duration_weeks=body.duration_weeks,
             activities=body.activities,
             goals=body.goals,
+            precautions=body.precautions,
         )
         now_aware = self._now().replace(tzinfo=UTC)
         bundle = build_plan_of_care(plan, now=now_aware)
         self.fhir.process_bundle(bundle, return_preference="minimal")
         summary = plan_summary(bundle)
-        patient = self._read(*sr["subject"]["reference"].split("/"))
-        return_code = "POC-" + hashlib.sha256(f"{summary.care_plan_id}|{revision}".encode()).hexdigest()[:10].upper()
-        pdf = render_plan_pdf(
-            summary,
-            patient_name=_person_name(patient),
-            patient_birth_date=(date.fromisoformat(patient["birthDate"][:10])
-                                if len(patient.get("birthDate", "")) >= 10 else None),
-            referring_physician=self._referrer_name(sr),
-            clinic_name=self._organization_name(task["owner"]["reference"]),
-            return_code=return_code,
-            generated_at=now_aware,
-            referring_npi=self._referrer_npi(sr),
-        )
+        self._apply_clinic_settings(task["owner"]["reference"])
+        return_code = _return_code(summary.care_plan_id, revision)
+        pdf = render_plan_pdf(summary, return_code=return_code, generated_at=now_aware,
+                              **self._document_inputs(sr, task["owner"]["reference"], body.author,
+                                                      therapist_name=body.therapist_name))
         document = plan_document_reference(pdf, plan_ref=summary.care_plan_ref, patient_ref=plan.patient,
                                            now=now_aware, return_code=return_code)
         self.fhir.update("DocumentReference", document["id"], document)
@@ -230,6 +266,89 @@ class PlanService(ReferralService):
             return str(self._read(*reference.split("/")).get("name") or "Clinic")
         except NotFound:
             return "Clinic"
+
+    # ------------------------------------------------------------ the document's inputs
+
+    def _apply_clinic_settings(self, organization_ref: str) -> None:
+        """Write the clinic's configured name, address and telecom (phone, fax, Direct address) onto
+        its Organization, which the page and every partner read; only what differs is written."""
+        config = self.clinics.get(self.fhir.tenant)
+        if not config or not organization_ref.startswith("Organization/"):
+            return
+        try:
+            organization = self._read(*organization_ref.split("/"))
+        except NotFound:
+            return
+        updated = {**organization, **_organization_details(config)}
+        if updated != organization:
+            self.fhir.update("Organization", organization["id"], updated)
+
+    def _clinic_block(self, organization_ref: str) -> Any:
+        from mappings.plan_of_care.pdf import ClinicBlock
+
+        try:
+            organization = self._read(*organization_ref.split("/"))
+        except NotFound:
+            return ClinicBlock("Clinic")
+        address = (organization.get("address") or [{}])[0]
+        city = " ".join(x for x in (address.get("city"), address.get("state"), address.get("postalCode")) if x)
+        lines = tuple(x for x in [*address.get("line", []), city] if x)
+        telecom = {t.get("system"): t.get("value") for t in reversed(organization.get("telecom") or [])}
+        return ClinicBlock(str(organization.get("name") or "Clinic"), lines, telecom.get("phone"),
+                           telecom.get("fax"), telecom.get("email"))
+
+    def _person_of_role(self, role_ref: str | None) -> tuple[str | None, str | None]:
+        """(the name, the NPI) of a PractitionerRole's practitioner; (None, None) when unknown."""
+        if not role_ref or not role_ref.startswith("PractitionerRole/"):
+            return None, None
+        try:
+            role = self._read(*role_ref.split("/"))
+        except NotFound:
+            return None, None
+        npi = _npi_of(role)
+        practitioner_ref = (role.get("practitioner") or {}).get("reference")
+        if not practitioner_ref:
+            return None, npi
+        try:
+            practitioner = self._read(*practitioner_ref.split("/"))
+        except NotFound:
+            return None, npi
+        name = _person_name(practitioner)
+        credentials = ", ".join(q["code"]["text"] for q in practitioner.get("qualification") or []
+                                if (q.get("code") or {}).get("text"))
+        return (f"{name}, {credentials}" if credentials else name), npi or _npi_of(practitioner)
+
+    def _document_inputs(self, sr: dict[str, Any], organization_ref: str, author_ref: str | None, *,
+                         therapist_name: str | None = None) -> dict[str, Any]:
+        """What the certification page shows besides the plan: patient (name, birth date, MRN), payer,
+        referring physician, clinic, treating therapist."""
+        patient = self._read(*sr["subject"]["reference"].split("/"))
+        name, npi = self._person_of_role(author_ref)
+        return {
+            "patient_name": _person_name(patient),
+            "patient_birth_date": (date.fromisoformat(patient["birthDate"][:10])
+                                   if len(patient.get("birthDate", "")) >= 10 else None),
+            "patient_mrn": _mrn_of(patient),
+            "payer": self._payer_of(sr),
+            "referring_physician": self._referrer_name(sr),
+            "referring_npi": self._referrer_npi(sr),
+            "clinic": self._clinic_block(organization_ref),
+            "therapist_name": name or therapist_name,
+            "therapist_npi": npi,
+        }
+
+    def _payer_of(self, sr: dict[str, Any]) -> str | None:
+        for insurance in sr.get("insurance") or []:
+            try:
+                coverage = self._read(*insurance["reference"].split("/"))
+            except (NotFound, KeyError, TypeError):
+                continue
+            payor = (coverage.get("payor") or [{}])[0]
+            payer = payor.get("display") or (payor.get("identifier") or {}).get("value")
+            member = coverage.get("subscriberId")
+            if payer:
+                return f"{payer}, member {member}" if member else str(payer)
+        return None
 
     # ------------------------------------------------------------ clocks
 
@@ -486,25 +605,87 @@ class PlanService(ReferralService):
               and jsonio.loads(change.previous).get("status") != resource.get("status")):
             self.end_episode(resource, ended=self._now().date())  # the transition was checked by super()
 
+    def _signed_document(self, care_plan: dict[str, Any], signer: str | None) -> dict[str, Any] | None:
+        """Render the signed version of the plan's certification page (the signer's electronic
+        signature, name, NPI and the time) and store it as a DocumentReference that ``signs`` the
+        unsigned one; None when the plan has no unsigned page (a plan written through /fhir)."""
+        from mappings.plan_of_care.fhir import deterministic_id, plan_summary
+        from mappings.plan_of_care.pdf import (
+            RETURN_CODE_SYSTEM,
+            Attestation,
+            render_plan_pdf,
+            signed_document_reference,
+        )
+
+        revision = int((_ext(care_plan, REVISION_URL) or {}).get("valueInteger", 1))
+        return_code = _return_code(care_plan["id"], revision)
+        try:
+            unsigned = self._read("DocumentReference", deterministic_id("DocumentReference", RETURN_CODE_SYSTEM,
+                                                                        return_code))
+        except NotFound:
+            return None
+        sr_ref = next((i["reference"] for i in care_plan.get("supportingInfo") or []
+                       if i.get("reference", "").startswith("ServiceRequest/")), None)
+        if not sr_ref or not signer:
+            return None
+        sr = self._read(*sr_ref.split("/"))
+        summary = plan_summary(self._plan_as_bundle(care_plan))
+        organization = summary.plan.organization
+        name, npi = self._person_of_role(signer)
+        signed_at = self._now().replace(tzinfo=UTC)
+        inputs = self._document_inputs(sr, organization, summary.plan.author)
+        attestation = Attestation(signer_name=name or inputs["referring_physician"], signed_at=signed_at,
+                                  signer_npi=npi or inputs["referring_npi"])
+        pdf = render_plan_pdf(summary, return_code=return_code, generated_at=signed_at, attestation=attestation,
+                              **inputs)
+        document = signed_document_reference(pdf, unsigned=unsigned, signer_ref=signer, signed_at=signed_at)
+        self.fhir.update("DocumentReference", document["id"], document)
+        return document
+
+    def _plan_as_bundle(self, care_plan: dict[str, Any]) -> dict[str, Any]:
+        """The stored CarePlan with its Goals, their baselines and its ServiceRequests, as a collection
+        Bundle that :func:`mappings.plan_of_care.fhir.plan_summary` reads."""
+        resources = [care_plan]
+        for goal_ref in care_plan.get("goal") or []:
+            goal = self._read_reference(goal_ref, "Goal")
+            if goal is None:
+                continue
+            resources.append(goal)
+            for address in goal.get("addresses") or []:
+                observation = self._read_reference(address, "Observation")
+                if observation is not None:
+                    resources.append(observation)
+        for activity in care_plan.get("activity") or []:
+            request = self._read_reference(activity.get("reference"), "ServiceRequest")
+            if request is not None:
+                resources.append(request)
+        return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+
     def _record_signature(self, task: dict[str, Any]) -> None:
         care_plan_ref = task["focus"]["reference"]
         care_plan = self._read(*care_plan_ref.split("/"))
         signer = (task.get("owner") or {}).get("reference")
         now_text = self._now().isoformat(timespec="seconds") + "Z"
+        # what was really signed: the signed version of the page (application/pdf), its bytes the data
+        document = self._signed_document(care_plan, signer)
         signature: dict[str, Any] = {"type": [SIGNATURE_TYPE], "when": now_text, "who": {"reference": signer}}
-        attachment = next((o["valueAttachment"] for o in task.get("output") or [] if "valueAttachment" in o), None)
-        if attachment:
-            signature["sigFormat"] = attachment.get("contentType")
-            signature["data"] = attachment.get("data")
+        targets = [{"reference": f"{care_plan_ref}/_history/{care_plan['meta']['versionId']}"}]
+        entities = [{"role": "source", "what": {"reference": f"Task/{task['id']}"}}]
+        if document is not None:
+            attachment = document["content"][0]["attachment"]
+            signature.update({"targetFormat": "application/pdf", "sigFormat": "application/pdf",
+                              "data": attachment["data"]})
+            targets.append({"reference": f"DocumentReference/{document['id']}"})
+            entities.append({"role": "source", "what": document["relatesTo"][0]["target"]})
         provenance = {
             "resourceType": "Provenance",
-            "target": [{"reference": f"{care_plan_ref}/_history/{care_plan['meta']['versionId']}"}],
+            "target": targets,
             "recorded": now_text,
             "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DocumentCompletion",
                                      "code": "LA", "display": "legally authenticated"}]},
             "agent": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
                                             "code": "verifier"}]}, "who": {"reference": signer}}],
-            "entity": [{"role": "source", "what": {"reference": f"Task/{task['id']}"}}],
+            "entity": entities,
             "signature": [signature],
         }
         self.fhir.create("Provenance", provenance)
@@ -582,6 +763,42 @@ def refresh_all_tenants(settings: Any, *, now: datetime | None = None) -> int:
             total += PlanService(fhir, payer_rules=settings.certification_rules).refresh_all()
         enqueue_committed(settings, session)
     return total
+
+
+def _return_code(care_plan_id: str, revision: int) -> str:
+    """The return code of a plan revision's certification page (its DocumentReference identifier)."""
+    return "POC-" + hashlib.sha256(f"{care_plan_id}|{revision}".encode()).hexdigest()[:10].upper()
+
+
+def _npi_of(resource: dict[str, Any]) -> str | None:
+    return next((i["value"] for i in resource.get("identifier") or []
+                 if i.get("system") == "http://hl7.org/fhir/sid/us-npi" and i.get("value")), None)
+
+
+def _mrn_of(patient: dict[str, Any]) -> str | None:
+    """The medical record number: the identifier of type MR, else the first one."""
+    identifiers = [i for i in patient.get("identifier") or [] if i.get("value")]
+    typed = next((i for i in identifiers
+                  if any(c.get("code") == "MR" for c in (i.get("type") or {}).get("coding", []))), None)
+    chosen = typed or (identifiers[0] if identifiers else None)
+    return str(chosen["value"]) if chosen else None
+
+
+def _organization_details(config: dict[str, Any]) -> dict[str, Any]:
+    """Organization elements from a clinic's settings (name, line, city, state, postal_code, phone, fax,
+    direct)."""
+    out: dict[str, Any] = {}
+    if config.get("name"):
+        out["name"] = config["name"]
+    address = {k: v for k, v in (("line", list(config.get("line") or [])), ("city", config.get("city")),
+                                 ("state", config.get("state")), ("postalCode", config.get("postal_code"))) if v}
+    if address:
+        out["address"] = [{"use": "work", **address}]
+    telecom = [{"system": system, "value": config[key], "use": "work"}
+               for system, key in (("phone", "phone"), ("fax", "fax"), ("email", "direct")) if config.get(key)]
+    if telecom:
+        out["telecom"] = telecom
+    return out
 
 
 def _person_name(resource: dict[str, Any]) -> str:

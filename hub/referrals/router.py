@@ -55,7 +55,7 @@ async def run(request: Request, settings: Settings, tenant: str, work: Callable[
             with unit_of_work(settings) as session:
                 fhir = fhir_service(session, settings, tenant, base, clock)
                 fhir.policy = AccessPolicy(principal, fhir)
-                result = work(PlanService(fhir, payer_rules=settings.certification_rules))
+                result = work(PlanService(fhir, payer_rules=settings.certification_rules, clinics=settings.clinics))
                 audit(fhir, 0)
                 return result
         except Exception as exc:

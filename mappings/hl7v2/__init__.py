@@ -27,7 +27,7 @@ from mappings.hl7v2.ack import (
 )
 from mappings.hl7v2.documents import PlanSummaryMessage, plan_to_mdm, read_plan_summary
 from mappings.hl7v2.errors import ErrorLocation, Hl7Error
-from mappings.hl7v2.inbound import Translation, patient_resource, translate
+from mappings.hl7v2.inbound import Translation, patient_resource, structure_warnings, translate
 from mappings.hl7v2.outbound import (
     FHIR_ID_NAMESPACE,
     OutboundHeader,
@@ -71,6 +71,7 @@ __all__ = [
     "read_plan_summary",
     "read_status_update",
     "referral_to_ref_i12",
+    "structure_warnings",
     "task_to_osu_o51",
     "task_to_rri_i12",
     "translate",

@@ -11,11 +11,13 @@ application acknowledgement, which :func:`application_ack_wanted` tells the call
 
 Every ERR segment holds ERR-2 the location (segment^sequence^field^repetition^component^
 subcomponent), ERR-3 the HL7 error code (table 0357), ERR-4 the severity and ERR-8 a message for
-the user; none of them quotes the message's content.
+the user; none of them quotes the message's content. An ``AA`` may carry ERR segments of severity
+``W`` (HL7 table 0516): what the hub kept although it did not expect it there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,7 +34,7 @@ from mappings.hl7v2.errors import (
     Hl7Error,
     at,
 )
-from mappings.hl7v2.structures import DEFAULT_STRUCTURE
+from mappings.hl7v2.structures import DEFAULT_STRUCTURE, MAX_WARNINGS
 from mappings.hl7v2.syntax import DEFAULT_SEPARATORS, Separators, V2Message, Writer
 
 __all__ = [
@@ -182,11 +184,14 @@ def build_ack(
     sending_facility: str = "",
     accept_ack_type: str = "",
     application_ack_type: str = "",
+    warnings: Sequence[Hl7Error] = (),
 ) -> str:
     """An ACK (``code``: AA/AE/AR or, enhanced mode, CA/CE/CR) answering ``header`` (None when the
     message had no readable header). ``control_id`` is the ACK's own MSH-10; ``now`` naive UTC.
     ``accept_ack_type`` / ``application_ack_type`` (MSH-15/16) are for an application ACK sent on its
-    own connection in enhanced mode, which asks the partner to confirm it (``AL``, ``NE``)."""
+    own connection in enhanced mode, which asks the partner to confirm it (``AL``, ``NE``).
+    ``warnings`` (severity W: what was kept although out of place) follow as ERR segments of their own,
+    after the error if there is one; at most :data:`~mappings.hl7v2.structures.MAX_WARNINGS`."""
     seps = header.separators if header else DEFAULT_SEPARATORS
     writer = Writer(seps)
     trigger = header.trigger_event if header else ""
@@ -212,18 +217,18 @@ def build_ack(
     )
     text = error.name if error else ""
     writer.segment("MSA", code, header.control_id if header else "", text)
-    if error is not None:
-        location = error.location.components() if error.location else []
+    for problem in ([error] if error is not None else []) + list(warnings[:MAX_WARNINGS]):
+        location = problem.location.components() if problem.location else []
         writer.segment(
             "ERR",
             "",
             location,
-            [str(error.code), error.name, "HL70357"],
-            error.severity,
+            [str(problem.code), problem.name, "HL70357"],
+            problem.severity,
             "",
             "",
             "",
-            error.text,
+            problem.text,
         )
     return writer.text()
 

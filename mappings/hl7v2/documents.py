@@ -387,7 +387,7 @@ def read_plan_summary(raw: bytes | str | V2Message) -> PlanSummaryMessage:
     header = read_header(message)
     if header.message_code != "MDM" or header.trigger_event not in ("T02", "T08", "T10"):
         raise Hl7Error(TABLE_VALUE_NOT_FOUND, "not an MDM^T02, T08 or T10", at("MSH", 1, 9))
-    check_structure("MDM_T02", message.names)
+    check_structure("MDM_T02", message.names, strict=True)
     namespace = header.sending_facility or header.sending_application
     txa = message.first("TXA")
     assert txa is not None  # the structure requires it

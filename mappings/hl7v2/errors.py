@@ -125,6 +125,14 @@ class Hl7Error(ValueError):
         super().__init__(str(self))
 
     @property
+    def is_warning(self) -> bool:
+        return self.severity in ("W", "I")
+
+    def as_error(self) -> Hl7Error:
+        """The same problem with severity E (a strict reader refuses what a liberal one warns of)."""
+        return Hl7Error(self.code, self.text, self.location, ack=self._ack)
+
+    @property
     def name(self) -> str:
         return ERROR_NAMES.get(self.code, "Error")
 

@@ -18,12 +18,18 @@ RF1-2 priority                         ServiceRequest.priority [TQ1-9]
 RF1-7 effective date, else MSH-7       ServiceRequest.authoredOn [ORC-9, else MSH-7]
 PRD (role RP, else the first)          Practitioner/PractitionerRole: PRD-2 name, PRD-7 NPI (PLN type
                                        NPI), PRD-5 fax / Direct e-mail, PRD-4.4 organisation
-                                       [ORC-12 ordering provider XCN, ORC-14 call-back, ORC-21]
+                                       [ORC-12 ordering provider XCN, ORC-14 call-back, ORC-21; else
+                                       OBR-16; else a v2.7+ PRT with PRT-4 OP or RP: PRT-5 XCN,
+                                       PRT-15 telecom, PRT-8 organisation]
 PID-3/5/7/8/11/13/14                   Patient identifier/name/birthDate/gender/address/telecom
 DG1-3 (ICD-10-CM)                      Condition(s), ServiceRequest.reasonReference [DG1, OBR-31]
 IN1-3/4/36 (IN1-49)                    Coverage payor id/name, subscriberId
 OBX (value type ED)                    DocumentReference (OBX-3.2 title, ED type/subtype -> MIME)
-NTE (not under OBR/OBX)                ServiceRequest.note [NTE under MSH or OBR]
+NTE (not under OBR/OBX)                ServiceRequest.note [NTE under MSH or in the order group, also
+                                       after its DG1, not under OBX]
+
+Segments out of place, repeated or unknown to the v2.5.1 structure are kept and read where they
+stand (see :mod:`~mappings.hl7v2.structures`); :attr:`Translation.warnings` lists them.
 =====================================  ========================================================
 """
 
@@ -74,7 +80,7 @@ from mappings.referral.intake import (
     deterministic_id,
 )
 
-__all__ = ["Translation", "patient_resource", "referrals_of", "to_fhir", "translate"]
+__all__ = ["Translation", "patient_resource", "referrals_of", "structure_warnings", "to_fhir", "translate"]
 
 MAX_ATTACHMENTS = 20
 _ICD10 = re.compile(r"[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?")
@@ -88,6 +94,8 @@ class Translation:
     bundle: dict[str, Any] = field(repr=False)
     kind: str  # "referral" | "patient"
     primary: list[str]  # e.g. ["ServiceRequest/<id>"]
+    #: what was kept although out of place (severity W, for the ACK's ERR segments)
+    warnings: list[Hl7Error] = field(default_factory=list)
 
 
 def translate(
@@ -104,14 +112,22 @@ def translate(
     return to_fhir(message, header, clinic_ref=clinic_ref, now=now)
 
 
+def structure_warnings(message: V2Message, header: Header) -> list[Hl7Error]:
+    """The liberal structure check of a message the hub takes (see :mod:`~mappings.hl7v2.structures`):
+    its warnings (severity W); raises Hl7Error 100 only when a required segment is absent."""
+    structure = DEFAULT_STRUCTURE.get(header.message_type)
+    if structure is None:
+        raise Hl7Error(UNSUPPORTED_MESSAGE_TYPE, "unsupported message type", at("MSH", 1, 9, 1, 1), ack="AR")
+    return check_structure(structure, message.names)
+
+
 def to_fhir(message: V2Message, header: Header, *, clinic_ref: str, now: datetime) -> Translation:
-    structure = DEFAULT_STRUCTURE[header.message_type]
-    check_structure(structure, message.names)
+    warnings = structure_warnings(message, header)
     if header.message_code in ("REF", "OMG"):
         referrals = referrals_of(message, header, now=now)
         bundle = _merge([_referral_bundle(r, clinic_ref=clinic_ref) for r in referrals])
         primary = [f"ServiceRequest/{r.service_request_id}" for r in referrals]
-        return Translation(header, bundle, "referral", primary)
+        return Translation(header, bundle, "referral", primary, warnings)
     if header.message_code != "ADT":  # RRI/OSU are status updates: read_status_update, not resources
         raise Hl7Error(
             UNSUPPORTED_MESSAGE_TYPE,
@@ -132,6 +148,7 @@ def to_fhir(message: V2Message, header: Header, *, clinic_ref: str, now: datetim
         {"resourceType": "Bundle", "type": "transaction", "entry": [entry]},
         "patient",
         [f"Patient/{patient['id']}"],
+        warnings,
     )
 
 
@@ -263,6 +280,9 @@ def _omg_referral(
     referrer = _referrer_from_xcn(orc, 12) if orc.get(12) else None
     if referrer is None and obr.get(16):
         referrer = _referrer_from_xcn(obr, 16)
+    if referrer is None:  # v2.7+ senders name the ordering provider in a PRT (ORC-12 is deprecated there)
+        prt = next((s for s in group if s.name == "PRT" and s.get(4, 1, 1).upper() in _PRT_ORDERING), None)
+        referrer = _referrer_from_xcn(prt, 5) if prt is not None and prt.get(5) else None
     if referrer is None:
         raise Hl7Error(REQUIRED_FIELD_MISSING, "ORC-12 (ordering provider) is required", orc.loc(12))
     reasons = _diagnoses([s for s in group if s.name == "DG1"])
@@ -407,6 +427,12 @@ def _referrer_from_prd(prd: V2Segment) -> ReferrerIn:
         raise _model_error(exc, "PRD") from None
 
 
+#: PRT-4 participations (HL7 table 0912) that name who asks for the therapy
+_PRT_ORDERING = ("OP", "RP")
+#: segment -> (its call-back telecom field, its organisation field) beside an XCN provider
+_XCN_CONTACT = {"ORC": (14, 21), "PRT": (15, 8)}
+
+
 def _referrer_from_xcn(seg: V2Segment, n: int) -> ReferrerIn:
     """The ordering provider of ORC-12 / OBR-16 (XCN: id ^ family ^ given ^ middle ^ ^ prefix ...)."""
     authority = seg.get(n, 1, 9, 1).upper()
@@ -420,14 +446,14 @@ def _referrer_from_xcn(seg: V2Segment, n: int) -> ReferrerIn:
             REQUIRED_FIELD_MISSING, f"{seg.name}-{n}.2 (family name) is required", seg.loc(n, 1, 2)
         )
     direct = fax = None
-    if seg.name == "ORC":
-        for rep in seg.repetitions(14):
-            point = read_xtn(seg, 14, rep)
-            if point and point["system"] == "email" and direct is None:
-                direct = point["value"]
-            elif point and point["system"] == "fax" and fax is None:
-                fax = point["value"]
-    organization = (seg.get(21, 1, 1) or None) if seg.name == "ORC" else None
+    telecom, org_field = _XCN_CONTACT.get(seg.name, (0, 0))
+    for rep in seg.repetitions(telecom) if telecom else ():
+        point = read_xtn(seg, telecom, rep)
+        if point and point["system"] == "email" and direct is None:
+            direct = point["value"]
+        elif point and point["system"] == "fax" and fax is None:
+            fax = point["value"]
+    organization = (seg.get(org_field, 1, 1) or None) if org_field else None
     try:
         return ReferrerIn(
             npi=npi, family=family, given=given, organization=organization, direct_address=direct, fax=fax

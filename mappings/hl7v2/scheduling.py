@@ -470,7 +470,7 @@ def read_appointment(raw: bytes | str | V2Message) -> dict[str, Any]:
     header = read_header(message)
     if header.message_code != "SIU" or header.trigger_event not in tables.SIU_EVENTS:
         raise Hl7Error(TABLE_VALUE_NOT_FOUND, "not an SIU^S12/S13/S14/S15/S26", at("MSH", 1, 9))
-    check_structure("SIU_S12", message.names)
+    check_structure("SIU_S12", message.names, strict=True)
     namespace = header.sending_facility or header.sending_application
     sch = message.first("SCH")
     assert sch is not None  # the structure requires it

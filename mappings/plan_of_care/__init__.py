@@ -28,10 +28,19 @@ from mappings.plan_of_care.model import (
     PlanOfCare,
     PlanSummary,
 )
-from mappings.plan_of_care.pdf import plan_document_reference, render_plan_pdf
+from mappings.plan_of_care.pdf import (
+    Attestation,
+    ClinicBlock,
+    plan_code,
+    plan_document_reference,
+    render_plan_pdf,
+    signed_document_reference,
+)
 
 __all__ = [
     "Activity",
+    "Attestation",
+    "ClinicBlock",
     "Amount",
     "Diagnosis",
     "Goal",
@@ -45,7 +54,9 @@ __all__ = [
     "end_care_plan",
     "end_goal",
     "end_plan_request",
+    "plan_code",
     "plan_document_reference",
     "plan_summary",
     "render_plan_pdf",
+    "signed_document_reference",
 ]

@@ -22,6 +22,12 @@ Shape (FHIR workflow, as HL7 BSeR answers a referral):
   long-term is a category coding in the hub's own code system :data:`GOAL_TERM_SYSTEM` (codes
   ``short-term`` / ``long-term``): neither HL7 goal-category nor any other R4 element says it;
   the due date stays in ``target.dueDate``.
+* a goal **baseline** (where the patient stood at the evaluation) is a final ``Observation`` of the
+  goal's target measure (category ``therapy``, ``effectiveDateTime`` the baseline date,
+  ``valueQuantity`` or ``valueString``, ``performer`` the author) that the Goal ``addresses`` beside
+  the Condition: R4 Goal has no baseline element, and ``addresses`` takes an Observation of the state
+  the goal sets out to change. Its identifier is ``<plan>/baseline/<goal key>``.
+* **precautions** are ``CarePlan.note`` entries whose text starts with :data:`PRECAUTION_PREFIX`.
 * a ``Condition`` (ICD-10-CM) only when the diagnosis has no ``reference`` of its own.
 
 Ids and requests: every entry is ``PUT Type/id`` to a uuid5 id over type + identifier system +
@@ -69,6 +75,9 @@ CPT = "http://www.ama-assn.org/go/cpt"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 SNOMED = "http://snomed.info/sct"
 UCUM = "http://unitsofmeasure.org"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+#: CarePlan.note text that carries one precaution
+PRECAUTION_PREFIX = "Precaution: "
 GOAL_ACHIEVEMENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/goal-achievement"
 GOAL_TERM_SYSTEM = "https://therapy-hub.example/CodeSystem/goal-term"
 REVISION_EXTENSION = "https://therapy-hub.example/StructureDefinition/plan-revision"
@@ -185,6 +194,39 @@ def _goal_target(goal: Goal) -> dict[str, Any] | None:
     return target or None
 
 
+def _baseline(
+    goal: Goal, pid: PlanIdentifier, patient: dict[str, str], author: dict[str, str]
+) -> dict[str, Any] | None:
+    """A goal's baseline as a final Observation of the goal's measure, dated ``baseline_date``."""
+    if not goal.has_baseline or goal.measure is None or goal.key is None:
+        return None
+    identifier = _derived(pid, "baseline", goal.key)
+    coding = {"system": goal.measure.system, "code": goal.measure.code}
+    if goal.measure.display:
+        coding["display"] = goal.measure.display
+    observation: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": _id_of("Observation", identifier),
+        "identifier": [identifier],
+        "status": "final",
+        "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "therapy", "display": "Therapy"}]}],
+        "code": {"coding": [coding]},
+        "subject": patient,
+        "effectiveDateTime": (goal.baseline_date.isoformat() if goal.baseline_date else None),
+        "performer": [author],
+    }
+    if goal.baseline_quantity is not None:
+        q = goal.baseline_quantity
+        observation["valueQuantity"] = {
+            "value": q.value,
+            "unit": q.unit,
+            **({"system": UCUM, "code": q.code} if q.code else {}),
+        }
+    else:
+        observation["valueString"] = goal.baseline_string
+    return observation
+
+
 def _narrative(plan: PlanOfCare) -> dict[str, str]:
     name = DISCIPLINES[plan.discipline][2]
     lines = [
@@ -282,6 +324,10 @@ def build_plan_of_care(plan: PlanOfCare, *, now: datetime) -> dict[str, Any]:
             resource["target"] = [target]
         resource["expressedBy"] = author
         resource["addresses"] = [_ref(condition_ref)]
+        baseline = _baseline(goal, pid, patient, author)
+        if baseline is not None:
+            entries.append(_entry(baseline))
+            resource["addresses"].append(_ref(entries[-1]["fullUrl"]))
         entries.append(_entry(resource))
         goal_refs.append(_ref(entries[-1]["fullUrl"]))
 
@@ -362,6 +408,8 @@ def build_plan_of_care(plan: PlanOfCare, *, now: datetime) -> dict[str, Any]:
     if goal_refs:
         care_plan["goal"] = goal_refs
     care_plan["activity"] = [{"detail": visits}] + [{"reference": ref} for ref in activity_refs]
+    if plan.precautions:
+        care_plan["note"] = [{"text": f"{PRECAUTION_PREFIX}{text}"} for text in plan.precautions]
 
     return {
         "resourceType": "Bundle",
@@ -426,6 +474,24 @@ def _read_timing(timing: Any) -> tuple[int | None, int | None, int | None, int |
         raise PlanBundleError("Timing.repeat.boundsDuration must be in weeks")
     weeks = bounds.get("value")
     return repeat.get("frequency"), repeat.get("frequencyMax"), repeat.get("count"), weeks
+
+
+def _read_baseline(index: dict[str, dict[str, Any]], goal: dict[str, Any], plan_id: PlanIdentifier,
+                   key: str | None) -> dict[str, Any]:
+    """The baseline fields of a Goal: the Observation it ``addresses`` with the plan's baseline id."""
+    wanted = {"system": plan_id.system, "value": f"{plan_id.value}/baseline/{key}"}
+    for address in goal.get("addresses") or []:
+        observation = index.get(address.get("reference")) if isinstance(address, dict) else None
+        if not observation or wanted not in (observation.get("identifier") or []):
+            continue
+        out: dict[str, Any] = {"baseline_date": str(observation.get("effectiveDateTime") or "")[:10] or None}
+        if "valueQuantity" in observation:
+            q = observation["valueQuantity"]
+            out["baseline_quantity"] = Amount(value=q.get("value"), unit=q.get("unit"), code=q.get("code"))
+        else:
+            out["baseline_string"] = observation.get("valueString")
+        return out
+    return {}
 
 
 def _read_goal(resource: dict[str, Any], plan_id: PlanIdentifier) -> dict[str, Any]:
@@ -545,9 +611,15 @@ def plan_summary(care_plan_bundle: dict[str, Any]) -> PlanSummary:
                 count=a_count,
             )
         )
-    goals = [
-        _read_goal(_resolve(index, ref, "Goal", f"CarePlan.goal[{number}]"), plan_id)
-        for number, ref in enumerate(cp.get("goal") or [])
+    goals = []
+    for number, ref in enumerate(cp.get("goal") or []):
+        resource = _resolve(index, ref, "Goal", f"CarePlan.goal[{number}]")
+        goal = _read_goal(resource, plan_id)
+        goals.append({**goal, **_read_baseline(index, resource, plan_id, goal["key"])})
+    precautions = [
+        str(n["text"])[len(PRECAUTION_PREFIX) :]
+        for n in cp.get("note") or []
+        if str(n.get("text", "")).startswith(PRECAUTION_PREFIX)
     ]
     period = cp.get("period") or {}
     plan = PlanOfCare.model_validate(
@@ -569,6 +641,7 @@ def plan_summary(care_plan_bundle: dict[str, Any]) -> PlanSummary:
             "duration_weeks": weeks,
             "activities": plan_activities,
             "goals": goals,
+            "precautions": precautions,
         }
     )
     return PlanSummary(plan=plan, care_plan_id=cp.get("id"))

@@ -9,7 +9,8 @@ References to resources the plan does not create (patient, referral, author, cli
 condition) are FHIR reference strings: ``Type/id``, an absolute ``.../Type/id`` URL or ``urn:uuid:``.
 
 Two normalisations keep "same plan -> same FHIR -> same plan" exact (see :class:`PlanOfCare`):
-goals without a ``key`` get ``STG1``, ``STG2``... / ``LTG1``... (numbered per term, in order), and an
+goals without a ``key`` get ``STG1``, ``STG2``... / ``LTG1``... (numbered per term, in order), a goal
+baseline without a date is dated the plan's ``created`` (else ``period_start``) date, and an
 activity frequency that only repeats the plan's visit frequency is dropped (it *is* the plan's).
 """
 
@@ -145,6 +146,11 @@ class Goal(_Model):
     detail_quantity: Amount | None = None
     detail_string: ShortText | None = None
     due_date: date | None = None
+    #: where the patient stood at the evaluation, in the target's measure (FHIR: an Observation of
+    #: that measure which the Goal ``addresses``; see :mod:`mappings.plan_of_care.fhir`)
+    baseline_quantity: Amount | None = None
+    baseline_string: ShortText | None = None
+    baseline_date: date | None = Field(default=None, description="Default: the plan's created date")
     lifecycle_status: GoalLifecycle = "active"
     achievement_status: GoalAchievement | None = None
 
@@ -154,7 +160,15 @@ class Goal(_Model):
             raise ValueError("a goal target has either detail_quantity or detail_string, not both")
         if (self.detail_quantity is not None or self.detail_string is not None) and self.measure is None:
             raise ValueError("a goal target detail needs the measure it applies to")  # FHIR gol-1
+        if self.baseline_quantity is not None and self.baseline_string is not None:
+            raise ValueError("a goal baseline has either baseline_quantity or baseline_string, not both")
+        if self.has_baseline and self.measure is None:
+            raise ValueError("a goal baseline needs the measure it applies to")
         return self
+
+    @property
+    def has_baseline(self) -> bool:
+        return self.baseline_quantity is not None or self.baseline_string is not None
 
 
 class PlanOfCare(_Model):
@@ -177,6 +191,8 @@ class PlanOfCare(_Model):
     duration_weeks: int = Field(ge=1, le=52)
     activities: list[Activity] = Field(min_length=1, max_length=40)
     goals: list[Goal] = Field(default_factory=list, max_length=40)
+    #: precautions and contraindications the physician certifies with the plan (CarePlan.note)
+    precautions: list[ShortText] = Field(default_factory=list, max_length=20)
 
     @model_validator(mode="after")
     def _consistent(self) -> PlanOfCare:
@@ -203,6 +219,8 @@ class PlanOfCare(_Model):
                 goal = goal.model_copy(
                     update={"key": f"{'STG' if goal.term == 'short' else 'LTG'}{numbers[goal.term]}"}
                 )
+            if goal.has_baseline and goal.baseline_date is None:
+                goal = goal.model_copy(update={"baseline_date": self.created or self.period_start})
             goals.append(goal)
         keys = [g.key for g in goals]
         if len(set(keys)) != len(keys):

@@ -26,12 +26,13 @@ import base64
 import hashlib
 import io
 import re
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
 from mappings.plan_of_care.fhir import DISCIPLINES, deterministic_id, frequency_text
-from mappings.plan_of_care.model import Goal, PlanSummary
+from mappings.plan_of_care.model import Goal, PlanIdentifier, PlanSummary
 
 #: identifier system of return codes (one per PDF sent for signature)
 RETURN_CODE_SYSTEM = "https://therapy-hub.example/sid/plan-return-code"
@@ -51,6 +52,39 @@ _ACHIEVEMENT_TEXT = {
     "no-progress": "no progress",
     "not-attainable": "not attainable",
 }
+
+
+_UUDISH = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicBlock:
+    """Who furnishes the services and where the signed page goes: the clinic's Organization."""
+
+    name: str
+    address: tuple[str, ...] = ()
+    phone: str | None = None
+    fax: str | None = None
+    direct: str | None = None  # Direct Secure Messaging address
+
+
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """The physician's electronic signature printed on the signed version of the page."""
+
+    signer_name: str
+    signed_at: datetime
+    signer_npi: str | None = None
+    statement: str = field(default="Electronically signed through the Therapy Interop Hub")
+
+
+def plan_code(identifier: PlanIdentifier) -> str:
+    """A short code for the plan that a page can print whole: the clinic's own plan number when it is
+    short, else ``PC-`` and 8 characters derived from the identifier (stable across revisions)."""
+    value = identifier.value
+    if len(value) <= 20 and not _UUDISH.search(value):
+        return value
+    return "PC-" + hashlib.sha256(f"{identifier.system}|{value}".encode()).hexdigest()[:8].upper()
 
 
 def _check_return_code(return_code: str) -> None:
@@ -73,6 +107,29 @@ def _number(value: Any) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def goal_baseline_text(goal: Goal) -> str:
+    """``7 {score} (01/06/2025)``: where the patient stood, in the target's measure."""
+    if goal.baseline_quantity is not None:
+        value = f"{_number(goal.baseline_quantity.value)} {goal.baseline_quantity.unit}"
+    elif goal.baseline_string is not None:
+        value = goal.baseline_string
+    else:
+        return ""
+    return f"{value} ({_us(goal.baseline_date)})" if goal.baseline_date else value
+
+
+def _return_instruction(clinic: ClinicBlock) -> str:
+    ways = []
+    if clinic.fax:
+        ways.append(f"fax it to {clinic.fax}")
+    if clinic.direct:
+        ways.append(f"send it by Direct message to {clinic.direct}")
+    if not ways and clinic.address:
+        ways.append(f"mail it to {', '.join(clinic.address)}")
+    how = " or ".join(ways) if ways else "return it"
+    return f"Please sign and date this page, then {how} ({clinic.name})."
+
+
 def goal_target_text(goal: Goal) -> str:
     """``Pain NRS: 2 {score}``, ``Ability to walk: community distances``, or the measure alone."""
     if goal.measure is None:
@@ -89,18 +146,27 @@ def render_plan_pdf(
     summary: PlanSummary,
     *,
     patient_name: str,
-    patient_birth_date: date,
+    patient_birth_date: date | None,
     referring_physician: str,
-    clinic_name: str,
     return_code: str,
     generated_at: datetime,
+    clinic_name: str | None = None,
+    clinic: ClinicBlock | None = None,
     referring_npi: str | None = None,
     therapist_name: str | None = None,
+    therapist_npi: str | None = None,
+    patient_mrn: str | None = None,
+    payer: str | None = None,
+    attestation: Attestation | None = None,
 ) -> bytes:
     """The certification PDF of ``summary``; the same inputs always give the same bytes.
 
-    ``referring_npi`` is printed in the signature block when known (else a line to fill in);
-    ``therapist_name`` is printed as the author of the plan when given."""
+    ``clinic`` (name, address, phone, fax, Direct address; or only ``clinic_name``) heads the page and
+    says where the signed page goes. ``referring_npi`` is printed in the signature block when known
+    (else a line to fill in); ``therapist_name`` / ``therapist_npi`` as the author of the plan;
+    ``patient_mrn`` and ``payer`` (name and member id) beside the patient. With ``attestation`` the
+    page is the *signed* version: the signature block carries the signer's electronic signature,
+    NPI and the time of signing instead of lines to fill in."""
     # reportlab is imported here: importing the package must stay cheap for the bundle mappings
     from reportlab.graphics.barcode.code128 import Code128
     from reportlab.lib import colors
@@ -111,8 +177,19 @@ def render_plan_pdf(
 
     _check_return_code(return_code)
     generated_at = _aware(generated_at, "generated_at")
-    if referring_npi is not None and not re.fullmatch(r"\d{10}", referring_npi):
-        raise ValueError("referring_npi must be 10 digits")
+    for npi_name, npi in (("referring_npi", referring_npi), ("therapist_npi", therapist_npi)):
+        if npi is not None and not re.fullmatch(r"\d{10}", npi):
+            raise ValueError(f"{npi_name} must be 10 digits")
+    if clinic is None:
+        if not clinic_name:
+            raise ValueError("clinic or clinic_name is required")
+        clinic = ClinicBlock(clinic_name)
+    clinic_name = clinic.name
+    if attestation is not None:
+        _aware(attestation.signed_at, "attestation.signed_at")
+        if attestation.signer_npi is not None and not re.fullmatch(r"\d{10}", attestation.signer_npi):
+            raise ValueError("attestation.signer_npi must be 10 digits")
+    code = plan_code(summary.plan.identifier)
     plan = summary.plan
     name = DISCIPLINES[plan.discipline][2]
     frequency = frequency_text(plan.frequency_per_week, plan.frequency_max_per_week, plan.duration_weeks)
@@ -136,26 +213,42 @@ def render_plan_pdf(
             ("RIGHTPADDING", (0, 0), (-1, -1), 4),
         ]
     )
+    centred = ParagraphStyle("sub", parent=body, alignment=1)
+    contact = " \u00b7 ".join(
+        f"{label_} {value}"
+        for label_, value in (("Phone", clinic.phone), ("Fax", clinic.fax), ("Direct", clinic.direct))
+        if value
+    )
     story: list[Any] = [
         p(TITLE, title),
-        p(
-            f"{name} ({plan.discipline}) \u00b7 {clinic_name}",
-            ParagraphStyle("sub", parent=body, alignment=1),
-        ),
-        Spacer(1, 4),
+        p(f"{name} ({plan.discipline}) \u00b7 {clinic_name}", centred),
     ]
+    if clinic.address:
+        story.append(p(", ".join(clinic.address), centred))
+    if contact:
+        story.append(p(contact, centred))
+    story.append(Spacer(1, 4))
+    if attestation is not None:
+        story.append(
+            p(
+                f"SIGNED \u2014 electronically signed by {attestation.signer_name} on "
+                f"{attestation.signed_at.isoformat(timespec='minutes')}",
+                ParagraphStyle("signed", parent=label, textColor=colors.darkgreen),
+            )
+        )
     if plan.status == "draft":
         story.append(
             p("DRAFT \u2014 not for signature", ParagraphStyle("draft", parent=label, textColor=colors.red))
         )
     rows = [
         [p("Patient", label), p(patient_name), p("Date of birth", label), p(_us(patient_birth_date))],
+        [p("MRN", label), p(patient_mrn or "not recorded"), p("Payer", label), p(payer or "not recorded")],
         [p("Referring physician", label), p(referring_physician), p("Clinic", label), p(clinic_name)],
         [
             p("Discipline", label),
             p(name),
             p("Plan", label),
-            p(f"{plan.identifier.value}, revision {plan.revision}"),
+            p(f"{code}, revision {plan.revision}"),
         ],
         [
             p("Diagnosis", label),
@@ -168,12 +261,18 @@ def render_plan_pdf(
             p("Certification period", label),
             p(f"{_us(plan.period_start)} to {_us(plan.period_end)}"),
             p("Therapist", label),
-            p(therapist_name or ""),
+            p(", ".join(x for x in (therapist_name, f"NPI {therapist_npi}" if therapist_npi else None) if x)),
+        ],
+        [
+            p("Precautions", label),
+            p("; ".join(plan.precautions) if plan.precautions else "None recorded."),
+            "",
+            "",
         ],
     ]
     info = Table(rows, colWidths=[1.5 * inch, 2.4 * inch, 1.1 * inch, 2.0 * inch])
     info.setStyle(grid)
-    info.setStyle(TableStyle([("SPAN", (1, 3), (3, 3))]))
+    info.setStyle(TableStyle([("SPAN", (1, 4), (3, 4)), ("SPAN", (1, 7), (3, 7))]))
     story += [info, p("Treatment plan (CPT)", heading)]
 
     services = [[p("CPT", label), p("Service", label), p("Frequency", label)]]
@@ -198,6 +297,7 @@ def render_plan_pdf(
             story.append(p("None recorded."))
         for goal in goals:
             details = [
+                f"Baseline: {goal_baseline_text(goal)}" if goal.has_baseline else "",
                 f"Target: {goal_target_text(goal)}" if goal.measure else "",
                 f"Due {_us(goal.due_date)}" if goal.due_date else "",
                 f"Status: {_ACHIEVEMENT_TEXT.get(goal.achievement_status or '', goal.achievement_status)}"
@@ -210,10 +310,16 @@ def render_plan_pdf(
                 story.append(Paragraph(escape(detail), ParagraphStyle("goal", parent=small, leftIndent=14)))
 
     barcode = Code128(return_code, barHeight=11 * mm, barWidth=0.4 * mm, humanReadable=False)
+    signed_by, signed_on = "", ""
+    signer, signer_npi = referring_physician, referring_npi
+    if attestation is not None:
+        signer, signer_npi = attestation.signer_name, attestation.signer_npi or referring_npi
+        signed_by = f"/s/ {attestation.signer_name} ({attestation.statement})"
+        signed_on = attestation.signed_at.isoformat(timespec="minutes")
     signature = Table(
         [
-            [p("Physician signature:", label), "", p("Date:", label), ""],
-            [p("Printed name:", label), p(referring_physician), p("NPI:", label), p(referring_npi or "")],
+            [p("Physician signature:", label), p(signed_by, small), p("Date:", label), p(signed_on, small)],
+            [p("Printed name:", label), p(signer), p("NPI:", label), p(signer_npi or "")],
         ],
         colWidths=[1.6 * inch, 2.9 * inch, 0.6 * inch, 1.9 * inch],
         rowHeights=[0.45 * inch, None],
@@ -239,7 +345,12 @@ def render_plan_pdf(
                 Spacer(1, 8),
                 returned,
                 p(
-                    f"Please sign, date and fax this page back to {clinic_name}. Generated {generated_text}.",
+                    (
+                        "Signed version of the plan of care; keep it with the patient's record."
+                        if attestation is not None
+                        else _return_instruction(clinic)
+                    )
+                    + f" Generated {generated_text}.",
                     small,
                 ),
             ]
@@ -247,7 +358,7 @@ def render_plan_pdf(
     )
 
     footer = (
-        f"{TITLE} \u00b7 plan {plan.identifier.value} rev {plan.revision} \u00b7 Return code {return_code}"
+        f"{TITLE} \u00b7 plan {code} rev {plan.revision} \u00b7 Return code {return_code}"
     )
     patient_line = f"Patient: {patient_name} \u00b7 DOB {_us(patient_birth_date)}"  # on every page
     stamp = generated_at.astimezone(UTC)
@@ -334,4 +445,56 @@ def plan_document_reference(
             }
         ],
         "context": {"related": [{"reference": plan_ref}]},
+    }
+
+
+#: identifier system of signed versions of a certification PDF (value: the return code signed)
+SIGNED_CODE_SYSTEM = "https://therapy-hub.example/sid/plan-signed-return-code"
+
+
+def signed_document_reference(
+    pdf_bytes: bytes, *, unsigned: dict[str, Any], signer_ref: str, signed_at: datetime
+) -> dict[str, Any]:
+    """The signed version of a certification PDF (``render_plan_pdf(..., attestation=...)``) as a new
+    DocumentReference: ``relatesTo`` the unsigned one with code ``signs``, ``authenticator`` the
+    signer, ``content`` the signed PDF with its size and hash. Its id is uuid5 over the return code
+    signed, so recording the same signature again updates it."""
+    signed_at = _aware(signed_at, "signed_at")
+    if not isinstance(pdf_bytes, bytes | bytearray) or not pdf_bytes.startswith(b"%PDF-"):
+        raise ValueError("pdf_bytes must be a PDF document")
+    if not re.fullmatch(r"(?:\S*/)?PractitionerRole/[A-Za-z0-9\-.]{1,64}", signer_ref):
+        raise ValueError("signer_ref must be a reference to a PractitionerRole")
+    return_code = next(
+        (i["value"] for i in unsigned.get("identifier") or [] if i.get("system") == RETURN_CODE_SYSTEM), None
+    )
+    if not return_code or not unsigned.get("id"):
+        raise ValueError("unsigned must be a plan DocumentReference with its return code")
+    data = bytes(pdf_bytes)
+    content = unsigned["content"][0]
+    return {
+        "resourceType": "DocumentReference",
+        "id": deterministic_id("DocumentReference", SIGNED_CODE_SYSTEM, return_code),
+        "identifier": [{"system": SIGNED_CODE_SYSTEM, "value": return_code}],
+        "status": "current",
+        "docStatus": "final",
+        "type": unsigned["type"],
+        "category": unsigned.get("category", []),
+        "subject": unsigned["subject"],
+        "date": signed_at.isoformat(),
+        "authenticator": {"reference": signer_ref},
+        "description": "Plan of care certified (signed) by the referring physician",
+        "relatesTo": [{"code": "signs", "target": {"reference": f"DocumentReference/{unsigned['id']}"}}],
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "application/pdf",
+                    "data": base64.b64encode(data).decode("ascii"),
+                    "size": len(data),
+                    "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"),  # noqa: S324
+                    "title": f"{TITLE} ({return_code}, signed)",
+                },
+                **({"format": content["format"]} if "format" in content else {}),
+            }
+        ],
+        "context": unsigned.get("context", {}),
     }

@@ -54,7 +54,18 @@ def error_of(raw: bytes | str, **kwargs: str) -> Hl7Error:
 # ----------------------------------------------------------------------------------- golden files
 
 
-@pytest.mark.parametrize("case", ["ref_i12_basic", "omg_o19_360x", "adt_a04"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "ref_i12_basic",
+        "omg_o19_360x",
+        "adt_a04",
+        # written the way other systems write them (test_hl7v2_liberal.py: the warnings)
+        "omg_o19_epic_nte_after_dg1",
+        "ref_i12_cerner_repeated",
+        "adt_a08_meditech_local",
+    ],
+)
 def test_golden(case: str) -> None:
     bundle = run(load(case))
     assert bundle == json.loads((DATA / case / "expected.json").read_text())
@@ -233,7 +244,6 @@ MSH_251 = "MSH|^~\\&|REFAPP|ORTHO_CLINIC|THERAPY_HUB|REHAB|20240305101500||{type
         (ref(OBX="OBX|1|ED|X^Doc^L||^AP^PDF^Base64^not*base64||||||F"), 102, "OBX^1^5^1^5", "AE"),
         (ref(OBX="OBX|1|ED|X^Doc^L||^AP^WAV^Base64^AAAA||||||F"), 103, "OBX^1^5^1^3", "AE"),
         (ref(IN1="IN1|1||BCBS|Blue Cross"), 101, "IN1^1^36", "AE"),
-        (ref(NTE="NTE|1|L|note", PV1="XYZ|1"), 100, "XYZ^1", "AE"),
     ],
 )
 def test_errors_have_hl7_codes_and_locations(raw: bytes, code: int, location: str, ack: str) -> None:
@@ -243,9 +253,15 @@ def test_errors_have_hl7_codes_and_locations(raw: bytes, code: int, location: st
 
 def test_structure_errors() -> None:
     text = load("ref_i12_basic").decode().rstrip("\r").split("\r")
-    swapped = [text[0], text[3], text[1], text[2], *text[4:]]  # PID before RF1 and PRD
-    error = error_of("\r".join(swapped))
-    assert error.code == 100 and error.location is not None and error.location.segment == "PID"
+    swapped = [text[0], text[3], text[1], text[2], *text[4:]]  # PID before RF1 and PRD: kept, a warning
+    translation = translate("\r".join(swapped), clinic_ref=CLINIC, now=NOW)
+    assert translation.bundle == run(load("ref_i12_basic"))
+    [warning] = translation.warnings
+    assert (warning.code, warning.severity, str(warning.location)) == (100, "W", "PID^1")
+    # an unknown segment is kept too; a required segment absent from the message is an error
+    [unknown] = translate(ref(PV1="XYZ|1"), clinic_ref=CLINIC, now=NOW).warnings
+    assert (unknown.code, unknown.severity, str(unknown.location)) == (100, "W", "XYZ^1")
+    assert str(error_of(ref(PRD="")).location) == "PRD^1"
     assert error_of("MSH|^~\\&|A|B|C|D|2024||REF^I12|1|P|2.5.1\rPID|1\rMSH|^~\\&|x\r").location.sequence == 2
     assert error_of("PID|1||x\r").code == 100
     # Z-segments are allowed anywhere
