@@ -65,7 +65,7 @@ def test_the_operator_cli_takes_a_label(
 ) -> None:
     monkeypatch.setattr(settings_module, "get_settings", lambda: auth_settings)
     cli.clients_add(name="Riverside EMR", role="system", scopes=None, fhir_user=None, public_key=None,
-                    label="riverside", client_id=None, tenant="clinic-a")
+                    label="riverside", client_id=None, as_json=False, tenant="clinic-a")
     printed = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines() if line.strip())
     assert (m := GENERATED.fullmatch(printed["client_id"])) and m["label"] == "riverside"
     secret = printed["client_secret"].split()[0]
