@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
+import signal
 import sys
 from pathlib import Path
 
@@ -46,9 +46,18 @@ def serve(
     With no HUB_BROKER_URL it also runs the embedded worker, so deliveries flow with no services."""
     import uvicorn
 
+    from hub import logs, processes
+    from hub.ports import port_in_use_message
     from hub.settings import get_settings
     from hub.store.migrate import upgrade
 
+    busy = port_in_use_message(host, port) if port else None
+    if busy:  # before anything is printed or started: the banner would claim an address we cannot have
+        typer.echo(f"error: {busy}", err=True)
+        raise typer.Exit(1)
+    logs.install()
+    processes.exit_on_signals(signal.SIGTERM)  # after uvicorn's graceful stop, it re-raises SIGTERM: leave via finally
+    processes.hangup_is_terminate()
     settings = get_settings()
     if migrate:
         typer.echo(f"Upgrading the store at {_redact(settings.database_url)} ...")
@@ -60,7 +69,7 @@ def serve(
         embedded_worker = not settings.broker_url
     if embedded_worker:
         typer.echo("Starting the embedded worker and scheduler (sync deliveries) ...")
-        worker = _spawn(["worker", "--beat", "--concurrency", "2"])
+        worker = processes.spawn(processes.hub_command("worker", "--beat", "--concurrency", "2"))
     typer.echo(f"Therapy Interop Hub on http://{host}:{port}  (FHIR base {base}, admin API /admin/api)")
     try:
         uvicorn.run(
@@ -74,31 +83,10 @@ def serve(
         )
     finally:
         if worker is not None:
-            _stop(worker)
+            processes.stop(worker, timeout=settings.worker_shutdown_seconds + 5)
+        from hub.store.db import close_engines
 
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGTERM when its parent dies, however it dies (uvicorn re-raises
-    SIGTERM after its graceful shutdown, so a ``finally`` in the parent is not enough)."""
-    try:
-        import ctypes
-        import signal as signals
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signals.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "hub.cli", *args], preexec_fn=_die_with_parent)  # noqa: PLW1509
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        close_engines()
 
 
 def _announce_access(settings, base: str) -> None:  # type: ignore[no-untyped-def]
@@ -125,8 +113,19 @@ def _announce_access(settings, base: str) -> None:  # type: ignore[no-untyped-de
     if new is not None:
         typer.echo("Local administrator client created. Its secret is shown only this once:")
         typer.echo(f"  client_id     {new.client_id}\n  client_secret {new.client_secret}")
-        typer.echo(f"  get a token:  curl -s -u {new.client_id}:<secret> -d grant_type=client_credentials "
-                   f"{base}/auth/token")
+        typer.echo(f"  get a token:  TOKEN=$({_hub_command()} token)   (or: curl -s -u {new.client_id}:<secret> "
+                   f"-d grant_type=client_credentials {base}/auth/token)")
+
+
+def _hub_command() -> str:
+    """How to call this hub from the current directory: the set-up does not put it on PATH."""
+    import shutil
+
+    script = Path(sys.executable).with_name("hub")
+    if shutil.which("hub") == str(script):
+        return "hub"
+    relative = os.path.relpath(script)
+    return str(script) if relative.startswith("..") else relative
 
 
 @app.command()
@@ -137,15 +136,17 @@ def worker(
     loglevel: str = typer.Option("INFO", help="Log level."),
 ) -> None:
     """Run a Celery worker that delivers routed messages (broker: HUB_BROKER_URL, else embedded)."""
+    from hub import logs
     from hub.settings import get_settings
     from workers.app import app as celery_app
 
+    logs.install()
     settings = get_settings()
     args = ["worker", "-Q", settings.task_queue, "--loglevel", loglevel, "--concurrency", str(concurrency),
             "--pool", pool,
             "--without-gossip", "--without-mingle", "-n", f"hub-worker-{os.getpid()}@%h"]
     if beat:
-        schedule = Path("var") / "beat-schedule"
+        schedule = settings.var_dir / "beat-schedule"
         schedule.parent.mkdir(parents=True, exist_ok=True)
         args += ["--beat", "--schedule", str(schedule)]
     typer.echo(f"Worker on broker {_redact_broker(settings.effective_broker_url)}")
@@ -155,9 +156,13 @@ def worker(
 @app.command()
 def beat(loglevel: str = typer.Option("INFO", help="Log level.")) -> None:
     """Run the scheduler: the sweeper that re-enqueues lost jobs, and payload retention. Run once per site."""
+    from hub import logs, processes
+    from hub.settings import get_settings
     from workers.app import app as celery_app
 
-    schedule = Path("var") / "beat-schedule"
+    logs.install()
+    processes.exit_on_signals()
+    schedule = get_settings().var_dir / "beat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
     celery_app.start(argv=["beat", "--loglevel", loglevel, "--schedule", str(schedule)])
 
@@ -360,8 +365,11 @@ def demo(
 
     No services needed: SQLite, the embedded broker and worker, a sandbox referrer system (webhook)
     and a sandbox clinic EMR (FHIR), all on 127.0.0.1."""
+    from hub import logs, processes
     from hub.demo import DemoError, run_demo
 
+    logs.install()
+    processes.exit_on_signals()  # SIGTERM and SIGHUP stop the hub and the sandboxes, like Ctrl-C
     try:
         code = run_demo(data_dir, port, keep_running, typer.echo)
     except DemoError as exc:
@@ -382,9 +390,12 @@ def mllp(
 ) -> None:
     """Receive HL7 v2.5.1 over MLLP: referrals (REF^I12, OMG^O19), patients (ADT^A04/A08/A31) and
     referral status updates (RRI^I12, OSU^O51). Stored first, written to FHIR, then acknowledged."""
+    from hub import logs, processes
     from hub.inbound.hl7v2 import run_listener
     from hub.settings import get_settings
 
+    logs.install()
+    processes.exit_on_signals()
     settings = get_settings()
     tenant = tenant or settings.default_tenant
 
@@ -482,6 +493,40 @@ def clients_revoke(client_id: str = typer.Argument(..., help="The client to revo
     typer.echo(f"revoked {client_id}")
 
 
+@app.command()
+def token(
+    client: str | None = typer.Option(None, "--client", help="Client id (default: the local admin client)."),
+    secret: str | None = typer.Option(None, "--secret", envvar="HUB_CLIENT_SECRET", show_envvar=True,
+                                      help="The client's secret (asked for when --client is given without it)."),
+    scope: str = typer.Option("", help="SMART scopes to narrow the token to (default: all of the client's)."),
+) -> None:
+    """Print an access token, and nothing else:  TOKEN=$(.venv/bin/hub token)
+
+    Minted from the store (HUB_DATABASE_URL) with HUB_SECRET_KEY by the code of POST /auth/token:
+    the same lifetime (15 minutes: run it again), scopes and revocation.
+
+    Without --client: a token of the local admin client that 'hub serve' creates on a fresh store,
+    with no secret asked (whoever can read the store and the key has all power already); refused
+    when HUB_ENVIRONMENT=production.
+
+    With --client: the client's secret is checked as the token endpoint does (prefer the prompt or
+    HUB_CLIENT_SECRET to --secret, which other users can see in the process list)."""
+    from datetime import UTC, datetime
+
+    from hub.security.operator import TokenRefused, mint
+    from hub.settings import get_settings
+
+    if client is not None and secret is None:
+        secret = typer.prompt("client secret", hide_input=True, err=True)
+    try:
+        response = mint(get_settings(), now=datetime.now(UTC).replace(tzinfo=None), client_id=client,
+                        secret=secret, scope=scope)
+    except TokenRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(response["access_token"])
+
+
 secrets_app = typer.Typer(help="Secrets at rest.", no_args_is_help=True)
 app.add_typer(secrets_app, name="secrets")
 
@@ -551,5 +596,21 @@ def version() -> None:
     typer.echo(f"therapy-hub {__version__} (FHIR R4 4.0.1)")
 
 
+def main() -> None:
+    """The ``hub`` entry point: a configuration error is one clear line and exit status 2, not a traceback.
+
+    The message names the HUB_* variable at fault; values are never echoed (they may be secrets)."""
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(part) for part in error.get("loc", ()))
+            field = f"HUB_{where.upper()}: " if where else ""
+            typer.echo(f"error: configuration: {field}{error['msg'].removeprefix('Value error, ')}", err=True)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,15 @@ from typing import Any
 
 import httpx
 
+from hub import processes
+
 SECRET = "demo-referrer-webhook-secret"
+#: the demo's patient (PHI as far as the hub can tell: it must never reach a log)
+PATIENT = {"identifier": {"system": "urn:oid:2.16.840.1.113883.3.9999.2", "value": "MRN-DEMO-1"},
+           "family": "Rivera", "given": ["Ana"], "birth_date": "1961-04-12", "gender": "female"}
+COVERAGE = {"payer": "Medicare Part B", "member_id": "1EG4TE5MK73"}
+#: the hub gets this long to stop its worker and itself before its process group is killed
+SERVER_STOP_SECONDS = 30
 FHIR = {"Content-Type": "application/fhir+json"}
 
 
@@ -67,7 +74,9 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
     port = port or _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    # everything of the demo in data_dir itself: store, log, embedded broker, beat schedule
     env.update({"HUB_DATABASE_URL": f"sqlite:///{(data_dir / 'hub.db').resolve()}",
+                "HUB_VAR_DIR": str(data_dir.resolve()),
                 "HUB_SWEEP_INTERVAL_SECONDS": "2", "HUB_REQUEUE_GRACE_SECONDS": "5"})
     total = 11
 
@@ -81,9 +90,8 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
         step(1, f"sandbox partners up: referrer's system {referrer_system.url}, clinic EMR {emr.url} "
                 f"(SMART Backend Services), legacy scheduling system MLLP {legacy.address}")
         log = open(data_dir / "hub.log", "wb")  # noqa: SIM115
-        server = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
-                                  cwd=data_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = processes.spawn(processes.hub_command("serve", "--port", str(port)), cwd=data_dir, env=env,
+                                 stdout=log, stderr=subprocess.STDOUT)
         try:
             with httpx.Client(base_url=base, timeout=30) as client, \
                     httpx.Client(base_url=base, timeout=30) as clinic, \
@@ -121,6 +129,9 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                          f"{mirrored} resources in the clinic EMR, {len(legacy.messages)} HL7 v2 messages "
                          f"acknowledged by the legacy system ({_kinds(legacy.messages)})")
                 echo("")
+                if not keep_running:
+                    _stopped_hints(data_dir, echo)
+                    return 0
                 admin_id, admin_secret = credentials[0]
                 echo("Where to look (every API but /fhir/metadata needs a bearer token):")
                 echo(f"  sign in            curl -s -u {admin_id}:{admin_secret} -d grant_type=client_credentials "
@@ -133,7 +144,8 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                 echo(f"  connectors health  {base}/admin/api/connectors")
                 echo(f"  metrics            {base}/metrics   (Prometheus text; an administrator's token)")
                 echo(f"  API docs           {base}/docs")
-                echo(f"  from a shell       HUB_DATABASE_URL=sqlite:///{(data_dir / 'hub.db').resolve()} hub jobs")
+                echo(f"  from a shell       HUB_DATABASE_URL=sqlite:///{(data_dir / 'hub.db').resolve()} "
+                     f"{hub_command()} jobs")
             if keep_running:
                 echo("")
                 echo("The hub and the sandbox partners keep running; press Ctrl-C to stop.")
@@ -143,13 +155,30 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                 except KeyboardInterrupt:
                     pass
         finally:
-            try:
-                os.killpg(server.pid, signal.SIGTERM)
-                server.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(server.pid, signal.SIGKILL)
+            # the hub stops its worker first (bounded), then whatever is left of its group goes
+            processes.stop(server, timeout=SERVER_STOP_SECONDS)
             log.close()
     return 0
+
+
+def hub_command() -> str:
+    """How to call ``hub`` from here: the console script next to this interpreter (relative to the
+    current directory when it is below it, e.g. ``.venv/bin/hub``), else ``python -m hub.cli``."""
+    script = Path(sys.executable).with_name("hub")
+    if not script.exists():
+        return f"{sys.executable} -m hub.cli"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def _stopped_hints(data_dir: Path, echo: Callable[[str], None]) -> None:
+    store = f"sqlite:///{(data_dir / 'hub.db').resolve()}"
+    hub = hub_command()
+    echo(f"The demo's hub and sandbox partners have stopped (--exit); its store and log are in {data_dir}.")
+    echo(f"  what was delivered   HUB_DATABASE_URL={store} {hub} jobs")
+    echo(f"  run it and keep it   {hub} demo   (the hub, its dashboard and the sandboxes stay up; Ctrl-C stops)")
 
 
 def _kinds(messages: list[Any]) -> str:
@@ -247,12 +276,11 @@ def _loop(client: httpx.Client, clinic: httpx.Client, physician: httpx.Client, e
     referral = {
         "identifier": {"system": "urn:oid:2.16.840.1.113883.3.9999.1", "value": f"DEMO-{int(time.time())}"},
         "discipline": "PT",
-        "patient": {"identifier": {"system": "urn:oid:2.16.840.1.113883.3.9999.2", "value": "MRN-DEMO-1"},
-                    "family": "Rivera", "given": ["Ana"], "birth_date": "1961-04-12", "gender": "female"},
+        "patient": PATIENT,
         "referrer": {"npi": "1234567893", "family": "Okafor", "given": ["Chidi"],
                      "direct_address": "c.okafor@direct.example.org"},
         "reason": {"icd10": "M54.50", "display": "Low back pain, unspecified"},
-        "coverage": {"payer": "Medicare Part B", "member_id": "1EG4TE5MK73"},
+        "coverage": COVERAGE,
         "note": "Evaluate and treat",
     }
     view = _check(physician.post("/referrals", json=referral), "sending the referral")

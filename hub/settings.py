@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(
         default=60.0, gt=0, description="How often beat polls the connectors that can poll (EMR feeds)."
     )
+    worker_shutdown_seconds: float = Field(
+        default=10.0, gt=0, description="A stopping worker finishes its running tasks within this time, then exits."
+    )
+    var_dir: Path = Field(
+        default=DEFAULT_VAR_DIR, description="Where the embedded broker and the beat schedule live (./var)."
+    )
     requeue_grace_seconds: float = Field(
         default=30.0, ge=0, description="A due job not picked up within this time is enqueued again."
     )
@@ -119,7 +125,7 @@ class Settings(BaseSettings):
         """The configured broker, else the embedded one (kombu's SQLAlchemy transport on SQLite)."""
         if self.broker_url:
             return self.broker_url
-        return f"sqla+sqlite:///{DEFAULT_VAR_DIR.resolve()}/broker.sqlite"
+        return f"sqla+sqlite:///{self.var_dir.resolve()}/broker.sqlite"
 
     @property
     def previous_keys(self) -> tuple[str, ...]:

@@ -61,3 +61,54 @@ def settings(db_url: str) -> Iterator[Settings]:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), base_url="http://testserver") as test_client:
         yield test_client
+
+
+# -- the suite leaves nothing behind: no process, no file in the project directory ----------------
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One marker for every process this run starts (inherited by xdist workers and their children),
+    and the embedded broker of in-process tests in a temporary directory, not ./var."""
+    import os
+    import tempfile
+    import uuid
+
+    from tests.processes import MARKER
+
+    os.environ.setdefault(MARKER, uuid.uuid4().hex)
+    if "HUB_VAR_DIR" not in os.environ:
+        os.environ["HUB_VAR_DIR"] = tempfile.mkdtemp(prefix="hub-test-var-")
+    config.stash[_PROJECT_VAR] = _project_var_files(config)
+
+
+_PROJECT_VAR = pytest.StashKey[dict[str, float]]()
+
+
+def _project_var_files(config: pytest.Config) -> dict[str, float]:
+    var = config.rootpath / "var"
+    return {str(p): p.stat().st_mtime for p in var.rglob("*") if p.is_file()} if var.exists() else {}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a process that it started (a hub, a worker, ...) is still alive, or if it
+    wrote into the project's var/ directory. Checked once, by the main process, after the workers."""
+    import os
+    import signal
+
+    from tests.processes import MARKER, cmdline, wait_until_gone
+
+    if hasattr(session.config, "workerinput"):
+        return
+    problems = []
+    left = [pid for pid in wait_until_gone(os.environ[MARKER], 10) if "hub" in cmdline(pid)]
+    for pid in left:
+        problems.append(f"process {pid} left running: {cmdline(pid)[:200]}")
+        os.kill(pid, signal.SIGKILL)
+    before = session.config.stash.get(_PROJECT_VAR, {})
+    written = sorted(p for p, mtime in _project_var_files(session.config).items() if before.get(p) != mtime)
+    problems += [f"written into the project directory: {p}" for p in written]
+    if problems:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("\n".join(["The suite left things behind:", *problems]), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,31 +1,77 @@
-"""`hub demo` walks the whole referral loop on embedded defaults, with no services, and finishes green."""
+"""`hub demo` walks the whole referral loop on embedded defaults, with no services, finishes green,
+keeps its files in one directory, and writes no PHI to any log stream."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+
+import pytest
+
+from hub.demo import COVERAGE, PATIENT
+from tests.processes import MARKER, wait_until_gone
 
 HUB = str(Path(sys.executable).with_name("hub"))
 
 
-def test_hub_demo_finishes_green_with_no_services(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    result = subprocess.run([HUB, "demo", "--exit"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str], str]:
+    cwd = tmp_path_factory.mktemp("demo")
+    marker = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")} | {MARKER: marker}
+    result = subprocess.run([HUB, "demo", "--exit"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return cwd, result, marker
+
+
+def test_hub_demo_finishes_green_with_no_services(demo_run) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, result, _ = demo_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     for expected in ("referral sent", "sent for signature", "signed", "progress report: due",
-                     "discharged: referral completed", "all signatures valid: True", "Where to look"):
+                     "discharged: referral completed", "all signatures valid: True"):
         assert expected in out, out
-    assert "[11/11] done" in out and "/dashboard" in out
+    assert "[11/11] done" in out
     assert "HL7 v2 messages acknowledged" in out and " 0 HL7 v2" not in out  # every connector kind is used
     # the legacy system heard of the referral's status, the booked visit and the plan of care (the page
     # sent for signature and its signed version: two documents)
     assert "RRI^I12 x" in out and "SIU^S12 x1" in out and "MDM^T02 x2" in out, out
     assert "SMART Backend Services" in out
     assert (tmp_path / "var" / "demo" / "hub.db").exists()
+
+
+def test_after_exit_the_demo_tells_how_to_go_on_not_where_a_stopped_hub_was(demo_run) -> None:  # type: ignore[no-untyped-def]
+    _, result, _ = demo_run
+    out = result.stdout
+    assert "have stopped" in out and "client_secret" not in out and "-u demo-admin:" not in out
+    assert "/dashboard" not in out and "Where to look" not in out
+    assert f"{HUB} jobs" in out and f"{HUB} demo" in out  # the hub command by its path: not on PATH
+
+
+def test_the_demo_keeps_its_files_in_one_directory_and_checkpoints_its_store(demo_run) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, _, marker = demo_run
+    data = tmp_path / "var" / "demo"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["var"]
+    assert not (data / "var").exists()
+    assert (data / "broker.sqlite").exists() and (data / "hub.log").exists()
+    wal = data / "hub.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert not wait_until_gone(marker, 10)
+
+
+def test_no_phi_in_any_log_stream_of_the_demo(demo_run) -> None:  # type: ignore[no-untyped-def]
+    """The patient's name, MRN, birth date (ISO and HL7 forms) and member id, in every log stream:
+    the demo's stdout and stderr, and the log of its hub and worker processes."""
+    tmp_path, result, _ = demo_run
+    streams = {"stdout": result.stdout, "stderr": result.stderr}
+    streams |= {str(p): p.read_text(errors="replace") for p in tmp_path.rglob("*.log")}
+    assert len(streams["stdout"]) > 1000 and any(len(v) > 10_000 for k, v in streams.items() if k.endswith(".log"))
+    phi = [PATIENT["family"], PATIENT["identifier"]["value"], PATIENT["birth_date"],
+           PATIENT["birth_date"].replace("-", ""), COVERAGE["member_id"]]
+    hits = {(name, value): text.count(value) for name, text in streams.items() for value in phi if value in text}
+    assert not hits, hits
 
 
 def test_hub_demo_help_explains_itself() -> None:

@@ -8,13 +8,18 @@ delivery is idempotent (idempotency keys) and the database, not the broker, is t
 from __future__ import annotations
 
 import logging
+import os
 from functools import cache
 from typing import Any
 
-from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery import Celery, platforms, signals
+
+from hub import logs, processes
 
 QUEUE = "hub"
+#: the scheduled housekeeping tasks: their "received" / "succeeded" / "sending due task" lines are
+#: DEBUG, so that an idle hub is quiet; the tasks log at INFO themselves when they changed something
+HOUSEKEEPING = frozenset({"hub.sweep", "hub.purge", "hub.poll_all", "hub.poll", "hub.certification_clocks"})
 #: the SQLAlchemy transport polls its table; once a second by default is too slow for the embedded mode
 EMBEDDED_POLLING_INTERVAL = 0.1
 
@@ -79,8 +84,74 @@ def show_log_fields(logger: logging.Logger, **_: Any) -> None:
             handler.setFormatter(ExtrasFormatter(handler.formatter))
 
 
-after_setup_logger.connect(show_log_fields, weak=False)
-after_setup_task_logger.connect(show_log_fields, weak=False)
+signals.after_setup_logger.connect(show_log_fields, weak=False)
+signals.after_setup_task_logger.connect(show_log_fields, weak=False)
+
+
+class HousekeepingToDebug(logging.Filter):
+    """Celery's per-task INFO lines (worker: received, succeeded; beat: sending due task) about the
+    housekeeping tasks become DEBUG records (dropped unless DEBUG is on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        args = record.args
+        name = args.get("name") if isinstance(args, dict) else (args[1] if isinstance(args, tuple)
+                                                                and len(args) > 1 else None)
+        if name not in HOUSEKEEPING:
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+def _install_logging(**_: Any) -> None:
+    logs.install()
+    for name in ("celery.worker.strategy", "celery.app.trace", "celery.beat"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, HousekeepingToDebug) for f in logger.filters):
+            logger.addFilter(HousekeepingToDebug())
+
+
+def _shutdown_seconds() -> float:
+    from hub.settings import get_settings
+
+    return get_settings().worker_shutdown_seconds
+
+
+def _bounded_shutdown(**_: Any) -> None:
+    """A warm shutdown waits for running tasks, within HUB_WORKER_SHUTDOWN_SECONDS; then the worker
+    kills its pool and exits, however stuck the pool is."""
+    processes.exit_within(_shutdown_seconds(), f"worker {os.getpid()}")
+
+
+def _hangup_stops_the_worker(**_: Any) -> None:
+    """SIGHUP (the terminal or the parent went away) is a warm shutdown, not Celery's re-exec restart."""
+    platforms.signals["SIGHUP"] = platforms.signals["SIGTERM"]
+
+
+def _close_store(**_: Any) -> None:
+    from hub.store.db import close_engines
+
+    close_engines()
+
+
+def _child_dies_with_worker(**_: Any) -> None:
+    """Pool and embedded beat processes end when the worker's main process is gone."""
+    processes.watch_parent()
+
+
+_install_logging()
+signals.after_setup_logger.connect(_install_logging, weak=False)
+signals.after_setup_task_logger.connect(_install_logging, weak=False)
+signals.worker_shutting_down.connect(_bounded_shutdown, weak=False)
+signals.worker_shutdown.connect(_bounded_shutdown, weak=False)
+signals.worker_shutdown.connect(_close_store, weak=False)
+signals.worker_process_shutdown.connect(_close_store, weak=False)
+signals.worker_ready.connect(_hangup_stops_the_worker, weak=False)
+signals.worker_process_init.connect(_child_dies_with_worker, weak=False)
+signals.beat_embedded_init.connect(_child_dies_with_worker, weak=False)
 
 
 @cache

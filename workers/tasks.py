@@ -44,7 +44,10 @@ def purge() -> int:
 
     settings = get_settings()
     with transaction(settings.database_url) as session:
-        return SyncService(session, tenant=settings.default_tenant, settings=settings).purge()
+        purged = SyncService(session, tenant=settings.default_tenant, settings=settings).purge()
+    if purged:
+        log.info("hub.purge.done", extra={"payloads": purged})
+    return purged
 
 
 @shared_task(name="hub.poll", ignore_result=True, acks_late=True)
@@ -80,4 +83,7 @@ def certification_clocks(now: str | None = None) -> int:
 
     from hub.referrals.plans import refresh_all_tenants
 
-    return refresh_all_tenants(get_settings(), now=datetime.fromisoformat(now) if now else None)
+    changed = refresh_all_tenants(get_settings(), now=datetime.fromisoformat(now) if now else None)
+    if changed:
+        log.info("hub.certification_clocks.changed", extra={"obligations": changed})
+    return changed

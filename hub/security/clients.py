@@ -187,8 +187,16 @@ class ClientService:
             matches = _check_secret(secret, stored or _DUMMY_HASH)  # one scrypt whichever way it fails
             if client is None or stored is None or not matches:
                 raise AuthFailed("invalid_client", "client authentication failed")
-        scope = narrow(form.get("scope", ""), client.scopes)
-        if form.get("scope") and not scope:
+        return self._grant(client, form.get("scope", ""))
+
+    def operator_token(self, client_id: str, *, scope: str = "") -> dict[str, Any]:
+        """An access token for an active client, issued to an operator of this store (``hub token``),
+        who needs no client authentication: they hold the store and HUB_SECRET_KEY already."""
+        return self._grant(self._client(client_id), scope)
+
+    def _grant(self, client: Client, requested: str) -> dict[str, Any]:
+        scope = narrow(requested, client.scopes)
+        if requested and not scope:
             raise AuthFailed("invalid_scope", "none of the requested scopes is granted to this client", 400)
         access_token, expires_in = tokens.issue(
             secret=self.settings.secret_key.get_secret_value(), client_id=client.client_id, tenant=client.tenant_id,

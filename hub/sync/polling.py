@@ -253,8 +253,10 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
                         now=service.clock())
     enqueue_committed(settings, session)
     report = PollReport(name, len(batch.items), stored, duplicates, rejected, batch.next_cursor, echoes)
-    log.info("hub.poll.done", extra={"connector": name, "fetched": report.fetched, "stored": stored,
-                                      "duplicates": duplicates, "rejected": rejected, "echoes": echoes})
+    # an idle feed polled every minute is not news: INFO only when the poll brought something
+    log.log(logging.INFO if report.fetched else logging.DEBUG, "hub.poll.done",
+            extra={"connector": name, "fetched": report.fetched, "stored": stored, "duplicates": duplicates,
+                   "rejected": rejected, "echoes": echoes})
     return report
 
 
