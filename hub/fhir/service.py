@@ -34,10 +34,10 @@ from hub.errors import (
     operation_outcome,
 )
 from hub.fhir import searchparams
+from hub.fhir.events import Change
 from hub.fhir.search import ParsedSearch, parse_search
 from hub.store import repository as repo
 from hub.store.models import Resource, ResourceVersion
-from hub.sync.service import Change
 from mappings.fhir import SUPPORTED_TYPES, jsonio
 from mappings.fhir.validation import Issue, validate_resource
 

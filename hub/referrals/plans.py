@@ -31,8 +31,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from hub.errors import BadRequest, Conflict, NotFound
+from hub.fhir.events import Change
 from hub.referrals.service import ReferralService, _is_referral_task
-from hub.sync.service import Change
 from mappings.fhir import jsonio
 from mappings.plan_of_care.model import Activity, Goal
 

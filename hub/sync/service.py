@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from hub.crypto import cipher, decrypt, encrypt
 from hub.errors import BadRequest, Conflict, NotFound
+from hub.fhir.events import Change
 from hub.fhir.searchparams import parse_reference, utcnow
 from hub.settings import Settings
 from hub.store import sync_repository as repo
@@ -30,20 +31,6 @@ ENQUEUE_KEY = "hub.enqueue"
 ORIGIN_KEY = "hub.origin_connector"
 PATIENT_PATHS = ("subject", "patient", "for", "beneficiary")
 MAX_ERROR = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A committed-to-be write of the FHIR store."""
-
-    resource_type: str
-    resource_id: str
-    version_id: int
-    interaction: str  # create | update | delete
-    resource: dict[str, Any] | None
-    content: str | None
-    #: the JSON of the version this write replaced (None for a create)
-    previous: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

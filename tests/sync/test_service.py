@@ -21,6 +21,7 @@ from hub.app import ensure_default_tenant
 from hub.crypto import cipher, decrypt
 from hub.deps import unit_of_work
 from hub.errors import BadRequest, Conflict, NotFound
+from hub.fhir.events import Change
 from hub.fhir.searchparams import utcnow
 from hub.fhir.service import FhirService, Stored
 from hub.settings import Settings, get_settings
@@ -28,7 +29,7 @@ from hub.store.db import transaction
 from hub.store.models import ConnectorInstance, DeliveryJob, Message, MessageEvent, Resource
 from hub.sync import events as ev
 from hub.sync.delivery import HELD_WAIT_SECONDS, ORDER_WAIT_SECONDS, deliver
-from hub.sync.service import ENQUEUE_KEY, Change, Outcome, SyncService
+from hub.sync.service import ENQUEUE_KEY, Outcome, SyncService
 from tests.sync.conftest import SECRET, queued_tasks
 
 TENANT = "default"
