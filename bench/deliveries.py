@@ -47,10 +47,10 @@ def run_broker(
 ) -> dict:
     from fastapi.testclient import TestClient
 
-    from connectors.webhook.sandbox import SandboxReceiver
     from hub.app import create_app
     from hub.settings import Settings
     from hub.store.migrate import upgrade
+    from sandboxes.webhook import SandboxReceiver
 
     upgrade(db)
     queue = f"bench-{uuid.uuid4().hex[:8]}"

@@ -1,4 +1,4 @@
-"""Partner connectors: one adapter per partner kind, each with a sandbox server.
+"""Partner connectors: one adapter per partner kind (their sandbox partners live in :mod:`sandboxes`).
 
 Connectors import only ``mappings`` and their own libraries, never ``hub`` or ``workers``.
 """

@@ -64,9 +64,9 @@ def _check(response: httpx.Response, what: str) -> Any:
 
 
 def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callable[[str], None]) -> int:
-    from connectors.fhir_emr.sandbox import SandboxEmr
-    from connectors.hl7v2.sandbox import SandboxPeer
-    from connectors.webhook.sandbox import SandboxReceiver
+    from sandboxes.emr import SandboxEmr
+    from sandboxes.mllp import SandboxPeer
+    from sandboxes.webhook import SandboxReceiver
 
     if data_dir.exists():
         shutil.rmtree(data_dir)

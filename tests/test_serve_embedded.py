@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from connectors.webhook.sandbox import SandboxReceiver
+from sandboxes.webhook import SandboxReceiver
 
 HUB = str(Path(sys.executable).with_name("hub"))
 SECRET = "embedded-defaults-secret-0123456789"

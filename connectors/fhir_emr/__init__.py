@@ -2,7 +2,7 @@
 
 See :mod:`connectors.fhir_emr.connector` for conditional writes and identifier mapping,
 :mod:`connectors.fhir_emr.auth` for the JWT client assertion and token caching, and
-:mod:`connectors.fhir_emr.sandbox` for the sandbox EMR with its token endpoint.
+:mod:`sandboxes.emr` for the sandbox EMR with its token endpoint.
 """
 
 from connectors.fhir_emr.auth import CLIENT_ASSERTION_TYPE, SmartBackendAuth, load_private_key

@@ -2,7 +2,7 @@
 
 See :mod:`connectors.fhir_rest.connector` for the request format, outcome rules and polling,
 :mod:`connectors.fhir_rest.auth` for the pluggable authentication, and
-:mod:`connectors.fhir_rest.sandbox` for the in-memory FHIR server that plays a partner EMR.
+:mod:`sandboxes.fhir` for the in-memory FHIR server that plays a partner EMR.
 """
 
 from connectors.fhir_rest.auth import BearerTokenAuth, FhirAuth, NoAuth

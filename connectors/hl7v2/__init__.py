@@ -1,5 +1,5 @@
 """HL7 v2.5.1 over MLLP: the ``hl7v2`` connector (outbound), the MLLP server and client, and a
-sandbox MLLP peer (:mod:`connectors.hl7v2.sandbox`)."""
+sandbox MLLP peer (:mod:`sandboxes.mllp`)."""
 
 from connectors.hl7v2.connector import Hl7v2Config, Hl7v2Connector, control_id_for
 from connectors.hl7v2.mllp import (

@@ -1,4 +1,4 @@
-"""Signed JSON webhooks to a partner URL, and a sandbox receiver (:mod:`connectors.webhook.sandbox`).
+"""Signed JSON webhooks to a partner URL, and a sandbox receiver (:mod:`sandboxes.webhook`).
 
 See :mod:`connectors.webhook.connector` for the request format and outcome rules and
 :mod:`connectors.webhook.signing` for the signature scheme receivers verify.

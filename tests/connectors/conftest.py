@@ -12,7 +12,7 @@ import pytest
 
 from connectors.base import Delivery
 from connectors.webhook import WebhookConfig, WebhookConnector
-from connectors.webhook.sandbox import SandboxReceiver
+from sandboxes.webhook import SandboxReceiver
 
 SECRET = "test-webhook-secret-0123456789"
 PAYLOAD = json.dumps({"resourceType": "ServiceRequest", "id": "sr-1", "status": "active"}).encode()

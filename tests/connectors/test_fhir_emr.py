@@ -36,9 +36,9 @@ from connectors.fhir_emr import (
     SmartBackendAuth,
     map_identifier_systems,
 )
-from connectors.fhir_emr.sandbox import SandboxEmr
 from connectors.fhir_rest import FhirRestConnector
 from hub.sync.polling import resolve_references
+from sandboxes.emr import SandboxEmr
 from tests.connectors.conftest import free_port, make_delivery
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -1112,7 +1112,7 @@ def test_sandbox_emr_runs_as_a_process(tmp_path: Path, rsa_key: rsa.RSAPrivateKe
         [
             sys.executable,
             "-m",
-            "connectors.fhir_emr.sandbox",
+            "sandboxes.emr",
             "--port",
             "0",
             "--client-id",

@@ -31,7 +31,7 @@ from connectors.base import (
     supports_polling,
 )
 from connectors.fhir_rest import BearerTokenAuth, FhirRestConfig, FhirRestConnector, NoAuth, PollCursor
-from connectors.fhir_rest.sandbox import FhirSandboxControls, SandboxFhirServer
+from sandboxes.fhir import FhirSandboxControls, SandboxFhirServer
 from tests.connectors.conftest import free_port, make_delivery
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -753,7 +753,7 @@ def test_sandbox_controls_over_http(emr: SandboxFhirServer) -> None:
 
 def test_sandbox_runs_as_a_process_until_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "connectors.fhir_rest.sandbox", "--port", "0", "--bearer-token", TOKEN],
+        [sys.executable, "-m", "sandboxes.fhir", "--port", "0", "--bearer-token", TOKEN],
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,

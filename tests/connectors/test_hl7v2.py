@@ -28,7 +28,6 @@ from connectors.hl7v2 import (
     frame,
 )
 from connectors.hl7v2.mllp import END_BLOCK, START_BLOCK
-from connectors.hl7v2.sandbox import SandboxPeer
 from mappings.hl7v2 import (
     build_ack,
     parse,
@@ -39,6 +38,7 @@ from mappings.hl7v2 import (
     read_status_update,
 )
 from mappings.referral.task_state import apply_transition, referral_task
+from sandboxes.mllp import SandboxPeer
 from tests.connectors.conftest import free_port
 from tests.mappings.test_hl7v2_documents import pdf  # noqa: F401 - a fixture: a rendered plan of care PDF
 
@@ -375,7 +375,7 @@ def test_concurrent_senders_share_one_connector(peer: SandboxPeer) -> None:
 def test_sandbox_runs_as_a_program() -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "connectors.hl7v2.sandbox", "--port", str(port)],
+        [sys.executable, "-m", "sandboxes.mllp", "--port", str(port)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -12,7 +12,7 @@ from connectors import registry
 from connectors.base import ConfigError, Connector, Delivery, HealthResult, SendResult
 from connectors.registry import GROUP, ConnectorRegistry, RegistryError
 from connectors.webhook import WebhookConfig, WebhookConnector
-from connectors.webhook.sandbox import SandboxReceiver
+from sandboxes.webhook import SandboxReceiver
 from tests.connectors.conftest import SECRET, make_delivery
 
 WEBHOOK = "connectors.webhook:WebhookConnector"

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.base import TransientError
 from connectors.webhook import WebhookConnector
-from connectors.webhook.sandbox import SandboxControls, SandboxReceiver
+from sandboxes.webhook import SandboxControls, SandboxReceiver
 from tests.connectors.conftest import SECRET, make_delivery
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +88,7 @@ def test_binds_loopback_only(sandbox: SandboxReceiver) -> None:
 def test_runs_as_a_process_until_sigterm() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "connectors.webhook.sandbox", "--port", "0", "--secret", SECRET],
+        [sys.executable, "-m", "sandboxes.webhook", "--port", "0", "--secret", SECRET],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

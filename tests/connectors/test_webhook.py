@@ -32,7 +32,7 @@ from connectors.webhook import (
     signature_header,
     verify_signature,
 )
-from connectors.webhook.sandbox import SandboxReceiver
+from sandboxes.webhook import SandboxReceiver
 from tests.connectors.conftest import PAYLOAD, SECRET, free_port, make_delivery
 
 MakeConnector = Callable[..., WebhookConnector]

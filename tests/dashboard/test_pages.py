@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from connectors.webhook.sandbox import SandboxReceiver
 from hub.dashboard.router import CSP
 from hub.security.clients import NewClient
 from hub.settings import Settings
 from hub.sync.delivery import deliver
+from sandboxes.webhook import SandboxReceiver
 from tests.dashboard.conftest import add_route, add_webhook, signed_in, web_client
 from tests.referrals.test_full_loop import PLAN
 from tests.referrals.test_intake_and_task import referral

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from connectors.hl7v2.sandbox import SandboxPeer
 from hub.app import ensure_default_tenant
 from hub.deps import unit_of_work
 from hub.inbound.hl7v2 import handle_hl7v2
@@ -21,6 +20,7 @@ from hub.sync import events as ev
 from hub.sync.delivery import deliver
 from hub.sync.service import SyncService
 from mappings.hl7v2 import parse, read_ack, read_header
+from sandboxes.mllp import SandboxPeer
 from tests.inbound.test_hl7v2_inbound import ref
 
 TENANT = "default"

@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from connectors.hl7v2 import MllpClient, MllpServerThread
-from connectors.hl7v2.sandbox import SandboxPeer
 from hub.deps import unit_of_work
 from hub.settings import Settings
 from hub.store.db import transaction
@@ -31,6 +30,7 @@ from mappings.hl7v2 import (
     read_status_update,
     task_to_rri_i12,
 )
+from sandboxes.mllp import SandboxPeer
 from tests.inbound.test_hl7v2_inbound import TENANT, listener, ref, search  # noqa: F401
 
 FULFILL = "code.coding.where(code='fulfill').exists()"

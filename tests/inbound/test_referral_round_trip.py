@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
-from connectors.fhir_emr.sandbox import SandboxEmr
 from hub.settings import Settings
 from hub.store.db import transaction
 from hub.sync.admin import AdminViews
 from hub.sync.delivery import deliver
 from hub.sync.polling import poll_named
+from sandboxes.emr import SandboxEmr
 from tests.inbound.test_hl7v2_inbound import TENANT, listener, messages, ref, search, send  # noqa: F401
 
 

@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from connectors.webhook.sandbox import SandboxReceiver
 from hub.app import create_app
 from hub.deps import unit_of_work
 from hub.settings import Settings
 from hub.sync.delivery import deliver
 from hub.sync.service import SyncService
+from sandboxes.webhook import SandboxReceiver
 from tests.security.conftest import FHIR, add_client, bearer, get_token, secured
 
 SCRAPER = "scraper-token-0123456789"

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from connectors.webhook.sandbox import SandboxReceiver
 from hub.app import create_app
 from hub.settings import Settings
 from hub.store.migrate import upgrade
+from sandboxes.webhook import SandboxReceiver
 from tests.brokers import redis_server
 from tests.pg import fresh_database
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from connectors.webhook.sandbox import SandboxReceiver
 from hub.fhir.searchparams import utcnow
 from hub.settings import Settings
 from hub.sync.delivery import deliver
+from sandboxes.webhook import SandboxReceiver
 from tests.sync.conftest import SECRET, queued_tasks
 
 ADMIN = "/admin/api"

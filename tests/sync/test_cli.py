@@ -15,10 +15,10 @@ from click.testing import Result
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from connectors.webhook.sandbox import SandboxReceiver
 from hub.cli import app
 from hub.settings import Settings, get_settings
 from hub.sync.delivery import deliver
+from sandboxes.webhook import SandboxReceiver
 from tests.sync.conftest import SECRET, queued_tasks
 
 ADMIN = "/admin/api"

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from connectors.webhook.sandbox import SandboxReceiver
 from connectors.webhook.signing import verify_signature
+from sandboxes.webhook import SandboxReceiver
 from tests.brokers import private_redis
 from tests.sync.conftest import SECRET, Stack, _build, wait_until
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from connectors.webhook.sandbox import SandboxReceiver
+from sandboxes.webhook import SandboxReceiver
 from tests.sync.conftest import Stack, wait_until
 
 

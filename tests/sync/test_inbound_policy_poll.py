@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from connectors.fhir_rest.sandbox import SandboxFhirServer
 from hub.settings import Settings
 from hub.sync.polling import poll_named
+from sandboxes.fhir import SandboxFhirServer
 
 
 def test_polled_types_outside_inbound_types_are_rejected_and_writes_audited(client: TestClient,

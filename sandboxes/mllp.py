@@ -11,7 +11,7 @@ Answers (``SandboxPeer.configure``, or the command line):
 * ``answer="wrong-id"``: acknowledge another control id;
 * ``codes``: per control id answers, which win over ``answer``.
 
-Run it on its own with ``python -m connectors.hl7v2.sandbox --port 2576`` (prints ``host:port``).
+Run it on its own with ``python -m sandboxes.mllp --port 2576`` (prints ``host:port``).
 """
 
 from __future__ import annotations
@@ -19,23 +19,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import signal
 import sys
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import FrameType
-from typing import Any
 
 from connectors.hl7v2.mllp import CloseConnection, MllpServerThread, new_control_id
 from mappings.hl7v2 import Header, Hl7Error, build_ack, parse, read_header
 from mappings.hl7v2.errors import ErrorLocation
+from sandboxes.base import Controls, Sandbox, serve_until_signalled
 
-__all__ = ["ANSWERS", "ReceivedMessage", "SandboxPeer", "main"]
+__all__ = ["ANSWERS", "PeerControls", "ReceivedMessage", "SandboxPeer", "main"]
 
 ANSWERS = ("AA", "AE", "AR", "CA", "CE", "CR", "hang", "close", "garbage", "wrong-id")
+
+
+@dataclass(frozen=True)
+class PeerControls(Controls):
+    """How the peer answers (see the module docstring)."""
+
+    answer: str = "AA"
+    error_code: int = 207
+    error_text: str = "sandbox rejected the message"
+    hang_seconds: float = 0.0
+    codes: Mapping[str, str] = field(default_factory=dict)  # control id -> answer, wins over ``answer``
+
+    def __post_init__(self) -> None:
+        if self.answer not in ANSWERS:
+            raise ValueError(f"answer must be one of {', '.join(ANSWERS)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +59,10 @@ class ReceivedMessage:
     received_at: float
 
 
-class SandboxPeer:
+class SandboxPeer(Sandbox[PeerControls]):
     """The peer: ``with SandboxPeer() as peer: ... peer.port ... peer.messages``."""
+
+    controls_class = PeerControls
 
     def __init__(
         self,
@@ -61,30 +75,12 @@ class SandboxPeer:
         application: str = "SANDBOX_EMR",
         facility: str = "SANDBOX",
     ) -> None:
-        self._lock = threading.Condition()
         self.application = application
         self.facility = facility
-        self._messages: list[ReceivedMessage] = []
-        self.configure(
-            answer=answer, error_code=error_code, error_text=error_text, hang_seconds=hang_seconds, codes={}
-        )
+        super().__init__(answer=answer, error_code=error_code, error_text=error_text, hang_seconds=hang_seconds)
         self._thread = MllpServerThread(
             self._handle, host="127.0.0.1", port=port, read_timeout=10.0, idle_timeout=120.0
         )
-
-    # ------------------------------------------------------------------------------ control
-
-    def configure(self, **controls: Any) -> dict[str, Any]:
-        allowed = {"answer", "error_code", "error_text", "hang_seconds", "codes"}
-        unknown = set(controls) - allowed
-        if unknown:
-            raise ValueError(f"unknown controls: {', '.join(sorted(unknown))}")
-        if "answer" in controls and controls["answer"] not in ANSWERS:
-            raise ValueError(f"answer must be one of {', '.join(ANSWERS)}")
-        with self._lock:
-            current = getattr(self, "_controls", {})
-            self._controls = {**current, **controls}
-            return dict(self._controls)
 
     @property
     def port(self) -> int:
@@ -95,30 +91,37 @@ class SandboxPeer:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def url(self) -> str:
+        """``host:port`` (MLLP has no URL scheme; this is what ``python -m sandboxes.mllp`` prints)."""
+        return self.address
+
+    @property
     def messages(self) -> list[ReceivedMessage]:
         with self._lock:
             return list(self._messages)
 
     def reset(self) -> None:
+        """Forget the messages; the controls stay as configured."""
         with self._lock:
-            self._messages.clear()
+            self._clear()
+
+    def _clear(self) -> None:
+        self._messages: list[ReceivedMessage] = []
 
     def wait_for(self, count: int, timeout: float = 5.0) -> bool:
-        with self._lock:
-            return self._lock.wait_for(lambda: len(self._messages) >= count, timeout=timeout)
+        return self._wait_until(lambda: len(self._messages) >= count, timeout)
 
     # ------------------------------------------------------------------------------ serving
 
     async def _handle(self, raw: bytes) -> bytes:
-        with self._lock:
-            controls = dict(self._controls)
+        controls = self.controls
         header: Header | None = None
         try:
             header = read_header(parse(raw), required=False)
         except Hl7Error:
             header = None
         control_id = header.control_id if header else ""
-        answer = controls["codes"].get(control_id, controls["answer"])
+        answer = controls.codes.get(control_id, controls.answer)
         with self._lock:
             self._messages.append(
                 ReceivedMessage(raw, header.message_type if header else "", control_id, answer, time.time())
@@ -127,8 +130,8 @@ class SandboxPeer:
         if answer == "hang":
             await asyncio.sleep(3600)
             return b""
-        if controls["hang_seconds"]:
-            await asyncio.sleep(float(controls["hang_seconds"]))
+        if controls.hang_seconds:
+            await asyncio.sleep(float(controls.hang_seconds))
         if answer == "close":
             raise CloseConnection
         if answer == "garbage":
@@ -140,7 +143,7 @@ class SandboxPeer:
         error = None
         if answer not in ("AA", "CA"):
             error = Hl7Error(
-                int(controls["error_code"]), str(controls["error_text"]), ErrorLocation("MSH", 1, 10)
+                int(controls.error_code), str(controls.error_text), ErrorLocation("MSH", 1, 10)
             )
         return build_ack(
             header,
@@ -170,7 +173,7 @@ class SandboxPeer:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m connectors.hl7v2.sandbox",
+        prog="python -m sandboxes.mllp",
         description="Sandbox MLLP peer on 127.0.0.1 (records messages, answers ACKs).",
     )
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
@@ -186,20 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         error_text=args.error_text,
         hang_seconds=args.hang_seconds,
     )
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    with peer:
-        sys.stdout.write(peer.address + "\n")
-        sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
-        sys.stdout.write(f"received {len(peer.messages)} message(s)\n")
-    return 0
+    return serve_until_signalled(peer, farewell=lambda: f"received {len(peer.messages)} message(s)")
 
 
 if __name__ == "__main__":
