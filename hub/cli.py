@@ -260,6 +260,39 @@ def replay(
     typer.echo(f"{len(pairs)} message(s) queued for delivery")
 
 
+@app.command()
+def discard(
+    job_id: int = typer.Argument(..., min=1, help="The dead letter's job id (see 'hub jobs --status dead')."),
+    reason: str = typer.Option(..., "--reason", help="Why it will never be delivered (kept with the message)."),
+    tenant: str | None = TenantOpt,
+) -> None:
+    """Discard a dead letter that must never be delivered (say, for a retired partner).
+
+    It counts as resolved, leaves the bulk replays, and the later jobs of the same patient at that
+    connector that it held back go ahead. The message's events record who discarded it and why."""
+    from hub.errors import HubError
+    from hub.sync.service import SyncService
+
+    settings, tenant, uow = _admin(tenant)
+    try:
+        with uow as session:
+            SyncService(session, tenant=tenant, settings=settings).discard_job(
+                job_id, reason=reason, actor=f"cli:{_os_user()}")
+    except HubError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"discarded dead letter {job_id}")
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        return str(os.getuid())
+
+
 connectors_app = typer.Typer(
     help="Connector instances: with no command, list them with their health (backlog, dead letters, "
     "last success and error, error rate); 'test NAME' runs a health check. Add them with 'hub routes load'.",
