@@ -150,6 +150,15 @@ def _offline_docs(app: FastAPI) -> None:
         ))
 
 
+def create_worker_app() -> FastAPI:
+    """The app of one API worker process of ``hub serve --workers N`` (or ``--reload``): the worker
+    ends when the ``hub serve`` that supervises it does, also when that one is killed."""
+    from hub import processes
+
+    processes.die_with_supervisor()
+    return create_app()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

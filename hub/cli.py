@@ -72,15 +72,16 @@ def serve(
         worker = processes.spawn(processes.hub_command("worker", "--beat", "--concurrency", "2"))
     typer.echo(f"Therapy Interop Hub on http://{host}:{port}  (FHIR base {base}, admin API /admin/api)")
     try:
-        uvicorn.run(
-            "hub.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            reload=reload,
-            workers=None if reload else workers,
-            log_level=log_level,
-        )
+        if reload:  # uvicorn's reloader supervises one worker process: it dies with this one
+            os.environ[processes.SUPERVISOR_ENV] = str(os.getpid())
+            uvicorn.run("hub.app:create_worker_app", factory=True, host=host, port=port, reload=True,
+                        log_level=log_level)
+        elif workers > 1:
+            processes.supervise_api_workers(uvicorn.Config(
+                "hub.app:create_worker_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level))
+        else:
+            uvicorn.run("hub.app:create_app", factory=True, host=host, port=port, log_level=log_level)
     finally:
         if worker is not None:
             processes.stop(worker, timeout=settings.worker_shutdown_seconds + 5)
