@@ -94,15 +94,30 @@ DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 's
             "frame-ancestors 'none'")
 
 
+#: the docs' scripts and styles hold no patient data: browsers keep them (their URLs carry the version of
+#: the package that ships them, so an upgrade is fetched anew); API responses stay ``no-store``
+DOCS_ASSETS_CACHE = "public, max-age=31536000, immutable"
+
+
 def _offline_docs(app: FastAPI) -> None:
     """``/docs`` (Swagger UI) and ``/redoc`` with their assets served by the hub (package
     ``fastapi-offline`` ships them), so the pages work without internet access."""
+    from importlib.metadata import version
     from importlib.resources import files
 
     from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
     from fastapi.staticfiles import StaticFiles
+    from starlette.types import Scope
 
-    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+    class CachedAssets(StaticFiles):
+        async def get_response(self, path: str, scope: Scope) -> Response:
+            response = await super().get_response(path, scope)
+            if response.status_code in (200, 304):
+                response.headers["Cache-Control"] = DOCS_ASSETS_CACHE
+            return response
+
+    app.mount(DOCS_ASSETS, CachedAssets(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+    tag = f"?v={version('fastapi-offline')}"
     openapi_url = app.openapi_url or "/openapi.json"
     redirect_url = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
 
@@ -115,9 +130,9 @@ def _offline_docs(app: FastAPI) -> None:
         root = request.scope.get("root_path", "")
         return with_csp(get_swagger_ui_html(
             openapi_url=root + openapi_url, title=f"{app.title} - Swagger UI", oauth2_redirect_url=root + redirect_url,
-            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js{tag}",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css{tag}",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png{tag}",
             swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
         ))
 
@@ -130,9 +145,18 @@ def _offline_docs(app: FastAPI) -> None:
         root = request.scope.get("root_path", "")
         return with_csp(get_redoc_html(
             openapi_url=root + openapi_url, title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png", with_google_fonts=False,
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js{tag}",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png{tag}", with_google_fonts=False,
         ))
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one API worker process of ``hub serve --workers N`` (or ``--reload``): the worker
+    ends when the ``hub serve`` that supervises it does, also when that one is killed."""
+    from hub import processes
+
+    processes.die_with_supervisor()
+    return create_app()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

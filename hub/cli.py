@@ -72,15 +72,16 @@ def serve(
         worker = processes.spawn(processes.hub_command("worker", "--beat", "--concurrency", "2"))
     typer.echo(f"Therapy Interop Hub on http://{host}:{port}  (FHIR base {base}, admin API /admin/api)")
     try:
-        uvicorn.run(
-            "hub.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            reload=reload,
-            workers=None if reload else workers,
-            log_level=log_level,
-        )
+        if reload:  # uvicorn's reloader supervises one worker process: it dies with this one
+            os.environ[processes.SUPERVISOR_ENV] = str(os.getpid())
+            uvicorn.run("hub.app:create_worker_app", factory=True, host=host, port=port, reload=True,
+                        log_level=log_level)
+        elif workers > 1:
+            processes.supervise_api_workers(uvicorn.Config(
+                "hub.app:create_worker_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level))
+        else:
+            uvicorn.run("hub.app:create_app", factory=True, host=host, port=port, log_level=log_level)
     finally:
         if worker is not None:
             processes.stop(worker, timeout=settings.worker_shutdown_seconds + 5)
@@ -258,6 +259,39 @@ def replay(
     for original, new in pairs:
         typer.echo(f"replayed {original} as {new}")
     typer.echo(f"{len(pairs)} message(s) queued for delivery")
+
+
+@app.command()
+def discard(
+    job_id: int = typer.Argument(..., min=1, help="The dead letter's job id (see 'hub jobs --status dead')."),
+    reason: str = typer.Option(..., "--reason", help="Why it will never be delivered (kept with the message)."),
+    tenant: str | None = TenantOpt,
+) -> None:
+    """Discard a dead letter that must never be delivered (say, for a retired partner).
+
+    It counts as resolved, leaves the bulk replays, and the later jobs of the same patient at that
+    connector that it held back go ahead. The message's events record who discarded it and why."""
+    from hub.errors import HubError
+    from hub.sync.service import SyncService
+
+    settings, tenant, uow = _admin(tenant)
+    try:
+        with uow as session:
+            SyncService(session, tenant=tenant, settings=settings).discard_job(
+                job_id, reason=reason, actor=f"cli:{_os_user()}")
+    except HubError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"discarded dead letter {job_id}")
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        return str(os.getuid())
 
 
 connectors_app = typer.Typer(

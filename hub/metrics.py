@@ -7,6 +7,9 @@ worker agrees, and nothing is lost when a process restarts):
 ``therapy_hub_delivery_jobs``              delivery jobs by tenant, connector and status (``dead`` =
                                            dead letters waiting for a human; ``pending``/``retrying`` =
                                            the backlog)
+``therapy_hub_dead_letters``               dead letters by tenant, connector and ``state``: ``outstanding``
+                                           (alert on these) or ``resolved`` (a replay was delivered, or an
+                                           operator discarded it)
 ``therapy_hub_backlog_oldest_seconds``     age of the oldest open job per connector (a stuck partner)
 ``therapy_hub_last_delivery_timestamp``    Unix time of the last successful delivery per connector
 ``therapy_hub_connector_enabled``          1 when the connector is enabled, 0 when paused
@@ -92,6 +95,22 @@ class StoreCollector(Collector):
                 if (connector_id, status) not in seen:
                     jobs.add_metric([c.tenant_id, c.name, status], 0.0)
         yield jobs
+
+        dead = GaugeMetricFamily("therapy_hub_dead_letters",
+                                 "Dead letters: outstanding (waiting for a human) or resolved (replayed or discarded)",
+                                 labels=["tenant", "connector", "state"])
+        by_state = {
+            (connector_id, bool(resolved)): count
+            for connector_id, resolved, count in self.session.execute(
+                select(DeliveryJob.connector_id, DeliveryJob.resolved_at.is_not(None), func.count())
+                .where(DeliveryJob.status == ev.DEAD, *self._where(DeliveryJob))
+                .group_by(DeliveryJob.connector_id, DeliveryJob.resolved_at.is_not(None))
+            )
+        }
+        for connector_id, c in connectors.items():  # both states for every connector, zeros included
+            for state, resolved in (("outstanding", False), ("resolved", True)):
+                dead.add_metric([c.tenant_id, c.name, state], by_state.get((connector_id, resolved), 0))
+        yield dead
 
         oldest = GaugeMetricFamily("therapy_hub_backlog_oldest_seconds", "Age of the oldest open delivery job",
                                    labels=["tenant", "connector"])

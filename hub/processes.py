@@ -9,6 +9,9 @@ and when the parent dies, however it dies.
   for a parent killed with SIGKILL; forked children that a library starts (Celery's pool and beat)
   watch their parent instead (:func:`watch_parent`), since the death signal follows the *thread*
   that forked them.
+- ``hub serve --workers N`` runs uvicorn's supervisor (:func:`supervise_api_workers`); each API worker
+  asks for the death signal as it loads the app (:func:`die_with_supervisor`), and SIGHUP ends the
+  supervisor as SIGTERM does instead of restarting its workers.
 """
 
 from __future__ import annotations
@@ -44,6 +47,38 @@ def spawn(argv: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:
 
     Call it from the main thread: the death signal follows the thread that forks."""
     return subprocess.Popen(list(argv), start_new_session=True, preexec_fn=_child_setup, **popen)  # noqa: PLW1509
+
+
+#: the pid of the ``hub serve`` process that supervises the API workers (not HUB_-prefixed: no setting)
+SUPERVISOR_ENV = "THERAPY_HUB_SUPERVISOR_PID"
+
+
+def supervise_api_workers(config: Any) -> None:
+    """Run uvicorn's supervisor of ``config.workers`` API workers (a ``uvicorn.Config`` whose app is
+    ``hub.app:create_worker_app``) until SIGTERM, SIGINT or SIGHUP; its workers end with it however it ends."""
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def handle_hup(self) -> None:  # uvicorn restarts its workers on SIGHUP; the hub ends, as on SIGTERM
+            self.handle_term()
+
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # inherited by the workers uvicorn spawns
+    sock = config.bind_socket()
+    try:
+        Supervisor(config, sockets=[sock]).run()
+    finally:
+        sock.close()
+
+
+def die_with_supervisor() -> None:
+    """In an API worker of :func:`supervise_api_workers` (no-op elsewhere): SIGTERM (uvicorn's graceful
+    stop) when the supervisor dies; if it died already, before the request took effect, exit now."""
+    expected = os.environ.get(SUPERVISOR_ENV, "")
+    if not expected.isdigit():
+        return
+    die_with_parent()
+    if os.getppid() != int(expected):
+        os._exit(1)
 
 
 def hub_command(*args: str) -> list[str]:

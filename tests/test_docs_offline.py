@@ -27,13 +27,17 @@ def _references(html: str) -> list[str]:
     return [a or b for a, b in _REFERENCE.findall(html)]
 
 
+def _path(ref: str) -> str:
+    return urlsplit(ref).path
+
+
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_docs_pages_load_everything_from_the_hub(api: TestClient, page: str) -> None:
     response = api.get(page)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     refs = _references(response.text)
-    scripts = [r for r in refs if r.endswith(".js")]
+    scripts = [r for r in refs if _path(r).endswith(".js")]
     assert scripts, f"{page} references no script: {refs}"
     assert "/openapi.json" in refs
     for ref in refs:
@@ -48,7 +52,7 @@ def test_docs_pages_load_everything_from_the_hub(api: TestClient, page: str) -> 
 
 def test_swagger_ui_bundle_is_the_real_script(api: TestClient) -> None:
     page = api.get("/docs").text
-    script = next(r for r in _references(page) if r.endswith("swagger-ui-bundle.js"))
+    script = next(r for r in _references(page) if _path(r).endswith("swagger-ui-bundle.js"))
     body = api.get(script)
     assert body.headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript")
     assert b"SwaggerUIBundle" in body.content
@@ -67,3 +71,23 @@ def test_docs_csp_allows_the_pages_own_scripts_and_no_other_host(api: TestClient
 
 def test_the_api_keeps_its_strict_csp(api: TestClient) -> None:
     assert api.get("/healthz").headers["content-security-policy"].startswith("default-src 'none'")
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_assets_are_cached_for_long_and_the_api_is_not(api: TestClient, page: str) -> None:
+    """Static scripts and styles hold no patient data: browsers keep them for a year (their URLs carry
+    the package version, so an upgrade is a new URL). Pages and API answers keep ``no-store``."""
+    html = api.get(page)
+    assert html.headers["cache-control"] == "no-store"
+    assets = [r for r in _references(html.text) if _path(r).startswith("/docs/assets/")]
+    assert assets and all("?v=" in r for r in assets)
+    for ref in assets:
+        asset = api.get(ref)
+        assert asset.status_code == 200, ref
+        assert asset.headers["cache-control"] == "public, max-age=31536000, immutable", ref
+        again = api.get(ref, headers={"If-None-Match": asset.headers["etag"]})
+        assert again.status_code == 304 and again.headers["cache-control"].endswith("immutable")
+    missing = api.get("/docs/assets/no-such-file.js")
+    assert missing.status_code == 404 and missing.headers["cache-control"] == "no-store"
+    for path in ("/healthz", "/openapi.json", "/fhir/metadata", "/admin/api/jobs"):
+        assert api.get(path).headers["cache-control"] == "no-store", path

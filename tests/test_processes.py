@@ -84,6 +84,22 @@ def test_hub_serve_and_its_worker_end_on_each_signal(tmp_path: Path, sig: signal
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
+def test_hub_serve_with_several_api_workers_ends_with_all_of_them(tmp_path: Path, sig: signal.Signals) -> None:
+    """uvicorn's supervisor starts the API workers: killed with SIGKILL, it cannot stop them itself."""
+    marker, port, log = uuid.uuid4().hex, _free_port(), tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([HUB, "serve", "--port", str(port), "--workers", "2"], cwd=tmp_path,
+                                  env=_env(marker), stdout=out, stderr=subprocess.STDOUT)
+
+    def api_workers() -> list[int]:
+        return [p for p in marked(marker) if "multiprocessing" in cmdline(p) and "resource_tracker" not in cmdline(p)]
+
+    _wait_for(lambda: _ready(port) and len(api_workers()) == 2 and b"ready." in log.read_bytes(), 90,
+              "the hub, its two API workers and its worker", log)
+    _signal_and_check(server, sig, marker, log)
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
 def test_hub_demo_ends_with_its_hub_and_worker_on_each_signal(tmp_path: Path, sig: signal.Signals) -> None:
     marker, port, log = uuid.uuid4().hex, _free_port(), tmp_path / "demo.out"
     with open(log, "wb") as out:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from hub.deps import SettingsDep, TenantDep, require_roles, unit_of_work
+from hub.deps import PrincipalDep, SettingsDep, TenantDep, require_roles, unit_of_work
 from hub.errors import BadRequest
 from hub.settings import Settings
 from hub.sync.admin import AdminViews, route_view
@@ -181,6 +181,22 @@ async def retry_job(job_id: JobId, settings: SettingsDep, tenant: TenantDep) -> 
     def work(session: Session) -> dict[str, Any]:
         SyncService(session, tenant=tenant, settings=settings).retry_job(job_id)
         return AdminViews(session, tenant=tenant).job(job_id)
+
+    return await run(settings, work)
+
+
+class DiscardIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=300,
+                        description="Why it will never be delivered (kept in the message's events)")
+
+
+@router.post("/jobs/{job_id}/discard", summary="Discard a dead letter: never deliver it, stop holding later jobs")
+async def discard_job(job_id: JobId, body: DiscardIn, settings: SettingsDep,
+                      principal: PrincipalDep) -> dict[str, Any]:
+    def work(session: Session) -> dict[str, Any]:
+        SyncService(session, tenant=principal.tenant, settings=settings).discard_job(
+            job_id, reason=body.reason, actor=principal.client_id)
+        return AdminViews(session, tenant=principal.tenant).job(job_id)
 
     return await run(settings, work)
 

@@ -506,6 +506,30 @@ async def retry(job_id: int, user: UserDep, form: FormDep) -> Response:
     return _done(target, user, "ok", f"Delivery job {job_id} will be tried again now.")
 
 
+@router.post("/jobs/{job_id}/discard")
+async def discard(job_id: int, user: UserDep, form: FormDep) -> Response:
+    from hub.sync.admin import AdminViews
+    from hub.sync.service import SyncService
+
+    if not 1 <= job_id <= MAX_INT:
+        raise BadRequest("No such delivery job")
+
+    def work(session: Session) -> tuple[str, str | None]:
+        owner = AdminViews(session, tenant=user.tenant).job(job_id)["message_id"]  # 404 for another tenant
+        try:
+            SyncService(session, tenant=user.tenant, settings=user.settings).discard_job(
+                job_id, reason=form.get("reason", ""), actor=user.principal.client_id)
+        except (BadRequest, Conflict) as exc:
+            return owner, str(exc)
+        return owner, None
+
+    message_id, refused = await run(user.settings, work)
+    target = f"/dashboard/messages/{quote(message_id, safe='')}"
+    if refused:
+        return _done(target, user, "error", refused)
+    return _done(target, user, "ok", f"Dead letter {job_id} is discarded: it will not be delivered.")
+
+
 # ------------------------------------------------------------------ dead letters
 
 

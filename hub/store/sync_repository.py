@@ -258,9 +258,11 @@ def _seq(job: type[DeliveryJob] | DeliveryJob) -> object:
 
 
 def _unreplayed_dead() -> object:
-    """A dead job that no replay job points at: nothing carries its place in the order any more."""
+    """A dead job that no replay job points at and that was not discarded (resolved): nothing
+    carries its place in the order any more."""
     replay = aliased(DeliveryJob)
-    return and_(DeliveryJob.status == "dead", ~exists().where(replay.replay_of == DeliveryJob.id))
+    return and_(DeliveryJob.status == "dead", DeliveryJob.resolved_at.is_(None),
+                ~exists().where(replay.replay_of == DeliveryJob.id))
 
 
 def earlier_blocking_job(session: Session, *, job: DeliveryJob) -> tuple[int, str] | None:
@@ -283,6 +285,24 @@ def earlier_blocking_job(session: Session, *, job: DeliveryJob) -> tuple[int, st
         .limit(1)
     ).first()
     return (int(row[0]), str(row[1])) if row else None
+
+
+def replay_family(session: Session, *, job: DeliveryJob) -> list[DeliveryJob]:
+    """``job``, the jobs it replays (and what those replay), and every replay of any of them: one
+    delivery, however often it was replayed. Oldest first."""
+    root, seen = job, {job.id}
+    while root.replay_of is not None and root.replay_of not in seen:
+        parent = session.get(DeliveryJob, root.replay_of)
+        if parent is None:
+            break
+        root = parent
+        seen.add(root.id)
+    family, frontier = {root.id: root}, [root.id]
+    while frontier:
+        found = list(session.scalars(select(DeliveryJob).where(DeliveryJob.replay_of.in_(frontier))))
+        frontier = [j.id for j in found if j.id not in family]
+        family.update({j.id: j for j in found})
+    return sorted(family.values(), key=lambda j: j.id)
 
 
 def wake_held(session: Session, *, ordering_key: str, now: datetime) -> list[int]:

@@ -83,6 +83,9 @@ def job_view(job: DeliveryJob, connector_names: dict[int, str], message: Message
     if job.status == ev.DEAD:
         view["resolved_by"] = job.resolved_by
         view["resolved_at"] = _ts(job.resolved_at)
+        # replayed: a replay of it was delivered; discarded: an operator gave it up (see its message's events)
+        view["resolution"] = (None if job.resolved_at is None
+                              else "replayed" if job.resolved_by is not None else "discarded")
         view["holding"] = held
     if job.status == ev.RUNNING:
         view["lease_until"] = _ts(job.locked_until)
@@ -206,7 +209,7 @@ class AdminViews:
              idempotency_key: str | None = None, dead: str | None = None, limit: int = 50,
              offset: int = 0) -> dict[str, Any]:
         """Jobs, newest first. ``dead``: ``outstanding`` (dead letters no replay has delivered yet),
-        ``resolved`` (a replay of them was delivered) or ``all`` (every dead letter)."""
+        ``resolved`` (a replay of them was delivered, or they were discarded) or ``all`` (every dead letter)."""
         if status and status not in ev.JOB_STATUSES:
             raise BadRequest(f"status must be one of {', '.join(ev.JOB_STATUSES)}")
         if dead is not None and dead not in DEAD_LETTER_STATES:

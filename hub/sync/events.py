@@ -14,6 +14,7 @@ FAILED = "failed"
 DEAD_LETTERED = "dead-lettered"
 REPLAYED = "replayed"
 RETRIED = "retried"
+DISCARDED = "discarded"  # an operator gave a dead letter up: it will never be delivered
 DEFERRED = "deferred"
 
 # job statuses

@@ -31,6 +31,7 @@ ENQUEUE_KEY = "hub.enqueue"
 ORIGIN_KEY = "hub.origin_connector"
 PATIENT_PATHS = ("subject", "patient", "for", "beneficiary")
 MAX_ERROR = 500
+MAX_DISCARD_REASON = 300  # with "discarded by <client>: " the event detail stays within MAX_ERROR
 
 
 @dataclass(frozen=True, slots=True)
@@ -703,6 +704,8 @@ class SyncService:
         if job.status == ev.DEAD:
             job.max_attempts = job.attempts + max(1, job.max_attempts)
             job.finished_at = None
+            if job.resolved_by is None:  # a retry takes back a discard: should it die again, it is outstanding
+                job.resolved_at = None
         job.status = ev.PENDING
         job.next_attempt_at = now
         job.updated_at = now
@@ -713,6 +716,43 @@ class SyncService:
             self._refresh_message_status(message, now)
         self.session.flush()
         self._enqueue_after_commit([job.id])
+        return job
+
+    def discard_job(self, job_id: int, *, reason: str, actor: str) -> DeliveryJob:
+        """Give a dead letter up for good (say, a message for a partner that was retired): it is
+        resolved without a delivery, no longer holds the later jobs of its order (they are woken) and
+        is left out of bulk replays; the message's events record who discarded it and why.
+
+        Refused for a job that is not dead, already resolved, or has a replay still under way."""
+        reason = " ".join((reason or "").split())
+        if not reason:
+            raise BadRequest("A reason is required to discard a dead letter", expression="reason")
+        if len(reason) > MAX_DISCARD_REASON:
+            raise BadRequest(f"The reason is longer than {MAX_DISCARD_REASON} characters", expression="reason")
+        job = repo.job_by_id(self.session, job_id=job_id, tenant=self.tenant)
+        if job is None:
+            raise NotFound(f"No delivery job {job_id}")
+        if job.status != ev.DEAD:
+            raise Conflict(f"Job {job_id} is {job.status}; only dead letters can be discarded")
+        if job.resolved_at is not None:
+            how = f"resolved by job {job.resolved_by}" if job.resolved_by is not None else "discarded"
+            raise Conflict(f"Dead letter {job_id} is {how} already")
+        family = repo.replay_family(self.session, job=job)
+        replaying = next((j.id for j in family if j.status in ev.OPEN_JOB_STATUSES), None)
+        if replaying is not None:
+            raise Conflict(f"Dead letter {job_id} is being replayed by job {replaying}; wait for it to finish")
+        now = self.clock()
+        detail = _short(f"discarded by {actor}: {reason}")
+        for dead in family:  # the same delivery: its replays that died and what it replays go with it
+            if dead.status != ev.DEAD or dead.resolved_at is not None:
+                continue
+            dead.resolved_at, dead.resolved_by, dead.updated_at = now, None, now
+            message = repo.message_by_id(self.session, tenant=self.tenant, message_id=dead.message_id)
+            if message is not None:
+                self._event(message, ev.DISCARDED, job_id=dead.id, detail=detail, at=now)
+                message.updated_at = now
+            self._wake_held(dead.ordering_key, now)
+        self.session.flush()
         return job
 
     def replay_message(
@@ -783,7 +823,8 @@ class SyncService:
         job_ids = repo.job_ids(
             self.session,
             filter=repo.JobFilter(
-                tenant=self.tenant, status=ev.DEAD, connector_id=connector_id, not_replayed=True
+                tenant=self.tenant, status=ev.DEAD, connector_id=connector_id, not_replayed=True,
+                resolved=False,  # a discarded dead letter stays undelivered
             ),
             limit=limit,
         )

@@ -162,6 +162,29 @@ def test_replay_all_dead_letters_of_a_connector(
     assert invalid.status_code == 400 and invalid.headers["content-type"].startswith("text/html")
 
 
+def test_a_dead_letter_is_discarded_from_its_message_page_with_a_reason(
+    auth_settings: Settings, api: TestClient, web: TestClient, admin: NewClient, world: World
+) -> None:
+    csrf = signed_in(web, admin)
+    dead = next(d for d in world.jobs if any(h["held_by"] == d["id"] for h in world.held))
+    behind = [j for j in world.held if j["held_by"] == dead["id"]]  # later jobs of the patient wait behind it
+    page = web.get(f"/dashboard/messages/{dead['message_id']}").text
+    assert f'action="/dashboard/jobs/{dead["id"]}/discard"' in page and 'name="reason" required' in page
+    url = f"/dashboard/jobs/{dead['id']}/discard"
+    assert web.post(url, data={"reason": "retired"}, follow_redirects=False).status_code == 403  # no CSRF token
+    blank = _follow(web, web.post(url, data={"csrf": csrf, "reason": " "}, follow_redirects=False))
+    assert 'class="notice error"' in blank and "A reason is required" in blank
+
+    text = _follow(web, web.post(url, data={"csrf": csrf, "reason": "partner retired"}, follow_redirects=False))
+    assert f"Dead letter {dead['id']} is discarded: it will not be delivered." in text
+    assert f"discarded by {admin.client_id}: partner retired" in text  # the events timeline: who and why
+    assert f'action="/dashboard/jobs/{dead["id"]}/discard"' not in text and "discarded (see events)" in text
+    assert all(api.get(f"/admin/api/jobs/{j['id']}").json()["held_by"] is None for j in behind)
+    assert f"/dashboard/messages/{dead['message_id']}" not in web.get("/dashboard/dead-letters").text
+    again = _follow(web, web.post(url, data={"csrf": csrf, "reason": "x"}, follow_redirects=False))
+    assert "discarded already" in again
+
+
 def test_the_connector_test_button_runs_a_live_check(
     auth_settings: Settings, web: TestClient, admin: NewClient, receiver: SandboxReceiver
 ) -> None:

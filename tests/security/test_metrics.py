@@ -90,3 +90,44 @@ def test_only_the_scraper_token_or_an_administrator_may_read(scraped: tuple[Sett
     assert api.get("/metrics").status_code == 401
     assert api.get("/metrics", headers=bearer("not-the-token")).status_code == 401
     assert api.get("/metrics", headers=bearer(get_token(api, clinic))).status_code == 403
+
+
+def test_dead_letters_outstanding_and_resolved_are_separate_series(scraped: tuple[Settings, TestClient]) -> None:
+    settings, api = scraped
+    admin = add_client(settings, "default", "admin")
+    with SandboxReceiver(secret="s" * 32) as receiver:
+        with unit_of_work(settings) as session:
+            sync = SyncService(session, tenant="default", settings=settings)
+            sync.add_connector(name="emr", kind="webhook", max_attempts=1,
+                               config={"url": receiver.url + "/in", "secret": "s" * 32})
+            sync.add_connector(name="idle", kind="webhook", config={"url": receiver.url + "/idle", "secret": "s" * 32})
+            sync.add_route(name="patients", resource_type="Patient", connector="emr")
+        token = get_token(api, admin)
+        ids = []
+        for family in ("Replayed", "Discarded", NAME):
+            patient = {"resourceType": "Patient", "name": [{"family": family}],
+                       "identifier": [{"system": "urn:mrn", "value": f"MRN-{family}"}]}
+            created = api.post("/fhir/Patient", content=json.dumps(patient), headers={**FHIR, **bearer(token)})
+            ids.append(created.json()["id"])
+        replayed, discarded, outstanding = sorted(
+            api.get("/admin/api/jobs", headers=bearer(token)).json()["items"], key=lambda j: j["id"])
+        receiver.configure(status_override=422)
+        for job in (replayed, discarded, outstanding):
+            deliver(settings, job["id"])
+        receiver.configure(status_override=None)
+        replay = api.post(f"/admin/api/messages/{replayed['message_id']}/replay", headers=bearer(token)).json()
+        assert deliver(settings, replay["jobs"][0]["id"]) is None
+        assert api.post(f"/admin/api/jobs/{discarded['id']}/discard", json={"reason": "partner retired"},
+                        headers=bearer(token)).status_code == 200
+
+    text = api.get("/metrics", headers=bearer(SCRAPER)).text
+    found = samples(text)
+    assert value(found, "therapy_hub_dead_letters", tenant="default", connector="emr", state="outstanding") == 1
+    assert value(found, "therapy_hub_dead_letters", tenant="default", connector="emr", state="resolved") == 2
+    assert value(found, "therapy_hub_dead_letters", tenant="default", connector="idle", state="outstanding") == 0
+    assert value(found, "therapy_hub_dead_letters", tenant="default", connector="idle", state="resolved") == 0
+    assert value(found, "therapy_hub_delivery_jobs", tenant="default", connector="emr", status="dead") == 3
+    labels = {v for (name, pairs) in found if name == "therapy_hub_dead_letters" for _, v in pairs}
+    assert labels == {"default", "emr", "idle", "outstanding", "resolved"}  # no patient data in any label
+    for secret in (NAME, "MRN-", *ids, *(j["message_id"] for j in (replayed, discarded, outstanding))):
+        assert secret not in text
