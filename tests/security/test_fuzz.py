@@ -185,7 +185,8 @@ def test_json_bodies_never_give_a_server_error(api: TestClient, auth_settings: S
 MODEL_ENDPOINTS = [
     ("POST", "/referrals", None),
     ("PUT", "/admin/api/connectors/fuzz",
-     '{"name": "fuzz", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/x", "secret": "%s"}%%s}' % WEBHOOK_SECRET),
+     '{"name": "fuzz", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/x", "secret": "'
+     + WEBHOOK_SECRET + '"}%s}'),
     ("POST", "/admin/api/clients", '{"name": "c", "role": "admin"%s}'),
 ]
 
