@@ -367,7 +367,10 @@ def _referral_work(request: Request, user: User, work: Callable[[Any], T]) -> Ca
     address = request.client.host if request.client else None
 
     def job(session: Session) -> T:
+        from hub.security.policy import AccessPolicy
+
         fhir = fhir_service(session, user.settings, user.tenant, base, user.clock)
+        fhir.policy = AccessPolicy(user.principal, fhir)  # the scopes GET /referrals and /fhir apply
         result = work(PlanService(fhir, payer_rules=user.settings.certification_rules, clinics=user.settings.clinics))
         fhir.record_audit(audit_event(principal=user.principal, interaction="search-type", now=fhir.clock(), outcome=0,
                                       address=address, resource_type="Task",
@@ -375,6 +378,16 @@ def _referral_work(request: Request, user: User, work: Callable[[Any], T]) -> Ca
         return result
 
     return job
+
+
+#: what the referral views search: their Tasks (the referral and obligation Tasks) and ServiceRequests
+REFERRAL_VIEW_TYPES = ("Task", "ServiceRequest")
+NO_REFERRAL_SCOPE = ("The signed-in client's scopes do not allow searching Task and ServiceRequest, "
+                     "so referrals and obligations are not shown.")
+
+
+def _sees_referrals(user: User) -> bool:
+    return all(user.principal.can(t, "s") and user.principal.can(t, "r") for t in REFERRAL_VIEW_TYPES)
 
 
 @router.get("")
@@ -392,13 +405,15 @@ async def overview(request: Request, user: UserDep) -> Response:
         return {"referrals": plans.list_referrals(), "obligations": plans.certifications()}
 
     data = await run(user.settings, work)
-    loop = await run(user.settings, _referral_work(request, user, referrals))
+    loop = (await run(user.settings, _referral_work(request, user, referrals)) if _sees_referrals(user)
+            else {"referrals": [], "obligations": []})
     by_status = Counter(r["status"] or "unknown" for r in loop["referrals"])
     overdue = sum(1 for o in loop["obligations"] if o["overdue"])
     return render(request, "overview.html", connectors=data["connectors"], counts=data["counts"],
                   total=sum(data["counts"].values()), since=since.isoformat(timespec="seconds"),
                   referrals=sorted(by_status.items()), referral_total=len(loop["referrals"]),
-                  due=len(loop["obligations"]) - overdue, overdue=overdue, notice=_notice(request, user))
+                  due=len(loop["obligations"]) - overdue, overdue=overdue, notice=_notice(request, user),
+                  referrals_hidden=None if _sees_referrals(user) else NO_REFERRAL_SCOPE)
 
 
 # ------------------------------------------------------------------ messages
@@ -565,6 +580,8 @@ async def referrals(request: Request, user: UserDep) -> Response:
         return {"referrals": plans.list_referrals(status=status or None),
                 "obligations": plans.certifications(include_done=include_done)}
 
+    if not _sees_referrals(user):  # as GET /referrals answers this token: 403, explained
+        return render(request, "error.html", status=403, error=NO_REFERRAL_SCOPE)
     data = await run(user.settings, _referral_work(request, user, work))
     return render(request, "referrals.html", status_filter=status, include_done=include_done,
                   task_statuses=("requested", "received", "accepted", "rejected", "in-progress", "on-hold",
