@@ -96,6 +96,7 @@ from mappings.hl7v2.errors import (
     DUPLICATE_KEY,
     TABLE_VALUE_NOT_FOUND,
     UNKNOWN_KEY_IDENTIFIER,
+    UNSUPPORTED_VERSION_ID,
     ErrorLocation,
     at,
 )
@@ -227,7 +228,7 @@ def _process(
         try:
             full = read_header(message)
             check_supported(full)
-            warnings = structure_warnings(message, full)
+            warnings = _version_warnings(full) + structure_warnings(message, full)
             fhir = policy.attach(
                 fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", clock=lambda: now))
             if full.message_type in STATUS_MESSAGES:
@@ -263,6 +264,17 @@ def _process(
         extra={"source": source, "tenant": tenant, "ack": ack_code, "type": header.message_type},
     )
     return answer
+
+
+def _version_warnings(header: Header) -> list[Hl7Error]:
+    """A later version than 2.5.1 (:data:`mappings.hl7v2.tables.READ_AS_VERSION`) is read as 2.5.1:
+    the acknowledgement says so with an ERR of severity W at MSH-12."""
+    from mappings.hl7v2 import tables
+
+    if header.version not in tables.READ_AS_VERSION:
+        return []
+    return [Hl7Error(UNSUPPORTED_VERSION_ID, f"HL7 version {header.version} read as {tables.VERSION}",
+                     at("MSH", 1, 12), severity="W")]
 
 
 def _listener_config(session: Session, service: SyncService, tenant: str, name: str) -> dict[str, Any]:
