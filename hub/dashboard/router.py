@@ -305,19 +305,25 @@ def _verify_admin(settings: Settings, client_id: str, secret: str, now: datetime
     return Principal.of(claims.client_id, claims.tenant, claims.role, claims.scope, None)
 
 
+#: the dashboard's sign-in throttle (limits and window; the counts are rows in the store)
+SIGNIN_GUARD = sessions.SignInGuard()
+
+
 @router.post("/signin")
 async def signin(request: Request, settings: SettingsDep, clock: ClockDep) -> Response:
     request.state.dashboard_settings = settings
     now = clock()
     if settings.auth_disabled:
         return RedirectResponse("/dashboard", status_code=303)
-    throttle: sessions.SignInGuard | None = getattr(request.app.state, "dashboard_throttle", None)
-    if throttle is None:
-        throttle = request.app.state.dashboard_throttle = sessions.SignInGuard()
+    throttle = SIGNIN_GUARD  # its state is in the store: shared by every API replica
     address = _address(request)
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     client_id, secret = form.get("client_id", "").strip()[:200], form.get("client_secret", "")[:500]
-    wait = throttle.retry_after(client_id, address, now)
+
+    def in_store(work: Callable[[Session], T]) -> Awaitable[T]:
+        return run(settings, work)
+
+    wait = await in_store(lambda db: throttle.retry_after(db, client_id, address, now))
     if wait is not None:
         response = render(request, "error.html", status=429,
                           error=f"Too many failed sign-ins from this address; try again in {wait} seconds.")
@@ -329,10 +335,10 @@ async def signin(request: Request, settings: SettingsDep, clock: ClockDep) -> Re
                             error="The sign-in form expired or did not come from this dashboard; try again.")
     principal = await run_in_threadpool(_verify_admin, settings, client_id, secret, now)
     if principal is None:
-        throttle.failed(client_id, address, now)
+        await in_store(lambda db: throttle.failed(db, client_id, address, now))
         log.info("hub.dashboard.signin_refused")
         return _signin_page(request, settings, now, status=401, client_id=client_id, error=REFUSED)
-    throttle.succeeded(client_id, address)
+    await in_store(lambda db: throttle.succeeded(db, client_id, address))
     session = sessions.new_session(principal.client_id, principal.tenant, now, scope=principal.scope)
     await run_in_threadpool(_start, settings, session, now)
     log.info("hub.dashboard.signin", extra={"client_id": principal.client_id, "tenant": principal.tenant})
