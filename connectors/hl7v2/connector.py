@@ -20,7 +20,8 @@ MSH-10 (the control id the partner deduplicates on) is derived from the delivery
 key, so a retried delivery is the same message to the partner.
 
 Outcome: ``AA`` (or ``CA`` in enhanced mode) -> :class:`SendResult`; ``AE``, ``AR``, ``CR`` ->
-:class:`PermanentError` with the partner's ERR code, location and text; ``CE``, timeouts,
+:class:`PermanentError` with the ACK code, the partner's ERR-3 code and error location, never its
+ERR text (free text, where a partner may echo patient data: :func:`ack_summary`); ``CE``, timeouts,
 connection failures, an unreadable or mismatched acknowledgement -> :class:`TransientError`;
 a payload that cannot be translated -> :class:`PermanentError`.
 """
@@ -49,6 +50,7 @@ from connectors.base import (
 )
 from connectors.hl7v2.mllp import DEFAULT_MAX_MESSAGE_BYTES, MllpClient, MllpClientError
 from mappings.hl7v2 import (
+    AckResult,
     Hl7Error,
     OutboundHeader,
     UntranslatableResource,
@@ -64,7 +66,7 @@ from mappings.hl7v2 import (
 from mappings.hl7v2.scheduling import BOOKED_STATUSES
 from mappings.referral.intake import referral_category
 
-__all__ = ["Hl7v2Config", "Hl7v2Connector", "control_id_for"]
+__all__ = ["Hl7v2Config", "Hl7v2Connector", "ack_summary", "control_id_for"]
 
 _HD = r"[^|^~\\&\r\n]{0,180}"  # an HD namespace id: no delimiters
 
@@ -227,8 +229,8 @@ class Hl7v2Connector:
                 status=None, remote_id=control_id, detail=f"{what} -> {ack.code}", duration_ms=duration_ms
             )
         if ack.code == "CE":
-            raise TransientError(f"{what} -> {ack.describe()}", duration_ms=duration_ms)
-        raise PermanentError(f"{what} -> {ack.describe()}", duration_ms=duration_ms)
+            raise TransientError(f"{what} -> {ack_summary(ack)}", duration_ms=duration_ms)
+        raise PermanentError(f"{what} -> {ack_summary(ack)}", duration_ms=duration_ms)
 
     # -------------------------------------------------------------------------- HealthChecker
 
@@ -302,6 +304,24 @@ def _focus_type(payload: dict[str, Any]) -> str:
         return str(resources[0].get("resourceType") or "")
     types = {str(r.get("resourceType")) for r in resources}
     return next((t for t in ("Task", "ServiceRequest") if t in types), "Bundle")
+
+
+#: an HL7 error code (ERR-3.1, table 0357 or the partner's own): a short token
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,20}")
+#: an error location (ERR-2 as read: segment, sequence, field, component, subcomponent)
+_LOCATION = re.compile(r"[A-Z][A-Z0-9]{2}(\^[0-9]{1,4}){0,5}")
+
+
+def ack_summary(ack: AckResult) -> str:
+    """What of a refusing acknowledgement goes into the job's last error (shown on the dashboard):
+    the ACK code, the ERR-3 error code and the error location, each only when it has the shape of
+    one. The ERR and MSA text is left out: a partner may echo patient data there."""
+    parts = [ack.code]
+    if _ERROR_CODE.fullmatch(ack.error_code or ""):
+        parts.append(f"HL7 {ack.error_code}")
+    if _LOCATION.fullmatch(ack.error_location or ""):
+        parts.append(f"at {ack.error_location}")
+    return " ".join(parts)
 
 
 def _ms_since(started: float) -> float:

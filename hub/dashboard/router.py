@@ -305,19 +305,25 @@ def _verify_admin(settings: Settings, client_id: str, secret: str, now: datetime
     return Principal.of(claims.client_id, claims.tenant, claims.role, claims.scope, None)
 
 
+#: the dashboard's sign-in throttle (limits and window; the counts are rows in the store)
+SIGNIN_GUARD = sessions.SignInGuard()
+
+
 @router.post("/signin")
 async def signin(request: Request, settings: SettingsDep, clock: ClockDep) -> Response:
     request.state.dashboard_settings = settings
     now = clock()
     if settings.auth_disabled:
         return RedirectResponse("/dashboard", status_code=303)
-    throttle: sessions.SignInGuard | None = getattr(request.app.state, "dashboard_throttle", None)
-    if throttle is None:
-        throttle = request.app.state.dashboard_throttle = sessions.SignInGuard()
+    throttle = SIGNIN_GUARD  # its state is in the store: shared by every API replica
     address = _address(request)
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     client_id, secret = form.get("client_id", "").strip()[:200], form.get("client_secret", "")[:500]
-    wait = throttle.retry_after(client_id, address, now)
+
+    def in_store(work: Callable[[Session], T]) -> Awaitable[T]:
+        return run(settings, work)
+
+    wait = await in_store(lambda db: throttle.retry_after(db, client_id, address, now))
     if wait is not None:
         response = render(request, "error.html", status=429,
                           error=f"Too many failed sign-ins from this address; try again in {wait} seconds.")
@@ -329,10 +335,10 @@ async def signin(request: Request, settings: SettingsDep, clock: ClockDep) -> Re
                             error="The sign-in form expired or did not come from this dashboard; try again.")
     principal = await run_in_threadpool(_verify_admin, settings, client_id, secret, now)
     if principal is None:
-        throttle.failed(client_id, address, now)
+        await in_store(lambda db: throttle.failed(db, client_id, address, now))
         log.info("hub.dashboard.signin_refused")
         return _signin_page(request, settings, now, status=401, client_id=client_id, error=REFUSED)
-    throttle.succeeded(client_id, address)
+    await in_store(lambda db: throttle.succeeded(db, client_id, address))
     session = sessions.new_session(principal.client_id, principal.tenant, now, scope=principal.scope)
     await run_in_threadpool(_start, settings, session, now)
     log.info("hub.dashboard.signin", extra={"client_id": principal.client_id, "tenant": principal.tenant})
@@ -367,7 +373,10 @@ def _referral_work(request: Request, user: User, work: Callable[[Any], T]) -> Ca
     address = request.client.host if request.client else None
 
     def job(session: Session) -> T:
+        from hub.security.policy import AccessPolicy
+
         fhir = fhir_service(session, user.settings, user.tenant, base, user.clock)
+        fhir.policy = AccessPolicy(user.principal, fhir)  # the scopes GET /referrals and /fhir apply
         result = work(PlanService(fhir, payer_rules=user.settings.certification_rules, clinics=user.settings.clinics))
         fhir.record_audit(audit_event(principal=user.principal, interaction="search-type", now=fhir.clock(), outcome=0,
                                       address=address, resource_type="Task",
@@ -375,6 +384,16 @@ def _referral_work(request: Request, user: User, work: Callable[[Any], T]) -> Ca
         return result
 
     return job
+
+
+#: what the referral views search: their Tasks (the referral and obligation Tasks) and ServiceRequests
+REFERRAL_VIEW_TYPES = ("Task", "ServiceRequest")
+NO_REFERRAL_SCOPE = ("The signed-in client's scopes do not allow searching Task and ServiceRequest, "
+                     "so referrals and obligations are not shown.")
+
+
+def _sees_referrals(user: User) -> bool:
+    return all(user.principal.can(t, "s") and user.principal.can(t, "r") for t in REFERRAL_VIEW_TYPES)
 
 
 @router.get("")
@@ -392,13 +411,15 @@ async def overview(request: Request, user: UserDep) -> Response:
         return {"referrals": plans.list_referrals(), "obligations": plans.certifications()}
 
     data = await run(user.settings, work)
-    loop = await run(user.settings, _referral_work(request, user, referrals))
+    loop = (await run(user.settings, _referral_work(request, user, referrals)) if _sees_referrals(user)
+            else {"referrals": [], "obligations": []})
     by_status = Counter(r["status"] or "unknown" for r in loop["referrals"])
     overdue = sum(1 for o in loop["obligations"] if o["overdue"])
     return render(request, "overview.html", connectors=data["connectors"], counts=data["counts"],
                   total=sum(data["counts"].values()), since=since.isoformat(timespec="seconds"),
                   referrals=sorted(by_status.items()), referral_total=len(loop["referrals"]),
-                  due=len(loop["obligations"]) - overdue, overdue=overdue, notice=_notice(request, user))
+                  due=len(loop["obligations"]) - overdue, overdue=overdue, notice=_notice(request, user),
+                  referrals_hidden=None if _sees_referrals(user) else NO_REFERRAL_SCOPE)
 
 
 # ------------------------------------------------------------------ messages
@@ -589,6 +610,8 @@ async def referrals(request: Request, user: UserDep) -> Response:
         return {"referrals": plans.list_referrals(status=status or None),
                 "obligations": plans.certifications(include_done=include_done)}
 
+    if not _sees_referrals(user):  # as GET /referrals answers this token: 403, explained
+        return render(request, "error.html", status=403, error=NO_REFERRAL_SCOPE)
     data = await run(user.settings, _referral_work(request, user, work))
     return render(request, "referrals.html", status_filter=status, include_done=include_done,
                   task_statuses=("requested", "received", "accepted", "rejected", "in-progress", "on-hold",

@@ -18,7 +18,6 @@ sign-in form token, nor the other way round. No token holds patient data.
 from __future__ import annotations
 
 import base64
-import collections
 import hashlib
 import hmac
 import json
@@ -163,46 +162,6 @@ def open_flash(box: MultiFernet, session: DashboardSession, token: str | None, n
 # ------------------------------------------------------------------ sign-in throttle
 
 
-class SignInThrottle:
-    """At most :attr:`limit` failed sign-ins per key in :attr:`window` (per process); see :class:`SignInGuard`.
-
-    The rate limiter of the app keys on the bearer token when one is sent, and a sign-in form ignores
-    that header: without this, changing the header would make sign-in an unlimited secret oracle.
-    """
-
-    def __init__(self, limit: int = 10, window: timedelta = timedelta(minutes=15), max_keys: int = 10_000) -> None:
-        self.limit = limit
-        self.window = window
-        self.max_keys = max_keys
-        self.failures: dict[str, collections.deque[datetime]] = {}
-
-    def _recent(self, key: str, now: datetime) -> collections.deque[datetime]:
-        window = self.failures.get(key)
-        if window is None:
-            return collections.deque()
-        while window and window[0] <= now - self.window:
-            window.popleft()
-        if not window:
-            del self.failures[key]
-        return window
-
-    def retry_after(self, key: str, now: datetime) -> int | None:
-        """Seconds to wait when ``key`` is blocked, else None."""
-        window = self._recent(key, now)
-        if len(window) < self.limit:
-            return None
-        return max(1, int((window[0] + self.window - now).total_seconds()) + 1)
-
-    def failed(self, key: str, now: datetime) -> None:
-        if len(self.failures) >= self.max_keys:  # forget the stale addresses first
-            for stale in list(self.failures):
-                self._recent(stale, now)
-        self.failures.setdefault(key, collections.deque()).append(now)
-
-    def forget(self, key: str) -> None:
-        self.failures.pop(key, None)
-
-
 #: failed sign-ins of one client id from one address before that pair waits (the window: 15 minutes)
 PAIR_LIMIT = 10
 #: failed sign-ins from one address, whatever the client ids, before the address waits: ten times the
@@ -212,32 +171,56 @@ ADDRESS_LIMIT = 100
 
 
 class SignInGuard:
-    """The sign-in throttle, keyed by client id *and* address (per process).
+    """The sign-in throttle, keyed by client id *and* address, its state in the store: every API
+    replica counts the same failures (:class:`hub.store.models.SignInFailure`), so two replicas do
+    not each allow the full budget.
 
     Failures lock the (client id, address) pair: one who guesses at an administrator's client id from a
     shared address (a clinic's NAT, a VPN) locks only that pair, so other administrators behind the same
     address, and the same administrator anywhere else, still sign in. A generous per-address limit
     (:data:`ADDRESS_LIMIT`) stops spraying many client ids from one address. A successful sign-in clears
     its pair. A locked pair is refused even with the right secret: otherwise the lock would be no lock.
+    At most ``limit`` failures per key count in the window; older ones expire (and are purged).
+
+    The rate limiter of the app keys on the bearer token when one is sent, and a sign-in form ignores
+    that header: without this, changing the header would make sign-in an unlimited secret oracle.
     """
 
     def __init__(self, per_pair: int = PAIR_LIMIT, per_address: int = ADDRESS_LIMIT,
                  window: timedelta = timedelta(minutes=15)) -> None:
-        self.pairs = SignInThrottle(per_pair, window)
-        self.addresses = SignInThrottle(per_address, window)
+        self.per_pair = per_pair
+        self.per_address = per_address
+        self.window = window
 
     @staticmethod
     def _pair(client_id: str, address: str) -> str:
-        return f"{address}\x00{client_id}"
+        return f"pair\x00{address}\x00{client_id}"
 
-    def retry_after(self, client_id: str, address: str, now: datetime) -> int | None:
-        waits = [w for w in (self.pairs.retry_after(self._pair(client_id, address), now),
-                             self.addresses.retry_after(address, now)) if w is not None]
+    @staticmethod
+    def _address(address: str) -> str:
+        return f"address\x00{address}"
+
+    def _wait(self, db: Any, key: str, limit: int, now: datetime) -> int | None:
+        from hub.store.dashboard_repository import recent_failures
+
+        failures = recent_failures(db, key=key, since=now - self.window)
+        if len(failures) < limit:
+            return None
+        return max(1, int((failures[-limit] + self.window - now).total_seconds()) + 1)
+
+    def retry_after(self, db: Any, client_id: str, address: str, now: datetime) -> int | None:
+        """Seconds to wait when the pair or the address is locked, else None (``db``: a store session)."""
+        waits = [w for w in (self._wait(db, self._pair(client_id, address), self.per_pair, now),
+                             self._wait(db, self._address(address), self.per_address, now)) if w is not None]
         return max(waits) if waits else None
 
-    def failed(self, client_id: str, address: str, now: datetime) -> None:
-        self.pairs.failed(self._pair(client_id, address), now)
-        self.addresses.failed(address, now)
+    def failed(self, db: Any, client_id: str, address: str, now: datetime) -> None:
+        from hub.store.dashboard_repository import record_failure
 
-    def succeeded(self, client_id: str, address: str) -> None:
-        self.pairs.forget(self._pair(client_id, address))
+        record_failure(db, keys=[self._pair(client_id, address), self._address(address)], now=now,
+                       expired_before=now - self.window)
+
+    def succeeded(self, db: Any, client_id: str, address: str) -> None:
+        from hub.store.dashboard_repository import forget_failures
+
+        forget_failures(db, key=self._pair(client_id, address))

@@ -53,6 +53,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -94,10 +96,12 @@ from mappings.hl7v2.errors import (
     DUPLICATE_KEY,
     TABLE_VALUE_NOT_FOUND,
     UNKNOWN_KEY_IDENTIFIER,
+    UNSUPPORTED_VERSION_ID,
     ErrorLocation,
     at,
 )
 from mappings.hl7v2.inbound import to_fhir
+from mappings.referral.intake import NPI_SYSTEM
 from mappings.referral.task_state import (
     BUSINESS_STATUS_ALLOWED,
     FHIR_TASK_STATUSES,
@@ -224,7 +228,7 @@ def _process(
         try:
             full = read_header(message)
             check_supported(full)
-            warnings = structure_warnings(message, full)
+            warnings = _version_warnings(full) + structure_warnings(message, full)
             fhir = policy.attach(
                 fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", clock=lambda: now))
             if full.message_type in STATUS_MESSAGES:
@@ -262,6 +266,17 @@ def _process(
     return answer
 
 
+def _version_warnings(header: Header) -> list[Hl7Error]:
+    """A later version than 2.5.1 (:data:`mappings.hl7v2.tables.READ_AS_VERSION`) is read as 2.5.1:
+    the acknowledgement says so with an ERR of severity W at MSH-12."""
+    from mappings.hl7v2 import tables
+
+    if header.version not in tables.READ_AS_VERSION:
+        return []
+    return [Hl7Error(UNSUPPORTED_VERSION_ID, f"HL7 version {header.version} read as {tables.VERSION}",
+                     at("MSH", 1, 12), severity="W")]
+
+
 def _listener_config(session: Session, service: SyncService, tenant: str, name: str) -> dict[str, Any]:
     """The config of the sender's ``hl7v2`` connector (``ack_connector``, else the one named like the
     listener) for its ``inbound_types``; {} (the default policy) when there is none."""
@@ -280,7 +295,12 @@ def _write_translation(
     with fhir.internal():  # the hub's own clinic record, not the sender's write (no inbound policy)
         clinic_ref = ReferralService(fhir, now=now).ensure_clinic()
     translation = to_fhir(message, header, clinic_ref=clinic_ref, now=now)
-    _resolve_patients(fhir, translation.bundle)
+    referral = header.message_code in ("REF", "OMG")
+    kept = _scope_referrals(fhir, message, header, translation.bundle, clinic_ref=clinic_ref, now=now) \
+        if referral else set()
+    _resolve_patients(fhir, translation.bundle, skip=kept)
+    if referral:
+        _keep_writable(fhir, translation.bundle, now=now)
     try:
         fhir.process_bundle(translation.bundle, return_preference="minimal")
     except HubError as exc:
@@ -492,13 +512,104 @@ def _store_refused(exc: HubError) -> Hl7Error:
     )
 
 
-def _resolve_patients(fhir: Any, bundle: dict[str, Any]) -> None:
+def _referrer_policy(fhir: FhirService, requester: str) -> Any:
+    """What the /referrals intake lets the referring physician ``requester`` change: the sender of an
+    HL7 v2 referral acts for the referring provider its PRD names, and may change no more than they."""
+    from hub.security.policy import AccessPolicy
+    from hub.security.principal import Principal
+
+    principal = Principal.of(f"{fhir.policy.principal.client_id}", fhir.tenant, "referrer", "system/*.cruds",
+                             requester)
+    return AccessPolicy(principal, fhir)
+
+
+def _scope_referrals(fhir: FhirService, message: V2Message, header: Header, bundle: dict[str, Any], *,
+                     clinic_ref: str, now: datetime) -> set[str]:
+    """The id rules of the /referrals intake (:meth:`ReferralService.intake_scopes`), applied to a
+    translated REF^I12 / OMG^O19: another requester's referral number gets ids of the sender's own
+    (ServiceRequest, Conditions, DocumentReferences; the hub opens a Task of its own), a patient
+    outside the requester's compartment with other demographics a record of its own, and another
+    patient's coverage is not linked. Returns the Patients given ids of their own (not to be
+    matched by identifier to another's record again)."""
+    from hub.referrals.service import ReferralService
+    from mappings.hl7v2.inbound import referrals_of
+    from mappings.referral.intake import build_referral_bundle, deterministic_id
+
+    moved: dict[str, str] = {}
+    kept: set[str] = set()
+    for referral in referrals_of(message, header, now=now):
+        model = referral.model
+        requester = f"PractitionerRole/{deterministic_id('PractitionerRole', NPI_SYSTEM, model.referrer.npi)}"
+        with _acting_for(fhir, requester):
+            scopes = ReferralService(fhir, now=now).intake_scopes(model, clinic_ref=clinic_ref)
+        if not scopes:
+            continue
+        plain = build_referral_bundle(model, clinic_ref=clinic_ref, now=now)["entry"]
+        scoped = build_referral_bundle(model, clinic_ref=clinic_ref, now=now, **scopes)["entry"]
+        for before, after in zip(plain, scoped, strict=True):
+            old, new = before["resource"], after["resource"]
+            if old["id"] != new["id"]:
+                moved[f"{old['resourceType']}/{old['id']}"] = f"{new['resourceType']}/{new['id']}"
+        if "referral_scope" in scopes:  # the diagnoses past the first (the HL7 mapping adds them)
+            ref_key = f"{model.identifier.system}|{model.identifier.value}"
+            scoped_key = f"{ref_key}|{scopes['referral_scope']}"
+            for code, _display in referral.extra_reasons:
+                moved[f"Condition/{deterministic_id('Condition', ref_key, code)}"] = (
+                    f"Condition/{deterministic_id('Condition', scoped_key, code)}")
+        if "patient_scope" in scopes:
+            kept.add(moved.get(f"Patient/{referral.patient['id']}", ""))
+    if moved:
+        for entry in bundle["entry"]:
+            resource = entry["resource"]
+            new_ref = moved.get(f"{resource['resourceType']}/{resource['id']}")
+            if new_ref is not None:
+                resource["id"] = new_ref.partition("/")[2]
+                entry["request"]["url"] = new_ref
+                entry["fullUrl"] = f"urn:uuid:{resource['id']}"
+        _rewrite(bundle, moved)
+    return kept
+
+
+def _keep_writable(fhir: FhirService, bundle: dict[str, Any], *, now: datetime) -> None:
+    """The write rule of the /referrals intake (:meth:`ReferralService.intake_writes`): what exists
+    and the referring provider may not change (Patient, Coverage, Practitioner, PractitionerRole) is
+    linked as it is, not written; new records and the sender's own referral are written."""
+    from hub.referrals.service import ReferralService
+
+    requester = next(((e["resource"].get("requester") or {}).get("reference") or "" for e in bundle["entry"]
+                      if e["resource"]["resourceType"] == "ServiceRequest"), "")
+    with _acting_for(fhir, requester):
+        intake = ReferralService(fhir, now=now)
+        bundle["entry"] = [e for e in bundle["entry"] if intake.intake_writes(e["resource"])]
+
+
+@contextmanager
+def _acting_for(fhir: FhirService, requester: str) -> Iterator[None]:
+    """Decide as the /referrals intake decides for the referring physician ``requester``: the sender
+    of an HL7 v2 referral acts for the referring provider its PRD names, and may change no more than
+    they could (the writes themselves stay under the channel's inbound policy)."""
+    from hub.security.policy import AccessPolicy
+    from hub.security.principal import Principal
+
+    inbound = fhir.policy
+    fhir.policy = AccessPolicy(Principal.of(inbound.principal.client_id, fhir.tenant, "referrer",
+                                            "system/*.cruds", requester or None), fhir)
+    try:
+        yield
+    finally:
+        fhir.policy = inbound
+
+
+def _resolve_patients(fhir: Any, bundle: dict[str, Any], *, skip: Collection[str] = ()) -> None:
     """Upsert by identifier: a Patient already stored under another id (created through the FHIR API)
-    with the same first identifier is updated in place, and the Bundle's references follow it."""
+    with the same first identifier is updated in place, and the Bundle's references follow it.
+    ``skip``: Patients given ids of their own by the intake rules (not another's record)."""
     moved: dict[str, str] = {}
     for entry in bundle["entry"]:
         resource = entry["resource"]
         if resource["resourceType"] != "Patient" or not resource.get("identifier"):
+            continue
+        if f"Patient/{resource['id']}" in skip:
             continue
         first = resource["identifier"][0]
         token = f"{first['system']}|{first['value']}"

@@ -18,11 +18,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from hub.deps import PrincipalDep, SettingsDep, TenantDep, get_clock, require_roles, unit_of_work
+from hub.jsonbody import JsonBodyRoute
 from hub.referrals.plans import DischargeIn, PlanIn, PlanService, SignIn
 from hub.settings import Settings
 from mappings.referral.intake import ReferralIn
 
-router = APIRouter(tags=["referrals"])
+router = APIRouter(tags=["referrals"], route_class=JsonBodyRoute)
 CLINIC = [Depends(require_roles("clinic", "admin"))]
 T = TypeVar("T")
 

@@ -111,6 +111,20 @@ class ReferralService:
         requester = f"PractitionerRole/{deterministic_id('PractitionerRole', NPI_SYSTEM, npi)}"
         if as_referrer is not None and requester != as_referrer:
             raise Forbidden("A referring physician can only send referrals in their own name (NPI)")
+        scopes = self.intake_scopes(referral, clinic_ref=clinic_ref)
+        bundle = build_referral_bundle(referral, clinic_ref=clinic_ref, now=self._now(), **scopes)
+        bundle["entry"] = [e for e in bundle["entry"] if self.intake_writes(e["resource"])]
+        sr_id = _first(bundle, "ServiceRequest")["id"]
+        with self.fhir.internal():
+            self.fhir.process_bundle(bundle, return_preference="minimal")
+            return self.view(self.task_for(sr_id))
+
+    def intake_scopes(self, referral: ReferralIn, *, clinic_ref: str) -> dict[str, str]:
+        """The scopes (:func:`mappings.referral.intake.build_referral_bundle`) that keep ``referral``
+        off the records the sender (``fhir.policy``) may not change: see :meth:`intake`. The HL7 v2
+        intake applies the same rules to what it translates."""
+        npi = referral.referrer.npi
+        requester = f"PractitionerRole/{deterministic_id('PractitionerRole', NPI_SYSTEM, npi)}"
         scopes: dict[str, str] = {}
 
         def build() -> dict[str, Any]:
@@ -130,12 +144,7 @@ class ReferralService:
         known = self._existing("Coverage", coverage["id"]) if coverage else None
         if known is not None and known.get("beneficiary") != coverage.get("beneficiary"):
             scopes["coverage_scope"] = coverage["beneficiary"]["reference"]
-        bundle = build()
-        bundle["entry"] = [e for e in bundle["entry"] if self._intake_writes(e["resource"])]
-        sr_id = _first(bundle, "ServiceRequest")["id"]
-        with self.fhir.internal():
-            self.fhir.process_bundle(bundle, return_preference="minimal")
-            return self.view(self.task_for(sr_id))
+        return scopes
 
     def _existing(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         """The stored content of a resource, whoever may see it (for a deleted one: its last content)."""
@@ -166,7 +175,7 @@ class ReferralService:
             return False
         return policy.visible(resource_type, resource)
 
-    def _intake_writes(self, resource: dict[str, Any]) -> bool:
+    def intake_writes(self, resource: dict[str, Any]) -> bool:
         """Whether intake writes ``resource``: always when new; when it exists, only what the sender
         may change (else the existing one is linked as it is)."""
         resource_type = resource["resourceType"]

@@ -14,10 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from hub.deps import SettingsDep, TenantDep, get_clock, require_roles, unit_of_work
+from hub.jsonbody import JsonBodyRoute
 from hub.security.clients import AuthFailed, ClientService
 from hub.settings import Settings
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=JsonBodyRoute)
 
 
 def token_audiences(request: Request, settings: Settings) -> list[str]:

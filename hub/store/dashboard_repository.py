@@ -37,3 +37,37 @@ def session_is_live(session: Session, *, sid: str, client_id: str, tenant: str) 
 def end_session(session: Session, *, sid: str) -> None:
     session.execute(delete(DashboardSessionRecord).where(DashboardSessionRecord.sid_hash == sid_hash(sid)))
     session.flush()
+
+
+# ------------------------------------------------------------------ sign-in throttle
+
+
+def key_hash(key: str) -> str:
+    """What the store keeps of a throttle key (client id and address): its SHA-256."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def recent_failures(session: Session, *, key: str, since: datetime) -> list[datetime]:
+    """The failed sign-ins under ``key`` after ``since``, oldest first."""
+    from hub.store.models import SignInFailure
+
+    return list(session.execute(
+        select(SignInFailure.failed_at)
+        .where(SignInFailure.key_hash == key_hash(key), SignInFailure.failed_at > since)
+        .order_by(SignInFailure.failed_at)
+    ).scalars())
+
+
+def record_failure(session: Session, *, keys: list[str], now: datetime, expired_before: datetime) -> None:
+    """Count a failed sign-in under each of ``keys``; forget the failures older than the window."""
+    from hub.store.models import SignInFailure
+
+    session.execute(delete(SignInFailure).where(SignInFailure.failed_at <= expired_before))
+    session.add_all(SignInFailure(key_hash=key_hash(key), failed_at=now) for key in keys)
+    session.flush()
+
+
+def forget_failures(session: Session, *, key: str) -> None:
+    from hub.store.models import SignInFailure
+
+    session.execute(delete(SignInFailure).where(SignInFailure.key_hash == key_hash(key)))

@@ -352,3 +352,18 @@ class DashboardSessionRecord(Base):
     signed_in_at: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (Index("ix_dashboard_sessions_signed_in_at", "signed_in_at"),)
+
+
+class SignInFailure(Base):
+    """A failed dashboard sign-in, under the SHA-256 of its throttle key ((client id, address) or the
+    address alone): the sign-in throttle of every API replica counts the same rows. Rows older than
+    the throttle window are purged."""
+
+    __tablename__ = "signin_failures"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_signin_failures_key_hash_failed_at", "key_hash", "failed_at"),
+                      Index("ix_signin_failures_failed_at", "failed_at"))

@@ -11,8 +11,11 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Final
 
+#: later MSH-12 versions, read as 2.5.1 (HL7 v2 is backward compatible: what 2.5.1 does not know
+#: is ignored) and answered with an ERR of severity W that says so
+READ_AS_VERSION: Final = frozenset({"2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2", "2.9"})
 #: MSH-12 versions accepted (others: 203 unsupported version id, AR)
-SUPPORTED_VERSIONS: Final = frozenset({"2.5.1", "2.5"})
+SUPPORTED_VERSIONS: Final = frozenset({"2.5.1", "2.5"}) | READ_AS_VERSION
 #: the version the hub writes
 VERSION: Final = "2.5.1"
 #: MSH-11 processing ids accepted (P production, T training, D debugging)

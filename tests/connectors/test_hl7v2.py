@@ -332,7 +332,29 @@ def test_outcomes(peer: SandboxPeer, answer: str, error: type[Exception]) -> Non
     assert time.monotonic() - started < 2
     assert type(info.value) is error
     if answer in ("AE", "AR", "CR"):
-        assert "HL7 103" in str(info.value) and "unknown referral type" in str(info.value)
+        assert f"-> {answer} HL7 103" in str(info.value) and "unknown referral type" not in str(info.value)
+
+
+@pytest.mark.parametrize("answer", ["AE", "AR", "CR", "CE"])
+def test_the_partners_err_text_never_reaches_the_error(peer: SandboxPeer, answer: str) -> None:
+    """A partner that echoes patient data in its ERR text: the job's last error keeps the ACK code
+    and the ERR-3 code only (the FHIR connectors keep an HTTP error's status and coded reason)."""
+    echo = "Patient Ana Rivera born 1961-04-12 (MRN-778812) is not known"
+    peer.configure(answer=answer, error_code=204, error_text=echo)
+    with make(peer) as connector, pytest.raises((PermanentError, TransientError)) as info:
+        connector.send(task_delivery())
+    message = str(info.value)
+    assert message.endswith(f"-> {answer} HL7 204 at MSH^1^10"), message
+    assert not any(part in message for part in ("Rivera", "1961", "MRN-778812", "not known"))
+
+
+def test_the_ack_summary_keeps_code_error_code_and_location_only() -> None:
+    from connectors.hl7v2.connector import ack_summary
+    from mappings.hl7v2 import AckResult
+
+    assert ack_summary(AckResult("AE", "X1", "103", "Ana Rivera unknown", "PID^1^5")) == "AE HL7 103 at PID^1^5"
+    # what has not the shape of a code or a location is left out too (a partner's free text there)
+    assert ack_summary(AckResult("AR", "X1", "Ana Rivera", "text", "Rivera Ana 1961")) == "AR"
 
 
 def test_connection_refused_is_transient() -> None:

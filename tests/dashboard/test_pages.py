@@ -19,7 +19,7 @@ from hub.security.clients import NewClient
 from hub.settings import Settings
 from hub.sync.delivery import deliver
 from sandboxes.webhook import SandboxReceiver
-from tests.dashboard.conftest import add_route, add_webhook, signed_in, web_client
+from tests.dashboard.conftest import TENANT, add_route, add_webhook, signed_in, web_client
 from tests.referrals.test_full_loop import PLAN
 from tests.referrals.test_intake_and_task import referral
 from tests.security.conftest import add_client
@@ -240,6 +240,24 @@ def test_referrals_and_obligations(web: TestClient, admin: NewClient, world: Wor
     overview = web.get("/dashboard").text
     assert re.search(r'status=in-progress">in-progress</a></th><td class="num">1</td>', overview)
     assert re.search(r"due \(open\)</th><td class=\"num\">\d+</td>", overview)
+
+
+@pytest.mark.parametrize("scopes", ["system/Patient.rs", "system/Task.r system/ServiceRequest.rs",
+                                    "system/Task.rs system/Patient.rs"])
+def test_referral_views_need_the_task_search_scope(auth_settings: Settings, web: TestClient, world: World,
+                                                   scopes: str) -> None:
+    """The same rule as GET /referrals and /fhir/Task: without Task (and ServiceRequest) search,
+    no referral or obligation is shown: the referrals page is 403 with the reason, the overview
+    explains the empty cards."""
+    narrow = add_client(auth_settings, TENANT, "admin", scopes=scopes)
+    signed_in(web, narrow)
+    page = web.get("/dashboard/referrals")
+    assert page.status_code == 403 and "do not allow searching Task" in page.text, page.text
+    assert world.referral_task not in page.text and "PractitionerRole/" not in page.text
+    overview = web.get("/dashboard")
+    assert overview.status_code == 200
+    assert "do not allow searching Task" in overview.text and "in-progress" not in overview.text
+    assert "due (open)" not in overview.text
 
 
 def test_another_tenants_data_is_not_found(

@@ -240,22 +240,6 @@ def test_failed_sign_ins_are_throttled_per_address_whatever_the_headers(
     assert sign_in(web, admin.client_id, admin.client_secret or "").status_code == 303
 
 
-def test_throttle_window() -> None:
-    throttle = sessions.SignInThrottle(limit=2, max_keys=2)
-    clock = Clock()
-    throttle.failed("a", clock())
-    assert throttle.retry_after("a", clock()) is None
-    throttle.failed("a", clock())
-    assert throttle.retry_after("a", clock()) == 15 * 60 + 1
-    clock.advance(minutes=15)
-    assert throttle.retry_after("a", clock()) is None and "a" not in throttle.failures
-    throttle.failed("b", clock())
-    throttle.failed("c", clock())
-    clock.advance(minutes=16)
-    throttle.failed("d", clock())  # full: the stale addresses are forgotten first
-    assert set(throttle.failures) == {"d"}
-
-
 # ------------------------------------------------------------------ development flag
 
 

@@ -4,12 +4,14 @@ only what they guessed at, never the other administrators behind that address.""
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from hub.app import create_app
 from hub.dashboard import session as sessions
-from hub.deps import get_clock
+from hub.deps import get_clock, unit_of_work
 from hub.security.clients import NewClient
 from hub.settings import Settings
+from hub.store.models import SignInFailure
 from tests.dashboard.conftest import TENANT, Clock, sign_in
 from tests.security.conftest import add_client
 
@@ -41,21 +43,58 @@ def test_spraying_client_ids_from_one_address_is_stopped(auth_settings: Settings
     admin: NewClient = add_client(auth_settings, TENANT, "admin")
     guard = sessions.SignInGuard(per_pair=3, per_address=5)
     now = clock()
-    for number in range(5):
-        assert guard.retry_after(f"guess-{number}", SHARED[0], now) is None
-        guard.failed(f"guess-{number}", SHARED[0], now)
-    assert guard.retry_after(admin.client_id, SHARED[0], now) == 15 * 60 + 1  # the address waits now
-    assert guard.retry_after(admin.client_id, ELSEWHERE[0], now) is None
+    with unit_of_work(auth_settings) as db:
+        for number in range(5):
+            assert guard.retry_after(db, f"guess-{number}", SHARED[0], now) is None
+            guard.failed(db, f"guess-{number}", SHARED[0], now)
+        assert guard.retry_after(db, admin.client_id, SHARED[0], now) == 15 * 60 + 1  # the address waits now
+        assert guard.retry_after(db, admin.client_id, ELSEWHERE[0], now) is None
 
 
-def test_a_success_clears_its_pair_only(clock: Clock) -> None:
+def test_a_success_clears_its_pair_only(auth_settings: Settings, clock: Clock) -> None:
     guard = sessions.SignInGuard(per_pair=3, per_address=100)
     now = clock()
-    for _ in range(2):
-        guard.failed("admin-1", SHARED[0], now)
-        guard.failed("admin-2", SHARED[0], now)
-    guard.succeeded("admin-1", SHARED[0])
-    guard.failed("admin-1", SHARED[0], now)
-    guard.failed("admin-2", SHARED[0], now)
-    assert guard.retry_after("admin-1", SHARED[0], now) is None  # 1 failure since its success
-    assert guard.retry_after("admin-2", SHARED[0], now) is not None  # 3 failures
+    with unit_of_work(auth_settings) as db:
+        for _ in range(2):
+            guard.failed(db, "admin-1", SHARED[0], now)
+            guard.failed(db, "admin-2", SHARED[0], now)
+        guard.succeeded(db, "admin-1", SHARED[0])
+        guard.failed(db, "admin-1", SHARED[0], now)
+        guard.failed(db, "admin-2", SHARED[0], now)
+        assert guard.retry_after(db, "admin-1", SHARED[0], now) is None  # 1 failure since its success
+        assert guard.retry_after(db, "admin-2", SHARED[0], now) is not None  # 3 failures
+
+
+def test_failures_expire_after_the_window_and_are_purged(auth_settings: Settings, clock: Clock) -> None:
+    guard = sessions.SignInGuard(per_pair=2, per_address=100)
+    with unit_of_work(auth_settings) as db:
+        guard.failed(db, "a", SHARED[0], clock())
+        assert guard.retry_after(db, "a", SHARED[0], clock()) is None
+        guard.failed(db, "a", SHARED[0], clock())
+        assert guard.retry_after(db, "a", SHARED[0], clock()) == 15 * 60 + 1
+        clock.advance(minutes=15)
+        assert guard.retry_after(db, "a", SHARED[0], clock()) is None
+        guard.failed(db, "b", SHARED[0], clock())  # a failure purges the expired rows
+        keys = db.execute(select(SignInFailure.key_hash, SignInFailure.failed_at)).all()
+        assert len(keys) == 2 and all(at == clock() for _, at in keys)  # b's pair and the address
+        assert not any("a" == k or SHARED[0] in k for k, _ in keys)  # hashes, not client ids or addresses
+
+
+def test_two_replicas_share_one_budget(auth_settings: Settings, clock: Clock) -> None:
+    """Two API processes on one database: the guesses sent to either count together, and the lock
+    holds on both (each replica alone used to allow the full budget)."""
+    target = add_client(auth_settings, TENANT, "admin")
+    replicas = [create_app(auth_settings), create_app(auth_settings)]
+    for app in replicas:
+        app.dependency_overrides[get_clock] = lambda: clock
+    with TestClient(replicas[0], client=SHARED) as one, TestClient(replicas[1], client=SHARED) as two:
+        half = sessions.PAIR_LIMIT // 2
+        _guess(one, target.client_id, half)
+        _guess(two, target.client_id, sessions.PAIR_LIMIT - half)
+        for browser in (one, two):
+            blocked = sign_in(browser, target.client_id, target.client_secret or "")
+            assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+        clock.advance(minutes=15, seconds=1)
+        assert sign_in(two, target.client_id, target.client_secret or "").status_code == 303
+        _guess(one, target.client_id, 1)  # the success on one replica cleared the pair for both
+        assert sign_in(one, target.client_id, target.client_secret or "").status_code == 303

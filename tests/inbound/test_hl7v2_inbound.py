@@ -192,9 +192,11 @@ def test_adt_updates_the_referral_patient_and_enhanced_mode(
     assert {m["status"] for m in messages(settings)} == {"unrouted"} and len(messages(settings)) == 3
 
 
-def test_patient_created_through_the_api_is_updated_by_identifier(
+def test_patient_created_through_the_api_is_matched_by_identifier(
     listener: MllpServerThread, client: TestClient
 ) -> None:
+    """The referral links the patient stored under another id; as a referring physician's referral
+    through /referrals, it does not change it (ADT messages update patients)."""
     created = client.post(
         "/fhir/Patient",
         json={
@@ -208,6 +210,6 @@ def test_patient_created_through_the_api_is_updated_by_identifier(
     assert created.status_code == 201
     assert send(listener, ref()).code == "AA"
     [patient] = search(client, "Patient")
-    assert patient["id"] == created.json()["id"] and patient["name"][0]["family"] == "Gonçalves"
+    assert patient["id"] == created.json()["id"] and patient["name"][0]["family"] == "Old"
     [sr] = search(client, "ServiceRequest")
     assert sr["subject"]["reference"] == f"Patient/{patient['id']}"

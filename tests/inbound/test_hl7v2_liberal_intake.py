@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -52,3 +53,24 @@ def test_a_required_segment_absent_is_still_ae(settings: Settings) -> None:
     raw = b"\r".join(s for s in raw.split(b"\r") if not s.startswith(b"OBR")).replace(b"EP-448120", b"EP-448121")
     ack = read_ack(parse(handle_hl7v2(settings, TENANT, raw, SOURCE)))
     assert (ack.code, ack.error_code, ack.error_location) == ("AE", "100", "OBR^1")
+
+
+def test_a_later_version_is_read_as_251_with_a_warning(settings: Settings, client: TestClient) -> None:
+    """HL7 v2 is backward compatible: a REF^I12 written as v2.7 (SFT, HD with a universal id, the
+    trailing empty fields of an interface engine) is AA with an ERR of severity W at MSH-12."""
+    raw = (DATA / "ref_i12_v27_athena" / "input.hl7").read_bytes()
+    answer = parse(handle_hl7v2(settings, TENANT, raw, SOURCE))
+    assert answer.first("MSA").get(1) == "AA" and answer.first("MSA").get(2) == "ATH-20250918-000417"
+    errs = [(e.get(3, 1, 1), e.get(4), "^".join(c for c in e.components(2) if c)) for e in answer.all("ERR")]
+    assert errs == [("203", "W", "MSH^1^12"), ("100", "W", "PD1^1")]  # PD1: not in REF_I12 of v2.5.1
+    assert answer.all("ERR")[0].get(8) == "HL7 version 2.7 read as 2.5.1"
+    [request] = search(client, "ServiceRequest", identifier="LS-REF-30917")
+    assert request["note"][0]["text"].startswith("Post-op L4-5 laminectomy")
+
+
+@pytest.mark.parametrize("version", ["2.10x", "3.0", "2.7.9", "v2.8", "2.3"])
+def test_unknown_versions_are_still_ar_203(settings: Settings, version: str) -> None:
+    raw = (DATA / "ref_i12_v27_athena" / "input.hl7").read_bytes()
+    raw = raw.replace(b"|P|2.7|", f"|P|{version}|".encode()).replace(b"ATH-20250918-000417", b"ATH-BADVER")
+    ack = read_ack(parse(handle_hl7v2(settings, TENANT, raw, SOURCE)))
+    assert (ack.code, ack.error_code, ack.error_location) == ("AR", "203", "MSH^1^12")

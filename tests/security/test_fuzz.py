@@ -117,7 +117,9 @@ JSON_ENDPOINTS = [
     ("POST", "/fhir/Patient"), ("PUT", "/fhir/Patient/fuzz-1"), ("POST", "/fhir"),
     ("POST", "/fhir/Patient/$validate"), ("POST", "/fhir/$validate"), ("POST", "/referrals"),
     ("POST", "/admin/api/routes"), ("PUT", "/admin/api/routes/1"), ("PUT", "/admin/api/connectors/fuzz"),
-    ("POST", "/inbound/default/partner"),
+    ("POST", "/inbound/default/partner"), ("POST", "/referrals/t-1/status"), ("POST", "/referrals/t-1/plan-of-care"),
+    ("POST", "/referrals/t-1/discharge"), ("POST", "/certifications/t-1/sign"), ("POST", "/admin/api/replay"),
+    ("POST", "/admin/api/clients"),
 ]
 WEBHOOK_SECRET = "fuzz-webhook-secret-0123456789"
 
@@ -177,3 +179,56 @@ def test_json_bodies_never_give_a_server_error(api: TestClient, auth_settings: S
         assert response.status_code < 500, (method, path, body[:80], response.text[:200])
 
     fuzz()
+
+
+#: one endpoint of each non-FHIR router that reads a JSON body, with a body its model accepts
+MODEL_ENDPOINTS = [
+    ("POST", "/referrals", None),
+    ("PUT", "/admin/api/connectors/fuzz",
+     '{"name": "fuzz", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/x", "secret": "'
+     + WEBHOOK_SECRET + '"}%s}'),
+    ("POST", "/admin/api/clients", '{"name": "c", "role": "admin"%s}'),
+]
+
+
+@pytest.mark.parametrize("method,path,template", MODEL_ENDPOINTS)
+@pytest.mark.parametrize("extra,reason", [
+    (', "x": NaN', "NaN is not a JSON number"),
+    (', "x": Infinity', "Infinity is not a JSON number"),
+    (', "name": "other"', "duplicate member name 'name'"),
+    (', "x": ' + "[" * 5_000 + "]" * 5_000, "nested deeper than 100 levels"),
+    (', "x": ' + "[" * 101 + "]" * 101, "nested deeper than 100 levels"),
+])
+def test_non_fhir_json_bodies_are_read_by_the_one_reader(api: TestClient, auth_settings: Settings, method: str,
+                                                        path: str, template: str | None, extra: str,
+                                                        reason: str) -> None:
+    """/referrals, /admin/api and the client registry refuse what FastAPI's own JSON parser lets
+    through (NaN, duplicate names) or fails on (deep nesting): 400, a problem naming the body."""
+    import json
+
+    from tests.referrals.test_intake_and_task import referral
+
+    headers = bearer(get_token(api, add_client(auth_settings, "default", "admin")))
+    if template is None:
+        body = json.dumps(referral())[:-1] + extra.replace('"name"', '"identifier"') + "}"
+        reason = reason.replace("'name'", "'identifier'")
+    else:
+        body = template % extra
+    response = api.request(method, path, content=body.encode(), headers={**headers, "Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    issue = response.json()["issues"][0]
+    assert reason in issue["diagnostics"] and issue["expression"] == ["body"], issue
+    # the same body without the refused part is accepted: the refusal is the reader's, not the model's
+    fine = json.dumps(referral()) if template is None else template % ""
+    response = api.request(method, path, content=fine.encode(), headers={**headers, "Content-Type": "application/json"})
+    assert response.status_code < 300, response.text
+
+
+def test_the_json_models_and_schemas_stay_documented() -> None:
+    """Reading bodies first with the one reader keeps the request models in the OpenAPI document."""
+    app = create_app(Settings(database_url="sqlite://", environment="test", auth_disabled=True))
+    paths = app.openapi()["paths"]
+    for path, method in (("/referrals", "post"), ("/admin/api/routes", "post"), ("/admin/api/clients", "post"),
+                         ("/referrals/{task_id}/status", "post")):
+        schema = paths[path][method]["requestBody"]["content"]["application/json"]["schema"]
+        assert "$ref" in schema, (path, schema)
