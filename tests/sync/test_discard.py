@@ -10,10 +10,10 @@ import json
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from connectors.webhook.sandbox import SandboxReceiver
 from hub.cli import app as cli
 from hub.settings import Settings
 from hub.sync.delivery import HELD_WAIT_SECONDS, deliver
+from sandboxes.webhook import SandboxReceiver
 from tests.sync.test_admin_api import Recorder, create, jobs, problem
 from tests.sync.test_admin_api import api as api  # noqa: F401  (fixture)
 from tests.sync.test_admin_api import emr as emr  # noqa: F401  (fixture)
