@@ -48,6 +48,7 @@ from connectors.base import (
     validate_config,
 )
 from connectors.hl7v2.mllp import DEFAULT_MAX_MESSAGE_BYTES, MllpClient, MllpClientError
+from connectors.httputil import ms_since
 from mappings.hl7v2 import (
     Hl7Error,
     OutboundHeader,
@@ -209,8 +210,8 @@ class Hl7v2Connector:
         try:
             answer = self._client.exchange(text.encode("utf-8"))
         except MllpClientError as exc:
-            raise TransientError(f"{what}: {exc.reason}", duration_ms=_ms_since(started)) from None
-        duration_ms = _ms_since(started)
+            raise TransientError(f"{what}: {exc.reason}", duration_ms=ms_since(started)) from None
+        duration_ms = ms_since(started)
         try:
             ack = read_ack(parse(answer))
         except Hl7Error as exc:
@@ -237,9 +238,9 @@ class Hl7v2Connector:
         try:
             self._client.probe()
         except MllpClientError as exc:
-            return HealthResult(ok=False, detail=f"hl7v2 {exc.reason}", duration_ms=_ms_since(started))
+            return HealthResult(ok=False, detail=f"hl7v2 {exc.reason}", duration_ms=ms_since(started))
         return HealthResult(
-            ok=True, detail=f"hl7v2 {self._target} accepts connections", duration_ms=_ms_since(started)
+            ok=True, detail=f"hl7v2 {self._target} accepts connections", duration_ms=ms_since(started)
         )
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -302,7 +303,3 @@ def _focus_type(payload: dict[str, Any]) -> str:
         return str(resources[0].get("resourceType") or "")
     types = {str(r.get("resourceType")) for r in resources}
     return next((t for t in ("Task", "ServiceRequest") if t in types), "Bundle")
-
-
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
