@@ -609,7 +609,8 @@ class PlanService(ReferralService):
         """Render the signed version of the plan's certification page (the signer's electronic
         signature, name, NPI and the time) and store it as a DocumentReference that ``signs`` the
         unsigned one; None when the plan has no unsigned page (a plan written through /fhir)."""
-        from mappings.plan_of_care.fhir import deterministic_id, plan_summary
+        from mappings.fhir.ids import deterministic_id
+        from mappings.plan_of_care.fhir import plan_summary
         from mappings.plan_of_care.pdf import (
             RETURN_CODE_SYSTEM,
             Attestation,

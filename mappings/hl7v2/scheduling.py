@@ -86,15 +86,15 @@ from mappings.hl7v2.errors import (
     Hl7Error,
     at,
 )
-from mappings.hl7v2.outbound import (
+from mappings.hl7v2.segments import (
     FHIR_ID_NAMESPACE,
+    Context,
     OutboundHeader,
     UntranslatableResource,
-    _Context,
-    _msh,
-    _name,
-    _npi_of,
-    _pid,
+    msh,
+    npi_of,
+    person_name,
+    pid,
 )
 from mappings.hl7v2.structures import check_structure
 from mappings.hl7v2.syntax import Reps, V2Message, V2Segment, Writer, parse
@@ -212,7 +212,7 @@ def _first_identifier(resource: dict[str, Any] | None) -> dict[str, Any] | None:
     return next((i for i in (resource or {}).get("identifier") or [] if i.get("value")), None)
 
 
-def _logical(context: _Context, reference: Any, types: tuple[str, ...]) -> tuple[str, str] | None:
+def _logical(context: Context, reference: Any, types: tuple[str, ...]) -> tuple[str, str] | None:
     """(resource type, id) of a reference to one of ``types``: the resource in the payload, else the
     ``Type/id`` tail of the reference."""
     resource = context.get(reference)
@@ -229,7 +229,7 @@ def _logical(context: _Context, reference: Any, types: tuple[str, ...]) -> tuple
     return None
 
 
-def _actor_type(context: _Context, participant: dict[str, Any]) -> str | None:
+def _actor_type(context: Context, participant: dict[str, Any]) -> str | None:
     actor = participant.get("actor")
     resource = context.get(actor)
     if resource is not None:
@@ -256,7 +256,7 @@ def _times_changed(appointment: dict[str, Any], previous: dict[str, Any]) -> boo
 
 
 def _focus(payload: dict[str, Any]) -> dict[str, Any] | None:
-    return _Context(payload).focus if payload.get("resourceType") == "Bundle" else payload
+    return Context(payload).focus if payload.get("resourceType") == "Bundle" else payload
 
 
 def siu_event(appointment: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
@@ -289,7 +289,7 @@ def appointment_to_siu(
 ) -> tuple[str, str]:
     """(trigger event, SIU message) of an Appointment (alone or first in a Bundle with what it
     references). ``previous``: the Appointment as last sent (a resource or such a Bundle), or None."""
-    context = _Context(payload)
+    context = Context(payload)
     appointment = context.focus
     if appointment is None or appointment.get("resourceType") != "Appointment":
         raise UntranslatableResource("the payload is not an Appointment (or a Bundle that starts with one)")
@@ -318,7 +318,7 @@ def appointment_to_siu(
         service = list(tables.DISCIPLINE_OUT[discipline])
 
     writer = Writer(header.separators)
-    _msh(writer, header, ["SIU", event, "SIU_S12"], control_id, naive_utc(now))
+    msh(writer, header, ["SIU", event, "SIU_S12"], control_id, naive_utc(now))
     identifier = _first_identifier(appointment)
     reason = _ce((appointment.get("reasonCode") or [None])[0])
     placer_order = _first_identifier(service_request)
@@ -361,7 +361,7 @@ def appointment_to_siu(
     participants = [p for p in appointment.get("participant") or [] if isinstance(p, dict)]
     patient_part = next((p for p in participants if _actor_type(context, p) == "Patient"), None)
     if patient_part is not None:
-        _pid(writer, context.get(patient_part.get("actor")), patient_part.get("actor"))
+        pid(writer, context.get(patient_part.get("actor")), patient_part.get("actor"))
         writer.segment("PV1", "1", "O")
 
     start_dtm = _dtm(start)
@@ -427,14 +427,14 @@ def _participant_status(filler_status: list[str], participant: dict[str, Any]) -
     return [*filler_status, str(status), str(status), tables.PARTICIPANT_STATUS_V2_SYSTEM]
 
 
-def _xcn(context: _Context, actor: Any) -> Reps | str:
+def _xcn(context: Context, actor: Any) -> Reps | str:
     resource = context.get(actor)
     if resource is not None and resource.get("resourceType") == "PractitionerRole":
         role, practitioner = resource, context.get(resource.get("practitioner"))
     else:
         role, practitioner = None, resource
-    npi = _npi_of(role, practitioner)
-    family, given, prefix = _name(practitioner)
+    npi = npi_of(role, practitioner)
+    family, given, prefix = person_name(practitioner)
     name = [family, given[0] if given else "", " ".join(given[1:]), "", prefix, "", ""]
     logical = _logical(context, actor, _PRACTITIONER_TYPES)
     reps: list[Any] = []

@@ -52,12 +52,12 @@ from __future__ import annotations
 import copy
 import html
 import re
-import uuid
 from collections.abc import Mapping
 from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
+from mappings.fhir.ids import deterministic_id
 from mappings.plan_of_care.model import (
     Activity,
     Amount,
@@ -70,7 +70,6 @@ from mappings.plan_of_care.model import (
 )
 
 #: the uuid5 namespace of the hub's deterministic ids (the one ``mappings.referral.intake`` uses)
-NAMESPACE = uuid.UUID("6f1c1e0a-7a0c-4f57-9d43-3b8e2b6c1d11")
 CPT = "http://www.ama-assn.org/go/cpt"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 SNOMED = "http://snomed.info/sct"
@@ -107,11 +106,6 @@ GOAL_ACHIEVEMENT_DISPLAY: dict[str, str] = {
     "no-progress": "No Progress",
     "not-attainable": "Not Attainable",
 }
-
-
-def deterministic_id(resource_type: str, system: str, value: str) -> str:
-    """uuid5 over type + identifier system + value: the same business key always gives the same id."""
-    return str(uuid.uuid5(NAMESPACE, f"{resource_type}|{system}|{value}"))
 
 
 def frequency_text(frequency: int | None, frequency_max: int | None, weeks: int | None = None) -> str:

@@ -31,7 +31,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-from mappings.plan_of_care.fhir import DISCIPLINES, deterministic_id, frequency_text
+from mappings.fhir.ids import deterministic_id
+from mappings.plan_of_care.fhir import DISCIPLINES, frequency_text
 from mappings.plan_of_care.model import Goal, PlanIdentifier, PlanSummary
 
 #: identifier system of return codes (one per PDF sent for signature)

@@ -42,7 +42,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from mappings.referral.intake import deterministic_id
+from mappings.fhir.ids import deterministic_id
 
 TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
 LOINC = "http://loinc.org"
