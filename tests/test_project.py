@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,19 @@ def test_ruff_finds_nothing() -> None:
         cwd=ROOT, capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+
+
+def test_mypy_strict_finds_nothing() -> None:
+    """mappings/ and connectors/ type-check under mypy --strict (pyproject [tool.mypy]). The cache lives in the
+    system's temporary directory, one per checkout, never in the project: a cold run takes 10-90 s (by load),
+    a warm one about a second."""
+    cache = Path(tempfile.gettempdir()) / f"therapy-hub-mypy-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]}"
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("mypy")), "--cache-dir", str(cache)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+    assert "Success: no issues found" in result.stdout
 
 
 def test_cli_help_lists_commands() -> None:

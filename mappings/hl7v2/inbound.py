@@ -44,6 +44,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mappings.fhir.ids import deterministic_id
 from mappings.hl7v2 import tables
 from mappings.hl7v2.ack import Header, check_supported, read_header
 from mappings.hl7v2.datatypes import (
@@ -77,7 +78,6 @@ from mappings.referral.intake import (
     ReferralIn,
     ReferrerIn,
     build_referral_bundle,
-    deterministic_id,
 )
 
 __all__ = ["Translation", "patient_resource", "referrals_of", "structure_warnings", "to_fhir", "translate"]

@@ -294,7 +294,7 @@ def task_to_osu_o51(
     family, given, prefix = person_name(practitioner)
     npi = npi_of(role, practitioner)
     reason = task.get("statusReason") or {}
-    reason_coding = next(iter(reason.get("coding") or []), {})
+    reason_coding: dict[str, Any] = next(iter(reason.get("coding") or []), {})
     reason_text = _reason_text(task)
     writer.segment(
         "ORC",

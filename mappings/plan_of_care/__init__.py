@@ -9,10 +9,10 @@
 Pure like every mapping: no I/O, no settings, no clock, no random ids.
 """
 
+from mappings.fhir.ids import deterministic_id
 from mappings.plan_of_care.fhir import (
     PlanBundleError,
     build_plan_of_care,
-    deterministic_id,
     end_care_plan,
     end_goal,
     end_plan_request,

@@ -475,7 +475,8 @@ def _read_baseline(index: dict[str, dict[str, Any]], goal: dict[str, Any], plan_
     """The baseline fields of a Goal: the Observation it ``addresses`` with the plan's baseline id."""
     wanted = {"system": plan_id.system, "value": f"{plan_id.value}/baseline/{key}"}
     for address in goal.get("addresses") or []:
-        observation = index.get(address.get("reference")) if isinstance(address, dict) else None
+        reference: Any = address.get("reference") if isinstance(address, dict) else None
+        observation = index.get(reference)
         if not observation or wanted not in (observation.get("identifier") or []):
             continue
         out: dict[str, Any] = {"baseline_date": str(observation.get("effectiveDateTime") or "")[:10] or None}
@@ -502,7 +503,8 @@ def _read_goal(resource: dict[str, Any], plan_id: PlanIdentifier) -> dict[str, A
     for category in resource.get("category") or []:
         coding = _coding(category, GOAL_TERM_SYSTEM)
         if coding is not None:
-            term = {code: t for t, (code, _) in GOAL_TERMS.items()}.get(coding.get("code"))
+            code: Any = coding.get("code")  # a JSON value, looked up as it is
+            term = {c: t for t, (c, _) in GOAL_TERMS.items()}.get(code)
     goal: dict[str, Any] = {
         "key": key,
         "term": term,
@@ -598,11 +600,13 @@ def plan_summary(care_plan_bundle: dict[str, Any]) -> PlanSummary:
         a_freq, a_max, a_count, _ = _read_timing(sr.get("occurrenceTiming"))
         inherits = a_count is None and (a_freq, a_max) == (frequency, frequency_max)
         plan_activities.append(
-            Activity(
-                code=cpt.get("code"),
-                display=cpt.get("display"),
-                frequency_per_week=None if inherits else a_freq,
-                count=a_count,
+            Activity.model_validate(
+                {
+                    "code": cpt.get("code"),
+                    "display": cpt.get("display"),
+                    "frequency_per_week": None if inherits else a_freq,
+                    "count": a_count,
+                }
             )
         )
     goals = []
@@ -624,7 +628,9 @@ def plan_summary(care_plan_bundle: dict[str, Any]) -> PlanSummary:
             "discipline": discipline,
             "patient": (cp.get("subject") or {}).get("reference"),
             "referral": referral,
-            "diagnosis": Diagnosis(code=dx.get("code"), display=dx.get("display"), reference=condition_ref),
+            "diagnosis": Diagnosis.model_validate(
+                {"code": dx.get("code"), "display": dx.get("display"), "reference": condition_ref}
+            ),
             "author": author,
             "organization": organization,
             "created": cp.get("created"),
@@ -638,7 +644,7 @@ def plan_summary(care_plan_bundle: dict[str, Any]) -> PlanSummary:
             "precautions": precautions,
         }
     )
-    return PlanSummary(plan=plan, care_plan_id=cp.get("id"))
+    return PlanSummary.model_validate({"plan": plan, "care_plan_id": cp.get("id")})
 
 
 # ----------------------------------------------------------------------------- ending a plan

@@ -301,7 +301,7 @@ def render_plan_pdf(
                 f"Baseline: {goal_baseline_text(goal)}" if goal.has_baseline else "",
                 f"Target: {goal_target_text(goal)}" if goal.measure else "",
                 f"Due {_us(goal.due_date)}" if goal.due_date else "",
-                f"Status: {_ACHIEVEMENT_TEXT.get(goal.achievement_status or '', goal.achievement_status)}"
+                f"Status: {_ACHIEVEMENT_TEXT.get(goal.achievement_status, goal.achievement_status)}"
                 if goal.achievement_status
                 else "",
             ]

@@ -270,8 +270,9 @@ def business_status_of(task: Mapping[str, Any]) -> BusinessStatus | None:
     codings = concept.get("coding") if isinstance(concept, Mapping) else None
     for coding in codings if isinstance(codings, list) else []:
         if isinstance(coding, Mapping) and coding.get("system") == BSER_BUSINESS_STATUS_SYSTEM:
+            code: Any = coding.get("code")  # a JSON value: the enum checks it
             try:
-                return BusinessStatus(coding.get("code"))
+                return BusinessStatus(code)
             except ValueError:
                 return None
     return None
