@@ -27,7 +27,7 @@ from mappings.hl7v2.ack import (
 )
 from mappings.hl7v2.documents import PlanSummaryMessage, plan_to_mdm, read_plan_summary
 from mappings.hl7v2.errors import ErrorLocation, Hl7Error
-from mappings.hl7v2.inbound import Translation, patient_resource, structure_warnings, translate
+from mappings.hl7v2.inbound import Translation, structure_warnings, translate
 from mappings.hl7v2.outbound import (
     StatusUpdate,
     read_status_update,
@@ -35,6 +35,7 @@ from mappings.hl7v2.outbound import (
     task_to_osu_o51,
     task_to_rri_i12,
 )
+from mappings.hl7v2.patient import patient_resource
 from mappings.hl7v2.scheduling import appointment_to_siu, read_appointment
 from mappings.hl7v2.segments import FHIR_ID_NAMESPACE, OutboundHeader, UntranslatableResource
 from mappings.hl7v2.syntax import Separators, V2Message, V2Segment, escape, parse, unescape
