@@ -77,7 +77,7 @@ from mappings.hl7v2.segments import (
 )
 from mappings.hl7v2.structures import check_structure
 from mappings.hl7v2.syntax import V2Message, Writer, parse
-from mappings.plan_of_care.fhir import CPT, GOAL_TERM_SYSTEM, ICD10CM, REVISION_EXTENSION
+from mappings.plan_of_care.codes import CPT, GOAL_TERM_SYSTEM, ICD10CM, REVISION_EXTENSION
 from mappings.plan_of_care.pdf import LOINC, PLAN_OF_CARE_NOTE
 
 __all__ = ["PlanSummaryMessage", "plan_to_mdm", "read_plan_summary"]

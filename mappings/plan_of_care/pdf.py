@@ -32,7 +32,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from mappings.fhir.ids import deterministic_id
-from mappings.plan_of_care.fhir import DISCIPLINES, frequency_text
+from mappings.plan_of_care.codes import DISCIPLINES, frequency_text
 from mappings.plan_of_care.model import Goal, PlanIdentifier, PlanSummary
 
 #: identifier system of return codes (one per PDF sent for signature)
