@@ -36,8 +36,9 @@ from mappings.hl7v2.outbound import (
     task_to_rri_i12,
 )
 from mappings.hl7v2.patient import patient_resource
-from mappings.hl7v2.scheduling import appointment_to_siu, read_appointment
+from mappings.hl7v2.scheduling import appointment_to_siu
 from mappings.hl7v2.segments import FHIR_ID_NAMESPACE, OutboundHeader, UntranslatableResource
+from mappings.hl7v2.siu_reading import read_appointment
 from mappings.hl7v2.syntax import Separators, V2Message, V2Segment, escape, parse, unescape
 
 __all__ = [
