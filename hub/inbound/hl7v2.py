@@ -98,13 +98,12 @@ from mappings.hl7v2.errors import (
     at,
 )
 from mappings.hl7v2.inbound import to_fhir
-from mappings.referral.task_state import (
+from mappings.referral.task_state import allowed_transitions, held_from_of
+from mappings.referral.task_statuses import (
     BUSINESS_STATUS_ALLOWED,
     FHIR_TASK_STATUSES,
     REASON_REQUIRED,
-    allowed_transitions,
     business_status_of,
-    held_from_of,
     parse_business_status,
 )
 

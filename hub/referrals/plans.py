@@ -711,12 +711,8 @@ class PlanService(ReferralService):
     # ------------------------------------------------------------ discharge
 
     def discharge(self, task_id: str, body: DischargeIn) -> dict[str, Any]:
-        from mappings.referral.task_state import (
-            FeedbackEntry,
-            apply_transition,
-            feedback_composition,
-            task_output_for_feedback,
-        )
+        from mappings.referral.feedback import FeedbackEntry, feedback_composition, task_output_for_feedback
+        from mappings.referral.task_state import apply_transition
 
         task = self._read("Task", task_id)
         if not _is_referral_task(task):
