@@ -37,6 +37,7 @@ __all__ = [
     "error_for_status",
     "excerpt",
     "is_transient_status",
+    "ms_since",
     "parse_retry_after",
     "read_capped",
     "safe_target",
@@ -54,6 +55,11 @@ def shared_ssl_context() -> ssl.SSLContext:
     """One verifying TLS context per process (certifi CAs). Building one costs ~100 ms, so every
     ``httpx.Client`` of every connector instance shares it."""
     return httpx.create_ssl_context(verify=True, trust_env=False)
+
+
+def ms_since(started: float) -> float:
+    """Milliseconds since ``started`` (a ``time.perf_counter()`` reading), to the microsecond."""
+    return round((time.perf_counter() - started) * 1000, 3)
 
 
 def is_transient_status(status: int) -> bool:

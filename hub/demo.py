@@ -250,7 +250,8 @@ def _clients(database_url: str) -> list[tuple[str, str]]:
     from hub.security.clients import ClientService
     from hub.settings import Settings
     from hub.store.migrate import upgrade
-    from mappings.referral.intake import NPI_SYSTEM, deterministic_id
+    from mappings.fhir.ids import deterministic_id
+    from mappings.referral.intake import NPI_SYSTEM
 
     settings = Settings(database_url=database_url)
     upgrade(database_url)

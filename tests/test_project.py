@@ -36,6 +36,20 @@ def test_ruff_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
 
 
+def test_mypy_strict_finds_nothing(tmp_path: Path) -> None:
+    """mappings/ and connectors/ type-check under mypy --strict (pyproject [tool.mypy]). The cache lives in the
+    virtual environment that runs the suite (the project's own, git-ignored), else in the test's directory: a
+    cold run takes 10-90 s (by load), a warm one about a second."""
+    venv = Path(sys.prefix)
+    cache = venv / ".mypy-cache" if venv != Path(sys.base_prefix) and os.access(venv, os.W_OK) else tmp_path
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("mypy")), "--cache-dir", str(cache)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+    assert "Success: no issues found" in result.stdout
+
+
 def test_cli_help_lists_commands() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0

@@ -60,6 +60,7 @@ from connectors.base import AuthError, ConfigError, ConnectorError, TransientErr
 from connectors.httputil import (
     excerpt,
     is_transient_status,
+    ms_since,
     parse_retry_after,
     read_capped,
     safe_target,
@@ -210,7 +211,7 @@ class SmartBackendAuth:
                 body, complete = read_capped(response, _RESPONSE_LIMIT)
         except _TRANSPORT_ERRORS as exc:
             problem = translate_transport_error(
-                exc, what=what, timeout=self._timeout, duration_ms=_ms_since(started)
+                exc, what=what, timeout=self._timeout, duration_ms=ms_since(started)
             )
         else:
             status = response.status_code
@@ -288,10 +289,10 @@ class SmartBackendAuth:
                 body, complete = read_capped(response, _RESPONSE_LIMIT)
         except _TRANSPORT_ERRORS as exc:
             raise translate_transport_error(
-                exc, what=what, timeout=self._timeout, duration_ms=_ms_since(started)
+                exc, what=what, timeout=self._timeout, duration_ms=ms_since(started)
             ) from None
         status = response.status_code
-        duration = _ms_since(started)
+        duration = ms_since(started)
         document = _json_object(body) if complete else None
         if status != 200:
             message = f"{what} -> {status} {_oauth_error(document, assertion)}".rstrip()
@@ -319,10 +320,6 @@ class SmartBackendAuth:
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
 
 
 def _seconds(value: object) -> float:

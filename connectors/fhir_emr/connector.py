@@ -94,51 +94,37 @@ Then identifier systems are mapped back (EMR system -> hub system) in the whole 
 
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, cast
 
 import httpx
-from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator
-from pydantic_core.core_schema import ValidationInfo
+from pydantic import BaseModel
 
 from connectors.base import ConnectorError, Delivery, PermanentError, PollBatch, PolledItem, SendResult
-from connectors.fhir_emr.auth import Algorithm, SmartBackendAuth, load_private_key
+from connectors.fhir_emr.auth import SmartBackendAuth
+from connectors.fhir_emr.config import FhirEmrConfig
+from connectors.fhir_emr.identifiers import identifier_of, key_identifier, map_identifier_systems
+from connectors.fhir_emr.payload import SendState, derived_key, relative_reference, unpack
 from connectors.fhir_rest.auth import FhirAuth
-from connectors.fhir_rest.connector import (
-    _FHIR_ID,
+from connectors.fhir_rest.connector import FhirRestConnector
+from connectors.fhirclient import (
+    FHIR_ID,
     FHIR_JSON,
-    NOT_A_RESOURCE,
-    FhirRestConfig,
-    FhirRestConnector,
-    _Answer,
-    _json_object,
-    _matches,
-    _raise_for_status,
-    _remote_ref,
-    _resource_ref,
+    Answer,
+    escape_search_value,
+    json_object,
+    matches,
+    raise_for_status,
+    remote_ref,
 )
-from connectors.fhir_rest.cursor import RESOURCE_TYPE
 from connectors.httputil import excerpt
 from mappings.fhir import jsonio
+from mappings.fhir.references import rewrite_references
 
-__all__ = [
-    "DEFAULT_SCOPE",
-    "HUB_IDENTIFIER_SYSTEM",
-    "MAX_DEPENDENCY_DEPTH",
-    "REFERENCE_CACHE_SIZE",
-    "FhirEmrConfig",
-    "FhirEmrConnector",
-    "map_identifier_systems",
-]
+__all__ = ["MAX_DEPENDENCY_DEPTH", "REFERENCE_CACHE_SIZE", "FhirEmrConnector"]
 
-DEFAULT_SCOPE = "system/*.rs system/Patient.cu system/ServiceRequest.cu system/Task.cu system/CarePlan.cu"
-HUB_IDENTIFIER_SYSTEM = "urn:therapy-hub:id"
-IDENTIFIER_KEYS = frozenset({"identifier", "requisition", "groupIdentifier", "valueIdentifier"})
 #: most resolved ids one connector instance remembers (least recently used dropped first)
 REFERENCE_CACHE_SIZE = 10_000
 #: dependency levels written before a reference becomes logical (1: the targets of the resource sent)
@@ -152,114 +138,8 @@ UNAVAILABLE_STATUSES = frozenset({403, 404, 405})
 UNREADABLE_STATUSES = frozenset({403, 404, 410})
 
 _SEND_BODY_LIMIT = 1024 * 1024
-_VISIBLE = re.compile(r"[\x21-\x7e]{1,255}")
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,255}")  # RFC 6749 scope-token
-_SYSTEM = re.compile(r"[\x21-\x7e]{1,1024}")
-_PAGE_BODY_LIMIT = 4 * 1024 * 1024  # an identifier search: at most two matches are asked for
-_RELATIVE = re.compile(r"(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?")
-_KEY_LIMIT = 255
-
-
-class FhirEmrConfig(FhirRestConfig):
-    client_id: str = Field(description="The client_id the EMR registered for the hub")
-    algorithm: Algorithm = Field(default="RS384", description="RS384 (RSA >= 2048 bits) or ES384 (P-384)")
-    key_id: str = Field(description="kid of the key pair, as in the JWK Set given to the EMR")
-    private_key: SecretStr = Field(description="PEM private key (unencrypted) matching algorithm")
-    scope: str = Field(default=DEFAULT_SCOPE, description="SMART system scopes, space separated")
-    token_url: AnyHttpUrl | None = Field(
-        default=None, description="Token endpoint when the EMR publishes no .well-known/smart-configuration"
-    )
-    identifier_system_map: dict[str, str] = Field(
-        default_factory=dict, description="Hub identifier system -> the EMR's system for the same identifier"
-    )
-    hub_identifier_system: str = Field(
-        default=HUB_IDENTIFIER_SYSTEM, description="System of the identifier added to resources without one"
-    )
-    create_only_types: list[str] = Field(
-        default_factory=list, description="Types written with a conditional create (never updated)"
-    )
-    reference_mode: Literal["resolve", "keep"] = Field(
-        default="resolve",
-        description="resolve: references become the EMR's ids (dependencies written first) and polled "
-        "references become identifiers; keep: hub ids sent and polled as they are (an EMR mirroring them)",
-    )
-    bearer_token: None = Field(default=None, description="Not used: SMART Backend Services gets tokens")
-
-    @field_validator("client_id", "key_id")
-    @classmethod
-    def _visible(cls, value: str) -> str:
-        if not _VISIBLE.fullmatch(value):
-            raise ValueError("must be 1-255 visible ASCII characters")
-        return value
-
-    @field_validator("private_key")
-    @classmethod
-    def _usable_key(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
-        algorithm = info.data.get("algorithm")
-        if algorithm is None:  # already invalid: reported on its own field
-            return value
-        load_private_key(value.get_secret_value(), algorithm)  # ValueError without key material
-        return value
-
-    @field_validator("scope")
-    @classmethod
-    def _scope_tokens(cls, value: str) -> str:
-        tokens = value.split(" ")
-        if not all(_SCOPE_TOKEN.fullmatch(token) for token in tokens):
-            raise ValueError("scopes are visible ASCII tokens separated by single spaces")
-        return value
-
-    @field_validator("token_url")
-    @classmethod
-    def _plain_token_url(cls, value: AnyHttpUrl | None, info: ValidationInfo) -> AnyHttpUrl | None:
-        if value is None:
-            return None
-        if value.username or value.password or value.fragment:
-            raise ValueError("the token URL must not carry credentials or a fragment")
-        base = info.data.get("base_url")
-        if value.scheme != "https" and (base is None or base.scheme != "http"):
-            raise ValueError("token_url must use https (http only for an http FHIR base)")
-        return value
-
-    @field_validator("identifier_system_map")
-    @classmethod
-    def _one_to_one(cls, value: dict[str, str]) -> dict[str, str]:
-        if not all(_SYSTEM.fullmatch(s) for pair in value.items() for s in pair):
-            raise ValueError("identifier systems are 1-1024 visible ASCII characters")
-        if len(set(value.values())) != len(value):
-            raise ValueError("two hub systems map to one EMR system: the way back would be ambiguous")
-        return value
-
-    @field_validator("hub_identifier_system")
-    @classmethod
-    def _system(cls, value: str) -> str:
-        if not _SYSTEM.fullmatch(value):
-            raise ValueError("identifier systems are 1-1024 visible ASCII characters")
-        return value
-
-    @field_validator("create_only_types")
-    @classmethod
-    def _types(cls, value: list[str]) -> list[str]:
-        if not all(RESOURCE_TYPE.fullmatch(t) for t in value):
-            raise ValueError("resource types are names like Patient or ServiceRequest")
-        return value
-
-
-@dataclass
-class _Send:
-    """What one ``send`` learns while resolving references (never shown: hub ids in counts only)."""
-
-    delivery: Delivery
-    context: Mapping[tuple[str, str], dict[str, Any]]
-    writing: set[tuple[str, str]] = field(default_factory=set)  # (type, hub id) whose write is under way
-    done: dict[tuple[str, str], str | None] = field(default_factory=dict)  # -> EMR id, None: logical
-    used: set[tuple[str, str, str]] = field(default_factory=set)  # cache keys this send relied on
-    resolved: int = 0
-    from_cache: int = 0
-    written: int = 0
-    logical: int = 0
-    #: what the EMR now holds from this send, as poll names it (``Type/<EMR id>/_history/<version>``)
-    versions: list[str] = field(default_factory=list)
+#: kept as they are when references are rewritten: contained resources and the narrative
+_NOT_WALKED = ("contained", "text")
 
 
 class FhirEmrConnector(FhirRestConnector):
@@ -315,9 +195,9 @@ class FhirEmrConnector(FhirRestConnector):
     # ------------------------------------------------------------------------------- Sender
 
     def send(self, delivery: Delivery) -> SendResult:
-        resource, context = _unpack(delivery.payload)
+        resource, context = unpack(delivery.payload)
         resource_type, hub_id = resource["resourceType"], resource["id"]
-        state = _Send(delivery, context, writing={(resource_type, hub_id)})
+        state = SendState(delivery, context, writing={(resource_type, hub_id)})
         try:
             if self._resolving:
                 resource = self._resolve_references(resource, state, depth=1)
@@ -328,8 +208,8 @@ class FhirEmrConnector(FhirRestConnector):
             if exc.status in INVALIDATING_STATUSES:
                 self._forget(state.used)
             raise
-        returned = _json_object(answer.body) if answer.complete else None
-        remote_id, version = _remote_ref(returned, answer.headers)
+        returned = json_object(answer.body) if answer.complete else None
+        remote_id, version = remote_ref(returned, answer.headers)
         if remote_id and self._resolving:
             self._remember(key, remote_id)
         if answer.status == 201:
@@ -358,10 +238,10 @@ class FhirEmrConnector(FhirRestConnector):
 
     def _write(
         self, resource: dict[str, Any], resource_type: str, hub_id: str, idempotency_key: str, correlation_id: str
-    ) -> tuple[_Answer, str, bool, tuple[str, str, str]]:
+    ) -> tuple[Answer, str, bool, tuple[str, str, str]]:
         """One conditional write: (the 2xx answer, its description, create only?, cache key)."""
         body, (system, value) = self._outbound(resource, resource_type, hub_id)
-        token = f"{_escape(system)}|{_escape(value)}"
+        token = f"{escape_search_value(system)}|{escape_search_value(value)}"
         headers = {
             "Content-Type": FHIR_JSON,
             "Idempotency-Key": idempotency_key,
@@ -372,7 +252,7 @@ class FhirEmrConnector(FhirRestConnector):
         kind = "create" if create_only else "update"
         what = f"FHIR conditional {kind} {self._target} {resource_type}/{hub_id} by {excerpt(system, 120)}"
         if create_only:
-            answer = self._exchange(
+            answer = self._fhir.exchange(
                 "POST",
                 url,
                 what=what,
@@ -381,7 +261,7 @@ class FhirEmrConnector(FhirRestConnector):
                 headers={**headers, "If-None-Exist": str(httpx.QueryParams({"identifier": token}))},
             )
         else:
-            answer = self._exchange(
+            answer = self._fhir.exchange(
                 "PUT",
                 url,
                 what=what,
@@ -390,13 +270,13 @@ class FhirEmrConnector(FhirRestConnector):
                 headers=headers,
                 params={"identifier": token},
             )
-        _raise_for_status(answer, what)
+        raise_for_status(answer, what)
         return answer, what, create_only, (resource_type, system, value)
 
     def _key(self, resource: Mapping[str, Any], resource_type: str, hub_id: str) -> tuple[str, str]:
         """The key identifier a resource is written by, as (hub system, value). See the module docstring."""
         identifiers = resource.get("identifier")
-        key = _key_identifier(identifiers, self._forward)
+        key = key_identifier(identifiers, self._forward)
         if key is not None:
             return key
         if identifiers is not None and not isinstance(identifiers, list):
@@ -419,14 +299,14 @@ class FhirEmrConnector(FhirRestConnector):
             else:
                 del body["meta"]
         key = self._key(body, resource_type, hub_id)
-        if _key_identifier(body.get("identifier"), self._forward) is None:
+        if key_identifier(body.get("identifier"), self._forward) is None:
             body["identifier"] = [*(body.get("identifier") or []), {"system": key[0], "value": key[1]}]
         body = map_identifier_systems(body, self._forward)
         return body, (self._forward.get(key[0], key[0]), key[1])
 
     # ------------------------------------------------------------------- outbound references
 
-    def _resolve_references(self, resource: dict[str, Any], state: _Send, *, depth: int) -> dict[str, Any]:
+    def _resolve_references(self, resource: dict[str, Any], state: SendState, *, depth: int) -> dict[str, Any]:
         """A copy of ``resource`` whose relative references name EMR ids (or are logical)."""
 
         def rewrite(reference: dict[str, Any], target_type: str, hub_id: str) -> dict[str, Any]:
@@ -437,7 +317,11 @@ class FhirEmrConnector(FhirRestConnector):
             state.resolved += 1
             return {**reference, "reference": f"{target_type}/{emr_id}"}
 
-        return cast(dict[str, Any], _rewrite_references(resource, _relative, rewrite))
+        def known(reference: dict[str, Any], text: str) -> dict[str, Any] | None:
+            parsed = relative_reference(text)
+            return rewrite(reference, *parsed) if parsed is not None else None
+
+        return cast(dict[str, Any], rewrite_references(resource, known, skip=_NOT_WALKED))
 
     def _logical(self, reference: Mapping[str, Any], target_type: str, hub_id: str) -> dict[str, Any]:
         logical = {k: v for k, v in reference.items() if k != "reference"}
@@ -446,7 +330,7 @@ class FhirEmrConnector(FhirRestConnector):
             logical["identifier"] = {"system": self.emr_config.hub_identifier_system, "value": hub_id}
         return logical
 
-    def _emr_id(self, target_type: str, hub_id: str, state: _Send, *, depth: int) -> str | None:
+    def _emr_id(self, target_type: str, hub_id: str, state: SendState, *, depth: int) -> str | None:
         """The EMR's id of the hub's ``<target_type>/<hub_id>``; None: make the reference logical."""
         where = (target_type, hub_id)
         if where in state.done:
@@ -476,14 +360,14 @@ class FhirEmrConnector(FhirRestConnector):
         """The id of the one EMR resource with the key identifier; "" for none; None: not searchable."""
         _, system, value = key
         what = f"FHIR search {self._target} {target_type} for {target_type}/{hub_id} by {excerpt(system, 120)}"
-        params = {"identifier": f"{_escape(system)}|{_escape(value)}", "_count": "2"}
+        params = {"identifier": f"{escape_search_value(system)}|{escape_search_value(value)}", "_count": "2"}
         try:
             bundle = self._search_page(f"{self._base}/{target_type}", params, what)
         except ConnectorError as exc:
             if exc.status in UNAVAILABLE_STATUSES:
                 return None
             raise
-        ids = [r.get("id") for r in _matches(bundle, target_type, what)]
+        ids = [r.get("id") for r in matches(bundle, target_type, what)]
         total = bundle.get("total")
         count = max(len(ids), total if isinstance(total, int) and not isinstance(total, bool) else 0)
         if count > 1:
@@ -493,19 +377,19 @@ class FhirEmrConnector(FhirRestConnector):
             )
         if not ids:
             return ""
-        if not isinstance(ids[0], str) or not _FHIR_ID.fullmatch(ids[0]):
+        if not isinstance(ids[0], str) or not FHIR_ID.fullmatch(ids[0]):
             raise PermanentError(f"{what}: the match has no valid id")
         return ids[0]
 
     def _write_dependency(
-        self, target: dict[str, Any], target_type: str, hub_id: str, state: _Send, *, depth: int
+        self, target: dict[str, Any], target_type: str, hub_id: str, state: SendState, *, depth: int
     ) -> str | None:
         """Write a referenced resource the EMR lacks; its EMR id (None: the EMR refused the type)."""
         where = (target_type, hub_id)
         state.writing.add(where)
         try:
             resolved = self._resolve_references(target, state, depth=depth + 1)
-            idempotency_key = _derived_key(state.delivery.idempotency_key, target_type, hub_id)
+            idempotency_key = derived_key(state.delivery.idempotency_key, target_type, hub_id)
             try:
                 answer, what, _, key = self._write(
                     resolved, target_type, hub_id, idempotency_key, state.delivery.correlation_id
@@ -516,11 +400,11 @@ class FhirEmrConnector(FhirRestConnector):
                 raise
         finally:
             state.writing.discard(where)
-        returned = _json_object(answer.body) if answer.complete else None
-        remote_id, version = _remote_ref(returned, answer.headers)
+        returned = json_object(answer.body) if answer.complete else None
+        remote_id, version = remote_ref(returned, answer.headers)
         if remote_id and version:
             state.versions.append(f"{target_type}/{remote_id}/_history/{version}")
-        if remote_id is None or not _FHIR_ID.fullmatch(remote_id):
+        if remote_id is None or not FHIR_ID.fullmatch(remote_id):
             found = self._find(key, target_type, hub_id)  # the EMR showed no id: look it up
             if not found:
                 raise PermanentError(f"{what} -> {answer.status}, but the EMR shows no id for it")
@@ -568,13 +452,13 @@ class FhirEmrConnector(FhirRestConnector):
     def _inbound_references(self, resource: Any, targets: dict[tuple[str, str], dict[str, str]]) -> Any:
         """``resource`` with each reference to an EMR id made logical (see the module docstring)."""
 
-        def parse(text: str) -> tuple[str, str] | None:
+        def rewrite(reference: dict[str, Any], text: str) -> dict[str, Any] | None:
             if text.startswith(self._base + "/"):
                 text = text[len(self._base) + 1 :]
-            return _relative(text)
-
-        def rewrite(reference: dict[str, Any], target_type: str, emr_id: str) -> dict[str, Any]:
-            where = (target_type, emr_id)
+            parsed = relative_reference(text)
+            if parsed is None:
+                return None
+            target_type, emr_id = where = parsed
             if where not in targets:
                 targets[where] = self._polled_identifier(target_type, emr_id)
             logical = {k: v for k, v in reference.items() if k != "reference"}
@@ -582,146 +466,18 @@ class FhirEmrConnector(FhirRestConnector):
             logical["identifier"] = dict(targets[where])
             return logical
 
-        return _rewrite_references(resource, parse, rewrite)
+        return rewrite_references(resource, rewrite, skip=_NOT_WALKED)
 
     def _polled_identifier(self, target_type: str, emr_id: str) -> dict[str, str]:
         what = f"FHIR GET {self._target} {target_type}/{emr_id} (a polled reference)"
-        answer = self._exchange("GET", f"{self._base}/{target_type}/{emr_id}", what=what, limit=_SEND_BODY_LIMIT)
+        answer = self._fhir.exchange("GET", f"{self._base}/{target_type}/{emr_id}", what=what, limit=_SEND_BODY_LIMIT)
         fallback = {"system": f"{self._base}/{target_type}", "value": emr_id}
         if answer.status in UNREADABLE_STATUSES:
             return fallback
-        _raise_for_status(answer, what)
-        target = _json_object(answer.body) if answer.complete else None
+        raise_for_status(answer, what)
+        target = json_object(answer.body) if answer.complete else None
         identifiers = target.get("identifier") if target is not None else None
         hub_system = self.emr_config.hub_identifier_system
-        key = _identifier_of(identifiers, hub_system) or _key_identifier(identifiers, self._backward)
+        key = identifier_of(identifiers, hub_system) or key_identifier(identifiers, self._backward)
         return {"system": key[0], "value": key[1]} if key is not None else fallback
 
-
-# ---------------------------------------------------------------------------------- helpers
-
-
-def map_identifier_systems(value: Any, mapping: Mapping[str, str]) -> Any:
-    """A copy of ``value`` with the ``system`` of every Identifier (see IDENTIFIER_KEYS) mapped."""
-    if isinstance(value, list):
-        return [map_identifier_systems(v, mapping) for v in value]
-    if not isinstance(value, dict):
-        return value
-    result: dict[str, Any] = {}
-    for key, item in value.items():
-        if key in IDENTIFIER_KEYS:
-            item = _map_identifiers(item, mapping)
-        result[key] = map_identifier_systems(item, mapping)
-    return result
-
-
-def _map_identifiers(value: Any, mapping: Mapping[str, str]) -> Any:
-    if isinstance(value, list):
-        return [_map_identifiers(v, mapping) for v in value]
-    if isinstance(value, dict):
-        system = value.get("system")
-        if isinstance(system, str) and system in mapping:
-            return {**value, "system": mapping[system]}
-    return value
-
-
-def _key_identifier(identifiers: Any, mapped: Mapping[str, str]) -> tuple[str, str] | None:
-    """The identifier a resource is written by (hub system, value), or None."""
-    usable = [
-        (i["system"], i["value"])
-        for i in (identifiers if isinstance(identifiers, list) else [])
-        if isinstance(i, dict)
-        and isinstance(i.get("system"), str)
-        and i["system"]
-        and isinstance(i.get("value"), str)
-        and i["value"]
-    ]
-    for system, value in usable:
-        if system in mapped:
-            return system, value
-    return usable[0] if usable else None
-
-
-def _escape(text: str) -> str:
-    """FHIR search escaping of a token part: backslash, pipe, comma and dollar."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,").replace("$", "\\$")
-
-
-def _identifier_of(identifiers: Any, system: str) -> tuple[str, str] | None:
-    """(system, value) of the first identifier with ``system`` and a value, or None."""
-    for identifier in identifiers if isinstance(identifiers, list) else []:
-        if isinstance(identifier, dict) and identifier.get("system") == system:
-            value = identifier.get("value")
-            if isinstance(value, str) and value:
-                return system, value
-    return None
-
-
-def _relative(text: str) -> tuple[str, str] | None:
-    """(type, id) of a relative literal reference ``Type/id[/_history/v]``; None for anything else."""
-    match = _RELATIVE.fullmatch(text)
-    return (match["type"], match["id"]) if match else None
-
-
-def _rewrite_references(
-    node: Any,
-    parse: Callable[[str], tuple[str, str] | None],
-    rewrite: Callable[[dict[str, Any], str, str], dict[str, Any]],
-) -> Any:
-    """A copy of ``node`` with each Reference whose ``reference`` ``parse`` understands replaced by
-    ``rewrite(reference, type, id)``; ``contained`` resources and the narrative are left alone."""
-    if isinstance(node, list):
-        return [_rewrite_references(item, parse, rewrite) for item in node]
-    if not isinstance(node, dict):
-        return node
-    text = node.get("reference")
-    parsed = parse(text) if isinstance(text, str) else None
-    if parsed is not None:
-        return rewrite(node, *parsed)
-    return {
-        key: value if key in ("contained", "text") else _rewrite_references(value, parse, rewrite)
-        for key, value in node.items()
-    }
-
-
-def _unpack(payload: bytes) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]]]:
-    """(the resource to send, the resources it references by (type, hub id)) of a delivery payload:
-    a resource, or the hub's context Bundle (``collection``, no ``id``, the resource first)."""
-    document = _json_object(payload)
-    if (
-        document is None
-        or document.get("resourceType") != "Bundle"
-        or document.get("type") != "collection"
-        or "id" in document
-    ):
-        _resource_ref(payload)  # PermanentError unless a resource with a type and an id
-        assert document is not None
-        return document, {}
-    entries = document.get("entry")
-    resources = [
-        e["resource"]
-        for e in (entries if isinstance(entries, list) else [])
-        if isinstance(e, dict) and isinstance(e.get("resource"), dict)
-    ]
-    if not resources or not _has_type_and_id(resources[0]):
-        raise PermanentError(NOT_A_RESOURCE + " (first entry of the context Bundle)")
-    context = {(r["resourceType"], r["id"]): r for r in resources[1:] if _has_type_and_id(r)}
-    return resources[0], context
-
-
-def _has_type_and_id(resource: Mapping[str, Any]) -> bool:
-    resource_type, resource_id = resource.get("resourceType"), resource.get("id")
-    return (
-        isinstance(resource_type, str)
-        and RESOURCE_TYPE.fullmatch(resource_type) is not None
-        and isinstance(resource_id, str)
-        and _FHIR_ID.fullmatch(resource_id) is not None
-    )
-
-
-def _derived_key(idempotency_key: str, resource_type: str, hub_id: str) -> str:
-    """The Idempotency-Key of a dependency write: the delivery's, plus what is written."""
-    key = f"{idempotency_key}:{resource_type}/{hub_id}"
-    if len(key) <= _KEY_LIMIT:
-        return key
-    return "dependency-" + hashlib.sha256(key.encode()).hexdigest()

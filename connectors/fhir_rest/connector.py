@@ -54,10 +54,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, cast
-from urllib.parse import urljoin
 
 import httpx
 from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator
@@ -71,41 +69,36 @@ from connectors.base import (
     PollBatch,
     PolledItem,
     SendResult,
-    TransientError,
     validate_config,
 )
 from connectors.fhir_rest.auth import BearerTokenAuth, FhirAuth, NoAuth
 from connectors.fhir_rest.cursor import RESOURCE_TYPE, PollCursor, parse_instant
-from connectors.httputil import (
-    error_for_status,
-    excerpt,
-    read_capped,
-    safe_target,
-    shared_ssl_context,
-    translate_transport_error,
+from connectors.fhirclient import (
+    FHIR_ID,
+    FHIR_JSON,
+    FhirClient,
+    describe,
+    json_object,
+    matches,
+    raise_for_status,
+    remote_ref,
+    resource_ref,
+    status_error,
 )
+from connectors.httputil import excerpt, ms_since, safe_target, shared_ssl_context
 from mappings.fhir import jsonio
 
 __all__ = ["FHIR_JSON", "FhirRestConfig", "FhirRestConnector"]
 
 USER_AGENT = "therapy-hub-fhir-rest/1"
-FHIR_JSON = "application/fhir+json"
 DEFAULT_RESOURCE_TYPES = ("Patient", "ServiceRequest", "Task")
-NOT_A_RESOURCE = "payload is not a FHIR resource with an id"
 
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,8192}")
-_LOCATION = re.compile(
-    r"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/(?P<vid>[^/]+))?/?$"
-)
 
 _SEND_BODY_LIMIT = 1024 * 1024  # read to find the remote id and version; more is ignored
-_ERROR_BODY_LIMIT = 64 * 1024  # an OperationOutcome; only its first issue is quoted
 _PAGE_BODY_LIMIT = 64 * 1024 * 1024
 _METADATA_LIMIT = 16 * 1024 * 1024  # CapabilityStatements of big servers run to megabytes
 _MAX_PAGES_PER_POLL = 1000
-
-_TRANSPORT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError)
 
 
 class FhirRestConfig(ConnectorConfig):
@@ -151,16 +144,6 @@ class FhirRestConfig(ConnectorConfig):
             yield name, value
 
 
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    reason: str
-    headers: httpx.Headers
-    body: bytes
-    complete: bool
-    duration_ms: float
-
-
 class FhirRestConnector:
     """A generic FHIR R4 REST partner. One ``httpx.Client`` per instance; call ``close()``.
 
@@ -183,7 +166,6 @@ class FhirRestConnector:
         self.config: FhirRestConfig = validate_config(model, config, connector=self.slug)
         self._base = str(self.config.base_url).rstrip("/")
         self._target = safe_target(self._base)
-        self._origin = _origin(self._base)
         self._client = httpx.Client(
             timeout=httpx.Timeout(self.config.timeout_seconds),
             follow_redirects=False,
@@ -193,6 +175,7 @@ class FhirRestConnector:
             trust_env=False,
         )
         self._auth: FhirAuth = auth if auth is not None else self._build_auth()
+        self._fhir = FhirClient(self._client, self._base, self._auth, timeout=self.config.timeout_seconds)
 
     def _build_auth(self) -> FhirAuth:
         """The auth scheme for this config. Override to add one (it may use ``self._client``)."""
@@ -206,9 +189,9 @@ class FhirRestConnector:
     # ------------------------------------------------------------------------------- Sender
 
     def send(self, delivery: Delivery) -> SendResult:
-        resource_type, resource_id = _resource_ref(delivery.payload)
+        resource_type, resource_id = resource_ref(delivery.payload)
         what = f"FHIR PUT {self._target} {resource_type}/{resource_id}"
-        answer = self._exchange(
+        answer = self._fhir.exchange(
             "PUT",
             f"{self._base}/{resource_type}/{resource_id}",
             what=what,
@@ -220,9 +203,9 @@ class FhirRestConnector:
                 "X-Correlation-ID": delivery.correlation_id,
             },
         )
-        _raise_for_status(answer, what)
-        resource = _json_object(answer.body) if answer.complete else None
-        remote_id, version = _remote_ref(resource, answer.headers)
+        raise_for_status(answer, what)
+        resource = json_object(answer.body) if answer.complete else None
+        remote_id, version = remote_ref(resource, answer.headers)
         detail = f"{what} -> {answer.status}"
         if version:
             detail += f" (version {version})"
@@ -260,7 +243,7 @@ class FhirRestConnector:
                 what = f"FHIR GET {self._target} {resource_type} search (page {len(visited) + 1})"
                 bundle = self._search_page(url, query, what)
                 visited.add(url if query is None else str(httpx.URL(url, params=query)))
-                for resource in _matches(bundle, resource_type, what):
+                for resource in matches(bundle, resource_type, what):
                     external_id, last_updated, instant = _identify(resource, resource_type, what)
                     if previous is not None and instant < previous:
                         raise PermanentError(
@@ -275,50 +258,13 @@ class FhirRestConnector:
                     state.advance(resource_type, last_updated, instant, external_id)
                     if len(items) >= limit:
                         break
-                url, query = self._next_link(bundle, url, what), None
+                url, query = self._fhir.next_link(bundle, url, what), None
                 if url is not None and url in visited:
                     raise PermanentError(f"{what}: the next link points back to a page already read")
         return PollBatch(items=items, next_cursor=state.encode())
 
     def _search_page(self, url: str, params: Mapping[str, str] | None, what: str) -> dict[str, Any]:
-        answer = self._exchange("GET", url, what=what, limit=_PAGE_BODY_LIMIT, params=params)
-        _raise_for_status(answer, what)
-        if not answer.complete:
-            if len(answer.body) >= _PAGE_BODY_LIMIT:
-                raise PermanentError(
-                    f"{what} -> {answer.status}: the page exceeds {_PAGE_BODY_LIMIT // 2**20} MiB "
-                    "(lower page_size)",
-                    status=answer.status,
-                )
-            raise TransientError(f"{what} -> {answer.status}: the response was cut off", status=answer.status)
-        bundle = _json_object(answer.body)
-        kind = _describe(bundle)
-        if kind != "Bundle/searchset":
-            raise PermanentError(
-                f"{what} -> {answer.status}: expected a searchset Bundle, got {kind}", status=answer.status
-            )
-        assert bundle is not None
-        return bundle
-
-    def _next_link(self, bundle: Mapping[str, Any], current: str, what: str) -> str | None:
-        links = bundle.get("link")
-        for link in links if isinstance(links, list) else []:
-            if not isinstance(link, dict) or link.get("relation") != "next":
-                continue
-            href = link.get("url")
-            if not isinstance(href, str) or not href:
-                return None
-            absolute = urljoin(current, href)
-            origin = _origin(absolute)
-            if origin is None:
-                raise PermanentError(f"{what}: the next link is not a valid http(s) URL")
-            if origin != self._origin:
-                raise PermanentError(
-                    f"{what}: refusing to follow a next link to another host ({safe_target(absolute)}); "
-                    f"expected {self._target}"
-                )
-            return absolute
-        return None
+        return self._fhir.search_page(url, params, what, limit=_PAGE_BODY_LIMIT)
 
     # ------------------------------------------------------------------------ HealthChecker
 
@@ -326,15 +272,15 @@ class FhirRestConnector:
         what = f"FHIR GET {self._target} metadata"
         started = time.perf_counter()
         try:
-            answer = self._exchange("GET", f"{self._base}/metadata", what=what, limit=_METADATA_LIMIT)
+            answer = self._fhir.exchange("GET", f"{self._base}/metadata", what=what, limit=_METADATA_LIMIT)
         except ConnectorError as exc:
-            return HealthResult(ok=False, detail=exc.message, duration_ms=_ms_since(started))
+            return HealthResult(ok=False, detail=exc.message, duration_ms=ms_since(started))
         if answer.status != 200:
-            error = _status_error(answer, what)
+            error = status_error(answer, what)
             detail = error.message if error is not None else f"{what} -> {answer.status} (expected 200)"
             return HealthResult(ok=False, detail=detail, duration_ms=answer.duration_ms)
-        statement = _json_object(answer.body) if answer.complete else None
-        kind = _describe(statement)
+        statement = json_object(answer.body) if answer.complete else None
+        kind = describe(statement)
         if statement is None or statement.get("resourceType") != "CapabilityStatement":
             return HealthResult(
                 ok=False,
@@ -346,47 +292,6 @@ class FhirRestConnector:
         return HealthResult(
             ok=True, detail=f"{what} -> 200 CapabilityStatement{suffix}", duration_ms=answer.duration_ms
         )
-
-    # --------------------------------------------------------------------------- transport
-
-    def _exchange(
-        self,
-        method: str,
-        url: str,
-        *,
-        what: str,
-        limit: int,
-        headers: Mapping[str, str] | None = None,
-        content: bytes | None = None,
-        params: Mapping[str, str] | None = None,
-    ) -> _Answer:
-        """One request (plus one retry after a 401 if the auth scheme refreshed its credentials)."""
-        started = time.perf_counter()
-        retried = False
-        while True:
-            request_headers = {**(headers or {}), **self._auth.headers()}
-            try:
-                with self._client.stream(
-                    method, url, headers=request_headers, content=content, params=params
-                ) as response:
-                    data, complete = read_capped(
-                        response, limit if response.is_success else _ERROR_BODY_LIMIT
-                    )
-            except _TRANSPORT_ERRORS as exc:
-                raise translate_transport_error(
-                    exc, what=what, timeout=self.config.timeout_seconds, duration_ms=_ms_since(started)
-                ) from None
-            if response.status_code == 401 and not retried and self._auth.refresh():
-                retried = True
-                continue
-            return _Answer(
-                status=response.status_code,
-                reason=response.reason_phrase,
-                headers=response.headers,
-                body=data,
-                complete=complete,
-                duration_ms=_ms_since(started),
-            )
 
     # -------------------------------------------------------------------------- lifecycle
 
@@ -403,127 +308,10 @@ class FhirRestConnector:
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
-
-
-def _origin(url: str) -> tuple[str, str, int] | None:
-    """(scheme, host, port) with the default port filled in; None for a non-http(s) or bad URL."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        return None
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    return parsed.scheme, parsed.host.lower(), port
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    if not body:
-        return None
-    try:
-        value = jsonio.loads(body)
-    except (jsonio.InvalidJson, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _describe(value: Mapping[str, Any] | None) -> str:
-    """A short, safe description of a response document: "Bundle/history", "OperationOutcome"..."""
-    if value is None:
-        return "no JSON object"
-    kind = value.get("resourceType")
-    if not isinstance(kind, str):
-        return "JSON without a resourceType"
-    text = excerpt(kind, 40)
-    if kind == "Bundle":
-        bundle_type = value.get("type")
-        text += "/" + (excerpt(bundle_type, 40) if isinstance(bundle_type, str) else "?")
-    return text
-
-
-def _resource_ref(payload: bytes) -> tuple[str, str]:
-    """(resourceType, id) of a payload, or PermanentError - before any network call."""
-    resource = _json_object(payload)
-    if resource is not None:
-        resource_type, resource_id = resource.get("resourceType"), resource.get("id")
-        if (
-            isinstance(resource_type, str)
-            and RESOURCE_TYPE.fullmatch(resource_type)
-            and isinstance(resource_id, str)
-            and _FHIR_ID.fullmatch(resource_id)
-        ):
-            return resource_type, resource_id
-    raise PermanentError(NOT_A_RESOURCE)
-
-
-def _remote_ref(resource: Mapping[str, Any] | None, headers: httpx.Headers) -> tuple[str | None, str | None]:
-    """(id, versionId) from the returned resource, else from ``Location``/``ETag``."""
-    remote_id = version = None
-    if resource is not None:
-        value = resource.get("id")
-        if isinstance(value, str) and value:
-            remote_id = excerpt(value, 64)
-        meta = resource.get("meta")
-        if isinstance(meta, dict) and isinstance(meta.get("versionId"), str):
-            version = excerpt(meta["versionId"], 64)
-    location = headers.get("Location") or headers.get("Content-Location")
-    match = _LOCATION.search(location.split("?", 1)[0]) if location else None
-    if match is not None:
-        remote_id = remote_id or match["id"]
-        version = version or (excerpt(match["vid"], 64) if match["vid"] else None)
-    elif remote_id is None and location:
-        remote_id = excerpt(location) or None
-    etag = headers.get("ETag")
-    if version is None and etag:
-        version = excerpt(etag.removeprefix("W/").strip('"'), 64) or None
-    return remote_id, version
-
-
-def _status_error(answer: _Answer, what: str) -> ConnectorError | None:
-    return error_for_status(
-        answer.status,
-        what=what,
-        reason=answer.reason,
-        retry_after=answer.headers.get("Retry-After"),
-        body=answer.body,
-        duration_ms=answer.duration_ms,
-    )
-
-
-def _raise_for_status(answer: _Answer, what: str) -> None:
-    error = _status_error(answer, what)
-    if error is not None:
-        raise error
-
-
-def _matches(bundle: Mapping[str, Any], resource_type: str, what: str) -> Iterator[dict[str, Any]]:
-    """The resources of the ``match`` entries of one type (``include``/``outcome`` entries skipped)."""
-    entries = bundle.get("entry")
-    if entries is None:
-        return
-    if not isinstance(entries, list):
-        raise PermanentError(f"{what}: Bundle.entry is not a list")
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise PermanentError(f"{what}: a Bundle entry is not an object")
-        search = entry.get("search")
-        mode = search.get("mode", "match") if isinstance(search, dict) else "match"
-        if mode != "match":
-            continue
-        resource = entry.get("resource")
-        if not isinstance(resource, dict):
-            raise PermanentError(f"{what}: a Bundle entry has no resource")
-        if resource.get("resourceType") != resource_type:
-            continue  # e.g. an OperationOutcome warning without a search mode
-        yield resource
-
-
 def _identify(resource: Mapping[str, Any], resource_type: str, what: str) -> tuple[str, str, datetime]:
     """(external id, meta.lastUpdated as written, its datetime) of one polled resource."""
     resource_id = resource.get("id")
-    if not isinstance(resource_id, str) or not _FHIR_ID.fullmatch(resource_id):
+    if not isinstance(resource_id, str) or not FHIR_ID.fullmatch(resource_id):
         raise PermanentError(f"{what}: a {resource_type} without a valid id")
     meta = resource.get("meta")
     meta = meta if isinstance(meta, dict) else {}
@@ -533,6 +321,6 @@ def _identify(resource: Mapping[str, Any], resource_type: str, what: str) -> tup
         raise PermanentError(f"{what}: {resource_type}/{resource_id} has no valid meta.lastUpdated")
     assert isinstance(last_updated, str)
     version = meta.get("versionId")
-    if not isinstance(version, str) or not _FHIR_ID.fullmatch(version):
+    if not isinstance(version, str) or not FHIR_ID.fullmatch(version):
         version = last_updated  # an unversioned server: each change has its own instant
     return f"{resource_type}/{resource_id}/_history/{version}", last_updated, instant

@@ -49,6 +49,7 @@ from connectors.base import (
     validate_config,
 )
 from connectors.hl7v2.mllp import DEFAULT_MAX_MESSAGE_BYTES, MllpClient, MllpClientError
+from connectors.httputil import ms_since
 from mappings.hl7v2 import (
     AckResult,
     Hl7Error,
@@ -211,8 +212,8 @@ class Hl7v2Connector:
         try:
             answer = self._client.exchange(text.encode("utf-8"))
         except MllpClientError as exc:
-            raise TransientError(f"{what}: {exc.reason}", duration_ms=_ms_since(started)) from None
-        duration_ms = _ms_since(started)
+            raise TransientError(f"{what}: {exc.reason}", duration_ms=ms_since(started)) from None
+        duration_ms = ms_since(started)
         try:
             ack = read_ack(parse(answer))
         except Hl7Error as exc:
@@ -239,9 +240,9 @@ class Hl7v2Connector:
         try:
             self._client.probe()
         except MllpClientError as exc:
-            return HealthResult(ok=False, detail=f"hl7v2 {exc.reason}", duration_ms=_ms_since(started))
+            return HealthResult(ok=False, detail=f"hl7v2 {exc.reason}", duration_ms=ms_since(started))
         return HealthResult(
-            ok=True, detail=f"hl7v2 {self._target} accepts connections", duration_ms=_ms_since(started)
+            ok=True, detail=f"hl7v2 {self._target} accepts connections", duration_ms=ms_since(started)
         )
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -322,7 +323,3 @@ def ack_summary(ack: AckResult) -> str:
     if _LOCATION.fullmatch(ack.error_location or ""):
         parts.append(f"at {ack.error_location}")
     return " ".join(parts)
-
-
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)

@@ -37,6 +37,7 @@ from connectors.base import (
 from connectors.httputil import (
     error_for_status,
     excerpt,
+    ms_since,
     read_capped,
     safe_target,
     shared_ssl_context,
@@ -122,9 +123,9 @@ class WebhookConnector:
                 data, complete = read_capped(response, _SUCCESS_BODY_LIMIT if ok else _ERROR_BODY_LIMIT)
         except _TRANSPORT_ERRORS as exc:
             raise translate_transport_error(
-                exc, what=what, timeout=self.config.timeout_seconds, duration_ms=_ms_since(started)
+                exc, what=what, timeout=self.config.timeout_seconds, duration_ms=ms_since(started)
             ) from None
-        duration_ms = _ms_since(started)
+        duration_ms = ms_since(started)
         error = error_for_status(
             response.status_code,
             what=what,
@@ -156,8 +157,8 @@ class WebhookConnector:
             error: ConnectorError = translate_transport_error(
                 exc, what=what, timeout=self.config.timeout_seconds
             )
-            return HealthResult(ok=False, detail=error.message, duration_ms=_ms_since(started))
-        return HealthResult(ok=status < 500, detail=f"{what} -> {status}", duration_ms=_ms_since(started))
+            return HealthResult(ok=False, detail=error.message, duration_ms=ms_since(started))
+        return HealthResult(ok=status < 500, detail=f"{what} -> {status}", duration_ms=ms_since(started))
 
     # -------------------------------------------------------------------------- lifecycle
 
@@ -169,10 +170,6 @@ class WebhookConnector:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
 
 
 def _remote_id(response: httpx.Response, body: bytes) -> str | None:

@@ -39,6 +39,7 @@ from hub.fhir.search import ParsedSearch, parse_search
 from hub.store import repository as repo
 from hub.store.models import Resource, ResourceVersion
 from mappings.fhir import SUPPORTED_TYPES, jsonio
+from mappings.fhir.references import replace_references
 from mappings.fhir.validation import Issue, validate_resource
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -762,7 +763,7 @@ class FhirService:
         if mapping:
             for plan in plans:
                 if isinstance(plan.resource, dict):
-                    _rewrite_references(plan.resource, mapping)
+                    plan.resource = replace_references(plan.resource, mapping)
         order = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
         responses: dict[int, dict[str, Any]] = {}
         for plan in sorted(plans, key=lambda p: order[p.method or "GET"]):
@@ -805,18 +806,6 @@ class _EntryPlan:
     def __post_init__(self) -> None:
         if self.parts is None:
             self.parts = []
-
-
-def _rewrite_references(node: Any, mapping: dict[str, str]) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str) and value in mapping:
-                node[key] = mapping[value]
-            else:
-                _rewrite_references(value, mapping)
-    elif isinstance(node, list):
-        for item in node:
-            _rewrite_references(item, mapping)
 
 
 __all__ = ["FhirService", "Stored", "WriteResult", "instant", "etag", "parse_etag", "Conflict", "MethodNotAllowed"]

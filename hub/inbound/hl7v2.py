@@ -75,6 +75,7 @@ from hub.sync import events as ev
 from hub.sync.enqueue import enqueue_committed
 from hub.sync.service import SyncService
 from mappings.fhir import jsonio
+from mappings.fhir.references import replace_references
 from mappings.hl7v2 import (
     Header,
     Hl7Error,
@@ -102,13 +103,12 @@ from mappings.hl7v2.errors import (
 )
 from mappings.hl7v2.inbound import to_fhir
 from mappings.referral.intake import NPI_SYSTEM
-from mappings.referral.task_state import (
+from mappings.referral.task_state import allowed_transitions, held_from_of
+from mappings.referral.task_statuses import (
     BUSINESS_STATUS_ALLOWED,
     FHIR_TASK_STATUSES,
     REASON_REQUIRED,
-    allowed_transitions,
     business_status_of,
-    held_from_of,
     parse_business_status,
 )
 
@@ -566,7 +566,7 @@ def _scope_referrals(fhir: FhirService, message: V2Message, header: Header, bund
                 resource["id"] = new_ref.partition("/")[2]
                 entry["request"]["url"] = new_ref
                 entry["fullUrl"] = f"urn:uuid:{resource['id']}"
-        _rewrite(bundle, moved)
+        bundle.update(replace_references(bundle, moved))
     return kept
 
 
@@ -623,19 +623,7 @@ def _resolve_patients(fhir: Any, bundle: dict[str, Any], *, skip: Collection[str
             resource["id"] = existing
             entry["request"]["url"] = f"Patient/{existing}"
     if moved:
-        _rewrite(bundle, moved)
-
-
-def _rewrite(node: Any, moved: dict[str, str]) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str) and value in moved:
-                node[key] = moved[value]
-            else:
-                _rewrite(value, moved)
-    elif isinstance(node, list):
-        for item in node:
-            _rewrite(item, moved)
+        bundle.update(replace_references(bundle, moved))
 
 
 def _record_ack(session: Session, row: Message, text: str, now: datetime) -> None:

@@ -160,9 +160,10 @@ class PlanService(ReferralService):
     # ------------------------------------------------------------ plan of care
 
     def establish_plan(self, task_id: str, body: PlanIn) -> dict[str, Any]:
-        from mappings.plan_of_care.fhir import build_plan_of_care, plan_summary
+        from mappings.plan_of_care.fhir import build_plan_of_care
         from mappings.plan_of_care.model import Diagnosis, PlanIdentifier, PlanOfCare
         from mappings.plan_of_care.pdf import plan_document_reference, render_plan_pdf
+        from mappings.plan_of_care.summary import plan_summary
         from mappings.referral.intake import referral_category
 
         task = self._read("Task", task_id)
@@ -458,7 +459,7 @@ class PlanService(ReferralService):
     def _episode_over(self, care_plan: dict[str, Any]) -> bool:
         """True when the plan has ended, or its referral has (the plan is then ended now, as of the
         day the referral ended: plans of referrals that ended before the hub closed them)."""
-        from mappings.plan_of_care.fhir import ENDED_PLAN_STATUSES
+        from mappings.plan_of_care.ending import ENDED_PLAN_STATUSES
 
         if care_plan.get("status") in ENDED_PLAN_STATUSES:
             return True
@@ -483,7 +484,7 @@ class PlanService(ReferralService):
 
     def _end_plan(self, care_plan: dict[str, Any], *, end: Literal["completed", "revoked"], reason: str,
                   ended: date) -> None:
-        from mappings.plan_of_care.fhir import end_care_plan, end_goal, end_plan_request
+        from mappings.plan_of_care.ending import end_care_plan, end_goal, end_plan_request
         from mappings.referral.certification import close_obligation
 
         for task in self._search("Task", [("focus", f"CarePlan/{care_plan['id']}")]):
@@ -609,13 +610,14 @@ class PlanService(ReferralService):
         """Render the signed version of the plan's certification page (the signer's electronic
         signature, name, NPI and the time) and store it as a DocumentReference that ``signs`` the
         unsigned one; None when the plan has no unsigned page (a plan written through /fhir)."""
-        from mappings.plan_of_care.fhir import deterministic_id, plan_summary
+        from mappings.fhir.ids import deterministic_id
         from mappings.plan_of_care.pdf import (
             RETURN_CODE_SYSTEM,
             Attestation,
             render_plan_pdf,
             signed_document_reference,
         )
+        from mappings.plan_of_care.summary import plan_summary
 
         revision = int((_ext(care_plan, REVISION_URL) or {}).get("valueInteger", 1))
         return_code = _return_code(care_plan["id"], revision)
@@ -709,12 +711,8 @@ class PlanService(ReferralService):
     # ------------------------------------------------------------ discharge
 
     def discharge(self, task_id: str, body: DischargeIn) -> dict[str, Any]:
-        from mappings.referral.task_state import (
-            FeedbackEntry,
-            apply_transition,
-            feedback_composition,
-            task_output_for_feedback,
-        )
+        from mappings.referral.feedback import FeedbackEntry, feedback_composition, task_output_for_feedback
+        from mappings.referral.task_state import apply_transition
 
         task = self._read("Task", task_id)
         if not _is_referral_task(task):

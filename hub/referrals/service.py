@@ -236,7 +236,8 @@ class ReferralService:
         self.fhir.update("Task", task["id"], task)
 
     def _check_task_transition(self, change: Change) -> None:
-        from mappings.referral.task_state import IllegalTransition, MissingReason, _held_from, check_transition
+        from mappings.referral.task_state import IllegalTransition, MissingReason, check_transition
+        from mappings.referral.task_state import held_from_of as _held_from
 
         before = jsonio.loads(change.previous or "{}")
         after = change.resource or {}

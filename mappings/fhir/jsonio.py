@@ -143,7 +143,8 @@ def loads(data: str | bytes, *, exact_numbers: bool = True) -> Any:
 
 
 def dumps(value: Any) -> str:
-    return simplejson.dumps(value, use_decimal=True, ensure_ascii=False, separators=(",", ":"))
+    text: str = simplejson.dumps(value, use_decimal=True, ensure_ascii=False, separators=(",", ":"))
+    return text
 
 
 def dumpb(value: Any) -> bytes:

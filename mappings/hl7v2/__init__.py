@@ -27,18 +27,18 @@ from mappings.hl7v2.ack import (
 )
 from mappings.hl7v2.documents import PlanSummaryMessage, plan_to_mdm, read_plan_summary
 from mappings.hl7v2.errors import ErrorLocation, Hl7Error
-from mappings.hl7v2.inbound import Translation, patient_resource, structure_warnings, translate
+from mappings.hl7v2.inbound import Translation, structure_warnings, translate
 from mappings.hl7v2.outbound import (
-    FHIR_ID_NAMESPACE,
-    OutboundHeader,
     StatusUpdate,
-    UntranslatableResource,
     read_status_update,
     referral_to_ref_i12,
     task_to_osu_o51,
     task_to_rri_i12,
 )
-from mappings.hl7v2.scheduling import appointment_to_siu, read_appointment
+from mappings.hl7v2.patient import patient_resource
+from mappings.hl7v2.scheduling import appointment_to_siu
+from mappings.hl7v2.segments import FHIR_ID_NAMESPACE, OutboundHeader, UntranslatableResource
+from mappings.hl7v2.siu_reading import read_appointment
 from mappings.hl7v2.syntax import Separators, V2Message, V2Segment, escape, parse, unescape
 
 __all__ = [

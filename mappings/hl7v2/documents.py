@@ -65,19 +65,19 @@ from mappings.hl7v2 import tables
 from mappings.hl7v2.ack import read_header
 from mappings.hl7v2.datatypes import ei, fhir_date, fhir_datetime, naive_utc, parse_dtm, read_cx, read_ei, v2_dtm
 from mappings.hl7v2.errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, Hl7Error, at
-from mappings.hl7v2.outbound import (
+from mappings.hl7v2.segments import (
     FHIR_ID_NAMESPACE,
+    Context,
     OutboundHeader,
     UntranslatableResource,
-    _Context,
-    _msh,
-    _name,
-    _npi_of,
-    _pid,
+    msh,
+    npi_of,
+    person_name,
+    pid,
 )
 from mappings.hl7v2.structures import check_structure
 from mappings.hl7v2.syntax import V2Message, Writer, parse
-from mappings.plan_of_care.fhir import CPT, GOAL_TERM_SYSTEM, ICD10CM, REVISION_EXTENSION
+from mappings.plan_of_care.codes import CPT, GOAL_TERM_SYSTEM, ICD10CM, REVISION_EXTENSION
 from mappings.plan_of_care.pdf import LOINC, PLAN_OF_CARE_NOTE
 
 __all__ = ["PlanSummaryMessage", "plan_to_mdm", "read_plan_summary"]
@@ -105,7 +105,7 @@ def _attachment(document: dict[str, Any] | None) -> dict[str, Any] | None:
     return None
 
 
-def _related_plan(context: _Context, document: dict[str, Any]) -> dict[str, Any] | None:
+def _related_plan(context: Context, document: dict[str, Any]) -> dict[str, Any] | None:
     for reference in (document.get("context") or {}).get("related") or []:
         resource = context.get(reference)
         if resource is not None and resource.get("resourceType") == "CarePlan":
@@ -113,7 +113,7 @@ def _related_plan(context: _Context, document: dict[str, Any]) -> dict[str, Any]
     return None
 
 
-def _plan_and_document(context: _Context) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def _plan_and_document(context: Context) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     focus = context.focus or {}
     if focus.get("resourceType") == "CarePlan":
         documents = [
@@ -164,7 +164,7 @@ def _coding(concept: Any, system: str) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------- the summary
 
 
-def _summary_lines(plan: dict[str, Any], context: _Context) -> list[str]:
+def _summary_lines(plan: dict[str, Any], context: Context) -> list[str]:
     lines: list[str] = []
     head = str(plan.get("title") or "Plan of care")
     revision = _revision(plan)
@@ -229,14 +229,14 @@ def _summary_lines(plan: dict[str, Any], context: _Context) -> list[str]:
     return [_line(line) for line in lines if _line(line)]
 
 
-def _author_xcn(context: _Context, reference: Any) -> list[Any] | str:
+def _author_xcn(context: Context, reference: Any) -> list[Any] | str:
     resource = context.get(reference)
     if resource is not None and resource.get("resourceType") == "PractitionerRole":
         role, practitioner = resource, context.get(resource.get("practitioner"))
     else:
         role, practitioner = None, resource
-    npi = _npi_of(role, practitioner)
-    family, given, prefix = _name(practitioner)
+    npi = npi_of(role, practitioner)
+    family, given, prefix = person_name(practitioner)
     name = [family, given[0] if given else "", " ".join(given[1:]), "", prefix]
     if npi:
         return [npi, *name, "", "", ["NPI"]]
@@ -257,7 +257,7 @@ def _document_number(plan: dict[str, Any] | None, document: dict[str, Any] | Non
     )
 
 
-def _referral_number(plan: dict[str, Any] | None, context: _Context) -> dict[str, Any] | None:
+def _referral_number(plan: dict[str, Any] | None, context: Context) -> dict[str, Any] | None:
     for reference in (plan or {}).get("supportingInfo") or []:
         request = context.get(reference)
         if request is None or request.get("resourceType") != "ServiceRequest":
@@ -272,7 +272,7 @@ def plan_to_mdm(
     payload: dict[str, Any], *, header: OutboundHeader, control_id: str, now: datetime
 ) -> tuple[str, str]:
     """(trigger event ``T02`` / ``T08`` / ``T10``, MDM message) of a plan of care (see the module table)."""
-    context = _Context(payload)
+    context = Context(payload)
     plan, document = _plan_and_document(context)
     focus = context.focus or {}
     event = _event(focus, plan)
@@ -304,9 +304,9 @@ def plan_to_mdm(
 
     writer = Writer(header.separators)
     when = naive_utc(now)
-    _msh(writer, header, ["MDM", event, "MDM_T02"], control_id, when)
+    msh(writer, header, ["MDM", event, "MDM_T02"], control_id, when)
     writer.segment("EVN", event, v2_dtm(when))
-    _pid(writer, context.get(subject), subject)
+    pid(writer, context.get(subject), subject)
     writer.segment("PV1", "1", "O")
     writer.segment(
         "TXA",

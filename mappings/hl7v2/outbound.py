@@ -24,12 +24,9 @@ from typing import Any
 from mappings.hl7v2 import tables
 from mappings.hl7v2.ack import read_header
 from mappings.hl7v2.datatypes import (
-    cx,
     ei,
     read_ei,
-    v2_date,
     v2_dtm,
-    xad,
     xpn,
     xtn,
 )
@@ -40,172 +37,30 @@ from mappings.hl7v2.errors import (
     Hl7Error,
     at,
 )
+from mappings.hl7v2.segments import (
+    FHIR_ID_NAMESPACE,
+    Context,
+    OutboundHeader,
+    UntranslatableResource,
+    msh,
+    npi_of,
+    person_name,
+    pid,
+)
 from mappings.hl7v2.structures import check_structure
-from mappings.hl7v2.syntax import DEFAULT_SEPARATORS, Reps, Separators, V2Message, Writer, parse
-from mappings.referral.intake import ICD10_SYSTEM, NPI_SYSTEM, referral_category
+from mappings.hl7v2.syntax import Reps, V2Message, Writer, parse
+from mappings.referral.intake import ICD10_SYSTEM, referral_category
 
 __all__ = [
-    "FHIR_ID_NAMESPACE",
-    "OutboundHeader",
     "StatusUpdate",
-    "UntranslatableResource",
     "read_status_update",
     "referral_to_ref_i12",
     "task_to_osu_o51",
     "task_to_rri_i12",
 ]
 
-#: assigning authority of FHIR logical ids sent in CX/EI fields (PID-3, RF1-11, ORC-3)
-FHIR_ID_NAMESPACE = "THFHIR"
 BSER_SYSTEM_V2 = "BSER"
 BSER_BUSINESS_STATUS_SYSTEM = "http://hl7.org/fhir/us/bser/CodeSystem/TaskBusinessStatusCS"
-
-
-class UntranslatableResource(ValueError):
-    """The FHIR payload cannot become the requested HL7 v2 message (names fields, never values)."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundHeader:
-    """MSH fields the sender chooses (the rest comes from the message and ``now``)."""
-
-    sending_application: str = "THERAPY_HUB"
-    sending_facility: str = ""
-    receiving_application: str = ""
-    receiving_facility: str = ""
-    processing_id: str = "P"
-    accept_ack_type: str = ""
-    application_ack_type: str = ""
-    separators: Separators = DEFAULT_SEPARATORS
-
-
-def _msh(
-    writer: Writer, header: OutboundHeader, message_type: list[str], control_id: str, now: datetime
-) -> None:
-    writer.segment(
-        "MSH",
-        header.sending_application,
-        header.sending_facility,
-        header.receiving_application,
-        header.receiving_facility,
-        v2_dtm(now),
-        "",
-        message_type,
-        control_id,
-        header.processing_id,
-        tables.VERSION,
-        "",
-        "",
-        header.accept_ack_type,
-        header.application_ack_type,
-        "",
-        "UNICODE UTF-8",
-    )
-
-
-# ------------------------------------------------------------------------------------ resources
-
-
-class _Context:
-    """The resources of a payload, by ``Type/id``; ``focus`` is the resource the payload is about (the
-    payload itself, or the first entry of a Bundle)."""
-
-    def __init__(self, payload: dict[str, Any]) -> None:
-        self.by_ref: dict[str, dict[str, Any]] = {}
-        self.focus: dict[str, Any] | None = payload
-        if payload.get("resourceType") == "Bundle":
-            first = next(iter(payload.get("entry") or []), None)
-            self.focus = first.get("resource") if isinstance(first, dict) else None
-            if not isinstance(self.focus, dict):
-                self.focus = None
-            for entry in payload.get("entry") or []:
-                resource = entry.get("resource") if isinstance(entry, dict) else None
-                if isinstance(resource, dict) and resource.get("resourceType") and resource.get("id"):
-                    self.by_ref[f"{resource['resourceType']}/{resource['id']}"] = resource
-                    if isinstance(entry.get("fullUrl"), str):
-                        self.by_ref[entry["fullUrl"]] = resource
-        elif payload.get("resourceType") and payload.get("id"):
-            self.by_ref[f"{payload['resourceType']}/{payload['id']}"] = payload
-
-    def of_type(self, resource_type: str) -> list[dict[str, Any]]:
-        seen: dict[int, dict[str, Any]] = {}
-        for resource in self.by_ref.values():
-            if resource.get("resourceType") == resource_type:
-                seen[id(resource)] = resource
-        return list(seen.values())
-
-    def get(self, reference: Any) -> dict[str, Any] | None:
-        if isinstance(reference, dict):
-            reference = reference.get("reference")
-        if not isinstance(reference, str):
-            return None
-        if "://" in reference or reference.startswith(("urn:", "#")):
-            # an absolute reference is this resource only if it is an entry's fullUrl: another
-            # server's Patient/5 is not the Patient/5 of the Bundle
-            return self.by_ref.get(reference)
-        parts = reference.split("/")
-        return self.by_ref.get("/".join(parts[:2])) if len(parts) >= 2 else None
-
-
-def _ref_id(reference: Any) -> str:
-    text = reference.get("reference") if isinstance(reference, dict) else None
-    return text.split("/")[-1] if isinstance(text, str) else ""
-
-
-def _npi_of(*resources: dict[str, Any] | None) -> str:
-    for resource in resources:
-        for identifier in (resource or {}).get("identifier") or []:
-            if identifier.get("system") == NPI_SYSTEM and identifier.get("value"):
-                return str(identifier["value"])
-    return ""
-
-
-def _name(resource: dict[str, Any] | None) -> tuple[str, list[str], str]:
-    names = (resource or {}).get("name") or []
-    if isinstance(names, str):  # Organization.name
-        return names, [], ""
-    first = names[0] if names else {}
-    return first.get("family", ""), list(first.get("given") or []), " ".join(first.get("prefix") or [])
-
-
-def _pid(writer: Writer, patient: dict[str, Any] | None, patient_ref: Any) -> None:
-    if patient is None:
-        writer.segment("PID", "1", "", [_ref_id(patient_ref), "", "", [FHIR_ID_NAMESPACE], "PI"])
-        return
-    identifiers = [
-        cx(i.get("value", ""), i.get("system")) for i in patient.get("identifier") or [] if i.get("value")
-    ]
-    names = [
-        xpn(n.get("family", ""), list(n.get("given") or []), " ".join(n.get("prefix") or []))
-        for n in patient.get("name") or []
-    ]
-    home = [t for t in patient.get("telecom") or [] if t.get("use") != "work" or t.get("system") == "email"]
-    work = [t for t in patient.get("telecom") or [] if t.get("use") == "work" and t.get("system") != "email"]
-    writer.segment(
-        "PID",
-        "1",
-        "",
-        Reps(identifiers),
-        "",
-        Reps(names),
-        "",
-        v2_date(patient.get("birthDate")),
-        tables.SEX_OUT.get(patient.get("gender") or "unknown", "U"),
-        "",
-        "",
-        Reps([xad(a) for a in patient.get("address") or []]),
-        "",
-        Reps([_xtn_in(t) for t in home]),
-        Reps([_xtn_in(t) for t in work]),
-    )
-
-
-def _xtn_in(point: dict[str, Any]) -> list[Any]:
-    """XTN of a patient ContactPoint (PID-14 is the business number: its ``work`` use is implied)."""
-    out = xtn(point)
-    if point.get("use") == "work" and point.get("system") != "email":
-        out[1] = ""
-    return out
 
 
 # ---------------------------------------------------------------------------------------- REF^I12
@@ -215,7 +70,7 @@ def referral_to_ref_i12(
     payload: dict[str, Any], *, header: OutboundHeader, control_id: str, now: datetime
 ) -> str:
     """REF^I12 of a referral Bundle (ServiceRequest + the resources it references)."""
-    context = _Context(payload)
+    context = Context(payload)
     focus = context.focus
     if payload.get("type") == "collection" and focus is not None and focus.get("resourceType") == "ServiceRequest":
         # a delivery about one ServiceRequest: that one, and only when it is a referral order (a
@@ -231,7 +86,7 @@ def referral_to_ref_i12(
     if not identifiers or not identifiers[0].get("value"):
         raise UntranslatableResource("ServiceRequest.identifier is required for REF^I12")
     writer = Writer(header.separators)
-    _msh(writer, header, ["REF", "I12", "REF_I12"], control_id, now)
+    msh(writer, header, ["REF", "I12", "REF_I12"], control_id, now)
     code, text, system = tables.DISCIPLINE_OUT[discipline]
     writer.segment(
         "RF1",
@@ -245,13 +100,13 @@ def referral_to_ref_i12(
     )
     role = context.get(sr.get("requester"))
     practitioner = context.get((role or {}).get("practitioner"))
-    family, given, prefix = _name(practitioner)
+    family, given, prefix = person_name(practitioner)
     organization = ""
     for concept in (role or {}).get("code") or []:
         label = str(concept.get("text") or "")
         if label.startswith("Referring physician, "):
             organization = label[len("Referring physician, ") :]
-    npi = _npi_of(role, practitioner)
+    npi = npi_of(role, practitioner)
     writer.segment(
         "PRD",
         ["RP", "Referring Provider", "HL70286"],
@@ -262,7 +117,7 @@ def referral_to_ref_i12(
         "",
         [npi, "NPI"] if npi else "",
     )
-    _pid(writer, context.get(sr.get("subject")), sr.get("subject"))
+    pid(writer, context.get(sr.get("subject")), sr.get("subject"))
     for index, reference in enumerate(sr.get("insurance") or [], start=1):
         coverage = context.get(reference)
         if coverage is None:
@@ -330,8 +185,8 @@ def referral_to_ref_i12(
 # ---------------------------------------------------------------------------- Task -> RRI / OSU
 
 
-def _task(payload: dict[str, Any]) -> tuple[dict[str, Any], _Context]:
-    context = _Context(payload)
+def _task(payload: dict[str, Any]) -> tuple[dict[str, Any], Context]:
+    context = Context(payload)
     tasks = context.of_type("Task")
     if not tasks:
         raise UntranslatableResource("the payload is not a Task (or a Bundle with one)")
@@ -375,7 +230,7 @@ def task_to_rri_i12(
     service_request = context.get(task.get("focus"))
     discipline = referral_category(service_request) if service_request else None
     writer = Writer(header.separators)
-    _msh(writer, header, ["RRI", "I12", "RRI_I12"], control_id, now)
+    msh(writer, header, ["RRI", "I12", "RRI_I12"], control_id, now)
     rf1_code = tables.REFERRAL_STATUS_OUT[status]
     writer.segment(
         "RF1",
@@ -393,8 +248,8 @@ def task_to_rri_i12(
     )
     role = context.get(task.get("requester"))
     practitioner = context.get((role or {}).get("practitioner"))
-    family, given, prefix = _name(practitioner)
-    npi = _npi_of(role, practitioner)
+    family, given, prefix = person_name(practitioner)
+    npi = npi_of(role, practitioner)
     writer.segment(
         "PRD",
         ["RP", "Referring Provider", "HL70286"],
@@ -413,7 +268,7 @@ def task_to_rri_i12(
         "",
         ["", "", "", [header.sending_facility]] if header.sending_facility else "",
     )
-    _pid(writer, context.get(task.get("for")), task.get("for"))
+    pid(writer, context.get(task.get("for")), task.get("for"))
     reason = _reason_text(task)
     if reason:
         writer.segment("NTE", "1", "L", Reps([reason], formatted=True), ["RE", "Remark", "HL70364"])
@@ -432,14 +287,14 @@ def task_to_osu_o51(
     status = task["status"]
     bs_code, bs_display = _business_status(task)
     writer = Writer(header.separators)
-    _msh(writer, header, ["OSU", "O51", "OSU_O51"], control_id, now)
-    _pid(writer, context.get(task.get("for")), task.get("for"))
+    msh(writer, header, ["OSU", "O51", "OSU_O51"], control_id, now)
+    pid(writer, context.get(task.get("for")), task.get("for"))
     role = context.get(task.get("requester"))
     practitioner = context.get((role or {}).get("practitioner"))
-    family, given, prefix = _name(practitioner)
-    npi = _npi_of(role, practitioner)
+    family, given, prefix = person_name(practitioner)
+    npi = npi_of(role, practitioner)
     reason = task.get("statusReason") or {}
-    reason_coding = next(iter(reason.get("coding") or []), {})
+    reason_coding: dict[str, Any] = next(iter(reason.get("coding") or []), {})
     reason_text = _reason_text(task)
     writer.segment(
         "ORC",

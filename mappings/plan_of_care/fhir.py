@@ -41,85 +41,44 @@ activity leaves the old resource as it was: cancelling it is the caller's busine
 
 The same plan and ``now`` always give the same Bundle; ``now`` only sets ``Bundle.timestamp``.
 
-Ending a plan (discharge, a cancelled referral): :func:`end_care_plan`, :func:`end_goal` and
-:func:`end_plan_request` give the new versions of the CarePlan, its Goals and its ServiceRequests.
+Reading a plan back is :func:`mappings.plan_of_care.summary.plan_summary`; ending it (discharge, a
+cancelled referral) is :mod:`mappings.plan_of_care.ending`.
 
 Pure: no I/O, no clock, no randomness.
 """
 
 from __future__ import annotations
 
-import copy
 import html
-import re
-import uuid
-from collections.abc import Mapping
-from datetime import date, datetime
-from types import MappingProxyType
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 
+from mappings.fhir.ids import deterministic_id
+from mappings.plan_of_care.codes import (
+    CONDITION_CATEGORY,
+    CONDITION_CLINICAL,
+    CONDITION_VERIFICATION,
+    CPT,
+    DISCIPLINES,
+    GOAL_ACHIEVEMENT_DISPLAY,
+    GOAL_ACHIEVEMENT_SYSTEM,
+    GOAL_TERM_SYSTEM,
+    GOAL_TERMS,
+    ICD10CM,
+    OBSERVATION_CATEGORY,
+    PRECAUTION_PREFIX,
+    REVISION_EXTENSION,
+    SNOMED,
+    UCUM,
+    US_CORE_CAREPLAN_CATEGORY,
+    frequency_text,
+)
 from mappings.plan_of_care.model import (
-    Activity,
-    Amount,
     Diagnosis,
     Goal,
-    Measure,
     PlanIdentifier,
     PlanOfCare,
-    PlanSummary,
 )
-
-#: the uuid5 namespace of the hub's deterministic ids (the one ``mappings.referral.intake`` uses)
-NAMESPACE = uuid.UUID("6f1c1e0a-7a0c-4f57-9d43-3b8e2b6c1d11")
-CPT = "http://www.ama-assn.org/go/cpt"
-ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
-SNOMED = "http://snomed.info/sct"
-UCUM = "http://unitsofmeasure.org"
-OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-#: CarePlan.note text that carries one precaution
-PRECAUTION_PREFIX = "Precaution: "
-GOAL_ACHIEVEMENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/goal-achievement"
-GOAL_TERM_SYSTEM = "https://therapy-hub.example/CodeSystem/goal-term"
-REVISION_EXTENSION = "https://therapy-hub.example/StructureDefinition/plan-revision"
-US_CORE_CAREPLAN_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
-CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
-CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
-CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
-
-#: discipline -> (SNOMED CT code, SNOMED display, plain name); the codes the referral intake uses
-DISCIPLINES: dict[str, tuple[str, str, str]] = {
-    "PT": ("91251008", "Physical therapy procedure", "Physical therapy"),
-    "OT": ("84478008", "Occupational therapy", "Occupational therapy"),
-    "SLP": ("5154007", "Speech therapy", "Speech-language pathology"),
-}
-GOAL_TERMS: dict[str, tuple[str, str]] = {
-    "short": ("short-term", "Short-term goal"),
-    "long": ("long-term", "Long-term goal"),
-}
-GOAL_ACHIEVEMENT_DISPLAY: dict[str, str] = {
-    "in-progress": "In Progress",
-    "improving": "Improving",
-    "worsening": "Worsening",
-    "no-change": "No Change",
-    "achieved": "Achieved",
-    "sustaining": "Sustaining",
-    "not-achieved": "Not Achieved",
-    "no-progress": "No Progress",
-    "not-attainable": "Not Attainable",
-}
-
-
-def deterministic_id(resource_type: str, system: str, value: str) -> str:
-    """uuid5 over type + identifier system + value: the same business key always gives the same id."""
-    return str(uuid.uuid5(NAMESPACE, f"{resource_type}|{system}|{value}"))
-
-
-def frequency_text(frequency: int | None, frequency_max: int | None, weeks: int | None = None) -> str:
-    """``2x/week``, ``2-3x/week``, with `` for 6 weeks`` when ``weeks`` is given."""
-    text = f"{frequency}{f'-{frequency_max}' if frequency_max else ''}x/week"
-    if weeks is not None:
-        text += f" for {weeks} week{'s' if weeks != 1 else ''}"
-    return text
 
 
 def _derived(plan_id: PlanIdentifier, kind: str, key: str) -> dict[str, str]:
@@ -417,343 +376,3 @@ def build_plan_of_care(plan: PlanOfCare, *, now: datetime) -> dict[str, Any]:
         "timestamp": now.isoformat(),
         "entry": [_entry(care_plan), *entries],
     }
-
-
-# ----------------------------------------------------------------------------- reading back
-
-
-class PlanBundleError(ValueError):
-    """The Bundle does not hold a plan of care as :func:`build_plan_of_care` writes it.
-
-    Messages name elements, never their values (they may identify a patient)."""
-
-
-def _index(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """reference -> resource, by fullUrl and by ``Type/id``."""
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise PlanBundleError("not a Bundle")
-    index: dict[str, dict[str, Any]] = {}
-    for entry in bundle.get("entry") or []:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict):
-            continue
-        if isinstance(entry.get("fullUrl"), str):
-            index[entry["fullUrl"]] = resource
-        if isinstance(resource.get("id"), str) and isinstance(resource.get("resourceType"), str):
-            index[f"{resource['resourceType']}/{resource['id']}"] = resource
-    return index
-
-
-def _resolve(
-    index: dict[str, dict[str, Any]], reference: Any, resource_type: str, where: str
-) -> dict[str, Any]:
-    target = reference.get("reference") if isinstance(reference, dict) else None
-    if isinstance(target, str):
-        found = index.get(target)
-        if found is None and "/" in target:  # an absolute URL: .../Type/id
-            found = index.get("/".join(target.rstrip("/").split("/")[-2:]))
-        if found is not None and found.get("resourceType") == resource_type:
-            return found
-    raise PlanBundleError(f"{where} does not resolve to a {resource_type} in the Bundle")
-
-
-def _coding(concept: Any, system: str) -> dict[str, Any] | None:
-    for coding in (concept or {}).get("coding") or []:
-        if isinstance(coding, dict) and coding.get("system") == system:
-            return coding
-    return None
-
-
-def _read_timing(timing: Any) -> tuple[int | None, int | None, int | None, int | None]:
-    """(frequency, frequency max, count, weeks) of a Timing as :func:`_timing` writes it."""
-    repeat = (timing or {}).get("repeat") or {}
-    if repeat.get("frequency") is not None and (repeat.get("period"), repeat.get("periodUnit")) != (1, "wk"):
-        raise PlanBundleError("Timing.repeat must be a frequency per 1 wk")
-    bounds = repeat.get("boundsDuration") or {}
-    if bounds and bounds.get("code", bounds.get("unit")) != "wk":
-        raise PlanBundleError("Timing.repeat.boundsDuration must be in weeks")
-    weeks = bounds.get("value")
-    return repeat.get("frequency"), repeat.get("frequencyMax"), repeat.get("count"), weeks
-
-
-def _read_baseline(index: dict[str, dict[str, Any]], goal: dict[str, Any], plan_id: PlanIdentifier,
-                   key: str | None) -> dict[str, Any]:
-    """The baseline fields of a Goal: the Observation it ``addresses`` with the plan's baseline id."""
-    wanted = {"system": plan_id.system, "value": f"{plan_id.value}/baseline/{key}"}
-    for address in goal.get("addresses") or []:
-        observation = index.get(address.get("reference")) if isinstance(address, dict) else None
-        if not observation or wanted not in (observation.get("identifier") or []):
-            continue
-        out: dict[str, Any] = {"baseline_date": str(observation.get("effectiveDateTime") or "")[:10] or None}
-        if "valueQuantity" in observation:
-            q = observation["valueQuantity"]
-            out["baseline_quantity"] = Amount(value=q.get("value"), unit=q.get("unit"), code=q.get("code"))
-        else:
-            out["baseline_string"] = observation.get("valueString")
-        return out
-    return {}
-
-
-def _read_goal(resource: dict[str, Any], plan_id: PlanIdentifier) -> dict[str, Any]:
-    prefix = f"{plan_id.value}/goal/"
-    key = next(
-        (
-            i["value"][len(prefix) :]
-            for i in resource.get("identifier") or []
-            if i.get("system") == plan_id.system and str(i.get("value", "")).startswith(prefix)
-        ),
-        None,
-    )
-    term = None
-    for category in resource.get("category") or []:
-        coding = _coding(category, GOAL_TERM_SYSTEM)
-        if coding is not None:
-            term = {code: t for t, (code, _) in GOAL_TERMS.items()}.get(coding.get("code"))
-    goal: dict[str, Any] = {
-        "key": key,
-        "term": term,
-        "description": (resource.get("description") or {}).get("text"),
-        "lifecycle_status": resource.get("lifecycleStatus"),
-    }
-    achievement = _coding(resource.get("achievementStatus"), GOAL_ACHIEVEMENT_SYSTEM)
-    if achievement is not None:
-        goal["achievement_status"] = achievement.get("code")
-    target = (resource.get("target") or [None])[0] or {}
-    measure = ((target.get("measure") or {}).get("coding") or [None])[0]
-    if measure:
-        goal["measure"] = Measure(
-            system=measure.get("system"), code=measure.get("code"), display=measure.get("display")
-        )
-    if "detailQuantity" in target:
-        q = target["detailQuantity"]
-        goal["detail_quantity"] = Amount(value=q.get("value"), unit=q.get("unit"), code=q.get("code"))
-    if "detailString" in target:
-        goal["detail_string"] = target["detailString"]
-    if "dueDate" in target:
-        goal["due_date"] = target["dueDate"]
-    return goal
-
-
-def plan_summary(care_plan_bundle: dict[str, Any]) -> PlanSummary:
-    """Read a plan of care back from a Bundle that holds its CarePlan, Goals and ServiceRequests
-    (the transaction of :func:`build_plan_of_care`, or a search result with them included).
-
-    Raises :class:`PlanBundleError` when something is missing; pydantic's ``ValidationError`` when
-    what is there does not make a valid :class:`PlanOfCare`."""
-    index = _index(care_plan_bundle)
-    care_plans = {id(r): r for r in index.values() if r.get("resourceType") == "CarePlan"}
-    if len(care_plans) != 1:
-        raise PlanBundleError("the Bundle must hold exactly one CarePlan")
-    cp = next(iter(care_plans.values()))
-    identifiers = cp.get("identifier") or []
-    if not identifiers:
-        raise PlanBundleError("CarePlan.identifier is missing")
-    plan_id = PlanIdentifier(system=identifiers[0].get("system"), value=identifiers[0].get("value"))
-    revision = next(
-        (e.get("valueInteger") for e in cp.get("extension") or [] if e.get("url") == REVISION_EXTENSION), 1
-    )
-    by_snomed = {code: name for name, (code, _, _) in DISCIPLINES.items()}
-    discipline = None
-    for category in cp.get("category") or []:
-        coding = _coding(category, SNOMED)
-        if coding is not None and coding.get("code") in by_snomed:
-            discipline = by_snomed[coding["code"]]
-    author = (cp.get("author") or {}).get("reference")
-    organization = next(
-        (
-            c.get("reference")
-            for c in cp.get("contributor") or []
-            if str(c.get("reference", "")).split("/")[-2:-1] == ["Organization"]
-        ),
-        None,
-    )
-    referral = next(
-        (
-            s.get("reference")
-            for s in cp.get("supportingInfo") or []
-            if str(s.get("reference", "")).split("/")[-2:-1] == ["ServiceRequest"]
-        ),
-        None,
-    )
-
-    activities = cp.get("activity") or []
-    visits = next((a["detail"] for a in activities if isinstance(a.get("detail"), dict)), None)
-    if visits is None:
-        raise PlanBundleError("CarePlan.activity has no visit schedule (activity.detail)")
-    frequency, frequency_max, _, weeks = _read_timing(visits.get("scheduledTiming"))
-    dx = next((_coding(c, ICD10CM) for c in visits.get("reasonCode") or [] if _coding(c, ICD10CM)), None)
-    if dx is None:
-        raise PlanBundleError("CarePlan.activity.detail.reasonCode has no ICD-10-CM code")
-    addresses = (cp.get("addresses") or [{}])[0]
-    condition_ref = addresses.get("reference")
-    own = index.get(condition_ref) if isinstance(condition_ref, str) else None
-    own_identifier = {"system": plan_id.system, "value": f"{plan_id.value}/condition/{dx.get('code')}"}
-    if own is not None and own_identifier in (own.get("identifier") or []):
-        condition_ref = None  # the plan's own Condition, written again by the next build
-
-    plan_activities = []
-    for number, activity in enumerate(activities):
-        if "reference" not in activity:
-            continue
-        sr = _resolve(
-            index, activity["reference"], "ServiceRequest", f"CarePlan.activity[{number}].reference"
-        )
-        cpt = _coding(sr.get("code"), CPT)
-        if cpt is None:
-            raise PlanBundleError(f"ServiceRequest of CarePlan.activity[{number}] has no CPT code")
-        a_freq, a_max, a_count, _ = _read_timing(sr.get("occurrenceTiming"))
-        inherits = a_count is None and (a_freq, a_max) == (frequency, frequency_max)
-        plan_activities.append(
-            Activity(
-                code=cpt.get("code"),
-                display=cpt.get("display"),
-                frequency_per_week=None if inherits else a_freq,
-                count=a_count,
-            )
-        )
-    goals = []
-    for number, ref in enumerate(cp.get("goal") or []):
-        resource = _resolve(index, ref, "Goal", f"CarePlan.goal[{number}]")
-        goal = _read_goal(resource, plan_id)
-        goals.append({**goal, **_read_baseline(index, resource, plan_id, goal["key"])})
-    precautions = [
-        str(n["text"])[len(PRECAUTION_PREFIX) :]
-        for n in cp.get("note") or []
-        if str(n.get("text", "")).startswith(PRECAUTION_PREFIX)
-    ]
-    period = cp.get("period") or {}
-    plan = PlanOfCare.model_validate(
-        {
-            "identifier": plan_id,
-            "revision": revision,
-            "status": cp.get("status"),
-            "discipline": discipline,
-            "patient": (cp.get("subject") or {}).get("reference"),
-            "referral": referral,
-            "diagnosis": Diagnosis(code=dx.get("code"), display=dx.get("display"), reference=condition_ref),
-            "author": author,
-            "organization": organization,
-            "created": cp.get("created"),
-            "period_start": period.get("start"),
-            "period_end": period.get("end"),
-            "frequency_per_week": frequency,
-            "frequency_max_per_week": frequency_max,
-            "duration_weeks": weeks,
-            "activities": plan_activities,
-            "goals": goals,
-            "precautions": precautions,
-        }
-    )
-    return PlanSummary(plan=plan, care_plan_id=cp.get("id"))
-
-
-# ----------------------------------------------------------------------------- ending a plan
-
-#: how a plan of care ends: ``completed`` at discharge, ``revoked`` when the referral is cancelled
-PlanEnd = Literal["completed", "revoked"]
-#: CarePlan.status codes after which nothing changes the plan
-ENDED_PLAN_STATUSES = frozenset({"completed", "revoked", "entered-in-error"})
-#: Goal.lifecycleStatus when the plan ends (R4 http://hl7.org/fhir/goal-status): a goal that was agreed
-#: (accepted) or pursued (active, on-hold) is "no longer being sought" -> completed, whether it was met
-#: or not (achievementStatus says that, and is left as the therapist recorded it); a goal never taken
-#: up (proposed, planned) was abandoned -> cancelled. Other statuses are final and stay.
-GOAL_STATUS_AT_END: Mapping[str, str] = MappingProxyType(
-    {
-        "accepted": "completed",
-        "active": "completed",
-        "on-hold": "completed",
-        "proposed": "cancelled",
-        "planned": "cancelled",
-    }
-)
-_ENDED_ACTIVITY_STATUSES = frozenset({"completed", "cancelled", "stopped", "entered-in-error"})
-_PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.DOTALL)
-
-
-def _date_of(value: Any) -> date | None:
-    try:
-        return date.fromisoformat(value[:10]) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
-def _ended_narrative(care_plan: dict[str, Any], old: Any) -> dict[str, str]:
-    """The narrative :func:`_narrative` writes, its first two lines (status, period) rebuilt from the
-    CarePlan itself; the other lines (diagnosis, services) are kept from ``old`` when it is the hub's."""
-    revision = next(
-        (e.get("valueInteger") for e in care_plan.get("extension") or [] if e.get("url") == REVISION_EXTENSION), 1
-    )
-    title = care_plan.get("title") or "Plan of care"
-    period = care_plan.get("period") or {}
-    lines = [
-        f"{title}, revision {revision} ({care_plan.get('status')})",
-        f"Period {str(period.get('start', ''))[:10]} to {str(period.get('end', ''))[:10]}"
-        + (f"; {care_plan['description']}" if care_plan.get("description") else ""),
-    ]
-    body = "".join(f"<p>{html.escape(line, quote=False)}</p>" for line in lines)
-    div = old.get("div") if isinstance(old, Mapping) else None
-    paragraphs = _PARAGRAPH.findall(div) if isinstance(div, str) else []
-    if len(paragraphs) > 2 and paragraphs[0].startswith(html.escape(f"{title}, revision", quote=False)):
-        body += "".join(f"<p>{p}</p>" for p in paragraphs[2:])  # already escaped
-    return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
-
-
-def end_care_plan(care_plan: Mapping[str, Any], *, ended: date, end: PlanEnd = "completed") -> dict[str, Any] | None:
-    """The CarePlan ended on ``ended`` (the discharge date); None when it has ended already.
-
-    * ``status`` ``end``: ``completed`` at discharge, ``revoked`` when the referral was cancelled;
-    * ``period.end``: the earlier of the planned end and ``ended`` (never before ``period.start``): a
-      patient discharged early ended the plan then, while a discharge recorded after the planned end
-      does not stretch the period the physician certified;
-    * the visit schedule (``activity.detail``) ``completed`` (``stopped`` for a revoked plan,
-      ``cancelled`` when it had not started); the narrative tells the new status and period.
-
-    ``care_plan`` is left untouched; everything else (goals, activities, revision, certification)
-    stays as it was.
-    """
-    if care_plan.get("status") in ENDED_PLAN_STATUSES:
-        return None
-    new = copy.deepcopy(dict(care_plan))
-    new["status"] = end
-    period = dict(new.get("period") or {})
-    start, planned = _date_of(period.get("start")), _date_of(period.get("end"))
-    last = ended if planned is None else min(planned, ended)
-    if start is not None and last < start:
-        last = start
-    period["end"] = last.isoformat()
-    new["period"] = period
-    for activity in new.get("activity") or []:
-        detail = activity.get("detail") if isinstance(activity, dict) else None
-        if isinstance(detail, dict) and detail.get("status") not in _ENDED_ACTIVITY_STATUSES:
-            if detail.get("status") == "not-started":
-                detail["status"] = "cancelled"
-            else:
-                detail["status"] = "completed" if end == "completed" else "stopped"
-    if "text" in new:
-        new["text"] = _ended_narrative(new, new["text"])
-    return new
-
-
-def end_goal(goal: Mapping[str, Any], *, on: date, reason: str) -> dict[str, Any] | None:
-    """The Goal when its plan ends on ``on`` (:data:`GOAL_STATUS_AT_END`), with ``statusDate`` ``on``
-    and ``statusReason`` ``reason``; None when its lifecycle status is final already.
-    ``achievementStatus`` is never touched: a goal not achieved stays not achieved."""
-    status = GOAL_STATUS_AT_END.get(str(goal.get("lifecycleStatus")))
-    if status is None:
-        return None
-    new = copy.deepcopy(dict(goal))
-    new["lifecycleStatus"] = status
-    new["statusDate"] = on.isoformat()
-    new["statusReason"] = reason
-    return new
-
-
-def end_plan_request(service_request: Mapping[str, Any], *, end: PlanEnd = "completed") -> dict[str, Any] | None:
-    """A ServiceRequest of the plan (intent ``plan``) when the plan ends: ``completed`` at discharge,
-    ``revoked`` when the referral was cancelled or the request was still a draft; None when it has
-    ended already or is not a plan's request (the referrer's order is the referrer's to close)."""
-    if service_request.get("intent") != "plan" or service_request.get("status") in ENDED_PLAN_STATUSES:
-        return None
-    new = copy.deepcopy(dict(service_request))
-    new["status"] = "revoked" if end == "revoked" or new.get("status") == "draft" else "completed"
-    return new

@@ -239,7 +239,7 @@ class PlanOfCare(_Model):
 
 
 class PlanSummary(_Model):
-    """A plan of care read back from FHIR (:func:`mappings.plan_of_care.fhir.plan_summary`).
+    """A plan of care read back from FHIR (:func:`mappings.plan_of_care.summary.plan_summary`).
 
     ``plan`` holds every field of the input; ``care_plan_id`` is the id of the CarePlan (the same in
     the transaction Bundle and on the server, since entries are PUTs to deterministic ids)."""

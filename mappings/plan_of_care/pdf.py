@@ -31,8 +31,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-from mappings.plan_of_care.fhir import DISCIPLINES, deterministic_id, frequency_text
-from mappings.plan_of_care.model import Goal, PlanIdentifier, PlanSummary
+from mappings.fhir.ids import deterministic_id
+from mappings.plan_of_care.codes import DISCIPLINES, frequency_text
+from mappings.plan_of_care.model import PlanIdentifier, PlanSummary
+from mappings.plan_of_care.wording import goal_baseline_text, goal_target_text, us_date
 
 #: identifier system of return codes (one per PDF sent for signature)
 RETURN_CODE_SYSTEM = "https://therapy-hub.example/sid/plan-return-code"
@@ -98,26 +100,6 @@ def _aware(value: datetime, name: str) -> datetime:
     return value
 
 
-def _us(day: date | None) -> str:
-    return day.strftime("%m/%d/%Y") if day is not None else ""
-
-
-def _number(value: Any) -> str:
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def goal_baseline_text(goal: Goal) -> str:
-    """``7 {score} (01/06/2025)``: where the patient stood, in the target's measure."""
-    if goal.baseline_quantity is not None:
-        value = f"{_number(goal.baseline_quantity.value)} {goal.baseline_quantity.unit}"
-    elif goal.baseline_string is not None:
-        value = goal.baseline_string
-    else:
-        return ""
-    return f"{value} ({_us(goal.baseline_date)})" if goal.baseline_date else value
-
-
 def _return_instruction(clinic: ClinicBlock) -> str:
     ways = []
     if clinic.fax:
@@ -128,18 +110,6 @@ def _return_instruction(clinic: ClinicBlock) -> str:
         ways.append(f"mail it to {', '.join(clinic.address)}")
     how = " or ".join(ways) if ways else "return it"
     return f"Please sign and date this page, then {how} ({clinic.name})."
-
-
-def goal_target_text(goal: Goal) -> str:
-    """``Pain NRS: 2 {score}``, ``Ability to walk: community distances``, or the measure alone."""
-    if goal.measure is None:
-        return ""
-    name = goal.measure.display or goal.measure.code
-    if goal.detail_quantity is not None:
-        return f"{name}: {_number(goal.detail_quantity.value)} {goal.detail_quantity.unit}"
-    if goal.detail_string is not None:
-        return f"{name}: {goal.detail_string}"
-    return name
 
 
 def render_plan_pdf(
@@ -241,7 +211,7 @@ def render_plan_pdf(
             p("DRAFT \u2014 not for signature", ParagraphStyle("draft", parent=label, textColor=colors.red))
         )
     rows = [
-        [p("Patient", label), p(patient_name), p("Date of birth", label), p(_us(patient_birth_date))],
+        [p("Patient", label), p(patient_name), p("Date of birth", label), p(us_date(patient_birth_date))],
         [p("MRN", label), p(patient_mrn or "not recorded"), p("Payer", label), p(payer or "not recorded")],
         [p("Referring physician", label), p(referring_physician), p("Clinic", label), p(clinic_name)],
         [
@@ -256,10 +226,10 @@ def render_plan_pdf(
             "",
             "",
         ],
-        [p("Frequency / duration", label), p(frequency), p("Established", label), p(_us(plan.created))],
+        [p("Frequency / duration", label), p(frequency), p("Established", label), p(us_date(plan.created))],
         [
             p("Certification period", label),
-            p(f"{_us(plan.period_start)} to {_us(plan.period_end)}"),
+            p(f"{us_date(plan.period_start)} to {us_date(plan.period_end)}"),
             p("Therapist", label),
             p(", ".join(x for x in (therapist_name, f"NPI {therapist_npi}" if therapist_npi else None) if x)),
         ],
@@ -299,8 +269,8 @@ def render_plan_pdf(
             details = [
                 f"Baseline: {goal_baseline_text(goal)}" if goal.has_baseline else "",
                 f"Target: {goal_target_text(goal)}" if goal.measure else "",
-                f"Due {_us(goal.due_date)}" if goal.due_date else "",
-                f"Status: {_ACHIEVEMENT_TEXT.get(goal.achievement_status or '', goal.achievement_status)}"
+                f"Due {us_date(goal.due_date)}" if goal.due_date else "",
+                f"Status: {_ACHIEVEMENT_TEXT.get(goal.achievement_status, goal.achievement_status)}"
                 if goal.achievement_status
                 else "",
             ]
@@ -360,7 +330,7 @@ def render_plan_pdf(
     footer = (
         f"{TITLE} \u00b7 plan {code} rev {plan.revision} \u00b7 Return code {return_code}"
     )
-    patient_line = f"Patient: {patient_name} \u00b7 DOB {_us(patient_birth_date)}"  # on every page
+    patient_line = f"Patient: {patient_name} \u00b7 DOB {us_date(patient_birth_date)}"  # on every page
     stamp = generated_at.astimezone(UTC)
 
     def on_page(canvas: Any, doc: Any) -> None:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mappings.referral.intake import deterministic_id
+from mappings.fhir.ids import deterministic_id
 from mappings.referral.task_state import fhir_datetime
 
 ObligationKind = Literal["certification", "recertification", "progress-report"]

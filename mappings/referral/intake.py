@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import uuid
 from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-NAMESPACE = uuid.UUID("6f1c1e0a-7a0c-4f57-9d43-3b8e2b6c1d11")
+from mappings.fhir.ids import deterministic_id
+
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10-cm"
 SNOMED = "http://snomed.info/sct"
@@ -36,10 +36,6 @@ DISCIPLINES: dict[str, tuple[str, str]] = {
     "OT": ("84478008", "Occupational therapy"),
     "SLP": ("5154007", "Speech therapy"),
 }
-
-
-def deterministic_id(resource_type: str, system: str, value: str, scope: str | None = None) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"{resource_type}|{system}|{value}" + (f"|{scope}" if scope else "")))
 
 
 class _In(BaseModel):

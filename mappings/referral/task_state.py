@@ -27,6 +27,9 @@ Business status: the code system of BSeR STU2, ``http://hl7.org/fhir/us/bser/Cod
 that may accompany each status (events such as "scheduled" or "unattended" are recorded without a
 status change by :func:`record_event`).
 
+The status table and the business status codes are in :mod:`.task_statuses`, the referral feedback
+(the Composition at discharge) in :mod:`.feedback`.
+
 Pure: no I/O, no clock (``now`` is passed in; a naive ``datetime`` is taken as UTC, as the hub's
 clock gives), ids are uuid5 over type + system + value; inputs are never mutated.
 """
@@ -34,119 +37,30 @@ clock gives), ids are uuid5 over type + system + value; inputs are never mutated
 from __future__ import annotations
 
 import copy
-import html
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from enum import StrEnum
-from types import MappingProxyType
 from typing import Any
 
-from mappings.referral.intake import deterministic_id
+from mappings.fhir.ids import deterministic_id
+from mappings.referral.task_statuses import (
+    BUSINESS_STATUS_ALLOWED,
+    DEFAULT_BUSINESS_STATUS,
+    FHIR_TASK_STATUSES,
+    HOLDABLE,
+    REASON_KEPT,
+    REASON_REQUIRED,
+    TRANSITIONS,
+    BusinessStatus,
+    business_status_concept,
+    business_status_of,
+    parse_business_status,
+)
 
 TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
-LOINC = "http://loinc.org"
-XHTML_NS = "http://www.w3.org/1999/xhtml"
-BSER_BUSINESS_STATUS_SYSTEM = "http://hl7.org/fhir/us/bser/CodeSystem/TaskBusinessStatusCS"
-BSER_CODE_SYSTEM = "http://hl7.org/fhir/us/bser/CodeSystem/bser"
-BSER_FEEDBACK_PROFILE = "http://hl7.org/fhir/us/bser/StructureDefinition/BSeR-ReferralFeedbackComposition"
 COMMUNICATION_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/communication-category"
 #: local extension (valueCode): the status an ``on-hold`` Task resumes to
 HELD_FROM_URL = "https://therapy-hub.example/StructureDefinition/task-held-from"
 
-#: every code of FHIR R4 Task.status (those outside ``TRANSITIONS`` are not used by the referral loop)
-FHIR_TASK_STATUSES = frozenset(
-    "draft requested received accepted rejected ready cancelled in-progress on-hold failed completed "
-    "entered-in-error".split()
-)
-
-TRANSITIONS: Mapping[str, frozenset[str]] = MappingProxyType(
-    {
-        "requested": frozenset({"received", "accepted", "rejected", "cancelled", "on-hold"}),
-        "received": frozenset({"accepted", "rejected", "cancelled", "on-hold"}),
-        "accepted": frozenset({"in-progress", "cancelled", "on-hold"}),
-        "in-progress": frozenset({"completed", "on-hold", "cancelled"}),
-        "on-hold": frozenset({"requested", "received", "accepted", "in-progress", "cancelled"}),
-        "rejected": frozenset(),
-        "cancelled": frozenset(),
-        "completed": frozenset(),
-    }
-)
-#: statuses a hold may come from (and so resume to)
-HOLDABLE = frozenset({"requested", "received", "accepted", "in-progress"})
-#: target statuses that need ``Task.statusReason``
-REASON_REQUIRED = frozenset({"rejected", "cancelled"})
-#: target statuses that carry ``Task.statusReason`` when one is given (any other status drops it)
-REASON_KEPT = frozenset({"rejected", "cancelled", "on-hold"})
-
-
-class BusinessStatus(StrEnum):
-    """BSeR STU2 Task business status codes (value = code in ``BSER_BUSINESS_STATUS_SYSTEM``)."""
-
-    CREATED = "2.0"
-    ACCEPTED = "3.0"
-    DECLINED = "4.0"
-    SCHEDULED = "5.1.1"
-    UNATTENDED = "5.1.2"
-    APPOINTMENT_CANCELLED = "5.1.3"
-    EVENT_COMPLETED = "5.1.4"
-    CANCELLATION_REQUESTED = "5.2"
-    FULFILMENT_CANCELLED = "6.0"
-    FULFILMENT_COMPLETED = "7.0"
-
-    @property
-    def display(self) -> str:
-        return BUSINESS_STATUS_DISPLAY[self]
-
-    @property
-    def slug(self) -> str:
-        """``appointment-cancelled`` for APPOINTMENT_CANCELLED (what an API may accept)."""
-        return self.name.lower().replace("_", "-")
-
-
-BUSINESS_STATUS_DISPLAY: Mapping[BusinessStatus, str] = MappingProxyType(
-    {
-        BusinessStatus.CREATED: "Service Request Created",
-        BusinessStatus.ACCEPTED: "Service Request Accepted",
-        BusinessStatus.DECLINED: "Service Request Declined",
-        BusinessStatus.SCHEDULED: "Service Request Event Scheduled",
-        BusinessStatus.UNATTENDED: "Scheduled Service Request Event Unattended",
-        BusinessStatus.APPOINTMENT_CANCELLED: "Scheduled Service Request Event Cancelled",
-        BusinessStatus.EVENT_COMPLETED: "Service Request Event Completed",
-        BusinessStatus.CANCELLATION_REQUESTED: "Service Request Cancellation Requested",
-        BusinessStatus.FULFILMENT_CANCELLED: "Service Request Fulfillment Cancelled",
-        BusinessStatus.FULFILMENT_COMPLETED: "Service Request Fulfillment Completed",
-    }
-)
-
-_B = BusinessStatus
-#: the business status a transition into each status sets (``on-hold`` keeps the current one;
-#: ``in-progress`` keeps the current one when it is allowed there, else "scheduled")
-DEFAULT_BUSINESS_STATUS: Mapping[str, BusinessStatus] = MappingProxyType(
-    {
-        "requested": _B.CREATED,
-        "received": _B.CREATED,
-        "accepted": _B.ACCEPTED,
-        "rejected": _B.DECLINED,
-        "in-progress": _B.SCHEDULED,
-        "cancelled": _B.FULFILMENT_CANCELLED,
-        "completed": _B.FULFILMENT_COMPLETED,
-    }
-)
-_EVENTS = frozenset({_B.SCHEDULED, _B.UNATTENDED, _B.APPOINTMENT_CANCELLED, _B.CANCELLATION_REQUESTED})
-#: the business statuses that may accompany each Task.status
-BUSINESS_STATUS_ALLOWED: Mapping[str, frozenset[BusinessStatus]] = MappingProxyType(
-    {
-        "requested": frozenset({_B.CREATED, _B.CANCELLATION_REQUESTED}),
-        "received": frozenset({_B.CREATED, _B.CANCELLATION_REQUESTED}),
-        "accepted": _EVENTS | {_B.ACCEPTED},
-        "in-progress": _EVENTS | {_B.EVENT_COMPLETED},
-        "on-hold": _EVENTS | {_B.CREATED, _B.ACCEPTED, _B.EVENT_COMPLETED},
-        "rejected": frozenset({_B.DECLINED}),
-        "cancelled": frozenset({_B.FULFILMENT_CANCELLED}),
-        "completed": frozenset({_B.FULFILMENT_COMPLETED}),
-    }
-)
 #: statuses whose entry keeps a current business status that is allowed there
 _KEEPS_BUSINESS_STATUS = frozenset({"on-hold", "in-progress"})
 
@@ -256,43 +170,6 @@ def _reference(ref: str) -> dict[str, str]:
     return {"reference": ref}
 
 
-def business_status_concept(code: BusinessStatus) -> dict[str, Any]:
-    """``Task.businessStatus`` for ``code``."""
-    return {
-        "coding": [{"system": BSER_BUSINESS_STATUS_SYSTEM, "code": code.value, "display": code.display}],
-        "text": code.display,
-    }
-
-
-def business_status_of(task: Mapping[str, Any]) -> BusinessStatus | None:
-    """The BSeR business status of ``task`` (None when it has none from the BSeR code system)."""
-    concept = task.get("businessStatus")
-    codings = concept.get("coding") if isinstance(concept, Mapping) else None
-    for coding in codings if isinstance(codings, list) else []:
-        if isinstance(coding, Mapping) and coding.get("system") == BSER_BUSINESS_STATUS_SYSTEM:
-            try:
-                return BusinessStatus(coding.get("code"))
-            except ValueError:
-                return None
-    return None
-
-
-_BY_SLUG = {b.slug: b for b in BusinessStatus} | {
-    "fulfillment-cancelled": _B.FULFILMENT_CANCELLED,
-    "fulfillment-completed": _B.FULFILMENT_COMPLETED,
-}
-
-
-def parse_business_status(value: BusinessStatus | str) -> BusinessStatus | None:
-    """A business status from its code (``5.1.1``), slug (``scheduled``, ``appointment cancelled``)
-    or enum member; None when it is none of these."""
-    if isinstance(value, BusinessStatus):
-        return value
-    try:
-        return BusinessStatus(value)
-    except ValueError:
-        return _BY_SLUG.get(value.strip().lower().replace("_", "-").replace(" ", "-"))
-
 
 def _allowed_business_status(status: str, value: BusinessStatus | str) -> BusinessStatus:
     allowed = BUSINESS_STATUS_ALLOWED.get(status, frozenset())
@@ -310,9 +187,6 @@ def held_from_of(task: Mapping[str, Any]) -> str | None:
             return value if isinstance(value, str) else None
     return None
 
-
-#: the name hub.referrals.service imports
-_held_from = held_from_of
 
 
 def _set_held_from(task: dict[str, Any], held_from: str | None) -> None:
@@ -520,103 +394,3 @@ def communication_for_change(
     communication["sender"] = _reference(sender_ref)
     communication["payload"] = [{"contentString": text}]
     return communication
-
-
-# ---------------------------------------------------------------- referral feedback
-
-
-#: Composition.type of the feedback document: LOINC 11488-4 "Consult note", as in the BSeR (STU2)
-#: referral feedback examples (the BSeR profile itself does not fix a type)
-FEEDBACK_TYPE = {"system": LOINC, "code": "11488-4", "display": "Consult note"}
-#: section codes: the BSeR feedback summary (whose focus is the ServiceRequest), then the LOINC codes of
-#: the C-CDA Goals section and Health Status Evaluations and Outcomes section
-SUMMARY_SECTION = {
-    "system": BSER_CODE_SYSTEM,
-    "code": "RSRFS",
-    "display": "CompositionSectionReferralServiceRequestFeedbackSummary",
-}
-GOALS_SECTION = {"system": LOINC, "code": "61146-7", "display": "Goals"}
-OUTCOME_SECTION = {"system": LOINC, "code": "11383-7", "display": "Patient problem outcome"}
-
-
-@dataclass(frozen=True, slots=True)
-class FeedbackEntry:
-    """A Goal or Observation the feedback refers to, with the line the narrative shows for it."""
-
-    reference: str
-    text: str
-
-
-def _div(*paragraphs: str, items: Sequence[str] = ()) -> str:
-    body = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs if p)
-    if items:
-        body += "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
-    return f'<div xmlns="{XHTML_NS}">{body or "<p>None.</p>"}</div>'
-
-
-def _section(
-    title: str, code: Mapping[str, str], text: str | None, entries: Sequence[FeedbackEntry]
-) -> dict[str, Any]:
-    section: dict[str, Any] = {
-        "title": title,
-        "code": {"coding": [dict(code)]},
-        "text": {"status": "generated", "div": _div(text or "", items=[e.text for e in entries])},
-    }
-    if entries:
-        section["entry"] = [_reference(e.reference) for e in entries]
-    return section
-
-
-def feedback_composition(
-    *,
-    service_request_ref: str,
-    patient_ref: str,
-    author_ref: str,
-    now: datetime,
-    summary: str,
-    goals: Sequence[FeedbackEntry] = (),
-    outcome: str | None = None,
-    observations: Sequence[FeedbackEntry] = (),
-    title: str = "Referral feedback",
-) -> dict[str, Any]:
-    """A BSeR-style referral feedback Composition (status final) for the referral
-    ``service_request_ref``, written by ``author_ref`` (the treating therapist's PractitionerRole).
-
-    Sections, each with an XHTML narrative: the episode ``summary`` (BSeR ``RSRFS``, focus the
-    ServiceRequest), the ``goals`` (entries: Goals) and the ``outcome`` (entries: Observations,
-    e.g. outcome measures at discharge). One feedback per referral: the id is uuid5 over the
-    ServiceRequest, so a corrected feedback replaces the first.
-    """
-    composition_id = deterministic_id("Composition", service_request_ref, "referral-feedback")
-    summary_section = _section("Summary of episode", SUMMARY_SECTION, summary, ())
-    summary_section["focus"] = _reference(service_request_ref)
-    return {
-        "resourceType": "Composition",
-        "id": composition_id,
-        "meta": {"profile": [BSER_FEEDBACK_PROFILE]},
-        "text": {"status": "generated", "div": _div(title, summary)},
-        "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{composition_id}"},
-        "status": "final",
-        "type": {"coding": [dict(FEEDBACK_TYPE)]},
-        "subject": _reference(patient_ref),
-        "date": fhir_datetime(now),
-        "author": [_reference(author_ref)],
-        "title": title,
-        "section": [
-            summary_section,
-            _section("Goals", GOALS_SECTION, None, goals),
-            _section("Outcome", OUTCOME_SECTION, outcome, observations),
-        ],
-    }
-
-
-def task_output_for_feedback(composition_ref: str) -> dict[str, Any]:
-    """The Task.output that points at the feedback (added when the Task completes).
-
-    BSeR points ``output.valueReference`` at the feedback *document Bundle*; the hub points at the
-    Composition it stores (a Bundle of type document can be assembled from it when sent).
-    """
-    return {
-        "type": {"coding": [dict(FEEDBACK_TYPE)], "text": "Referral feedback"},
-        "valueReference": _reference(composition_ref),
-    }

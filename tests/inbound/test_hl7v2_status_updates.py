@@ -22,7 +22,7 @@ from hub.sync.admin import AdminViews
 from hub.sync.service import SyncService
 from mappings.fhir import jsonio
 from mappings.hl7v2 import AckResult, OutboundHeader, parse, read_ack, task_to_osu_o51, task_to_rri_i12
-from mappings.referral.task_state import BusinessStatus, business_status_concept
+from mappings.referral.task_statuses import BusinessStatus, business_status_concept
 from tests.inbound.test_hl7v2_inbound import SOURCE, TENANT, listener, ref, send  # noqa: F401
 
 NOW = datetime(2024, 3, 6, 9, 0, 0)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from mappings.fhir.ids import deterministic_id
 from mappings.fhir.validation import validate_resource
 from mappings.hl7v2 import Hl7Error, parse, translate, unescape
 from mappings.hl7v2.syntax import Separators, escape
-from mappings.referral.intake import deterministic_id
 
 DATA = Path(__file__).parent / "data" / "hl7v2"
 NOW = datetime(2024, 3, 6, 12, 0, 0)
@@ -308,10 +308,10 @@ def test_a_status_update_is_not_translated_into_resources() -> None:
 
 
 def test_a_bundle_resolves_relative_and_full_url_references_but_not_another_servers() -> None:
-    from mappings.hl7v2.outbound import _Context
+    from mappings.hl7v2.segments import Context
 
     ours = {"resourceType": "Patient", "id": "5", "name": [{"family": "Local"}]}
-    context = _Context({"resourceType": "Bundle", "type": "collection", "entry": [
+    context = Context({"resourceType": "Bundle", "type": "collection", "entry": [
         {"fullUrl": "http://hub.example/fhir/Patient/5", "resource": ours}]})
     assert context.get({"reference": "Patient/5"}) is ours
     assert context.get({"reference": "Patient/5/_history/2"}) is ours

@@ -48,7 +48,8 @@ from mappings.referral.intake import (
     ReferrerIn,
     build_referral_bundle,
 )
-from mappings.referral.task_state import BusinessStatus, apply_transition, referral_task
+from mappings.referral.task_state import apply_transition, referral_task
+from mappings.referral.task_statuses import BusinessStatus
 
 CLINIC = "Organization/clinic-1"
 HEADER = OutboundHeader(

@@ -34,7 +34,7 @@ from mappings.plan_of_care import (
     plan_summary,
     render_plan_pdf,
 )
-from mappings.plan_of_care.fhir import CPT, GOAL_ACHIEVEMENT_SYSTEM, GOAL_TERM_SYSTEM, UCUM
+from mappings.plan_of_care.codes import CPT, GOAL_ACHIEVEMENT_SYSTEM, GOAL_TERM_SYSTEM, UCUM
 
 DATA = Path(__file__).parent / "data" / "plan_of_care"
 CASES = sorted(p.name for p in DATA.iterdir() if (p / "input.json").exists())

@@ -1,6 +1,6 @@
 """Unit tests of the end of an episode of care (pure): an obligation Task closed
 (``mappings.referral.certification.close_obligation``) and a plan of care ended
-(``mappings.plan_of_care.fhir.end_care_plan``, ``end_goal``, ``end_plan_request``)."""
+(``mappings.plan_of_care.ending.end_care_plan``, ``end_goal``, ``end_plan_request``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from mappings.fhir import jsonio
 from mappings.fhir.validation import validate_resource
 from mappings.plan_of_care import PlanOfCare, build_plan_of_care, end_care_plan, end_goal, end_plan_request
-from mappings.plan_of_care.fhir import GOAL_STATUS_AT_END, _ended_narrative
+from mappings.plan_of_care.ending import GOAL_STATUS_AT_END, _ended_narrative
 from mappings.plan_of_care.model import GoalLifecycle
 from mappings.referral.certification import (
     MEDICARE,

@@ -12,33 +12,33 @@ import pytest
 
 from mappings.fhir import model_class
 from mappings.fhir.validation import validate_resource
+from mappings.referral.feedback import FeedbackEntry, feedback_composition, task_output_for_feedback
 from mappings.referral.task_state import (
-    BSER_BUSINESS_STATUS_SYSTEM,
-    BUSINESS_STATUS_ALLOWED,
-    DEFAULT_BUSINESS_STATUS,
-    FHIR_TASK_STATUSES,
     HELD_FROM_URL,
-    HOLDABLE,
-    REASON_REQUIRED,
-    TRANSITIONS,
-    BusinessStatus,
-    FeedbackEntry,
     IllegalBusinessStatus,
     IllegalTransition,
     MissingReason,
     TransitionError,
     allowed_transitions,
     apply_transition,
-    business_status_of,
     check_transition,
     communication_for_change,
-    feedback_composition,
     fhir_datetime,
     held_from_of,
-    parse_business_status,
     record_event,
     referral_task,
-    task_output_for_feedback,
+)
+from mappings.referral.task_statuses import (
+    BSER_BUSINESS_STATUS_SYSTEM,
+    BUSINESS_STATUS_ALLOWED,
+    DEFAULT_BUSINESS_STATUS,
+    FHIR_TASK_STATUSES,
+    HOLDABLE,
+    REASON_REQUIRED,
+    TRANSITIONS,
+    BusinessStatus,
+    business_status_of,
+    parse_business_status,
 )
 
 NOW = datetime(2024, 3, 1, 14, 30)  # naive = UTC, as the hub's clock gives
@@ -583,7 +583,8 @@ def test_held_from_of_reads_the_hold_origin() -> None:
 
 
 def test_a_new_business_status_under_the_same_status() -> None:
-    from mappings.referral.task_state import BusinessStatus, business_status_of, with_business_status
+    from mappings.referral.task_state import with_business_status
+    from mappings.referral.task_statuses import BusinessStatus, business_status_of
 
     task = {"resourceType": "Task", "id": "t", "status": "in-progress", "intent": "order"}
     unattended = with_business_status(task, BusinessStatus.UNATTENDED, now=datetime(2024, 3, 6, 9))

@@ -133,11 +133,11 @@ def test_discharge_closes_the_open_obligations_and_the_plan(
     versions = _versions(client, list(before))
 
     # a discharge that fails half way changes nothing: it is one transaction
-    import mappings.plan_of_care.fhir as plan_fhir
+    import mappings.plan_of_care.ending as plan_ending
 
     clock.now = datetime(2026, 3, 25, 10, 0)
     with monkeypatch.context() as patch:
-        patch.setattr(plan_fhir, "end_care_plan", _boom)
+        patch.setattr(plan_ending, "end_care_plan", _boom)
         try:
             failed = _discharge(client, task_id)
         except RuntimeError:  # the test client re-raises what the server did not handle

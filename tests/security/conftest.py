@@ -16,7 +16,8 @@ from hub.deps import unit_of_work
 from hub.fhir.searchparams import utcnow
 from hub.security.clients import ClientService, NewClient
 from hub.settings import Settings
-from mappings.referral.intake import NPI_SYSTEM, deterministic_id
+from mappings.fhir.ids import deterministic_id
+from mappings.referral.intake import NPI_SYSTEM
 
 SECRET_KEY = "security-tests-secret-key-0123456789abcdef"
 FHIR = {"Content-Type": "application/fhir+json"}
