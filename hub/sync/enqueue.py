@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
+from hub.broker import CeleryEnqueuer
 from hub.settings import Settings
 from hub.sync.service import ENQUEUE_KEY
-
-log = logging.getLogger("hub.sync.enqueue")
-
-DELIVER_TASK = "hub.deliver"
 
 
 def enqueue(settings: Settings, job_ids: Iterable[int], countdown: float | None = None) -> int:
     """Send a deliver task per job. A broker failure is logged, not raised: the sweeper re-sends."""
-    from workers.app import celery_for
-
-    app = celery_for(settings.effective_broker_url)
-    sent = 0
-    for job_id in job_ids:
-        try:
-            app.send_task(DELIVER_TASK, args=[job_id], countdown=countdown, queue=settings.task_queue)
-            sent += 1
-        except Exception as exc:  # broker down: the job row is durable, the sweeper will enqueue it
-            log.warning("hub.enqueue.failed", extra={"job_id": job_id, "error": type(exc).__name__})
-    return sent
+    return CeleryEnqueuer.for_settings(settings).deliver(job_ids, countdown=countdown)
 
 
 def enqueue_committed(settings: Settings, session: Session) -> int:
