@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub import __version__
 from hub.admin.router import router as admin_router
+from hub.broker import Enqueuer
 from hub.dashboard.router import router as dashboard_router
 from hub.errors import HubError, operation_outcome
 from hub.fhir.router import fhir_response
@@ -27,6 +28,7 @@ from hub.metrics import router as metrics_router
 from hub.middleware import (
     BodyLimitMiddleware,
     CorrelationIdMiddleware,
+    EnqueuerMiddleware,
     RateLimitMiddleware,
     SecurityHeadersMiddleware,
 )
@@ -34,8 +36,9 @@ from hub.referrals.router import router as referrals_router
 from hub.security.router import router as auth_router
 from hub.settings import Settings, get_settings
 from hub.store import repository
-from hub.store.db import engine_for, transaction
+from hub.store.db import engine_for
 from hub.sync.inbound_router import router as inbound_router
+from hub.unit_of_work import unit_of_work
 from mappings.fhir.validation import Issue
 
 log = logging.getLogger("hub.app")
@@ -60,7 +63,7 @@ def _render(request: Request, status: int, issues: list[Issue], headers: dict[st
 
 
 def ensure_default_tenant(settings: Settings) -> None:
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         repository.ensure_tenant(
             session,
             tenant_id=settings.default_tenant,
@@ -135,7 +138,10 @@ def _offline_docs(app: FastAPI) -> None:
         ))
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = None) -> FastAPI:
+    """The application; ``enqueuer`` publishes the delivery jobs its requests commit (default: the
+    Celery producer of the settings' broker, :class:`hub.broker.CeleryEnqueuer`)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         current = settings or get_settings()
@@ -226,4 +232,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(CorrelationIdMiddleware)
+    if enqueuer is not None:
+        app.add_middleware(EnqueuerMiddleware, enqueuer=enqueuer)
     return app

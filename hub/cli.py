@@ -100,7 +100,7 @@ def _announce_access(settings, base: str) -> None:  # type: ignore[no-untyped-de
 
     from hub.app import ensure_default_tenant
     from hub.security.clients import ClientService
-    from hub.deps import unit_of_work
+    from hub.unit_of_work import unit_of_work
 
     try:
         ensure_default_tenant(settings)
@@ -159,7 +159,7 @@ def _table(title: str, columns: list[str], rows: list[list[object]]) -> None:
 def _admin(tenant: str | None):  # type: ignore[no-untyped-def]
     """(settings, tenant, unit of work) for the admin commands."""
     from hub.settings import get_settings
-    from hub.deps import unit_of_work
+    from hub.unit_of_work import unit_of_work
 
     settings = get_settings()
     return settings, tenant or settings.default_tenant, unit_of_work(settings)

@@ -1,18 +1,15 @@
-"""FastAPI dependencies: settings, tenant, and the unit of work (one request = one transaction)."""
+"""FastAPI dependencies: settings, the caller, its tenant, the clock (the unit of work is :mod:`hub.unit_of_work`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
 
 from hub.security.principal import Principal
 from hub.settings import Settings, get_settings
-from hub.store.db import transaction
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -73,21 +70,3 @@ def get_clock() -> Callable[[], datetime]:
 
 
 ClockDep = Annotated[Callable[[], datetime], Depends(get_clock)]
-
-
-@contextmanager
-def unit_of_work(settings: Settings) -> Iterator[Session]:
-    """One transaction; after it commits, the delivery jobs it wrote are enqueued (outbox)."""
-    from hub.sync.enqueue import enqueue_committed
-
-    with transaction(settings.database_url) as session:
-        yield session
-    enqueue_committed(settings, session)
-
-
-@contextmanager
-def read_only_work(settings: Settings) -> Iterator[Session]:
-    """One read-only transaction (:func:`hub.store.db.transaction` with ``readonly=True``): on SQLite
-    it does not take the write lock, and a write inside it raises. It writes no jobs: nothing to enqueue."""
-    with transaction(settings.database_url, readonly=True) as session:
-        yield session

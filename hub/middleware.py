@@ -6,7 +6,9 @@ import re
 import uuid
 from typing import Any
 
+from hub.broker import Enqueuer
 from hub.context import correlation_id
+from hub.unit_of_work import using_enqueuer
 
 HEADER = b"x-correlation-id"
 _VALID = re.compile(rb"^[A-Za-z0-9._\-]{1,64}$")
@@ -34,6 +36,18 @@ class CorrelationIdMiddleware:
             await self.app(scope, receive, send_with_header)
         finally:
             correlation_id.reset(token)
+
+
+class EnqueuerMiddleware:
+    """Every unit of work of a request hands its committed jobs to the application's enqueuer."""
+
+    def __init__(self, app: Any, enqueuer: Enqueuer) -> None:
+        self.app = app
+        self.enqueuer = enqueuer
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        with using_enqueuer(self.enqueuer):
+            await self.app(scope, receive, send)
 
 
 SECURITY_HEADERS = [

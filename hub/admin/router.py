@@ -13,11 +13,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from hub.deps import SettingsDep, TenantDep, require_roles, unit_of_work
+from hub.deps import SettingsDep, TenantDep, require_roles
 from hub.errors import BadRequest
 from hub.settings import Settings
 from hub.sync.admin import AdminViews, route_view
 from hub.sync.service import SyncService
+from hub.unit_of_work import unit_of_work
 
 router = APIRouter(prefix="/admin/api", tags=["admin"], dependencies=[Depends(require_roles("admin"))])
 T = TypeVar("T")

@@ -27,7 +27,7 @@ def mint(settings: Settings, *, now: Any, client_id: str | None = None, secret: 
     store (outside production only: there, every token is asked for with a client's credentials)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from hub.deps import unit_of_work
+    from hub.unit_of_work import unit_of_work
 
     if client_id is None and settings.environment == "production":
         raise TokenRefused("HUB_ENVIRONMENT=production: name a client with --client and give its secret")

@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from hub.deps import SettingsDep, TenantDep, get_clock, require_roles, unit_of_work
+from hub.deps import SettingsDep, TenantDep, get_clock, require_roles
 from hub.security.clients import AuthFailed, ClientService
 from hub.settings import Settings
+from hub.unit_of_work import unit_of_work
 
 router = APIRouter(tags=["auth"])
 

@@ -13,10 +13,10 @@ from pydantic import SecretStr
 
 from connectors.webhook.sandbox import SandboxReceiver
 from hub.app import create_app
-from hub.deps import unit_of_work
 from hub.settings import Settings
 from hub.sync.delivery import deliver
 from hub.sync.service import SyncService
+from hub.unit_of_work import unit_of_work
 from tests.security.conftest import FHIR, add_client, bearer, get_token, secured
 
 SCRAPER = "scraper-token-0123456789"
