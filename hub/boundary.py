@@ -96,6 +96,13 @@ class Work:
                            **({"clock": self.caller.clock} if self.caller.clock else {}))
 
 
+def record_rejected(settings: Settings, tenant: str, *, source: str, event: str, raw: bytes, reason: str) -> None:
+    """Keep a refused message for inspection (payload encrypted), in a unit of work of its own."""
+    with unit_of_work(settings) as session:
+        SyncService(session, tenant=tenant, settings=settings).record_rejected(
+            source=source, event=event, raw=raw, reason=reason)
+
+
 def run(settings: Settings, tenant: str, caller: Caller, audit: Audit, work: Callable[[Work], T], *,
         readonly: bool = False) -> T:
     """Run ``work`` in one unit of work and audit it (see the module docstring)."""

@@ -30,8 +30,6 @@ from hub.errors import (
 from hub.fhir.capability import capability_statement
 from hub.fhir.service import FhirService, Stored, WriteResult, check_type, instant, parse_etag
 from hub.settings import Settings
-from hub.sync.service import SyncService
-from hub.unit_of_work import unit_of_work
 from mappings.fhir import jsonio
 from mappings.fhir.validation import Issue, validate_resource
 
@@ -116,13 +114,8 @@ async def keep_rejected(request: Request, settings: Settings, tenant: str, event
         return
     reason = describe(exc)
 
-    def store() -> None:
-        with unit_of_work(settings) as session:
-            SyncService(session, tenant=tenant, settings=settings).record_rejected(
-                source="fhir-api", event=event, raw=raw, reason=f"HTTP {exc.status_code}: {reason}"
-            )
-
-    await run_in_threadpool(store)
+    await run_in_threadpool(boundary.record_rejected, settings, tenant, source="fhir-api", event=event, raw=raw,
+                            reason=f"HTTP {exc.status_code}: {reason}")
 
 
 #: interactions that only read the store (FhirService.read, vread, search, history): run() serves them
