@@ -19,6 +19,7 @@ from hub import boundary
 from hub.boundary import Audit, Caller
 from hub.deps import SettingsDep, TenantDep, get_clock
 from hub.errors import (
+    OUTCOMES,
     BadRequest,
     HubError,
     NotAcceptable,
@@ -36,7 +37,7 @@ from mappings.fhir.validation import Issue, validate_resource
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 
-router = APIRouter(prefix="/fhir", tags=["FHIR R4"])
+router = APIRouter(prefix="/fhir", tags=["FHIR R4"], responses=OUTCOMES)
 T = TypeVar("T")
 
 

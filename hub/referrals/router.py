@@ -20,12 +20,13 @@ from starlette.concurrency import run_in_threadpool
 from hub import boundary
 from hub.boundary import Audit, Caller
 from hub.deps import PrincipalDep, SettingsDep, TenantDep, get_clock, require_roles
+from hub.errors import PROBLEMS
 from hub.fhir.router import fhir_base
 from hub.referrals.plans import DischargeIn, PlanIn, PlanService, SignIn
 from hub.settings import Settings
 from mappings.referral.intake import ReferralIn
 
-router = APIRouter(tags=["referrals"])
+router = APIRouter(tags=["referrals"], responses=PROBLEMS)
 CLINIC = [Depends(require_roles("clinic", "admin"))]
 T = TypeVar("T")
 
