@@ -136,8 +136,8 @@ DEFAULT_COMMANDS = (EntryPoint(name="workers", value="workers.cli:register", gro
 
 def _add_commands(target: typer.Typer) -> None:
     """Commands contributed by installed packages: each entry point names a ``register(app)``."""
-    found = list(entry_points(group=COMMANDS_GROUP)) or list(DEFAULT_COMMANDS)
-    for ep in sorted(found, key=lambda ep: ep.name):
+    found = {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}  # one per name (metadata seen twice)
+    for _, ep in sorted((found or {ep.name: ep for ep in DEFAULT_COMMANDS}).items()):
         ep.load()(target)
 
 
