@@ -18,7 +18,7 @@ from celery import Celery
 
 from hub.settings import Settings
 
-log = logging.getLogger("hub.sync.enqueue")
+log = logging.getLogger("hub.broker")
 
 #: the Celery application name that producer and consumer share
 APP_NAME = "therapy_hub"
