@@ -6,22 +6,27 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub import __version__
+from hub import __version__, logs
 from hub.admin.router import router as admin_router
 from hub.broker import Enqueuer
 from hub.dashboard.router import router as dashboard_router
 from hub.errors import HubError, operation_outcome
 from hub.fhir.router import fhir_response
 from hub.fhir.router import router as fhir_router
+from hub.fhir.searchparams import utcnow
 from hub.fhir.service import instant
 from hub.metrics import HttpMetricsMiddleware
 from hub.metrics import router as metrics_router
@@ -33,6 +38,7 @@ from hub.middleware import (
     SecurityHeadersMiddleware,
 )
 from hub.referrals.router import router as referrals_router
+from hub.security import tokens
 from hub.security.router import router as auth_router
 from hub.settings import Settings, get_settings
 from hub.store import repository
@@ -74,9 +80,6 @@ def ensure_default_tenant(settings: Settings) -> None:
 
 def _token_client(settings: Settings) -> Any:
     """token -> its client id when it is a valid access token of this hub, else None (rate limiting)."""
-    from hub.fhir.searchparams import utcnow
-    from hub.security import tokens
-
     secrets = [settings.secret_key.get_secret_value(), *settings.previous_keys]
 
     def identify(token: str) -> str | None:
@@ -100,11 +103,6 @@ DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 's
 def _offline_docs(app: FastAPI) -> None:
     """``/docs`` (Swagger UI) and ``/redoc`` with their assets served by the hub (package
     ``fastapi-offline`` ships them), so the pages work without internet access."""
-    from importlib.resources import files
-
-    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-    from fastapi.staticfiles import StaticFiles
-
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
     redirect_url = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
@@ -145,8 +143,6 @@ def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         current = settings or get_settings()
-        from hub import logs
-
         logs.install()
         app.state.started_at = instant(datetime.now(UTC).replace(tzinfo=None))
         try:
@@ -222,8 +218,6 @@ def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = 
     app.add_middleware(RateLimitMiddleware, per_minute=current.rate_limit_per_minute,
                        identify=_token_client(current))
     if current.cors_origins:  # CORS stays off unless origins are configured
-        from fastapi.middleware.cors import CORSMiddleware
-
         app.add_middleware(CORSMiddleware, allow_origins=current.cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Exist",

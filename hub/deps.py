@@ -8,7 +8,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from hub.security.principal import Principal
+from hub.fhir.searchparams import utcnow
+from hub.security import tokens
+from hub.security.principal import DEVELOPMENT, Principal, Unauthorized
 from hub.settings import Settings, get_settings
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -16,9 +18,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 def current_principal(request: Request, settings: SettingsDep) -> Principal:
     """The caller, from ``Authorization: Bearer <token>`` (see /auth/token)."""
-    from hub.security import tokens
-    from hub.security.principal import DEVELOPMENT, Unauthorized
-
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
@@ -64,8 +63,6 @@ def require_roles(*roles: str) -> Callable[..., Principal]:
 
 def get_clock() -> Callable[[], datetime]:
     """The clock of the request (naive UTC). Tests override this dependency to inject time."""
-    from hub.fhir.searchparams import utcnow
-
     return utcnow
 
 

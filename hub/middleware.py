@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import json
 import re
+import time
 import uuid
 from typing import Any
 
@@ -129,8 +132,6 @@ class BodyLimitMiddleware:
 
 
 async def _too_large(scope: dict[str, Any], send: Any, limit: int) -> None:
-    import json
-
     path = scope.get("path", "")
     text = f"The body is larger than the limit of {limit} bytes"
     if path == "/fhir" or path.startswith("/fhir/"):
@@ -162,8 +163,6 @@ class RateLimitMiddleware:
     SWEEP_AT = 10_000
 
     def __init__(self, app: Any, per_minute: int, identify: Any = None) -> None:
-        import collections
-
         self.app = app
         self.per_minute = per_minute
         self.identify = identify  # token -> client id, or None when it does not verify
@@ -183,9 +182,6 @@ class RateLimitMiddleware:
             del self.hits[key]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        import collections
-        import time
-
         if scope["type"] != "http" or self.per_minute <= 0 or scope.get("path") in ("/healthz", "/readyz"):
             await self.app(scope, receive, send)
             return
@@ -199,8 +195,6 @@ class RateLimitMiddleware:
         while window and window[0] < now - 60:
             window.popleft()
         if len(window) >= self.per_minute:
-            import json
-
             retry = max(1, int(60 - (now - window[0])) + 1)
             data = json.dumps({"type": "about:blank", "status": 429,
                                "title": f"Rate limit of {self.per_minute} requests a minute reached"}).encode()

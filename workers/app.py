@@ -14,6 +14,8 @@ from typing import Any
 from celery import Celery, platforms, signals
 
 from hub import broker, logs, processes
+from hub.settings import get_settings
+from hub.store.db import close_engines
 
 #: the scheduled housekeeping tasks: their "received" / "succeeded" / "sending due task" lines are
 #: DEBUG, so that an idle hub is quiet; the tasks log at INFO themselves when they changed something
@@ -95,8 +97,6 @@ def _install_logging(**_: Any) -> None:
 
 
 def _shutdown_seconds() -> float:
-    from hub.settings import get_settings
-
     return get_settings().worker_shutdown_seconds
 
 
@@ -112,8 +112,6 @@ def _hangup_stops_the_worker(**_: Any) -> None:
 
 
 def _close_store(**_: Any) -> None:
-    from hub.store.db import close_engines
-
     close_engines()
 
 
@@ -135,8 +133,6 @@ signals.beat_embedded_init.connect(_child_dies_with_worker, weak=False)
 
 
 def _default_app() -> Celery:
-    from hub.settings import get_settings
-
     settings = get_settings()
     return make_celery(
         settings.effective_broker_url,
