@@ -6,36 +6,45 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub import __version__
+from hub import __version__, logs
 from hub.admin.router import router as admin_router
+from hub.broker import Enqueuer
 from hub.dashboard.router import router as dashboard_router
 from hub.errors import HubError, operation_outcome
 from hub.fhir.router import fhir_response
 from hub.fhir.router import router as fhir_router
+from hub.fhir.searchparams import utcnow
 from hub.fhir.service import instant
 from hub.metrics import HttpMetricsMiddleware
 from hub.metrics import router as metrics_router
 from hub.middleware import (
     BodyLimitMiddleware,
     CorrelationIdMiddleware,
+    EnqueuerMiddleware,
     RateLimitMiddleware,
     SecurityHeadersMiddleware,
 )
 from hub.referrals.router import router as referrals_router
+from hub.security import tokens
 from hub.security.router import router as auth_router
 from hub.settings import Settings, get_settings
 from hub.store import repository
-from hub.store.db import engine_for, transaction
+from hub.store.db import engine_for
 from hub.sync.inbound_router import router as inbound_router
+from hub.unit_of_work import unit_of_work
 from mappings.fhir.validation import Issue
 
 log = logging.getLogger("hub.app")
@@ -60,7 +69,7 @@ def _render(request: Request, status: int, issues: list[Issue], headers: dict[st
 
 
 def ensure_default_tenant(settings: Settings) -> None:
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         repository.ensure_tenant(
             session,
             tenant_id=settings.default_tenant,
@@ -71,9 +80,6 @@ def ensure_default_tenant(settings: Settings) -> None:
 
 def _token_client(settings: Settings) -> Any:
     """token -> its client id when it is a valid access token of this hub, else None (rate limiting)."""
-    from hub.fhir.searchparams import utcnow
-    from hub.security import tokens
-
     secrets = [settings.secret_key.get_secret_value(), *settings.previous_keys]
 
     def identify(token: str) -> str | None:
@@ -103,10 +109,7 @@ def _offline_docs(app: FastAPI) -> None:
     """``/docs`` (Swagger UI) and ``/redoc`` with their assets served by the hub (package
     ``fastapi-offline`` ships them), so the pages work without internet access."""
     from importlib.metadata import version
-    from importlib.resources import files
 
-    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-    from fastapi.staticfiles import StaticFiles
     from starlette.types import Scope
 
     class CachedAssets(StaticFiles):
@@ -159,12 +162,13 @@ def create_worker_app() -> FastAPI:
     return create_app()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = None) -> FastAPI:
+    """The application; ``enqueuer`` publishes the delivery jobs its requests commit (default: the
+    Celery producer of the settings' broker, :class:`hub.broker.CeleryEnqueuer`)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         current = settings or get_settings()
-        from hub import logs
-
         logs.install()
         app.state.started_at = instant(datetime.now(UTC).replace(tzinfo=None))
         try:
@@ -240,8 +244,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RateLimitMiddleware, per_minute=current.rate_limit_per_minute,
                        identify=_token_client(current))
     if current.cors_origins:  # CORS stays off unless origins are configured
-        from fastapi.middleware.cors import CORSMiddleware
-
         app.add_middleware(CORSMiddleware, allow_origins=current.cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Exist",
@@ -250,4 +252,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(CorrelationIdMiddleware)
+    if enqueuer is not None:
+        app.add_middleware(EnqueuerMiddleware, enqueuer=enqueuer)
     return app

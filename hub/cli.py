@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import typer
@@ -100,8 +100,8 @@ def _announce_access(settings, base: str) -> None:  # type: ignore[no-untyped-de
     from datetime import UTC, datetime
 
     from hub.app import ensure_default_tenant
-    from hub.deps import unit_of_work
     from hub.security.clients import ClientService
+    from hub.unit_of_work import unit_of_work
 
     try:
         ensure_default_tenant(settings)
@@ -129,47 +129,18 @@ def _hub_command() -> str:
     return str(script) if relative.startswith("..") else relative
 
 
-@app.command()
-def worker(
-    concurrency: int = typer.Option(2, min=1, help="Worker processes (or threads with --pool threads)."),
-    pool: str = typer.Option("prefork", help="Celery pool: prefork, threads or solo."),
-    beat: bool = typer.Option(False, "--beat", help="Also run the scheduler (sweeper, purge) in this process."),
-    loglevel: str = typer.Option("INFO", help="Log level."),
-) -> None:
-    """Run a Celery worker that delivers routed messages (broker: HUB_BROKER_URL, else embedded)."""
-    from hub import logs
-    from hub.settings import get_settings
-    from workers.app import app as celery_app
-
-    logs.install()
-    settings = get_settings()
-    args = ["worker", "-Q", settings.task_queue, "--loglevel", loglevel, "--concurrency", str(concurrency),
-            "--pool", pool,
-            "--without-gossip", "--without-mingle", "-n", f"hub-worker-{os.getpid()}@%h"]
-    if beat:
-        schedule = settings.var_dir / "beat-schedule"
-        schedule.parent.mkdir(parents=True, exist_ok=True)
-        args += ["--beat", "--schedule", str(schedule)]
-    typer.echo(f"Worker on broker {_redact_broker(settings.effective_broker_url)}")
-    celery_app.worker_main(argv=args)
+#: the group through which other packages of the distribution add commands (``workers``: worker, beat)
+COMMANDS_GROUP = "therapy_hub.cli"
 
 
-@app.command()
-def beat(loglevel: str = typer.Option("INFO", help="Log level.")) -> None:
-    """Run the scheduler: the sweeper that re-enqueues lost jobs, and payload retention. Run once per site."""
-    from hub import logs, processes
-    from hub.settings import get_settings
-    from workers.app import app as celery_app
-
-    logs.install()
-    processes.exit_on_signals()
-    schedule = get_settings().var_dir / "beat-schedule"
-    schedule.parent.mkdir(parents=True, exist_ok=True)
-    celery_app.start(argv=["beat", "--loglevel", loglevel, "--schedule", str(schedule)])
+def _add_commands(target: typer.Typer) -> None:
+    """Commands contributed by installed packages: each entry point names a ``register(app)``."""
+    found = {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}  # one per name (metadata seen twice)
+    for _, ep in sorted(found.items()):  # none: the install predates the group; ./scripts/bootstrap re-installs
+        ep.load()(target)
 
 
-def _redact_broker(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\\1:***@", url)
+_add_commands(app)
 
 
 def _table(title: str, columns: list[str], rows: list[list[object]]) -> None:
@@ -186,8 +157,8 @@ def _table(title: str, columns: list[str], rows: list[list[object]]) -> None:
 
 def _admin(tenant: str | None):  # type: ignore[no-untyped-def]
     """(settings, tenant, unit of work) for the admin commands."""
-    from hub.deps import unit_of_work
     from hub.settings import get_settings
+    from hub.unit_of_work import unit_of_work
 
     settings = get_settings()
     return settings, tenant or settings.default_tenant, unit_of_work(settings)

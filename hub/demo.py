@@ -246,10 +246,10 @@ def _wire(client: httpx.Client, referrer_url: str, emr_url: str, key_pem: str, m
 def _clients(database_url: str) -> list[tuple[str, str]]:
     """Create the demo's store and its three clients: administrator, clinic, referring physician."""
     from hub.app import ensure_default_tenant
-    from hub.deps import unit_of_work
     from hub.security.clients import ClientService
     from hub.settings import Settings
     from hub.store.migrate import upgrade
+    from hub.unit_of_work import unit_of_work
     from mappings.fhir.ids import deterministic_id
     from mappings.referral.intake import NPI_SYSTEM
 

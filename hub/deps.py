@@ -1,27 +1,23 @@
-"""FastAPI dependencies: settings, tenant, and the unit of work (one request = one transaction)."""
+"""FastAPI dependencies: settings, the caller, its tenant, the clock (the unit of work is :mod:`hub.unit_of_work`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
 
-from hub.security.principal import Principal
+from hub.fhir.searchparams import utcnow
+from hub.security import tokens
+from hub.security.principal import DEVELOPMENT, Principal, Unauthorized
 from hub.settings import Settings, get_settings
-from hub.store.db import transaction
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def current_principal(request: Request, settings: SettingsDep) -> Principal:
     """The caller, from ``Authorization: Bearer <token>`` (see /auth/token)."""
-    from hub.security import tokens
-    from hub.security.principal import DEVELOPMENT, Unauthorized
-
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
@@ -67,27 +63,7 @@ def require_roles(*roles: str) -> Callable[..., Principal]:
 
 def get_clock() -> Callable[[], datetime]:
     """The clock of the request (naive UTC). Tests override this dependency to inject time."""
-    from hub.fhir.searchparams import utcnow
-
     return utcnow
 
 
 ClockDep = Annotated[Callable[[], datetime], Depends(get_clock)]
-
-
-@contextmanager
-def unit_of_work(settings: Settings) -> Iterator[Session]:
-    """One transaction; after it commits, the delivery jobs it wrote are enqueued (outbox)."""
-    from hub.sync.enqueue import enqueue_committed
-
-    with transaction(settings.database_url) as session:
-        yield session
-    enqueue_committed(settings, session)
-
-
-@contextmanager
-def read_only_work(settings: Settings) -> Iterator[Session]:
-    """One read-only transaction (:func:`hub.store.db.transaction` with ``readonly=True``): on SQLite
-    it does not take the write lock, and a write inside it raises. It writes no jobs: nothing to enqueue."""
-    with transaction(settings.database_url, readonly=True) as session:
-        yield session

@@ -43,9 +43,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hub.deps import SettingsDep
 from hub.fhir.searchparams import utcnow
 from hub.settings import Settings
-from hub.store.db import transaction
 from hub.store.models import ConnectorInstance, DeliveryJob, Message
 from hub.sync import events as ev
+from hub.unit_of_work import unit_of_work
 
 __all__ = ["HttpMetricsMiddleware", "StoreCollector", "router"]
 
@@ -174,7 +174,7 @@ async def metrics(request: Request, settings: SettingsDep) -> Response:
 
     def render() -> bytes:
         registry = CollectorRegistry(auto_describe=False)
-        with transaction(settings.database_url) as session:
+        with unit_of_work(settings) as session:
             registry.register(StoreCollector(session, tenant=tenant, now=utcnow()))
             body = generate_latest(registry)
         return body + (generate_latest(HTTP_REGISTRY) if with_http else b"")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import collections
+import json
 import re
+import time
 import uuid
 from typing import Any
 
+from hub.broker import Enqueuer
 from hub.context import correlation_id
+from hub.unit_of_work import using_enqueuer
 
 HEADER = b"x-correlation-id"
 _VALID = re.compile(rb"^[A-Za-z0-9._\-]{1,64}$")
@@ -34,6 +39,18 @@ class CorrelationIdMiddleware:
             await self.app(scope, receive, send_with_header)
         finally:
             correlation_id.reset(token)
+
+
+class EnqueuerMiddleware:
+    """Every unit of work of a request hands its committed jobs to the application's enqueuer."""
+
+    def __init__(self, app: Any, enqueuer: Enqueuer) -> None:
+        self.app = app
+        self.enqueuer = enqueuer
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        with using_enqueuer(self.enqueuer):
+            await self.app(scope, receive, send)
 
 
 SECURITY_HEADERS = [
@@ -115,8 +132,6 @@ class BodyLimitMiddleware:
 
 
 async def _too_large(scope: dict[str, Any], send: Any, limit: int) -> None:
-    import json
-
     path = scope.get("path", "")
     text = f"The body is larger than the limit of {limit} bytes"
     if path == "/fhir" or path.startswith("/fhir/"):
@@ -148,8 +163,6 @@ class RateLimitMiddleware:
     SWEEP_AT = 10_000
 
     def __init__(self, app: Any, per_minute: int, identify: Any = None) -> None:
-        import collections
-
         self.app = app
         self.per_minute = per_minute
         self.identify = identify  # token -> client id, or None when it does not verify
@@ -169,9 +182,6 @@ class RateLimitMiddleware:
             del self.hits[key]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        import collections
-        import time
-
         if scope["type"] != "http" or self.per_minute <= 0 or scope.get("path") in ("/healthz", "/readyz"):
             await self.app(scope, receive, send)
             return
@@ -185,8 +195,6 @@ class RateLimitMiddleware:
         while window and window[0] < now - 60:
             window.popleft()
         if len(window) >= self.per_minute:
-            import json
-
             retry = max(1, int(60 - (now - window[0])) + 1)
             data = json.dumps({"type": "about:blank", "status": 429,
                                "title": f"Rate limit of {self.per_minute} requests a minute reached"}).encode()

@@ -9,53 +9,35 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import cache
 from typing import Any
 
 from celery import Celery, platforms, signals
 
-from hub import logs, processes
+from hub import broker, logs, processes
+from hub.settings import get_settings
+from hub.store.db import close_engines
 
-QUEUE = "hub"
 #: the scheduled housekeeping tasks: their "received" / "succeeded" / "sending due task" lines are
 #: DEBUG, so that an idle hub is quiet; the tasks log at INFO themselves when they changed something
 HOUSEKEEPING = frozenset({"hub.sweep", "hub.purge", "hub.poll_all", "hub.poll", "hub.certification_clocks"})
-#: the SQLAlchemy transport polls its table; once a second by default is too slow for the embedded mode
-EMBEDDED_POLLING_INTERVAL = 0.1
 
 
 def make_celery(
-    broker_url: str, *, sweep_interval: float = 10.0, poll_interval: float = 60.0, queue: str = QUEUE
+    broker_url: str, *, sweep_interval: float = 10.0, poll_interval: float = 60.0, queue: str = broker.QUEUE
 ) -> Celery:
-    app = Celery("therapy_hub", broker=broker_url, include=["workers.tasks"])
-    transport_options: dict[str, object] = {}
-    if broker_url.startswith(("redis://", "rediss://")):
-        # unacked tasks come back after this; the sweeper usually recovers them much earlier
-        transport_options["visibility_timeout"] = 3600
-    if broker_url.startswith("sqla+"):
-        from kombu.transport import sqlalchemy as kombu_sqla
-
-        kombu_sqla.Transport.polling_interval = EMBEDDED_POLLING_INTERVAL
+    app = Celery(broker.APP_NAME, broker=broker_url, include=["workers.tasks"])
     app.conf.update(
-        task_default_queue=queue,
+        broker.celery_conf(broker_url, queue),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        task_ignore_result=True,
-        task_serializer="json",
-        accept_content=["json"],
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
-        broker_connection_retry_on_startup=True,
-        broker_connection_timeout=3,
-        broker_transport_options=transport_options,
-        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         beat_schedule={
             "sweep-lost-jobs": {"task": "hub.sweep", "schedule": sweep_interval},
             "purge-old-payloads": {"task": "hub.purge", "schedule": 3600.0},
             "poll-connectors": {"task": "hub.poll_all", "schedule": poll_interval},
             "certification-clocks": {"task": "hub.certification_clocks", "schedule": 6 * 3600.0},
         },
-        timezone="UTC",
     )
     return app
 
@@ -115,8 +97,6 @@ def _install_logging(**_: Any) -> None:
 
 
 def _shutdown_seconds() -> float:
-    from hub.settings import get_settings
-
     return get_settings().worker_shutdown_seconds
 
 
@@ -132,8 +112,6 @@ def _hangup_stops_the_worker(**_: Any) -> None:
 
 
 def _close_store(**_: Any) -> None:
-    from hub.store.db import close_engines
-
     close_engines()
 
 
@@ -154,14 +132,7 @@ signals.worker_process_init.connect(_child_dies_with_worker, weak=False)
 signals.beat_embedded_init.connect(_child_dies_with_worker, weak=False)
 
 
-@cache
-def celery_for(broker_url: str) -> Celery:
-    return make_celery(broker_url)
-
-
 def _default_app() -> Celery:
-    from hub.settings import get_settings
-
     settings = get_settings()
     return make_celery(
         settings.effective_broker_url,

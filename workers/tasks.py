@@ -1,37 +1,37 @@
-"""Celery tasks: thin. Load by id, call the sync service, enqueue what it asks for."""
+"""Celery tasks: thin. Load by id, call the sync service in one unit of work (which enqueues what it
+asks for after commit)."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from celery import shared_task
 
+from connectors.base import ConnectorError
+from hub.referrals.plans import refresh_all_tenants
 from hub.settings import get_settings
+from hub.sync.delivery import deliver as deliver_job
+from hub.sync.polling import poll_connector, pollable_connectors
+from hub.sync.service import SyncService
+from hub.unit_of_work import current_enqueuer, unit_of_work
 
 log = logging.getLogger("workers.tasks")
 
 
 @shared_task(name="hub.deliver", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def deliver(job_id: int) -> None:
-    from hub.sync.delivery import deliver as deliver_job
-    from hub.sync.enqueue import enqueue
-
     settings = get_settings()
     delay = deliver_job(settings, job_id)
     if delay is not None:
-        enqueue(settings, [job_id], countdown=delay)
+        current_enqueuer(settings).deliver([job_id], countdown=delay)
 
 
 @shared_task(name="hub.sweep", ignore_result=True)
 def sweep() -> int:
-    from hub.store.db import transaction
-    from hub.sync.enqueue import enqueue_committed
-    from hub.sync.service import SyncService
-
     settings = get_settings()
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         job_ids = SyncService(session, tenant=settings.default_tenant, settings=settings).sweep()
-    enqueue_committed(settings, session)
     if job_ids:
         log.info("hub.sweep.requeued", extra={"jobs": len(job_ids)})
     return len(job_ids)
@@ -39,11 +39,8 @@ def sweep() -> int:
 
 @shared_task(name="hub.purge", ignore_result=True)
 def purge() -> int:
-    from hub.store.db import transaction
-    from hub.sync.service import SyncService
-
     settings = get_settings()
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         purged = SyncService(session, tenant=settings.default_tenant, settings=settings).purge()
     if purged:
         log.info("hub.purge.done", extra={"payloads": purged})
@@ -53,9 +50,6 @@ def purge() -> int:
 @shared_task(name="hub.poll", ignore_result=True, acks_late=True)
 def poll(connector_id: int) -> int:
     """Poll one connector instance; the cursor advances only when its batch is committed."""
-    from connectors.base import ConnectorError
-    from hub.sync.polling import poll_connector
-
     try:
         report = poll_connector(get_settings(), connector_id)
     except ConnectorError:
@@ -66,8 +60,6 @@ def poll(connector_id: int) -> int:
 @shared_task(name="hub.poll_all", ignore_result=True)
 def poll_all() -> int:
     """Fan out one poll task per enabled connector that can poll (scheduled by beat)."""
-    from hub.sync.polling import pollable_connectors
-
     settings = get_settings()
     ids = pollable_connectors(settings)
     for connector_id in ids:
@@ -79,10 +71,6 @@ def poll_all() -> int:
 def certification_clocks(now: str | None = None) -> int:
     """Recompute every active plan's obligations: overdue ones change, and their Task updates are
     routed like any write (the reminders). ``now`` (ISO, UTC) recomputes as of another instant."""
-    from datetime import datetime
-
-    from hub.referrals.plans import refresh_all_tenants
-
     changed = refresh_all_tenants(get_settings(), now=datetime.fromisoformat(now) if now else None)
     if changed:
         log.info("hub.certification_clocks.changed", extra={"obligations": changed})

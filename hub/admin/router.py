@@ -13,15 +13,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from hub.deps import PrincipalDep, SettingsDep, TenantDep, require_roles, unit_of_work
-from hub.errors import BadRequest
+from hub.deps import PrincipalDep, SettingsDep, TenantDep, require_roles
+from hub.errors import PROBLEMS, BadRequest
 from hub.jsonbody import JsonBodyRoute
 from hub.settings import Settings
 from hub.sync.admin import AdminViews, route_view
 from hub.sync.service import SyncService
+from hub.unit_of_work import unit_of_work
 
 router = APIRouter(prefix="/admin/api", tags=["admin"], dependencies=[Depends(require_roles("admin"))],
-                   route_class=JsonBodyRoute)
+                   route_class=JsonBodyRoute, responses=PROBLEMS)
 T = TypeVar("T")
 MAX_INT = 2**31 - 1  # ids and offsets are database integers: larger values are 400, not an overflow
 JobId = Annotated[int, Path(ge=1, le=MAX_INT)]

@@ -34,11 +34,12 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.dashboard import session as sessions
 from hub.dashboard.session import COOKIE_PATH, SESSION_COOKIE, SIGNIN_COOKIE, DashboardSession
-from hub.deps import ClockDep, SettingsDep, unit_of_work
+from hub.deps import ClockDep, SettingsDep
 from hub.errors import BadRequest, Conflict, HubError
 from hub.security.principal import DEVELOPMENT, Principal
 from hub.settings import Settings
 from hub.sync import events as ev
+from hub.unit_of_work import unit_of_work
 
 log = logging.getLogger("hub.dashboard")
 HERE = Path(__file__).parent
@@ -179,13 +180,12 @@ def _still_valid(settings: Settings, session: DashboardSession) -> bool:
     at once, one in another process within seconds: :mod:`hub.security.revocation`)."""
     from hub.security import tokens
     from hub.store.dashboard_repository import session_is_live
-    from hub.store.db import transaction
 
     try:
         tokens.refuse_revoked(settings.database_url, session.client_id)
     except tokens.TokenError:
         return False
-    with transaction(settings.database_url, readonly=True) as db:  # never waits for the SQLite writer
+    with unit_of_work(settings, readonly=True) as db:  # never waits for the SQLite writer
         return session_is_live(db, sid=session.sid, client_id=session.client_id, tenant=session.tenant)
 
 

@@ -1,8 +1,8 @@
 """FHIR R4 REST endpoints under ``/fhir``: parse the HTTP request, call the service, render.
 
 Routers stay thin: no query, no translation. Each request runs in the thread pool because the store
-is synchronous: a write in one transaction with its AuditEvent (:func:`hub.deps.unit_of_work`), a read
-in a read-only transaction followed by its AuditEvent's own (see :func:`run`).
+is synchronous: a write in one transaction with its AuditEvent, a read in a read-only transaction
+followed by its AuditEvent's own (:func:`hub.boundary.run`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.deps import SettingsDep, TenantDep, get_clock, read_only_work, unit_of_work
+from hub import boundary
+from hub.boundary import Audit, Caller
+from hub.deps import SettingsDep, TenantDep, get_clock
 from hub.errors import (
+    OUTCOMES,
     BadRequest,
     HubError,
     NotAcceptable,
@@ -28,14 +31,13 @@ from hub.errors import (
 from hub.fhir.capability import capability_statement
 from hub.fhir.service import FhirService, Stored, WriteResult, check_type, instant, parse_etag
 from hub.settings import Settings
-from hub.sync.service import SyncService
 from mappings.fhir import jsonio
 from mappings.fhir.validation import Issue, validate_resource
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 
-router = APIRouter(prefix="/fhir", tags=["FHIR R4"])
+router = APIRouter(prefix="/fhir", tags=["FHIR R4"], responses=OUTCOMES)
 T = TypeVar("T")
 
 
@@ -106,12 +108,6 @@ def fhir_base(request: Request, settings: Settings) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
-def _service(session: Any, settings: Settings, tenant: str, base: str, clock: Any = None) -> FhirService:
-    from hub.services import fhir_service
-
-    return fhir_service(session, settings, tenant, base, clock)
-
-
 async def keep_rejected(request: Request, settings: Settings, tenant: str, event: str, exc: HubError) -> None:
     """Store a refused write for inspection (payload encrypted), in a transaction of its own."""
     raw = getattr(request.state, "raw_body", None)
@@ -119,20 +115,10 @@ async def keep_rejected(request: Request, settings: Settings, tenant: str, event
         return
     reason = describe(exc)
 
-    def store() -> None:
-        with unit_of_work(settings) as session:
-            SyncService(session, tenant=tenant, settings=settings).record_rejected(
-                source="fhir-api", event=event, raw=raw, reason=f"HTTP {exc.status_code}: {reason}"
-            )
-
-    await run_in_threadpool(store)
+    await run_in_threadpool(boundary.record_rejected, settings, tenant, source="fhir-api", event=event, raw=raw,
+                            reason=f"HTTP {exc.status_code}: {reason}")
 
 
-INTERACTIONS = {
-    "search": "search-type", "search_post": "search-type", "read": "read", "vread": "vread", "create": "create",
-    "update": "update", "delete": "delete", "instance_history": "history-instance",
-    "type_history": "history-type", "system_history": "history-system", "transaction": "transaction",
-}
 #: interactions that only read the store (FhirService.read, vread, search, history): run() serves them
 #: from a read-only transaction. capabilities (/metadata) and $validate do not touch the store.
 READ_INTERACTIONS = frozenset(
@@ -140,72 +126,20 @@ READ_INTERACTIONS = frozenset(
 )
 
 
-async def run(request: Request, settings: Settings, tenant: str, work: Callable[[FhirService], T]) -> T:
-    """Run ``work`` under the caller's access policy, and audit it.
-
-    - Writes (and any interaction not known to be a read): ``work`` and its success AuditEvent in one
-      transaction: both are stored, or neither.
-    - Reads (:data:`READ_INTERACTIONS`): ``work`` in a read-only transaction, then the success
-      AuditEvent in a short transaction of its own. On SQLite the read then neither waits for nor
-      holds the single write lock (only the audit insert does), so reads no longer queue behind each
-      other and behind writes. The trade-off: the read and its audit are no longer atomic. The audit
-      is committed before the response is sent, and if it cannot be stored the request fails (500
-      and an outcome-8 audit attempt): no read is served without its AuditEvent. What can happen is
-      an audited read whose response never reached the client (as when the connection drops).
-    - A failed request is audited in a transaction of its own (outcome 4 for a ``HubError``, 8 for
-      anything else), reads and writes alike.
-    """
-    from hub.security.audit import audit_event
-    from hub.security.policy import AccessPolicy
-
-    base = fhir_base(request, settings)
-    clock = request.app.dependency_overrides.get(get_clock, get_clock)()
-    principal = request.state.principal
-    route = request.scope.get("route")
-    interaction = INTERACTIONS.get(getattr(getattr(route, "endpoint", None), "__name__", ""), "operation")
-    resource_type = request.path_params.get("resource_type")
-    address = request.client.host if request.client else None
-    query = request.url.query if interaction == "search-type" else None
-
-    def event(svc: FhirService, outcome: int, resource_id: str | None, why: str | None = None) -> dict[str, Any]:
-        return audit_event(principal=principal, interaction=interaction, now=svc.clock(), outcome=outcome,
-                           address=address, resource_type=resource_type, resource_id=resource_id, query=query,
-                           description=why)
-
-    def service(session: Any) -> FhirService:
-        svc = _service(session, settings, tenant, base, clock)
-        svc.policy = AccessPolicy(principal, svc)
-        return svc
-
-    def resource_id_of(result: Any) -> str | None:
-        stored = getattr(result, "stored", None)
-        return request.path_params.get("resource_id") or (stored.id if stored else None)
-
-    def audit_alone(outcome: int, resource_id: str | None, why: str | None = None) -> None:
-        with unit_of_work(settings) as session:
-            svc = _service(session, settings, tenant, base, clock)
-            svc.record_audit(event(svc, outcome, resource_id, why))
-
-    def job() -> T:
-        try:
-            if interaction in READ_INTERACTIONS:
-                with read_only_work(settings) as session:
-                    result = work(service(session))
-                audit_alone(0, resource_id_of(result))  # raises if it cannot be stored: then no response
-                return result
-            with unit_of_work(settings) as session:
-                svc = service(session)
-                result = work(svc)
-                svc.record_audit(event(svc, 0, resource_id_of(result)))
-                return result
-        except HubError as exc:
-            audit_alone(4, request.path_params.get("resource_id"), f"HTTP {exc.status_code} {exc.code}")
-            raise
-        except Exception:
-            audit_alone(8, request.path_params.get("resource_id"), "HTTP 500")  # audited too
-            raise
-
-    return await run_in_threadpool(job)
+async def run(request: Request, settings: Settings, tenant: str, interaction: str,
+              work: Callable[[FhirService], T]) -> T:
+    """Run ``work`` under the caller's access policy and audit it as ``interaction``
+    (:func:`hub.boundary.run`): reads (:data:`READ_INTERACTIONS`) from a read-only transaction, the
+    rest in one transaction with their AuditEvent; failures audited in a transaction of their own."""
+    caller = Caller(principal=request.state.principal, address=request.client.host if request.client else None,
+                    base_url=fhir_base(request, settings),
+                    clock=request.app.dependency_overrides.get(get_clock, get_clock)())
+    audit = Audit(interaction=interaction, resource_type=request.path_params.get("resource_type"),
+                  resource_id=request.path_params.get("resource_id"),
+                  query=request.url.query if interaction == "search-type" else None,
+                  written_id=lambda result: stored.id if (stored := getattr(result, "stored", None)) else None)
+    return await run_in_threadpool(boundary.run, settings, tenant, caller, audit, lambda services: work(services.fhir),
+                                   readonly=interaction in READ_INTERACTIONS)
 
 
 def _version_headers(stored: Stored, settings: Settings) -> dict[str, str]:
@@ -267,7 +201,8 @@ async def transaction(request: Request, settings: SettingsDep, tenant: TenantDep
     try:
         bundle = await read_json_body(request, settings)
         result = await run(
-            request, settings, tenant, lambda svc: svc.process_bundle(bundle, return_preference=preference)
+            request, settings, tenant, "transaction",
+            lambda svc: svc.process_bundle(bundle, return_preference=preference)
         )
     except HubError as exc:
         await keep_rejected(request, settings, tenant, "Bundle.transaction", exc)
@@ -279,7 +214,8 @@ async def transaction(request: Request, settings: SettingsDep, tenant: TenantDep
 async def system_history(request: Request, settings: SettingsDep, tenant: TenantDep) -> Response:
     check_accept(request)
     items = query_items(request)
-    return fhir_response(await run(request, settings, tenant, lambda svc: svc.history(None, None, items)))
+    return fhir_response(await run(request, settings, tenant, "history-system",
+                                   lambda svc: svc.history(None, None, items)))
 
 
 # ------------------------------------------------------------------ type level
@@ -290,7 +226,7 @@ async def search(resource_type: str, request: Request, settings: SettingsDep, te
     check_accept(request)
     items, is_strict = query_items(request), strict(request)
     bundle = await run(
-        request, settings, tenant, lambda svc: svc.search(resource_type, items, strict=is_strict)
+        request, settings, tenant, "search-type", lambda svc: svc.search(resource_type, items, strict=is_strict)
     )
     return fhir_response(bundle)
 
@@ -305,7 +241,7 @@ async def search_post(resource_type: str, request: Request, settings: SettingsDe
     items = query_items(request) + [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
     is_strict = strict(request)
     bundle = await run(
-        request, settings, tenant, lambda svc: svc.search(resource_type, items, strict=is_strict)
+        request, settings, tenant, "search-type", lambda svc: svc.search(resource_type, items, strict=is_strict)
     )
     return fhir_response(bundle)
 
@@ -321,6 +257,7 @@ async def create(resource_type: str, request: Request, settings: SettingsDep, te
             request,
             settings,
             tenant,
+            "create",
             lambda svc: svc.create(
                 resource_type, resource, if_none_exist=if_none_exist, idempotency_key=idempotency_key
             ),
@@ -335,7 +272,8 @@ async def create(resource_type: str, request: Request, settings: SettingsDep, te
 async def type_history(resource_type: str, request: Request, settings: SettingsDep, tenant: TenantDep) -> Response:
     check_accept(request)
     items = query_items(request)
-    return fhir_response(await run(request, settings, tenant, lambda svc: svc.history(resource_type, None, items)))
+    return fhir_response(await run(request, settings, tenant, "history-type",
+                                     lambda svc: svc.history(resource_type, None, items)))
 
 
 @router.post("/{resource_type}/$validate", summary="Validate a resource")
@@ -362,7 +300,7 @@ async def read(
     resource_type: str, resource_id: str, request: Request, settings: SettingsDep, tenant: TenantDep
 ) -> Response:
     check_accept(request)
-    stored = await run(request, settings, tenant, lambda svc: svc.read(resource_type, resource_id))
+    stored = await run(request, settings, tenant, "read", lambda svc: svc.read(resource_type, resource_id))
     headers = _version_headers(stored, settings)
     if_none_match = request.headers.get("if-none-match")
     if if_none_match and _etag_matches(if_none_match, stored):
@@ -379,7 +317,8 @@ async def update(
     try:
         resource = await read_json_body(request, settings)
         result = await run(
-            request, settings, tenant, lambda svc: svc.update(resource_type, resource_id, resource, if_match=if_match)
+            request, settings, tenant, "update",
+            lambda svc: svc.update(resource_type, resource_id, resource, if_match=if_match)
         )
     except HubError as exc:
         await keep_rejected(request, settings, tenant, f"{resource_type}.update", exc)
@@ -392,7 +331,8 @@ async def delete(
     resource_type: str, resource_id: str, request: Request, settings: SettingsDep, tenant: TenantDep
 ) -> Response:
     if_match = request.headers.get("if-match")
-    stored = await run(request, settings, tenant, lambda svc: svc.delete(resource_type, resource_id, if_match=if_match))
+    stored = await run(request, settings, tenant, "delete",
+                         lambda svc: svc.delete(resource_type, resource_id, if_match=if_match))
     headers = {"ETag": stored.etag} if stored else {}
     return Response(status_code=204, headers=headers)
 
@@ -403,7 +343,8 @@ async def instance_history(
 ) -> Response:
     check_accept(request)
     items = query_items(request)
-    bundle = await run(request, settings, tenant, lambda svc: svc.history(resource_type, resource_id, items))
+    bundle = await run(request, settings, tenant, "history-instance",
+                         lambda svc: svc.history(resource_type, resource_id, items))
     return fhir_response(bundle)
 
 
@@ -417,5 +358,6 @@ async def vread(
     tenant: TenantDep,
 ) -> Response:
     check_accept(request)
-    stored = await run(request, settings, tenant, lambda svc: svc.vread(resource_type, resource_id, version_id))
+    stored = await run(request, settings, tenant, "vread",
+                         lambda svc: svc.vread(resource_type, resource_id, version_id))
     return fhir_response(stored.content or "", 200, _version_headers(stored, settings))

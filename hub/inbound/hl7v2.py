@@ -69,11 +69,10 @@ from hub.fhir.service import FhirService
 from hub.settings import Settings
 from hub.store import repository
 from hub.store import sync_repository as repo
-from hub.store.db import transaction
 from hub.store.models import Message, MessageEvent
 from hub.sync import events as ev
-from hub.sync.enqueue import enqueue_committed
 from hub.sync.service import SyncService
+from hub.unit_of_work import unit_of_work
 from mappings.fhir import jsonio
 from mappings.fhir.references import replace_references
 from mappings.hl7v2 import (
@@ -214,7 +213,7 @@ def _process(
     from hub.security.inbound import InboundPolicy
     from hub.services import fhir_service
 
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         repository.ensure_tenant(session, tenant_id=tenant, name=f"Clinic {tenant}", now=now)
         service = SyncService(session, tenant=tenant, settings=settings, clock=lambda: now)
         policy = InboundPolicy.for_config(tenant=tenant, source=source, channel="mllp",
@@ -258,7 +257,6 @@ def _process(
         # a message refused outright gets CR on the wire and, per HL7, no application ACK after it
         if is_enhanced(header) and ack_code != "AR" and application_ack_wanted(header, ack_code == "AA"):
             _send_application_ack(service, row, header, ack_code, error, now, ack_connector, warnings)
-    enqueue_committed(settings, session)
     log.info(
         "hub.hl7v2.received",
         extra={"source": source, "tenant": tenant, "ack": ack_code, "type": header.message_type},
@@ -635,7 +633,7 @@ def _record_ack(session: Session, row: Message, text: str, now: datetime) -> Non
 
 
 def _earlier_answer(settings: Settings, tenant: str, source: str, control_id: str) -> bytes | None:
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         row = repo.message_by_external_id(session, tenant=tenant, source=source, external_id=control_id)
         if row is None:
             return None
@@ -658,7 +656,7 @@ def _store_unreadable(
     control id could be read)."""
     code = "CR" if is_enhanced(header) else "AR"
     try:
-        with transaction(settings.database_url) as session:
+        with unit_of_work(settings) as session:
             repository.ensure_tenant(session, tenant_id=tenant, name=f"Clinic {tenant}", now=now)
             service = SyncService(session, tenant=tenant, settings=settings, clock=lambda: now)
             service.record_rejected(source=source, event="hl7v2.unreadable", raw=raw, reason=str(exc))

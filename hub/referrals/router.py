@@ -17,56 +17,38 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from hub.deps import PrincipalDep, SettingsDep, TenantDep, get_clock, require_roles, unit_of_work
+from hub import boundary
+from hub.boundary import Audit, Caller
+from hub.deps import PrincipalDep, SettingsDep, TenantDep, get_clock, require_roles
+from hub.errors import PROBLEMS
+from hub.fhir.router import fhir_base
 from hub.jsonbody import JsonBodyRoute
 from hub.referrals.plans import DischargeIn, PlanIn, PlanService, SignIn
 from hub.settings import Settings
 from mappings.referral.intake import ReferralIn
 
-router = APIRouter(tags=["referrals"], route_class=JsonBodyRoute)
+router = APIRouter(tags=["referrals"], route_class=JsonBodyRoute, responses=PROBLEMS)
 CLINIC = [Depends(require_roles("clinic", "admin"))]
 T = TypeVar("T")
 
 
 async def run(request: Request, settings: Settings, tenant: str, work: Callable[[PlanService], T]) -> T:
     """Run ``work`` in one unit of work under the caller's access policy (the scopes and, for a
-    referring physician, the compartment that /fhir applies), and audit it."""
-    from hub.fhir.router import fhir_base
-    from hub.security.policy import AccessPolicy
-    from hub.services import fhir_service
-
-    base = fhir_base(request, settings)
-    clock = request.app.dependency_overrides.get(get_clock, get_clock)()
-
-    principal = request.state.principal
-    address = request.client.host if request.client else None
+    referring physician, the compartment that /fhir applies), and audit it (:func:`hub.boundary.run`)."""
+    caller = Caller(principal=request.state.principal, address=request.client.host if request.client else None,
+                    base_url=fhir_base(request, settings),
+                    clock=request.app.dependency_overrides.get(get_clock, get_clock)())
     target = request.path_params.get("task_id") or request.path_params.get("care_plan_id")
     target_type = "CarePlan" if "care_plan_id" in request.path_params else "Task"
+    what = f"{request.method} {request.url.path}"
 
-    def audit(fhir: Any, outcome: int, why: str | None = None) -> None:
-        from hub.security.audit import audit_event
+    def failure(exc: BaseException) -> tuple[int, str]:
+        status = getattr(exc, "status_code", 500)
+        return (4 if status < 500 else 8), f"{what} HTTP {status}"
 
-        fhir.record_audit(audit_event(
-            principal=principal, interaction="operation", now=fhir.clock(), outcome=outcome, address=address,
-            resource_type=target_type if target else None, resource_id=target,
-            description=f"{request.method} {request.url.path}" + (f" {why}" if why else "")))
-
-    def job() -> T:
-        try:
-            with unit_of_work(settings) as session:
-                fhir = fhir_service(session, settings, tenant, base, clock)
-                fhir.policy = AccessPolicy(principal, fhir)
-                result = work(PlanService(fhir, payer_rules=settings.certification_rules, clinics=settings.clinics))
-                audit(fhir, 0)
-                return result
-        except Exception as exc:
-            with unit_of_work(settings) as session:
-                status = getattr(exc, "status_code", 500)
-                audit(fhir_service(session, settings, tenant, base, clock), 4 if status < 500 else 8,
-                      f"HTTP {status}")
-            raise
-
-    return await run_in_threadpool(job)
+    audit = Audit(interaction="operation", resource_type=target_type if target else None, resource_id=target,
+                  description=what, failure=failure)
+    return await run_in_threadpool(boundary.run, settings, tenant, caller, audit, lambda services: work(services.plans))
 
 
 class StatusIn(BaseModel):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
@@ -26,6 +27,7 @@ from hub.security import revocation, tokens
 from hub.security.scopes import invalid_scopes, narrow
 from hub.settings import Settings
 from hub.store.models import Client, UsedAssertion
+from hub.store.repository import ensure_tenant
 
 ROLES = ("admin", "clinic", "referrer", "system")
 DEFAULT_SCOPES = {
@@ -109,14 +111,10 @@ class ClientService:
         if role == "referrer" and not (fhir_user or "").startswith(("PractitionerRole/", "Practitioner/")):
             raise BadRequest("a referrer client needs fhir_user = PractitionerRole/<id> (the referring physician)")
         if public_key:
-            from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
             try:
                 load_pem_public_key(public_key.encode())
             except ValueError:
                 raise BadRequest("public_key is not a PEM public key") from None
-        from hub.store.repository import ensure_tenant
-
         ensure_tenant(self.session, tenant_id=tenant, name=f"Clinic {tenant}", now=self.now)
         if label is not None and not LABEL.fullmatch(label):
             raise BadRequest("label must be 1-40 letters, digits, '.', '_' or '-'")

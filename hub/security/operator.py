@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from hub.errors import HubError
 from hub.security.clients import AuthFailed, ClientService
 from hub.settings import Settings
+from hub.unit_of_work import unit_of_work
 
 LOCAL_ADMIN = "local-admin"
 
@@ -25,9 +28,7 @@ def mint(settings: Settings, *, now: Any, client_id: str | None = None, secret: 
     """The token response (``access_token``, ``expires_in``, ``scope``) for ``client_id`` authenticated
     by ``secret``, or, with neither, for the local admin client that ``hub serve`` creates on a fresh
     store (outside production only: there, every token is asked for with a client's credentials)."""
-    from sqlalchemy.exc import SQLAlchemyError
 
-    from hub.deps import unit_of_work
 
     if client_id is None and settings.environment == "production":
         raise TokenRefused("HUB_ENVIRONMENT=production: name a client with --client and give its secret")

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import MethodNotAllowed
-from hub.fhir.searchparams import extract, params_for
+from hub.fhir.searchparams import extract, params_for, parse_reference
 from hub.security.principal import Forbidden, Principal
+from hub.store.repository import patients_of_requester
 
 if TYPE_CHECKING:
     from hub.fhir.service import FhirService
@@ -61,9 +62,6 @@ class AccessPolicy:
 
     def patients(self) -> set[str]:
         if self._patients is None:
-            from hub.fhir.searchparams import parse_reference
-            from hub.store.repository import patients_of_requester
-
             requester = parse_reference(self.principal.fhir_user or "")
             self._patients = (
                 patients_of_requester(self.fhir.session, tenant=self.fhir.tenant, requester=requester)

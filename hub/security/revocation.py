@@ -23,7 +23,9 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from hub.security.tokens import TokenError
+from hub.security.principal import TokenError
+from hub.store.db import transaction
+from hub.store.models import Client
 
 #: how long the revocation state of a client is trusted without asking the store again
 TTL_SECONDS = 5.0
@@ -80,9 +82,6 @@ CACHE = RevocationCache()
 
 def revoked_in_store(database_url: str, client_id: str) -> bool:
     """One indexed query: is the client revoked, or unknown?"""
-    from hub.store.db import transaction
-    from hub.store.models import Client
-
     with transaction(database_url, readonly=True) as session:  # never waits for the SQLite writer
         row = session.execute(select(Client.revoked_at).where(Client.client_id == client_id)).first()
     return row is None or row.revoked_at is not None

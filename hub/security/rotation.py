@@ -7,8 +7,8 @@ from sqlalchemy import or_, select
 
 from hub.crypto import cipher
 from hub.settings import Settings
-from hub.store.db import transaction
 from hub.store.models import ConnectorInstance, Message
+from hub.unit_of_work import unit_of_work
 
 BATCH = 500
 
@@ -16,13 +16,13 @@ BATCH = 500
 def rotate(settings: Settings) -> dict[str, int]:
     box = cipher(settings.secret_key.get_secret_value(), settings.previous_keys)
     counts = {"connectors": 0, "payloads": 0}
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         for instance in session.scalars(select(ConnectorInstance)):
             instance.config = box.rotate(instance.config.encode()).decode()
             counts["connectors"] += 1
     last = ""
     while True:
-        with transaction(settings.database_url) as session:
+        with unit_of_work(settings) as session:
             rows = list(session.scalars(
                 select(Message)
                 .where(Message.id > last,

@@ -13,10 +13,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from hub.deps import SettingsDep, TenantDep, get_clock, require_roles, unit_of_work
+from hub.deps import SettingsDep, TenantDep, get_clock, require_roles
+from hub.errors import PROBLEMS, OAuthErrorOut, documented
 from hub.jsonbody import JsonBodyRoute
 from hub.security.clients import AuthFailed, ClientService
 from hub.settings import Settings
+from hub.unit_of_work import unit_of_work
 
 router = APIRouter(tags=["auth"], route_class=JsonBodyRoute)
 
@@ -44,7 +46,43 @@ def _basic(request: Request) -> tuple[str, str] | None:
     return client_id, secret
 
 
-@router.post("/auth/token", summary="OAuth2 token endpoint (client_credentials; SMART Backend Services)")
+class TokenOut(BaseModel):
+    """An access token (RFC 6749 section 5.1)."""
+
+    access_token: str
+    token_type: str = Field(examples=["bearer"])
+    expires_in: int
+    scope: str
+
+
+class ClientCreatedOut(BaseModel):
+    client_id: str
+    client_secret: str | None = Field(description="Shown only this once; none for a key-only client")
+    role: str
+    scopes: str
+
+
+class ClientOut(BaseModel):
+    client_id: str
+    name: str
+    tenant: str
+    role: str
+    scopes: str
+    fhir_user: str | None
+    auth: str = Field(description="secret, key or both")
+    revoked: bool
+
+
+class RevokedOut(BaseModel):
+    client_id: str
+    status: str = Field(examples=["revoked"])
+
+
+TOKEN_ERRORS = documented(OAuthErrorOut, "application/json", (400, 401))
+
+
+@router.post("/auth/token", summary="OAuth2 token endpoint (client_credentials; SMART Backend Services)",
+             response_model=None, responses={200: {"model": TokenOut}, **TOKEN_ERRORS})
 async def token(request: Request, settings: SettingsDep) -> JSONResponse:
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     clock = request.app.dependency_overrides.get(get_clock, get_clock)()
@@ -85,8 +123,8 @@ class ClientIn(BaseModel):
 admin = [Depends(require_roles("admin"))]
 
 
-@router.post("/admin/api/clients", status_code=201, dependencies=admin,
-             summary="Register a client; the secret is shown once")
+@router.post("/admin/api/clients", status_code=201, dependencies=admin, response_model=ClientCreatedOut,
+             responses=PROBLEMS, summary="Register a client; the secret is shown once")
 async def add_client(body: ClientIn, request: Request, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     clock = request.app.dependency_overrides.get(get_clock, get_clock)()
 
@@ -99,7 +137,8 @@ async def add_client(body: ClientIn, request: Request, settings: SettingsDep, te
     return await run_in_threadpool(work)
 
 
-@router.get("/admin/api/clients", dependencies=admin, summary="Clients of this tenant (no secrets)")
+@router.get("/admin/api/clients", dependencies=admin, response_model=list[ClientOut], responses=PROBLEMS,
+            summary="Clients of this tenant (no secrets)")
 async def list_clients(request: Request, settings: SettingsDep, tenant: TenantDep) -> list[dict[str, Any]]:
     clock = request.app.dependency_overrides.get(get_clock, get_clock)()
 
@@ -110,7 +149,8 @@ async def list_clients(request: Request, settings: SettingsDep, tenant: TenantDe
     return await run_in_threadpool(work)
 
 
-@router.post("/admin/api/clients/{client_id}/revoke", dependencies=admin, summary="Revoke a client")
+@router.post("/admin/api/clients/{client_id}/revoke", dependencies=admin, response_model=RevokedOut,
+             responses=PROBLEMS, summary="Revoke a client")
 async def revoke_client(client_id: str, request: Request, settings: SettingsDep, tenant: TenantDep) -> dict[str, str]:
     clock = request.app.dependency_overrides.get(get_clock, get_clock)()
 

@@ -32,6 +32,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.settings import get_settings
+
 #: execution option of the read-only engine; the SQLite "begin" listener reads it
 READONLY_OPTION = "hub_readonly"
 #: key in a pooled connection's ``info``: PRAGMA query_only is on and must be reset on return
@@ -217,7 +219,6 @@ def build_engine(url: str) -> Engine:
     # PostgreSQL pool: each thread of Starlette's thread pool (AnyIO's default limiter: 40 tokens)
     # runs at most one transaction at a time, so pool + overflow = 40 serves a saturated API process;
     # connections kept open are HUB_DB_POOL_SIZE (mind max_connections with --workers and replicas)
-    from hub.settings import get_settings
 
     settings = get_settings()
     return create_engine(

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from hub.store.db import normalise_url
+from hub.store.db import engine_for, normalise_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -28,15 +30,9 @@ def downgrade(url: str, revision: str) -> None:
 
 
 def current(url: str) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    from hub.store.db import engine_for
-
     with engine_for(url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head() -> str | None:
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

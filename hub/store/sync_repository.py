@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from hub.store.models import ConnectorInstance, Cursor, DeliveryJob, Message, MessageEvent, Route, WrittenVersion
@@ -173,12 +175,8 @@ def record_written(
     rows = [{"connector_id": connector_id, "external_id": e, "tenant_id": tenant, "written_at": now} for e in wanted]
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
         session.execute(pg_insert(WrittenVersion).values(rows).on_conflict_do_nothing())
     elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
         session.execute(sqlite_insert(WrittenVersion).values(rows).on_conflict_do_nothing())
     else:  # pragma: no cover - the hub runs on SQLite and PostgreSQL
         for row in rows:
@@ -408,8 +406,6 @@ class ConnectorStats:
 
 
 def connector_stats(session: Session, *, connector_id: int, now: datetime) -> ConnectorStats:
-    from datetime import timedelta
-
     backlog = session.scalar(
         select(func.count()).select_from(DeliveryJob).where(
             DeliveryJob.connector_id == connector_id, DeliveryJob.status.in_(OPEN)

@@ -6,15 +6,15 @@ from typing import Any
 
 from hub.errors import NotFound
 from hub.settings import Settings
-from hub.store.db import transaction
 from hub.sync.service import SyncService
+from hub.unit_of_work import unit_of_work
 
 
 def check_health(settings: Settings, tenant: str, name: str) -> dict[str, Any]:
     from connectors import registry
     from connectors.base import ConnectorError
 
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         service = SyncService(session, tenant=tenant, settings=settings)
         instance = service.get_connector(name)
         kind = instance.kind

@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from hub.settings import Settings
-from hub.store.db import transaction
 from hub.sync.service import ClaimedJob, Outcome, SyncService
+from hub.unit_of_work import unit_of_work
 
 log = logging.getLogger("hub.sync.delivery")
 
@@ -92,9 +92,7 @@ def attempt(claimed: ClaimedJob) -> Outcome:
 
 def deliver(settings: Settings, job_id: int) -> float | None:
     """Run one attempt of job ``job_id``; returns seconds until it should be tried again, or None."""
-    from hub.sync.enqueue import enqueue_committed
-
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         service = SyncService(session, tenant=settings.default_tenant, settings=settings)
         blocker = service.blocked_by(job_id)
         if blocker is not None:
@@ -111,11 +109,10 @@ def deliver(settings: Settings, job_id: int) -> float | None:
     if claimed is None:
         return None
     outcome = attempt(claimed)
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:  # enqueues the jobs this delivery woke (held behind what it resolved)
         service = SyncService(session, tenant=claimed.tenant, settings=settings)
         delay = service.finish(claimed, outcome)
         status = service.job_status(job_id)
-    enqueue_committed(settings, session)  # the jobs this delivery woke (held behind what it resolved)
     log.info(
         "hub.delivery.attempt",
         extra={"job_id": job_id, "message_id": claimed.message_id, "connector_id": claimed.connector_id,

@@ -27,10 +27,9 @@ from hub.errors import BadRequest, HubError, describe
 from hub.security.inbound import InboundPolicy, InboundRefused
 from hub.settings import Settings
 from hub.store import sync_repository as repo
-from hub.store.db import transaction
-from hub.sync.enqueue import enqueue_committed
 from hub.sync.polling import _upsert
 from hub.sync.service import ORIGIN_KEY, SyncService
+from hub.unit_of_work import unit_of_work
 from mappings.fhir import jsonio
 
 TOLERANCE_SECONDS = 300
@@ -56,7 +55,7 @@ def receive_webhook(settings: Settings, *, tenant: str, connector: str, body: by
     from connectors.webhook.signing import verify_signature
     from hub.services import fhir_service
 
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         instance = repo.connector_by_name(session, tenant=tenant, name=connector)
         known = instance is not None and instance.kind == "webhook" and instance.enabled
         config: dict[str, Any] = {}
@@ -71,7 +70,7 @@ def receive_webhook(settings: Settings, *, tenant: str, connector: str, body: by
     if not (known and secret and valid) or key is None:
         raise SignatureRefused("Missing, wrong or stale X-Hub-Signature-256 (v1 over X-Hub-Timestamp, "
                                "Idempotency-Key and body), or no such inbound webhook")
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         session.info[ORIGIN_KEY] = connector_id  # not routed back to the partner that sent it
         service = SyncService(session, tenant=tenant, settings=settings)
         earlier = repo.message_by_external_id(session, tenant=tenant, source=connector, external_id=key)
@@ -103,5 +102,4 @@ def receive_webhook(settings: Settings, *, tenant: str, connector: str, body: by
                          description=f"HTTP {status} {getattr(exc, 'code', 'structure')}")
         result = {"message": message.id, "status": message.status, "duplicate": False,
                   **({"error": message.error} if message.status == "rejected" else {})}
-    enqueue_committed(settings, session)
     return status, result

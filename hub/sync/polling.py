@@ -25,10 +25,9 @@ from typing import Any
 from hub.errors import HubError, describe
 from hub.settings import Settings
 from hub.store import sync_repository as repo
-from hub.store.db import transaction
 from hub.sync import events as ev
-from hub.sync.enqueue import enqueue_committed
 from hub.sync.service import ORIGIN_KEY, SyncService
+from hub.unit_of_work import unit_of_work
 from mappings.fhir import jsonio
 
 log = logging.getLogger("hub.sync.polling")
@@ -187,7 +186,7 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
     from hub.security.inbound import InboundPolicy
     from hub.services import fhir_service
 
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         instance = repo.connector_by_id(session, connector_id=connector_id)
         if instance is None or not instance.enabled:
             return None
@@ -213,7 +212,7 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
         connector.close()
 
     stored = duplicates = rejected = echoes = 0
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         session.info[ORIGIN_KEY] = connector_id  # changes made here are not routed back to their source
         service = SyncService(session, tenant=tenant, settings=settings)
         # what the partner sends is written under its connector's inbound policy, and audited
@@ -251,7 +250,6 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
                 rejected += 1
         repo.set_cursor(session, tenant=tenant, connector_id=connector_id, value=batch.next_cursor,
                         now=service.clock())
-    enqueue_committed(settings, session)
     report = PollReport(name, len(batch.items), stored, duplicates, rejected, batch.next_cursor, echoes)
     # an idle feed polled every minute is not news: INFO only when the poll brought something
     log.log(logging.INFO if report.fetched else logging.DEBUG, "hub.poll.done",
@@ -264,7 +262,7 @@ def poll_named(settings: Settings, tenant: str, name: str) -> dict[str, Any]:
     """Poll the connector ``name`` of ``tenant`` once (admin API, CLI); errors become a clear result."""
     from connectors.base import ConnectorError
 
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         connector_id = SyncService(session, tenant=tenant, settings=settings).get_connector(name).id
     try:
         report = poll_connector(settings, connector_id)
@@ -280,7 +278,7 @@ def pollable_connectors(settings: Settings) -> list[int]:
     from connectors import registry
     from connectors.base import Poller
 
-    with transaction(settings.database_url) as session:
+    with unit_of_work(settings) as session:
         instances = [(c.id, c.kind) for c in repo.all_enabled_connectors(session)]
     out = []
     for connector_id, kind in instances:

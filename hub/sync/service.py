@@ -25,8 +25,8 @@ from hub.store import sync_repository as repo
 from hub.store.models import ConnectorInstance, DeliveryJob, Message, MessageEvent, Route
 from hub.sync import events as ev
 from hub.sync.context import CONTEXT_PREVIOUS, CONTEXT_REFERENCES, context_wanted, with_references
+from hub.unit_of_work import ENQUEUE_KEY
 
-ENQUEUE_KEY = "hub.enqueue"
 #: session.info key: the connector a change came from (never routed back to it)
 ORIGIN_KEY = "hub.origin_connector"
 PATIENT_PATHS = ("subject", "patient", "for", "beneficiary")

@@ -14,11 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hub.app import create_app
-from hub.deps import get_clock, unit_of_work
+from hub.deps import get_clock
 from hub.fhir.searchparams import utcnow
 from hub.security.clients import NewClient
 from hub.settings import Settings
 from hub.sync.service import SyncService
+from hub.unit_of_work import unit_of_work
 from sandboxes.webhook import SandboxReceiver
 from tests.security.conftest import add_client, secured
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from hub.deps import unit_of_work
 from hub.security.clients import NewClient
 from hub.settings import Settings
 from hub.store.models import DashboardSessionRecord
+from hub.unit_of_work import unit_of_work
 from tests.dashboard.conftest import Clock, signed_in, web_client
 
 SESSION = "hub_session"

@@ -8,10 +8,11 @@ from sqlalchemy import select
 
 from hub.app import create_app
 from hub.dashboard import session as sessions
-from hub.deps import get_clock, unit_of_work
+from hub.deps import get_clock
 from hub.security.clients import NewClient
 from hub.settings import Settings
 from hub.store.models import SignInFailure
+from hub.unit_of_work import unit_of_work
 from tests.dashboard.conftest import TENANT, Clock, sign_in
 from tests.security.conftest import add_client
 

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import select
 
 from hub.app import ensure_default_tenant
-from hub.deps import unit_of_work
 from hub.inbound.hl7v2 import handle_hl7v2
 from hub.settings import Settings
 from hub.store.db import transaction
@@ -19,6 +18,7 @@ from hub.store.models import DeliveryJob, Message, MessageEvent
 from hub.sync import events as ev
 from hub.sync.delivery import deliver
 from hub.sync.service import SyncService
+from hub.unit_of_work import unit_of_work
 from mappings.hl7v2 import parse, read_ack, read_header
 from sandboxes.mllp import SandboxPeer
 from tests.inbound.test_hl7v2_inbound import ref

@@ -15,13 +15,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from connectors.hl7v2 import MllpClient, MllpServerThread
-from hub.deps import unit_of_work
 from hub.settings import Settings
 from hub.store.db import transaction
 from hub.store.models import DeliveryJob
 from hub.sync import events as ev
 from hub.sync.delivery import deliver
 from hub.sync.service import SyncService
+from hub.unit_of_work import unit_of_work
 from mappings.hl7v2 import (
     OutboundHeader,
     parse,

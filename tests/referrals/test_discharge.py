@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from hub.app import create_app
 from hub.deps import get_clock
 from hub.settings import Settings
+from hub.unit_of_work import using_enqueuer
 from mappings.fhir.validation import validate_resource
 from mappings.referral.certification import OBLIGATION_CODE_SYSTEM
 from tests.referrals.test_full_loop import PLAN, Clock, _encounter
@@ -40,23 +41,35 @@ def clock() -> Clock:
     return Clock(datetime(2026, 3, 2, 9, 0, 0))
 
 
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The delivery jobs enqueued after each commit (recorded instead of sent to a broker)."""
-    sent: list[int] = []
+class RecordingEnqueuer:
+    """An enqueuer that records the job ids handed to it instead of sending them to a broker."""
 
-    def record(settings: Settings, job_ids: Any, countdown: float | None = None) -> int:
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def deliver(self, job_ids: Iterable[int], *, countdown: float | None = None) -> int:
         ids = list(job_ids)
-        sent.extend(ids)
+        self.sent.extend(ids)
         return len(ids)
 
-    monkeypatch.setattr("hub.sync.enqueue.enqueue", record)
-    return sent
+
+@pytest.fixture
+def recorder() -> Iterator[RecordingEnqueuer]:
+    """Injected into the app and into the units of work of this test (worker tasks called directly)."""
+    recording = RecordingEnqueuer()
+    with using_enqueuer(recording):
+        yield recording
 
 
 @pytest.fixture
-def app_client(settings: Settings, clock: Clock, enqueued: list[int]) -> Iterator[TestClient]:
-    app = create_app(settings)
+def enqueued(recorder: RecordingEnqueuer) -> list[int]:
+    """The delivery jobs enqueued after each commit (recorded instead of sent to a broker)."""
+    return recorder.sent
+
+
+@pytest.fixture
+def app_client(settings: Settings, clock: Clock, recorder: RecordingEnqueuer) -> Iterator[TestClient]:
+    app = create_app(settings, enqueuer=recorder)
     app.dependency_overrides[get_clock] = lambda: clock
     with TestClient(app, base_url="http://testserver") as client:
         response = client.put("/admin/api/connectors/reminders", json={

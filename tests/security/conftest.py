@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from hub.app import create_app
-from hub.deps import unit_of_work
 from hub.fhir.searchparams import utcnow
 from hub.security.clients import ClientService, NewClient
 from hub.settings import Settings
+from hub.unit_of_work import unit_of_work
 from mappings.fhir.ids import deterministic_id
 from mappings.referral.intake import NPI_SYSTEM
 

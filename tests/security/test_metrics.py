@@ -12,10 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from hub.app import create_app
-from hub.deps import unit_of_work
 from hub.settings import Settings
 from hub.sync.delivery import deliver
 from hub.sync.service import SyncService
+from hub.unit_of_work import unit_of_work
 from sandboxes.webhook import SandboxReceiver
 from tests.security.conftest import FHIR, add_client, bearer, get_token, secured
 

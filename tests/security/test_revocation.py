@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from hub.app import create_app
-from hub.deps import unit_of_work
 from hub.fhir.searchparams import utcnow
 from hub.security import clients as client_module
 from hub.security import revocation, tokens
 from hub.settings import Settings
 from hub.store.db import transaction
 from hub.store.models import Client, Resource
+from hub.unit_of_work import unit_of_work
 from tests.security.conftest import SECRET_KEY, add_client, bearer, get_token, revoke_client, token_response
 from tests.security.test_tokens import fhir_401, oauth_error, problem_401
 

@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hub.app import create_app, ensure_default_tenant
-from hub.deps import unit_of_work
 from hub.security.clients import ClientService
 from hub.settings import Settings
 from hub.store.migrate import upgrade
+from hub.unit_of_work import unit_of_work
 
 HUB = str(Path(sys.executable).with_name("hub"))
 KEY = "token-cli-test-key-0123456789abcdef"

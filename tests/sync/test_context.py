@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from hub.app import ensure_default_tenant
-from hub.deps import unit_of_work
 from hub.fhir.service import FhirService
 from hub.settings import Settings
 from hub.store.db import transaction
 from hub.sync.context import MAX_CONTEXT, with_references
 from hub.sync.service import ENQUEUE_KEY, ClaimedJob, Outcome, SyncService
+from hub.unit_of_work import unit_of_work
 
 TENANT = "default"
 BASE = "http://testserver/fhir"

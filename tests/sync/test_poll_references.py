@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from hub.app import ensure_default_tenant
-from hub.deps import unit_of_work
 from hub.services import fhir_service
 from hub.settings import Settings
 from hub.sync.polling import HUB_ID_SYSTEM, _store_lookups, resolve_references
+from hub.unit_of_work import unit_of_work
 
 TENANT = "default"
 

@@ -18,7 +18,6 @@ from sqlalchemy import func, select, text
 
 from hub.app import ensure_default_tenant
 from hub.crypto import cipher, decrypt
-from hub.deps import unit_of_work
 from hub.errors import BadRequest, Conflict, NotFound
 from hub.fhir.events import Change
 from hub.fhir.searchparams import utcnow
@@ -29,6 +28,7 @@ from hub.store.models import ConnectorInstance, DeliveryJob, Message, MessageEve
 from hub.sync import events as ev
 from hub.sync.delivery import HELD_WAIT_SECONDS, ORDER_WAIT_SECONDS, deliver
 from hub.sync.service import ENQUEUE_KEY, Outcome, SyncService
+from hub.unit_of_work import unit_of_work
 from sandboxes.webhook import SandboxReceiver
 from tests.sync.conftest import SECRET, queued_tasks
 
