@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from hub.security.tokens import TokenError
+from hub.security.errors import TokenError
 
 #: how long the revocation state of a client is trusted without asking the store again
 TTL_SECONDS = 5.0

@@ -12,15 +12,14 @@ from typing import Any
 
 import jwt
 
+from hub.security import revocation
+from hub.security.errors import TokenError
+
 ISSUER = "therapy-hub"
 AUDIENCE = "therapy-hub-api"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ["RS384", "ES384"]
 MAX_ASSERTION_LIFETIME = timedelta(minutes=5)
-
-
-class TokenError(ValueError):
-    """A token or assertion was refused; the message says why (never echoing the token)."""
 
 
 def _key(secret: str) -> bytes:
@@ -98,8 +97,6 @@ def verify(token: str, *, secrets: list[str], now: datetime) -> Claims:
 def refuse_revoked(database_url: str, client_id: str) -> None:
     """Raise :class:`TokenError` if the client of a verified access token has been revoked (or is not
     registered): see :mod:`hub.security.revocation` (per-process cache with a short TTL)."""
-    from hub.security import revocation
-
     revocation.refuse_revoked(database_url, client_id)
 
 
