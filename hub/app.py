@@ -71,7 +71,7 @@ def ensure_default_tenant(settings: Settings) -> None:
 
 def _token_client(settings: Settings) -> Any:
     """token -> its client id when it is a valid access token of this hub, else None (rate limiting)."""
-    from hub.fhir.searchparams import utcnow
+    from hub.kit import utcnow
     from hub.security import tokens
 
     secrets = [settings.secret_key.get_secret_value(), *settings.previous_keys]

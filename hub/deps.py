@@ -67,7 +67,7 @@ def require_roles(*roles: str) -> Callable[..., Principal]:
 
 def get_clock() -> Callable[[], datetime]:
     """The clock of the request (naive UTC). Tests override this dependency to inject time."""
-    from hub.fhir.searchparams import utcnow
+    from hub.kit import utcnow
 
     return utcnow
 

@@ -36,6 +36,7 @@ from hub.errors import (
 from hub.fhir import searchparams
 from hub.fhir.events import Change
 from hub.fhir.search import ParsedSearch, parse_search
+from hub.kit import utcnow
 from hub.store import repository as repo
 from hub.store.models import Resource, ResourceVersion
 from mappings.fhir import SUPPORTED_TYPES, jsonio
@@ -135,7 +136,7 @@ class FhirService:
         base_url: str,
         default_count: int = 20,
         max_count: int = 500,
-        clock: Callable[[], datetime] = searchparams.utcnow,
+        clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         listeners: Sequence[Callable[[Change], object]] = (),
     ) -> None:

@@ -62,8 +62,8 @@ from sqlalchemy.orm import Session
 
 from hub.crypto import encrypt
 from hub.errors import Conflict, Gone, HubError, NotFound, describe
-from hub.fhir.searchparams import utcnow
 from hub.fhir.service import FhirService
+from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store import repository
 from hub.store import sync_repository as repo

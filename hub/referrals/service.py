@@ -13,8 +13,8 @@ from typing import Any
 
 from hub.errors import Conflict, NotFound
 from hub.fhir.events import Change
-from hub.fhir.searchparams import parse_reference
 from hub.fhir.service import FhirService
+from hub.kit import parse_reference
 from mappings.fhir import jsonio
 from mappings.referral.intake import (
     NPI_SYSTEM,

@@ -61,7 +61,7 @@ class AccessPolicy:
 
     def patients(self) -> set[str]:
         if self._patients is None:
-            from hub.fhir.searchparams import parse_reference
+            from hub.kit import parse_reference
             from hub.store.repository import patients_of_requester
 
             requester = parse_reference(self.principal.fhir_user or "")

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from hub.app import create_app
 from hub.deps import unit_of_work
-from hub.fhir.searchparams import utcnow
+from hub.kit import utcnow
 from hub.security.clients import ClientService, NewClient
 from hub.settings import Settings
 from mappings.referral.intake import NPI_SYSTEM, deterministic_id

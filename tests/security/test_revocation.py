@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 
 from hub.app import create_app
 from hub.deps import unit_of_work
-from hub.fhir.searchparams import utcnow
+from hub.kit import utcnow
 from hub.security import clients as client_module
 from hub.security import revocation, tokens
 from hub.settings import Settings

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from connectors.webhook.sandbox import SandboxReceiver
-from hub.fhir.searchparams import utcnow
+from hub.kit import utcnow
 from hub.settings import Settings
 from hub.sync.delivery import deliver
 from tests.sync.conftest import SECRET, queued_tasks
