@@ -26,6 +26,7 @@ from hub.errors import (
     information_outcome,
 )
 from hub.fhir.capability import capability_statement
+from hub.fhir.policy import StorePolicy
 from hub.fhir.service import FhirService, Stored, WriteResult, check_type, instant, parse_etag
 from hub.settings import Settings
 from hub.sync.service import SyncService
@@ -106,10 +107,11 @@ def fhir_base(request: Request, settings: Settings) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
-def _service(session: Any, settings: Settings, tenant: str, base: str, clock: Any = None) -> FhirService:
+def _service(session: Any, settings: Settings, tenant: str, base: str, clock: Any = None, *,
+             policy: StorePolicy | None = None) -> FhirService:
     from hub.services import fhir_service
 
-    return fhir_service(session, settings, tenant, base, clock)
+    return fhir_service(session, settings, tenant, base, clock, policy=policy)
 
 
 async def keep_rejected(request: Request, settings: Settings, tenant: str, event: str, exc: HubError) -> None:
@@ -173,9 +175,8 @@ async def run(request: Request, settings: Settings, tenant: str, work: Callable[
                            description=why)
 
     def service(session: Any) -> FhirService:
-        svc = _service(session, settings, tenant, base, clock)
-        svc.policy = AccessPolicy(principal, svc)
-        return svc
+        return _service(session, settings, tenant, base, clock,
+                        policy=AccessPolicy(principal, session=session, tenant=tenant))
 
     def resource_id_of(result: Any) -> str | None:
         stored = getattr(result, "stored", None)

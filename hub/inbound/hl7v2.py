@@ -225,8 +225,8 @@ def _process(
             full = read_header(message)
             check_supported(full)
             warnings = structure_warnings(message, full)
-            fhir = policy.attach(
-                fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", clock=lambda: now))
+            fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", clock=lambda: now,
+                                policy=policy)
             if full.message_type in STATUS_MESSAGES:
                 primary, payload = _write_status_update(fhir, message, full, now)
             else:

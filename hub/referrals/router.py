@@ -53,8 +53,8 @@ async def run(request: Request, settings: Settings, tenant: str, work: Callable[
     def job() -> T:
         try:
             with unit_of_work(settings) as session:
-                fhir = fhir_service(session, settings, tenant, base, clock)
-                fhir.policy = AccessPolicy(principal, fhir)
+                fhir = fhir_service(session, settings, tenant, base, clock,
+                                    policy=AccessPolicy(principal, session=session, tenant=tenant))
                 result = work(PlanService(fhir, payer_rules=settings.certification_rules, clinics=settings.clinics))
                 audit(fhir, 0)
                 return result
