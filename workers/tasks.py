@@ -81,7 +81,7 @@ def certification_clocks(now: str | None = None) -> int:
     routed like any write (the reminders). ``now`` (ISO, UTC) recomputes as of another instant."""
     from datetime import datetime
 
-    from hub.referrals.plans import refresh_all_tenants
+    from hub.referrals.jobs import refresh_all_tenants
 
     changed = refresh_all_tenants(get_settings(), now=datetime.fromisoformat(now) if now else None)
     if changed:
