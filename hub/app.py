@@ -26,8 +26,8 @@ from hub.dashboard.router import router as dashboard_router
 from hub.errors import HubError, operation_outcome
 from hub.fhir.router import fhir_response
 from hub.fhir.router import router as fhir_router
-from hub.fhir.searchparams import utcnow
 from hub.fhir.service import instant
+from hub.kit import utcnow
 from hub.metrics import HttpMetricsMiddleware
 from hub.metrics import router as metrics_router
 from hub.middleware import (

@@ -81,9 +81,9 @@ class Work:
     @cached_property
     def fhir(self) -> FhirService:
         """The FHIR store with its listeners (:func:`hub.services.fhir_service`) and the caller's policy."""
-        fhir = fhir_service(self.session, self.settings, self.tenant, self.caller.base_url, self.caller.clock)
-        fhir.policy = AccessPolicy(self.caller.principal, fhir)
-        return fhir
+        policy = AccessPolicy(self.caller.principal, session=self.session, tenant=self.tenant)
+        return fhir_service(self.session, self.settings, self.tenant, self.caller.base_url, self.caller.clock,
+                            policy=policy)
 
     @cached_property
     def plans(self) -> PlanService:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from hub.fhir.searchparams import utcnow
+from hub.kit import utcnow
 from hub.security import tokens
 from hub.security.principal import DEVELOPMENT, Principal, Unauthorized
 from hub.settings import Settings, get_settings

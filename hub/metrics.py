@@ -41,7 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.deps import SettingsDep
-from hub.fhir.searchparams import utcnow
+from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store.models import ConnectorInstance, DeliveryJob, Message
 from hub.sync import events as ev

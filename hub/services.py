@@ -1,5 +1,6 @@
-"""Wiring of the services for one transaction: the FHIR store with its listeners
-(referral workflow rules, then routing into the outbox)."""
+"""Wiring of the services for one transaction: the FHIR store, built with its caller's access
+policy, and the reactions to its change events: routing into the outbox first, then the referral
+and plan-of-care workflow rules (docs/adr/0008-explicit-workflow.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from hub.fhir.policy import StorePolicy
 from hub.fhir.service import FhirService
+from hub.referrals.plans import PlanService
 from hub.settings import Settings
 from hub.sync.service import SyncService
 
@@ -19,21 +22,24 @@ def fhir_service(
     tenant: str,
     base_url: str,
     clock: Callable[[], datetime] | None = None,
+    *,
+    policy: StorePolicy | None = None,
 ) -> FhirService:
-    from hub.referrals.plans import PlanService
-
+    """The FHIR store of ``session`` for ``tenant`` under ``policy`` (None: the hub itself)."""
     fhir = FhirService(
         session,
         tenant=tenant,
         base_url=base_url,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
+        policy=policy,
         **({"clock": clock} if clock else {}),
     )
-    fhir.listeners.append(PlanService(fhir, payer_rules=settings.certification_rules).on_change)
+    # each change is routed before the writes it causes are (they wait their turn in the change log)
     fhir.listeners.append(
         SyncService(
             session, tenant=tenant, settings=settings, **({"clock": clock} if clock else {})
         ).on_change
     )
+    fhir.listeners.append(PlanService(fhir, payer_rules=settings.certification_rules).on_change)
     return fhir

@@ -9,7 +9,7 @@ from datetime import datetime
 from celery import shared_task
 
 from connectors.base import ConnectorError
-from hub.referrals.plans import refresh_all_tenants
+from hub.referrals.jobs import refresh_all_tenants
 from hub.settings import get_settings
 from hub.sync.delivery import deliver as deliver_job
 from hub.sync.polling import poll_connector, pollable_connectors

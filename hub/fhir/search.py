@@ -12,8 +12,8 @@ from hub.fhir.searchparams import (
     date_range,
     normalise_string,
     params_for,
-    parse_reference,
 )
+from hub.kit import parse_reference
 from hub.store.repository import Criterion, TokenMatch
 from mappings.fhir.validation import Issue
 

@@ -10,8 +10,10 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
+
+from hub.kit import parse_reference
 
 ParamType = Literal["token", "string", "reference", "date"]
 
@@ -302,17 +304,6 @@ def _strings(value: Any) -> Iterator[str]:
                 yield from (i for i in item if isinstance(i, str))
 
 
-_REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
-
-
-def parse_reference(reference: str) -> tuple[str, str] | None:
-    """``("Patient", "123")`` from a relative or absolute literal reference; None for others."""
-    if reference.startswith("#") or reference.startswith("urn:"):
-        return None
-    match = _REFERENCE.search(reference)
-    return (match.group(1), match.group(2)) if match else None
-
-
 def _references(value: Any) -> Iterator[tuple[str, str]]:
     if isinstance(value, dict) and isinstance(value.get("reference"), str):
         parsed = parse_reference(value["reference"])
@@ -405,7 +396,3 @@ def extract(resource_type: str, resource: dict[str, Any]) -> IndexValues:
                 else:
                     out.dates.extend((param.name, low, high) for low, high in _dates(value))
     return out
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)

@@ -3,21 +3,24 @@
 Resources are kept as the JSON the client sent (after validation), with ``meta.versionId`` and
 ``meta.lastUpdated`` set by the hub; nothing is re-serialised through ``fhir.resources``, so
 extensions, contained resources, narrative and decimal precision come back exactly as sent.
+
+This module holds the reads and writes (CRUD) and the access checks; search and history bundles are
+built in :mod:`hub.fhir.searching`, Bundles processed in :mod:`hub.fhir.bundles`. Every write
+records a change event in the transaction's :class:`hub.fhir.events.ChangeLog`; the reactions to
+it (routing, workflow) run when the top-level operation that wrote it is done.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
-import simplejson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,109 +28,57 @@ from hub.errors import (
     BadRequest,
     Conflict,
     Gone,
-    HubError,
     InvalidResource,
     MethodNotAllowed,
     NotFound,
     PreconditionFailed,
-    UnsupportedType,
-    operation_outcome,
 )
 from hub.fhir import searchparams
-from hub.fhir.events import Change
+from hub.fhir.bundles import BundleProcessing
+from hub.fhir.events import Change, ChangeLog, Reaction
+from hub.fhir.policy import StorePolicy
 from hub.fhir.search import ParsedSearch, parse_search
+from hub.fhir.searching import SearchBundles
+from hub.fhir.stored import (
+    ID_PATTERN,
+    Stored,
+    WriteResult,
+    check_id,
+    check_type,
+    etag,
+    instant,
+    parse_etag,
+)
+from hub.kit import utcnow
 from hub.store import repository as repo
-from hub.store.models import Resource, ResourceVersion
-from mappings.fhir import SUPPORTED_TYPES, jsonio
-from mappings.fhir.references import replace_references
+from hub.store.models import Resource
+from mappings.fhir import jsonio
 from mappings.fhir.validation import Issue, validate_resource
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def instant(value: datetime) -> str:
-    """FHIR instant (UTC, microseconds) of a naive UTC datetime."""
-    return value.isoformat(timespec="microseconds") + "Z"
+def _operation(method: F) -> F:
+    """A top-level store operation: when it is done, the change events it recorded (and those their
+    reactions record) are reacted to, in order. Called from a reaction, it only records: its events
+    wait their turn at the end of the log. If it fails, what it recorded is forgotten."""
+
+    @functools.wraps(method)
+    def run(self: FhirService, *args: Any, **kwargs: Any) -> Any:
+        if self.events.draining:
+            return method(self, *args, **kwargs)
+        try:
+            result = method(self, *args, **kwargs)
+        except BaseException:
+            self.events.discard()
+            raise
+        self.events.drain()
+        return result
+
+    return run  # type: ignore[return-value]
 
 
-def etag(version_id: int) -> str:
-    return f'W/"{version_id}"'
-
-
-def parse_etag(value: str) -> int | None:
-    match = re.fullmatch(r'\s*(?:W/)?"?(\d+)"?\s*', value)
-    return int(match.group(1)) if match else None
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """One version of a resource as stored."""
-
-    resource_type: str
-    id: str
-    version_id: int
-    last_updated: datetime
-    content: str | None  # None: deleted
-
-    @classmethod
-    def of(cls, row: Resource | ResourceVersion) -> Stored:
-        return cls(row.resource_type, row.id, row.version_id, row.last_updated, row.content)
-
-    @property
-    def location(self) -> str:
-        return f"{self.resource_type}/{self.id}/_history/{self.version_id}"
-
-    @property
-    def etag(self) -> str:
-        return etag(self.version_id)
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    stored: Stored
-    status: int  # 200 updated/exists, 201 created
-
-
-def check_type(resource_type: str) -> None:
-    if resource_type not in SUPPORTED_TYPES:
-        raise UnsupportedType(f"Resource type {resource_type!r} is not supported by this server")
-
-
-def check_id(resource_id: str) -> None:
-    if not ID_PATTERN.match(resource_id):
-        raise BadRequest("Resource id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'", expression="id")
-
-
-_REQUEST_HEADERS = {"If-Match": "request.ifMatch", "If-None-Exist": "request.ifNoneExist"}
-
-
-def _relocate(issues: Sequence[Issue], resource_type: str, where: str, other: str = "request.url") -> list[Issue]:
-    """Point issue expressions into the Bundle entry ``where`` (``Bundle.entry[i]``).
-
-    ``Type.x`` becomes ``{where}.resource.x``, request headers become ``{where}.request.*``, other
-    expressions (search parameters, the id in the url) become ``{where}.{other}``; an issue without
-    an expression points at the entry. Expressions that already start with ``Bundle.`` are kept.
-    """
-    out = []
-    for issue in issues:
-        expression = issue.expression
-        if not expression:
-            expression = where
-        elif expression.startswith("Bundle."):
-            pass
-        elif expression == resource_type or expression.startswith(resource_type + "."):
-            expression = f"{where}.resource{expression[len(resource_type) :]}"
-        elif expression == "resourceType":
-            expression = f"{where}.resource.resourceType"
-        elif expression in _REQUEST_HEADERS:
-            expression = f"{where}.{_REQUEST_HEADERS[expression]}"
-        else:
-            expression = f"{where}.{other}"
-        out.append(Issue(issue.severity, issue.code, issue.diagnostics, expression))
-    return out
-
-
-class FhirService:
+class FhirService(SearchBundles, BundleProcessing):
     def __init__(
         self,
         session: Session,
@@ -136,15 +87,19 @@ class FhirService:
         base_url: str,
         default_count: int = 20,
         max_count: int = 500,
-        clock: Callable[[], datetime] = searchparams.utcnow,
+        clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
-        listeners: Sequence[Callable[[Change], object]] = (),
+        listeners: Sequence[Reaction] = (),
+        policy: StorePolicy | None = None,
     ) -> None:
         self.session = session
-        #: called with every write, inside the transaction (routing into the outbox)
+        #: the reactions to every change event, in this order (routing into the outbox first, then the
+        #: workflow rules), run after the write inside the transaction (see :mod:`hub.fhir.events`)
         self.listeners = list(listeners)
+        #: the transaction's ordered change events (shared by every store on the session)
+        self.events = ChangeLog.of(session)
         #: the caller's access policy (scopes, compartment); None = the hub itself (no checks)
-        self.policy: Any = None
+        self.policy: StorePolicy | None = policy
         self._internal = 0
         self.tenant = tenant
         self.base_url = base_url  # ends with /fhir
@@ -157,7 +112,7 @@ class FhirService:
 
     @contextmanager
     def internal(self) -> Iterator[None]:
-        """Work the hub does on its own behalf (listeners, services): no caller policy applies."""
+        """Work the hub does on its own behalf (reactions, services): no caller policy applies."""
         self._internal += 1
         try:
             yield
@@ -297,11 +252,16 @@ class FhirService:
             change = Change(
                 resource_type, resource_id, stored.version_id, interaction, resource, stored.content, previous
             )
-            with self.internal():
-                for listener in self.listeners:
-                    listener(change)
+            self.events.record(change, self._react)
         return stored
 
+    def _react(self, change: Change) -> None:
+        """The reactions to one change, in order, as the hub's own work (no caller policy)."""
+        with self.internal():
+            for listener in self.listeners:
+                listener(change)
+
+    @_operation
     def create(
         self,
         resource_type: str,
@@ -376,6 +336,7 @@ class FhirService:
             )
         return Stored.of(rows[0]) if rows else None
 
+    @_operation
     def update(
         self, resource_type: str, resource_id: str, resource: Any, *, if_match: str | None = None
     ) -> WriteResult:
@@ -414,6 +375,7 @@ class FhirService:
                 expression="If-Match",
             )
 
+    @_operation
     def delete(self, resource_type: str, resource_id: str, *, if_match: str | None = None) -> Stored | None:
         """Delete; returns the deletion version, or None when there was nothing to delete."""
         check_type(resource_type)
@@ -450,362 +412,6 @@ class FhirService:
             offset=offset,
         )
 
-    def _full_url(self, resource_type: str, resource_id: str) -> str:
-        return f"{self.base_url}/{resource_type}/{resource_id}"
 
-    def _link(self, resource_type: str, applied: Sequence[tuple[str, str]], offset: int | None) -> str:
-        items = list(applied)
-        if offset:
-            items.append(("_offset", str(offset)))
-        query = urlencode(items, safe="|:,/")
-        return f"{self.base_url}/{resource_type}" + (f"?{query}" if query else "")
-
-    def search(self, resource_type: str, items: Sequence[tuple[str, str]], *, strict: bool = False) -> dict[str, Any]:
-        check_type(resource_type)
-        self._guard(resource_type, "s")
-        if self.policy is not None and not self._internal:
-            items = self.policy.search_items(resource_type, items)
-        parsed = self._parse(resource_type, items, strict=strict)
-        count = parsed.count if parsed.count is not None else self.default_count
-        bundle: dict[str, Any] = {
-            "resourceType": "Bundle",
-            "id": str(uuid.uuid4()),
-            "meta": {"lastUpdated": instant(self.clock())},
-            "type": "searchset",
-        }
-        if parsed.summary_count:
-            bundle["total"] = repo.count(self.session, query=self._query(resource_type, parsed, limit=0, offset=0))
-            bundle["link"] = [{"relation": "self", "url": self._link(resource_type, parsed.applied, None)}]
-            return bundle
-        query = self._query(resource_type, parsed, limit=count + 1, offset=parsed.offset)
-        rows, total = repo.search(self.session, query=query, with_total=parsed.total != "none")
-        has_next = count > 0 and len(rows) > count  # _count=0: no page to go to, only the total
-        rows = rows[:count]
-        if total is not None:
-            bundle["total"] = total
-        links = [{"relation": "self", "url": self._link(resource_type, parsed.applied, parsed.offset)}]
-        if parsed.offset or has_next:
-            links.append({"relation": "first", "url": self._link(resource_type, parsed.applied, None)})
-        if parsed.offset and count:
-            links.append(
-                {"relation": "previous",
-                 "url": self._link(resource_type, parsed.applied, max(0, parsed.offset - count))}
-            )
-        if has_next:
-            links.append({"relation": "next", "url": self._link(resource_type, parsed.applied, parsed.offset + count)})
-        bundle["link"] = links
-        entries = [self._entry(Stored.of(row), {"mode": "match"}) for row in rows]
-        entries.extend(self._included(resource_type, rows, parsed))
-        if parsed.ignored:
-            entries.append({"resource": operation_outcome(parsed.ignored), "search": {"mode": "outcome"}})
-        if entries:
-            bundle["entry"] = entries
-        return bundle
-
-    def _entry(self, stored: Stored, search: dict[str, Any] | None = None) -> dict[str, Any]:
-        entry: dict[str, Any] = {"fullUrl": self._full_url(stored.resource_type, stored.id)}
-        if stored.content is not None:
-            entry["resource"] = simplejson.RawJSON(stored.content)
-        if search:
-            entry["search"] = search
-        return entry
-
-    def _included(self, resource_type: str, rows: Sequence[Resource], parsed: ParsedSearch) -> Iterator[dict[str, Any]]:
-        if not parsed.includes or not rows:
-            return
-        params = searchparams.params_for(resource_type)
-        seen = {(r.resource_type, r.id) for r in rows}
-        targets: list[tuple[str, str]] = []
-        for _source, name, target in parsed.includes:
-            names = [p.name for p in params.values() if p.type == "reference"] if name == "*" else [name]
-            refs = repo.outgoing_references(
-                self.session,
-                tenant=self.tenant,
-                resource_type=resource_type,
-                resource_ids=[r.id for r in rows],
-                params=names,
-            )
-            for ref_type, ref_id in refs:
-                if ref_type and (target is None or ref_type == target) and (ref_type, ref_id) not in seen:
-                    seen.add((ref_type, ref_id))
-                    targets.append((ref_type, ref_id))
-        for row in repo.get_resources(self.session, tenant=self.tenant, keys=targets):
-            if self.policy is not None and not self._internal and not self.policy.may_read(row.resource_type):
-                continue  # what the caller's scopes (or role) do not let them read does not come along
-            if not self._hidden(Stored.of(row)):
-                yield self._entry(Stored.of(row), {"mode": "include"})
-
-    def history(
-        self,
-        resource_type: str | None,
-        resource_id: str | None,
-        items: Sequence[tuple[str, str]],
-    ) -> dict[str, Any]:
-        if resource_type:
-            check_type(resource_type)
-            self._guard(resource_type, "r")
-        if self.policy is not None and not self._internal:
-            if self.policy.restricted and not resource_id:
-                raise self.policy.forbidden("type and system history")
-            if not resource_type and self.policy.principal.role != "admin":
-                raise self.policy.forbidden("system history")
-            if resource_type and resource_id and self._hidden_row(repo.get_resource(
-                    self.session, tenant=self.tenant, resource_type=resource_type, resource_id=resource_id)):
-                raise NotFound(f"{resource_type}/{resource_id} is not known")
-        count, offset, since = self.default_count, 0, None
-        for key, value in items:
-            try:
-                if key == "_count":
-                    count = int(value)
-                    if count < 0:  # as in search: a negative page size is an error, not an empty page
-                        raise ValueError(value)
-                    count = min(count, self.max_count)
-                elif key == "_offset":
-                    offset = min(max(0, int(value)), 2**31 - 1)  # past any result; a database integer
-                elif key == "_since":  # a '+' of the offset that was not percent-encoded arrives as a space
-                    since = searchparams.date_range(value.strip().replace(" ", "+"))[0]
-            except ValueError:
-                raise BadRequest(f"Invalid value for {key}", expression=key) from None
-        if resource_id and resource_type:
-            exists = repo.get_resource(
-                self.session, tenant=self.tenant, resource_type=resource_type, resource_id=resource_id
-            )
-            if exists is None:
-                raise NotFound(f"{resource_type}/{resource_id} is not known")
-        rows, total = repo.history(
-            self.session,
-            tenant=self.tenant,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            since=since,
-            limit=count,
-            offset=offset,
-        )
-        path = "/".join(p for p in (resource_type, resource_id, "_history") if p)
-        base_items = [("_count", str(count))] + ([("_since", instant(since))] if since else [])
-        page = urlencode(base_items + [("_offset", str(offset))])
-        links = [{"relation": "self", "url": f"{self.base_url}/{path}?{page}"}]
-        if count > 0 and offset + count < total:  # _count=0 must not link back to itself
-            links.append(
-                {"relation": "next",
-                 "url": f"{self.base_url}/{path}?{urlencode(base_items + [('_offset', str(offset + count))])}"}
-            )
-        entries = []
-        for row in rows:
-            stored = Stored.of(row)
-            if self._hidden(stored):  # a version from before the resource entered the compartment
-                continue
-            entry = self._entry(stored)
-            url = f"{row.resource_type}/{row.id}" if row.method != "POST" else row.resource_type
-            status = {"POST": "201 Created", "PUT": "200 OK", "DELETE": "204 No Content"}[row.method]
-            if row.method == "PUT" and row.version_id == 1:
-                status = "201 Created"
-            entry["request"] = {"method": row.method, "url": url}
-            entry["response"] = {"status": status, "etag": stored.etag, "lastModified": instant(row.last_updated)}
-            entries.append(entry)
-        bundle: dict[str, Any] = {
-            "resourceType": "Bundle",
-            "id": str(uuid.uuid4()),
-            "meta": {"lastUpdated": instant(self.clock())},
-            "type": "history",
-            "total": total,
-            "link": links,
-        }
-        if entries:
-            bundle["entry"] = entries
-        return bundle
-
-    # ------------------------------------------------------------ bundles
-
-    def process_bundle(self, bundle: Any, *, return_preference: str = "representation") -> dict[str, Any]:
-        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-            raise BadRequest("POST /fhir takes a Bundle of type transaction or batch", expression="resourceType")
-        kind = bundle.get("type")
-        if kind not in ("transaction", "batch"):
-            raise BadRequest("Bundle.type must be transaction or batch", expression="Bundle.type")
-        entries = bundle.get("entry") or []
-        if not isinstance(entries, list):
-            raise BadRequest("Bundle.entry must be a list", expression="Bundle.entry")
-        plans = [self._plan_entry(index, entry) for index, entry in enumerate(entries)]
-        if kind == "transaction":
-            return self._transaction(plans, return_preference)
-        return self._batch(plans, return_preference)
-
-    def _plan_entry(self, index: int, entry: Any) -> _EntryPlan:
-        where = f"Bundle.entry[{index}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("request"), dict):
-            return _EntryPlan(index, error=BadRequest("Each entry needs a request", expression=f"{where}.request"))
-        request = entry["request"]
-        method = request.get("method")
-        url = request.get("url")
-        if method not in ("GET", "POST", "PUT", "DELETE") or not isinstance(url, str) or not url:
-            return _EntryPlan(
-                index,
-                error=BadRequest(
-                    "request.method must be GET, POST, PUT or DELETE and request.url is required",
-                    expression=f"{where}.request",
-                ),
-            )
-        if url.startswith(self.base_url + "/"):
-            url = url[len(self.base_url) + 1 :]
-        path, _, query = url.partition("?")
-        parts = [p for p in path.split("/") if p]
-        return _EntryPlan(
-            index,
-            method=method,
-            parts=parts,
-            query=query,
-            full_url=entry.get("fullUrl"),
-            resource=entry.get("resource"),
-            if_none_exist=request.get("ifNoneExist"),
-            if_match=request.get("ifMatch"),
-        )
-
-    def _run_entry(self, plan: _EntryPlan, return_preference: str) -> dict[str, Any]:
-        where = f"Bundle.entry[{plan.index}]"
-        if plan.error:
-            raise plan.error
-        parts, method = plan.parts, plan.method
-        if not parts:
-            raise BadRequest("request.url must name a resource type", expression=f"{where}.request.url")
-        resource_type = parts[0]
-        try:
-            check_type(resource_type)
-            if method == "GET":
-                if len(parts) == 1:
-                    result = self.search(resource_type, parse_qsl(plan.query, keep_blank_values=True))
-                    return {"resource": result, "response": {"status": "200 OK"}}
-                if len(parts) == 2:
-                    stored = self.read(resource_type, parts[1])
-                elif len(parts) == 4 and parts[2] == "_history":
-                    stored = self.vread(resource_type, parts[1], parts[3])
-                else:
-                    raise BadRequest("Unsupported GET url", expression=f"{where}.request.url")
-                return self._entry_response(stored, "200 OK", "representation")
-            if method == "POST":
-                if len(parts) != 1:
-                    raise BadRequest("POST url must be a resource type", expression=f"{where}.request.url")
-                self._require_entry_resource(plan, resource_type)
-                result = self.create(
-                    resource_type, plan.resource, if_none_exist=plan.if_none_exist, resource_id=plan.assigned_id
-                )
-                status = "201 Created" if result.status == 201 else "200 OK"
-                return self._entry_response(result.stored, status, return_preference)
-            if len(parts) != 2:
-                raise BadRequest(f"{method} url must be Type/id", expression=f"{where}.request.url")
-            if method == "PUT":
-                self._require_entry_resource(plan, resource_type)
-                result = self.update(resource_type, parts[1], plan.resource, if_match=plan.if_match)
-                status = "201 Created" if result.status == 201 else "200 OK"
-                return self._entry_response(result.stored, status, return_preference)
-            deleted = self.delete(resource_type, parts[1], if_match=plan.if_match)
-            response: dict[str, Any] = {"status": "204 No Content"}
-            if deleted is not None:
-                response["etag"] = deleted.etag
-            return {"response": response}
-        except HubError as exc:
-            other = "request.ifNoneExist" if method == "POST" and plan.if_none_exist else "request.url"
-            exc.issues = _relocate(exc.issues, resource_type, where, other)
-            raise
-
-    def _require_entry_resource(self, plan: _EntryPlan, resource_type: str) -> None:
-        if not isinstance(plan.resource, dict):
-            raise BadRequest("The entry needs a resource", expression=f"Bundle.entry[{plan.index}].resource")
-
-    def _entry_response(self, stored: Stored, status: str, preference: str) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "fullUrl": self._full_url(stored.resource_type, stored.id),
-            "response": {
-                "status": status,
-                "location": stored.location,
-                "etag": stored.etag,
-                "lastModified": instant(stored.last_updated),
-            },
-        }
-        if preference == "representation" and stored.content is not None:
-            entry["resource"] = simplejson.RawJSON(stored.content)
-        elif preference == "OperationOutcome":
-            entry["response"]["outcome"] = operation_outcome([Issue("information", "informational", "OK")])
-        return entry
-
-    def _transaction(self, plans: list[_EntryPlan], preference: str) -> dict[str, Any]:
-        for plan in plans:
-            if plan.error:
-                raise plan.error
-        # assign ids to created resources first so that urn:uuid references can be resolved
-        mapping: dict[str, str] = {}
-        seen_full_urls: set[str] = set()
-        for plan in plans:
-            if plan.full_url:
-                if plan.full_url in seen_full_urls:
-                    raise BadRequest(
-                        "fullUrl appears twice in the Bundle", expression=f"Bundle.entry[{plan.index}].fullUrl"
-                    )
-                seen_full_urls.add(plan.full_url)
-            if plan.method == "POST" and len(plan.parts) == 1:
-                plan.assigned_id = self.new_id()
-                if plan.full_url:
-                    mapping[plan.full_url] = f"{plan.parts[0]}/{plan.assigned_id}"
-            elif plan.method == "PUT" and len(plan.parts) == 2 and plan.full_url:
-                mapping[plan.full_url] = f"{plan.parts[0]}/{plan.parts[1]}"
-        # conditional creates that match an existing resource point references at it
-        for plan in plans:
-            if plan.method == "POST" and plan.if_none_exist and len(plan.parts) == 1:
-                try:
-                    check_type(plan.parts[0])
-                    existing = self._conditional_match(plan.parts[0], plan.if_none_exist)
-                except HubError as exc:
-                    where = f"Bundle.entry[{plan.index}]"
-                    exc.issues = _relocate(exc.issues, plan.parts[0], where, "request.ifNoneExist")
-                    raise
-                if existing is not None and plan.full_url:
-                    mapping[plan.full_url] = f"{existing.resource_type}/{existing.id}"
-        if mapping:
-            for plan in plans:
-                if isinstance(plan.resource, dict):
-                    plan.resource = replace_references(plan.resource, mapping)
-        order = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
-        responses: dict[int, dict[str, Any]] = {}
-        for plan in sorted(plans, key=lambda p: order[p.method or "GET"]):
-            responses[plan.index] = self._run_entry(plan, preference)
-        return {
-            "resourceType": "Bundle",
-            "id": str(uuid.uuid4()),
-            "type": "transaction-response",
-            "entry": [responses[plan.index] for plan in plans],
-        }
-
-    def _batch(self, plans: list[_EntryPlan], preference: str) -> dict[str, Any]:
-        entries = []
-        for plan in plans:
-            savepoint = self.session.begin_nested()
-            try:
-                entries.append(self._run_entry(plan, preference))
-                savepoint.commit()
-            except HubError as exc:
-                savepoint.rollback()
-                entries.append(
-                    {"response": {"status": f"{exc.status_code} {exc.title}", "outcome": exc.outcome()}}
-                )
-        return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "batch-response", "entry": entries}
-
-
-@dataclass
-class _EntryPlan:
-    index: int
-    method: str | None = None
-    parts: list[str] | None = None  # type: ignore[assignment]
-    query: str = ""
-    full_url: str | None = None
-    resource: Any = None
-    if_none_exist: str | None = None
-    if_match: str | None = None
-    assigned_id: str | None = None
-    error: HubError | None = None
-
-    def __post_init__(self) -> None:
-        if self.parts is None:
-            self.parts = []
-
-
-__all__ = ["FhirService", "Stored", "WriteResult", "instant", "etag", "parse_etag", "Conflict", "MethodNotAllowed"]
+__all__ = ["FhirService", "Stored", "WriteResult", "instant", "etag", "parse_etag", "check_id", "check_type",
+           "ID_PATTERN", "Conflict", "MethodNotAllowed"]

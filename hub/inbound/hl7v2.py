@@ -64,8 +64,8 @@ from sqlalchemy.orm import Session
 
 from hub.crypto import encrypt
 from hub.errors import Conflict, Gone, HubError, NotFound, describe
-from hub.fhir.searchparams import utcnow
 from hub.fhir.service import FhirService
+from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store import repository
 from hub.store import sync_repository as repo
@@ -228,8 +228,8 @@ def _process(
             full = read_header(message)
             check_supported(full)
             warnings = _version_warnings(full) + structure_warnings(message, full)
-            fhir = policy.attach(
-                fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", clock=lambda: now))
+            fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", clock=lambda: now,
+                                policy=policy)
             if full.message_type in STATUS_MESSAGES:
                 primary, payload = _write_status_update(fhir, message, full, now)
             else:
@@ -530,7 +530,7 @@ def _scope_referrals(fhir: FhirService, message: V2Message, header: Header, bund
     patient's coverage is not linked. Returns the Patients given ids of their own (not to be
     matched by identifier to another's record again)."""
     from hub.referrals.service import ReferralService
-    from mappings.hl7v2.inbound import referrals_of
+    from mappings.hl7v2.referral_messages import referrals_of
     from mappings.referral.intake import build_referral_bundle, deterministic_id
 
     moved: dict[str, str] = {}

@@ -13,8 +13,8 @@ from typing import Any
 
 from hub.errors import Conflict, NotFound
 from hub.fhir.events import Change
-from hub.fhir.searchparams import parse_reference
 from hub.fhir.service import FhirService
+from hub.kit import parse_reference
 from mappings.fhir import jsonio
 from mappings.referral.intake import (
     NPI_SYSTEM,
@@ -198,7 +198,7 @@ class ReferralService:
             raise NotFound(f"No referral Task for ServiceRequest/{service_request_id}")
         return tasks[0]
 
-    # ------------------------------------------------------------ listener (inside the write's transaction)
+    # ------------------------------------------------------------ workflow rules (after the write, same transaction)
 
     def on_change(self, change: Change) -> None:
         if change.resource is None:
@@ -241,7 +241,7 @@ class ReferralService:
 
         before = jsonio.loads(change.previous or "{}")
         after = change.resource or {}
-        if not _is_referral_task(after) or before.get("status") == after.get("status"):
+        if not is_referral_task(after) or before.get("status") == after.get("status"):
             return
         reason = after.get("statusReason")
         try:
@@ -270,7 +270,7 @@ class ReferralService:
         from mappings.referral.task_state import IllegalTransition, MissingReason, apply_transition
 
         task = self._read("Task", task_id)
-        if not _is_referral_task(task):
+        if not is_referral_task(task):
             raise NotFound(f"Task/{task_id} is not a referral")
         try:
             updated = apply_transition(task, status, now=self._now(), reason=reason,
@@ -285,7 +285,7 @@ class ReferralService:
         from mappings.referral.task_state import with_business_status
 
         task = self._read("Task", task_id)
-        if not _is_referral_task(task):
+        if not is_referral_task(task):
             raise NotFound(f"Task/{task_id} is not a referral")
         try:
             updated = with_business_status(task, code, now=self._now())
@@ -337,6 +337,6 @@ def _same_person(stored: dict[str, Any], sent: dict[str, Any]) -> bool:
     return key(stored) == key(sent)
 
 
-def _is_referral_task(task: dict[str, Any]) -> bool:
+def is_referral_task(task: dict[str, Any]) -> bool:
     return any(c.get("code") == "fulfill" for c in (task.get("code") or {}).get("coding", []))
 

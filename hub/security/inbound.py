@@ -41,7 +41,8 @@ class InboundRefused(Forbidden):
 
 
 class InboundPolicy:
-    """The policy of one inbound channel's writes: :attr:`hub.fhir.service.FhirService.policy`."""
+    """The policy of one inbound channel's writes (:class:`hub.fhir.policy.StorePolicy`): the
+    channel builds its FHIR store with it."""
 
     restricted = False  # no compartment: the partner's writes are limited by type, not by patient
 
@@ -58,10 +59,6 @@ class InboundPolicy:
         """The policy of a connector from its (validated or raw) config: ``inbound_types``, else the default."""
         value = config.get("inbound_types") if isinstance(config, dict) else getattr(config, "inbound_types", None)
         return cls(tenant=tenant, source=source, channel=channel, allowed=value)
-
-    def attach(self, fhir: FhirService) -> FhirService:
-        fhir.policy = self
-        return fhir
 
     # ------------------------------------------------ the interface FhirService calls (as AccessPolicy's)
 

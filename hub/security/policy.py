@@ -5,24 +5,28 @@ referrals. Outside the compartment a resource does not exist for them (404, neve
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from hub.errors import MethodNotAllowed
-from hub.fhir.searchparams import extract, params_for, parse_reference
+from hub.fhir.searchparams import extract, params_for
+from hub.kit import parse_reference
 from hub.security.principal import Forbidden, Principal
 from hub.store.repository import patients_of_requester
-
-if TYPE_CHECKING:
-    from hub.fhir.service import FhirService
 
 DIRECTORY_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole"})
 READ_ONLY_TYPES = frozenset({"AuditEvent"})
 
 
 class AccessPolicy:
-    def __init__(self, principal: Principal, fhir: FhirService) -> None:
+    """The policy of ``principal`` on the FHIR store of ``session`` and ``tenant`` (which the store is
+    built with: :class:`hub.fhir.policy.StorePolicy`); the compartment is read from that session."""
+
+    def __init__(self, principal: Principal, *, session: Session, tenant: str) -> None:
         self.principal = principal
-        self.fhir = fhir
+        self.session = session
+        self.tenant = tenant
         self._patients: set[str] | None = None
 
     # ------------------------------------------------------------ scopes
@@ -64,7 +68,7 @@ class AccessPolicy:
         if self._patients is None:
             requester = parse_reference(self.principal.fhir_user or "")
             self._patients = (
-                patients_of_requester(self.fhir.session, tenant=self.fhir.tenant, requester=requester)
+                patients_of_requester(self.session, tenant=self.tenant, requester=requester)
                 if requester else set()
             )
         return self._patients

@@ -8,10 +8,6 @@ from hub.errors import HubError
 from hub.security.scopes import Scope, allows, parse_scopes
 
 
-class TokenError(ValueError):
-    """A token or assertion was refused; the message says why (never echoing the token)."""
-
-
 class Unauthorized(HubError):
     status_code = 401
     code = "login"

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from hub.security.principal import TokenError
+from hub.security.errors import TokenError
 from hub.store.db import transaction
 from hub.store.models import Client
 

@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 
 from hub.security import revocation
-from hub.security.principal import TokenError
+from hub.security.errors import TokenError
 
 ISSUER = "therapy-hub"
 AUDIENCE = "therapy-hub-api"

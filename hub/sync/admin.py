@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from hub.errors import BadRequest, NotFound
-from hub.fhir.searchparams import utcnow
+from hub.kit import utcnow
 from hub.store import sync_repository as repo
 from hub.store.models import ConnectorInstance, DeliveryJob, Message, MessageEvent, Route
 from hub.sync import events as ev

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from hub.fhir.searchparams import parse_reference
+from hub.kit import parse_reference
 from hub.store import repository
 
 __all__ = ["CONTEXT_PREVIOUS", "CONTEXT_REFERENCES", "MAX_CONTEXT", "context_wanted", "with_references"]

@@ -78,7 +78,7 @@ def receive_webhook(settings: Settings, *, tenant: str, connector: str, body: by
             return 200, {"message": earlier.id, "status": earlier.status, "duplicate": True}
         message = service.record_inbound(source=connector, external_id=key, raw=body)
         policy = InboundPolicy.for_config(tenant=tenant, source=connector, channel=CHANNEL, config=config)
-        fhir = policy.attach(fhir_service(session, settings, tenant, settings.fhir_base or "/fhir"))
+        fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", policy=policy)
         status = 202
         resource_type: str | None = None
         savepoint = session.begin_nested()

@@ -217,7 +217,7 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
         service = SyncService(session, tenant=tenant, settings=settings)
         # what the partner sends is written under its connector's inbound policy, and audited
         policy = InboundPolicy.for_config(tenant=tenant, source=name, channel="poll", config=config)
-        fhir = policy.attach(fhir_service(session, settings, tenant, settings.fhir_base or "/fhir"))
+        fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", policy=policy)
         own = repo.written_among(session, connector_id=connector_id,
                                  external_ids=[item.external_id for item in batch.items])
         for item in batch.items:

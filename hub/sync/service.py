@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from hub.crypto import cipher, decrypt, encrypt
 from hub.errors import BadRequest, Conflict, NotFound
 from hub.fhir.events import Change
-from hub.fhir.searchparams import parse_reference, utcnow
+from hub.kit import parse_reference, utcnow
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.store.models import ConnectorInstance, DeliveryJob, Message, MessageEvent, Route

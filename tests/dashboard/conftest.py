@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from hub.app import create_app
 from hub.deps import get_clock
-from hub.fhir.searchparams import utcnow
+from hub.kit import utcnow
 from hub.security.clients import NewClient
 from hub.settings import Settings
 from hub.sync.service import SyncService

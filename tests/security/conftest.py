@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from hub.app import create_app
-from hub.fhir.searchparams import utcnow
+from hub.kit import utcnow
 from hub.security.clients import ClientService, NewClient
 from hub.settings import Settings
 from hub.unit_of_work import unit_of_work

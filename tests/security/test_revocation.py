@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from hub.app import create_app
-from hub.fhir.searchparams import utcnow
+from hub.kit import utcnow
 from hub.security import clients as client_module
 from hub.security import revocation, tokens
 from hub.settings import Settings

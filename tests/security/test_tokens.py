@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from hub.app import create_app
 from hub.deps import get_clock
-from hub.fhir.searchparams import utcnow
+from hub.kit import utcnow
 from hub.security import tokens
 from hub.security.tokens import ASSERTION_TYPE
 from hub.settings import Settings

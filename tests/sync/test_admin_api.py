@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from hub.fhir.searchparams import utcnow
+from hub.kit import utcnow
 from hub.settings import Settings
 from hub.sync.delivery import deliver
 from sandboxes.webhook import SandboxReceiver

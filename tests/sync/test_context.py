@@ -35,7 +35,7 @@ def _fhir(session: Any, settings: Settings, tenant: str = TENANT) -> FhirService
 def _put(settings: Settings, *resources: dict[str, Any], tenant: str = TENANT) -> list[int]:
     with unit_of_work(settings) as session:
         if tenant != TENANT:
-            from hub.fhir.searchparams import utcnow
+            from hub.kit import utcnow
             from hub.store import repository
 
             repository.ensure_tenant(session, tenant_id=tenant, name=tenant, now=utcnow())

@@ -20,8 +20,8 @@ from hub.app import ensure_default_tenant
 from hub.crypto import cipher, decrypt
 from hub.errors import BadRequest, Conflict, NotFound
 from hub.fhir.events import Change
-from hub.fhir.searchparams import utcnow
 from hub.fhir.service import FhirService, Stored
+from hub.kit import utcnow
 from hub.settings import Settings, get_settings
 from hub.store.db import transaction
 from hub.store.models import ConnectorInstance, DeliveryJob, Message, MessageEvent, Resource

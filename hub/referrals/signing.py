@@ -1,0 +1,162 @@
+"""Signing a plan of care: the referring physician completes the certification Task (FHIR PUT or
+``/certifications/{id}/sign``); the hub then renders the signed certification page, records a
+Provenance with the signature and marks the plan certified."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import UTC
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from hub.errors import Conflict, NotFound
+from hub.referrals.clocks import CertificationClocks
+from hub.referrals.plan_records import CERTIFIED_URL, REVISION_URL, obligation_code, plan_extension, plan_return_code
+
+SIGNATURE_TYPE = {"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.10065.1.12.1.1",
+                  "display": "Author's Signature"}
+
+
+#: the formats a physician's own signature mark may have, and how to tell that its data is one
+_SIGNATURE_FORMATS = {
+    "image/png": lambda data: data.startswith(b"\x89PNG\r\n\x1a\n"),
+    "image/jpeg": lambda data: data.startswith(b"\xff\xd8\xff"),
+    "application/pdf": lambda data: data.startswith(b"%PDF-"),
+    "application/jose": lambda data: re.fullmatch(rb"[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*", data),
+    "text/plain": lambda data: _is_text(data),
+}
+
+
+def _is_text(data: bytes) -> bool:
+    try:
+        return bool(data.decode("utf-8").strip())
+    except UnicodeDecodeError:
+        return False
+
+
+class SignIn(BaseModel):
+    signature: str | None = Field(default=None, description="The physician's own mark, base64 (optional): "
+                                  "a typed name (text/plain), a drawn signature (image/png) or a JWS")
+    signature_type: str = Field(default="text/plain", description=", ".join(_SIGNATURE_FORMATS))
+
+    @model_validator(mode="after")
+    def _really_that_format(self) -> SignIn:
+        """Refuse a mark whose data is not what its type says (a name declared as image/png)."""
+        if self.signature is None:
+            return self
+        check = _SIGNATURE_FORMATS.get(self.signature_type)
+        if check is None:
+            raise ValueError(f"signature_type must be one of {', '.join(_SIGNATURE_FORMATS)}")
+        try:
+            data = base64.b64decode(self.signature, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("signature must be base64") from None
+        if not check(data):
+            raise ValueError(f"signature is not {self.signature_type} data")
+        return self
+
+
+class Signing(CertificationClocks):
+    def sign(self, task_id: str, body: SignIn, *, signer: str | None = None) -> dict[str, Any]:
+        """Complete a certification; ``signer`` (a referrer's PractitionerRole) must be its owner.
+
+        Not there, not visible to the caller, not a certification, not the signer's: one answer (404,
+        same text), so that signing is no way to learn what exists. The caller's policy reads the Task;
+        the hub writes the signature (a referring physician may not PUT a Task)."""
+        unknown = NotFound("There is no certification with this id that you can sign")
+        try:
+            task = self._read("Task", task_id)
+        except NotFound:
+            raise unknown from None
+        if obligation_code(task) not in ("certification", "recertification"):
+            raise unknown
+        if signer is not None and (task.get("owner") or {}).get("reference") != signer:
+            raise unknown
+        if task.get("status") != "requested":
+            raise Conflict(f"This certification is {task.get('status')}", expression="Task.status")
+        signed = {**task, "status": "completed", "lastModified": self._now().isoformat(timespec="seconds") + "Z"}
+        if body.signature:
+            signed["output"] = [{"type": {"text": "signature"},
+                                 "valueAttachment": {"contentType": body.signature_type, "data": body.signature}}]
+        with self.fhir.internal():
+            self.fhir.update("Task", task_id, signed)
+        return self.obligation_view(self._read("Task", task_id))
+
+    def _signed_document(self, care_plan: dict[str, Any], signer: str | None) -> dict[str, Any] | None:
+        """Render the signed version of the plan's certification page (the signer's electronic
+        signature, name, NPI and the time) and store it as a DocumentReference that ``signs`` the
+        unsigned one; None when the plan has no unsigned page (a plan written through /fhir)."""
+        from mappings.fhir.ids import deterministic_id
+        from mappings.plan_of_care.pdf import (
+            RETURN_CODE_SYSTEM,
+            Attestation,
+            render_plan_pdf,
+            signed_document_reference,
+        )
+        from mappings.plan_of_care.summary import plan_summary
+
+        revision = int((plan_extension(care_plan, REVISION_URL) or {}).get("valueInteger", 1))
+        return_code = plan_return_code(care_plan["id"], revision)
+        try:
+            unsigned = self._read("DocumentReference", deterministic_id("DocumentReference", RETURN_CODE_SYSTEM,
+                                                                        return_code))
+        except NotFound:
+            return None
+        sr_ref = next((i["reference"] for i in care_plan.get("supportingInfo") or []
+                       if i.get("reference", "").startswith("ServiceRequest/")), None)
+        if not sr_ref or not signer:
+            return None
+        sr = self._read(*sr_ref.split("/"))
+        summary = plan_summary(self._plan_as_bundle(care_plan))
+        organization = summary.plan.organization
+        name, npi = self._person_of_role(signer)
+        signed_at = self._now().replace(tzinfo=UTC)
+        inputs = self._document_inputs(sr, organization, summary.plan.author)
+        attestation = Attestation(signer_name=name or inputs["referring_physician"], signed_at=signed_at,
+                                  signer_npi=npi or inputs["referring_npi"])
+        pdf = render_plan_pdf(summary, return_code=return_code, generated_at=signed_at, attestation=attestation,
+                              **inputs)
+        document = signed_document_reference(pdf, unsigned=unsigned, signer_ref=signer, signed_at=signed_at)
+        self.fhir.update("DocumentReference", document["id"], document)
+        return document
+
+    def _record_signature(self, task: dict[str, Any]) -> None:
+        care_plan_ref = task["focus"]["reference"]
+        care_plan = self._read(*care_plan_ref.split("/"))
+        signer = (task.get("owner") or {}).get("reference")
+        now_text = self._now().isoformat(timespec="seconds") + "Z"
+        # what was really signed: the signed version of the page (application/pdf), its bytes the data
+        document = self._signed_document(care_plan, signer)
+        signature: dict[str, Any] = {"type": [SIGNATURE_TYPE], "when": now_text, "who": {"reference": signer}}
+        targets = [{"reference": f"{care_plan_ref}/_history/{care_plan['meta']['versionId']}"}]
+        entities = [{"role": "source", "what": {"reference": f"Task/{task['id']}"}}]
+        if document is not None:
+            attachment = document["content"][0]["attachment"]
+            signature.update({"targetFormat": "application/pdf", "sigFormat": "application/pdf",
+                              "data": attachment["data"]})
+            targets.append({"reference": f"DocumentReference/{document['id']}"})
+            entities.append({"role": "source", "what": document["relatesTo"][0]["target"]})
+        provenance = {
+            "resourceType": "Provenance",
+            "target": targets,
+            "recorded": now_text,
+            "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DocumentCompletion",
+                                     "code": "LA", "display": "legally authenticated"}]},
+            "agent": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                            "code": "verifier"}]}, "who": {"reference": signer}}],
+            "entity": entities,
+            "signature": [signature],
+        }
+        self.fhir.create("Provenance", provenance)
+        revision = int((plan_extension(care_plan, REVISION_URL) or {}).get("valueInteger", 1))
+        extensions = [e for e in care_plan.get("extension") or [] if e.get("url") != CERTIFIED_URL]
+        extensions.append({"url": CERTIFIED_URL, "extension": [
+            {"url": "revision", "valueInteger": revision},
+            {"url": "when", "valueDateTime": now_text},
+            {"url": "by", "valueReference": {"reference": signer}},
+        ]})
+        self.fhir.update("CarePlan", care_plan["id"], {**care_plan, "extension": extensions})
+        self.refresh_clocks(care_plan["id"])
