@@ -236,7 +236,7 @@ def replay(
     A replay keeps the idempotency keys of the deliveries it replays: a partner that accepted one
     already answers it as a duplicate. --resend sends it as a new delivery."""
     from hub.errors import HubError
-    from hub.sync.service import SyncService
+    from hub.sync.actions import SyncActions
 
     if not message_ids and not dead:
         typer.echo("error: give message ids, or --dead [--connector NAME]", err=True)
@@ -247,7 +247,7 @@ def replay(
     settings, tenant, uow = _admin(tenant)
     try:
         with uow as session:
-            service = SyncService(session, tenant=tenant, settings=settings)
+            service = SyncActions(session, tenant=tenant, settings=settings)
             replays = [service.replay_message(m, resend=resend) for m in message_ids or []]
             if dead:
                 replays += service.replay_dead(connector=connector)
@@ -324,13 +324,13 @@ def routes_load(
     import yaml
 
     from hub.errors import HubError
-    from hub.sync.service import SyncService
+    from hub.sync.config import SyncConfig
 
     settings, tenant, uow = _admin(tenant)
     try:
         document = yaml.safe_load(path.read_text())
         with uow as session:
-            n_connectors, n_routes = SyncService(session, tenant=tenant, settings=settings).load_config(document)
+            n_connectors, n_routes = SyncConfig(session, tenant=tenant, settings=settings).load_config(document)
     except yaml.YAMLError:
         typer.echo(f"error: {path} is not valid YAML", err=True)
         raise typer.Exit(2) from None

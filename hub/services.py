@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from hub.fhir.service import FhirService
 from hub.settings import Settings
-from hub.sync.service import SyncService
+from hub.sync.outbox import Outbox
 
 
 def fhir_service(
@@ -32,7 +32,7 @@ def fhir_service(
     )
     fhir.listeners.append(PlanService(fhir, payer_rules=settings.certification_rules).on_change)
     fhir.listeners.append(
-        SyncService(
+        Outbox(
             session, tenant=tenant, settings=settings, **({"clock": clock} if clock else {})
         ).on_change
     )

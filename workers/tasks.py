@@ -25,12 +25,12 @@ def deliver(job_id: int) -> None:
 @shared_task(name="hub.sweep", ignore_result=True)
 def sweep() -> int:
     from hub.store.db import transaction
+    from hub.sync.engine import DeliveryEngine
     from hub.sync.enqueue import enqueue_committed
-    from hub.sync.service import SyncService
 
     settings = get_settings()
     with transaction(settings.database_url) as session:
-        job_ids = SyncService(session, tenant=settings.default_tenant, settings=settings).sweep()
+        job_ids = DeliveryEngine(session, settings=settings).sweep()
     enqueue_committed(settings, session)
     if job_ids:
         log.info("hub.sweep.requeued", extra={"jobs": len(job_ids)})
@@ -40,11 +40,11 @@ def sweep() -> int:
 @shared_task(name="hub.purge", ignore_result=True)
 def purge() -> int:
     from hub.store.db import transaction
-    from hub.sync.service import SyncService
+    from hub.sync.actions import SyncActions
 
     settings = get_settings()
     with transaction(settings.database_url) as session:
-        purged = SyncService(session, tenant=settings.default_tenant, settings=settings).purge()
+        purged = SyncActions(session, tenant=settings.default_tenant, settings=settings).purge()
     if purged:
         log.info("hub.purge.done", extra={"payloads": purged})
     return purged

@@ -28,7 +28,7 @@ from hub.errors import (
 from hub.fhir.capability import capability_statement
 from hub.fhir.service import FhirService, Stored, WriteResult, check_type, instant, parse_etag
 from hub.settings import Settings
-from hub.sync.service import SyncService
+from hub.sync.inbox import Inbox
 from mappings.fhir import jsonio
 from mappings.fhir.validation import Issue, validate_resource
 
@@ -121,7 +121,7 @@ async def keep_rejected(request: Request, settings: Settings, tenant: str, event
 
     def store() -> None:
         with unit_of_work(settings) as session:
-            SyncService(session, tenant=tenant, settings=settings).record_rejected(
+            Inbox(session, tenant=tenant, settings=settings).record_rejected(
                 source="fhir-api", event=event, raw=raw, reason=f"HTTP {exc.status_code}: {reason}"
             )
 

@@ -7,7 +7,7 @@ from typing import Any
 from hub.errors import NotFound
 from hub.settings import Settings
 from hub.store.db import transaction
-from hub.sync.service import SyncService
+from hub.sync.config import SyncConfig
 
 
 def check_health(settings: Settings, tenant: str, name: str) -> dict[str, Any]:
@@ -15,7 +15,7 @@ def check_health(settings: Settings, tenant: str, name: str) -> dict[str, Any]:
     from connectors.base import ConnectorError
 
     with transaction(settings.database_url) as session:
-        service = SyncService(session, tenant=tenant, settings=settings)
+        service = SyncConfig(session, tenant=tenant, settings=settings)
         instance = service.get_connector(name)
         kind = instance.kind
         config = service.connector_config(instance)

@@ -1,18 +1,30 @@
-"""Publishing delivery tasks, after the transaction that wrote the jobs has committed."""
+"""Publishing delivery tasks, after the transaction that wrote the jobs has committed.
+
+The sync engine never publishes from inside a transaction: the outbox, the delivery engine and the
+operator actions add the ids of the jobs they made due to ``session.info[ENQUEUE_KEY]``
+(:func:`enqueue_after_commit`), and the entry point publishes them with :func:`enqueue_committed`
+once its transaction has committed.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy.orm import Session
 
 from hub.settings import Settings
-from hub.sync.service import ENQUEUE_KEY
 
 log = logging.getLogger("hub.sync.enqueue")
 
 DELIVER_TASK = "hub.deliver"
+#: session.info key: the ids of the jobs to enqueue once the session's transaction has committed
+ENQUEUE_KEY = "hub.enqueue"
+
+
+def enqueue_after_commit(session: Session, job_ids: Sequence[int]) -> None:
+    """Ask for a deliver task per job, to be sent after ``session`` commits (:func:`enqueue_committed`)."""
+    session.info.setdefault(ENQUEUE_KEY, []).extend(job_ids)
 
 
 def enqueue(settings: Settings, job_ids: Iterable[int], countdown: float | None = None) -> int:

@@ -15,8 +15,8 @@ from connectors.webhook.sandbox import SandboxReceiver
 from hub.app import create_app
 from hub.deps import unit_of_work
 from hub.settings import Settings
+from hub.sync.config import SyncConfig
 from hub.sync.delivery import deliver
-from hub.sync.service import SyncService
 from tests.security.conftest import FHIR, add_client, bearer, get_token, secured
 
 SCRAPER = "scraper-token-0123456789"
@@ -48,7 +48,7 @@ def test_deliveries_backlog_and_dead_letters_per_connector(scraped: tuple[Settin
     other_admin = add_client(settings, "other-clinic", "admin")
     with SandboxReceiver(secret="s" * 32) as receiver:
         with unit_of_work(settings) as session:
-            sync = SyncService(session, tenant="default", settings=settings)
+            sync = SyncConfig(session, tenant="default", settings=settings)
             sync.add_connector(name="emr", kind="webhook", max_attempts=1,
                                config={"url": receiver.url + "/in", "secret": "s" * 32})
             sync.add_route(name="patients", resource_type="Patient", connector="emr")
