@@ -31,7 +31,8 @@ from hub.security.policy import AccessPolicy
 from hub.security.principal import Principal
 from hub.services import fhir_service
 from hub.settings import Settings
-from hub.sync.service import SyncService
+from hub.sync.actions import SyncActions
+from hub.sync.inbox import Inbox
 from hub.unit_of_work import unit_of_work
 
 T = TypeVar("T")
@@ -91,15 +92,16 @@ class Work:
         return PlanService(self.fhir, payer_rules=self.settings.certification_rules, clinics=self.settings.clinics)
 
     @cached_property
-    def sync(self) -> SyncService:
-        return SyncService(self.session, tenant=self.tenant, settings=self.settings,
+    def sync(self) -> SyncActions:
+        """The operator actions on deliveries (retry, replay, discard)."""
+        return SyncActions(self.session, tenant=self.tenant, settings=self.settings,
                            **({"clock": self.caller.clock} if self.caller.clock else {}))
 
 
 def record_rejected(settings: Settings, tenant: str, *, source: str, event: str, raw: bytes, reason: str) -> None:
     """Keep a refused message for inspection (payload encrypted), in a unit of work of its own."""
     with unit_of_work(settings) as session:
-        SyncService(session, tenant=tenant, settings=settings).record_rejected(
+        Inbox(session, tenant=tenant, settings=settings).record_rejected(
             source=source, event=event, raw=raw, reason=reason)
 
 

@@ -208,7 +208,7 @@ def replay(
     A replay keeps the idempotency keys of the deliveries it replays: a partner that accepted one
     already answers it as a duplicate. --resend sends it as a new delivery."""
     from hub.errors import HubError
-    from hub.sync.service import SyncService
+    from hub.sync.actions import SyncActions
 
     if not message_ids and not dead:
         typer.echo("error: give message ids, or --dead [--connector NAME]", err=True)
@@ -219,7 +219,7 @@ def replay(
     settings, tenant, uow = _admin(tenant)
     try:
         with uow as session:
-            service = SyncService(session, tenant=tenant, settings=settings)
+            service = SyncActions(session, tenant=tenant, settings=settings)
             replays = [service.replay_message(m, resend=resend) for m in message_ids or []]
             if dead:
                 replays += service.replay_dead(connector=connector)
@@ -243,12 +243,12 @@ def discard(
     It counts as resolved, leaves the bulk replays, and the later jobs of the same patient at that
     connector that it held back go ahead. The message's events record who discarded it and why."""
     from hub.errors import HubError
-    from hub.sync.service import SyncService
+    from hub.sync.actions import SyncActions
 
     settings, tenant, uow = _admin(tenant)
     try:
         with uow as session:
-            SyncService(session, tenant=tenant, settings=settings).discard_job(
+            SyncActions(session, tenant=tenant, settings=settings).discard_job(
                 job_id, reason=reason, actor=f"cli:{_os_user()}")
     except HubError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -329,13 +329,13 @@ def routes_load(
     import yaml
 
     from hub.errors import HubError
-    from hub.sync.service import SyncService
+    from hub.sync.config import SyncConfig
 
     settings, tenant, uow = _admin(tenant)
     try:
         document = yaml.safe_load(path.read_text())
         with uow as session:
-            n_connectors, n_routes = SyncService(session, tenant=tenant, settings=settings).load_config(document)
+            n_connectors, n_routes = SyncConfig(session, tenant=tenant, settings=settings).load_config(document)
     except yaml.YAMLError:
         typer.echo(f"error: {path} is not valid YAML", err=True)
         raise typer.Exit(2) from None

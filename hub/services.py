@@ -13,7 +13,7 @@ from hub.fhir.policy import StorePolicy
 from hub.fhir.service import FhirService
 from hub.referrals.plans import PlanService
 from hub.settings import Settings
-from hub.sync.service import SyncService
+from hub.sync.outbox import Outbox
 
 
 def fhir_service(
@@ -37,7 +37,7 @@ def fhir_service(
     )
     # each change is routed before the writes it causes are (they wait their turn in the change log)
     fhir.listeners.append(
-        SyncService(
+        Outbox(
             session, tenant=tenant, settings=settings, **({"clock": clock} if clock else {})
         ).on_change
     )

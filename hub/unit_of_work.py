@@ -12,7 +12,7 @@ settings' broker. The audited request boundary built on it is :mod:`hub.boundary
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -24,6 +24,12 @@ from hub.store.db import transaction
 
 #: where a transaction collects the ids of the delivery jobs to publish once it has committed
 ENQUEUE_KEY = "hub.enqueue"
+
+
+def enqueue_after_commit(session: Session, job_ids: Sequence[int]) -> None:
+    """Ask for a deliver task per job, sent once ``session``'s transaction has committed."""
+    session.info.setdefault(ENQUEUE_KEY, []).extend(job_ids)
+
 
 _enqueuer: ContextVar[Enqueuer | None] = ContextVar("hub_enqueuer", default=None)
 

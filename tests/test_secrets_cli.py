@@ -12,7 +12,7 @@ from sqlalchemy import select
 from hub.settings import Settings
 from hub.store.db import transaction
 from hub.store.models import ConnectorInstance
-from hub.sync.service import SyncService
+from hub.sync.config import SyncConfig
 
 HUB = str(Path(sys.executable).with_name("hub"))
 
@@ -49,7 +49,7 @@ def test_secrets_rotate_re_encrypts_with_the_new_key(tmp_path: Path) -> None:
         from hub.store.repository import ensure_tenant
 
         ensure_tenant(session, tenant_id="default", name="c", now=datetime(2026, 1, 1))
-        SyncService(session, tenant="default", settings=old).add_connector(
+        SyncConfig(session, tenant="default", settings=old).add_connector(
             name="emr", kind="webhook", config={"url": "http://127.0.0.1:9/x", "secret": "partner-secret-0123456789"})
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("HUB_")}, "HUB_DATABASE_URL": url,
            "HUB_SECRET_KEY": "new-key-0123456789abcdef", "HUB_SECRET_KEY_PREVIOUS": "old-key-0123456789abcdef"}
@@ -59,6 +59,6 @@ def test_secrets_rotate_re_encrypts_with_the_new_key(tmp_path: Path) -> None:
     new_only = Settings(database_url=url, secret_key="new-key-0123456789abcdef")
     with transaction(url) as session:
         instance = session.scalars(select(ConnectorInstance)).one()
-        config = SyncService(session, tenant="default", settings=new_only).connector_config(instance)
+        config = SyncConfig(session, tenant="default", settings=new_only).connector_config(instance)
         assert config["secret"] == "partner-secret-0123456789"
         assert "partner-secret" not in instance.config

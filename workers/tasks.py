@@ -13,7 +13,6 @@ from hub.referrals.jobs import refresh_all_tenants
 from hub.settings import get_settings
 from hub.sync.delivery import deliver as deliver_job
 from hub.sync.polling import poll_connector, pollable_connectors
-from hub.sync.service import SyncService
 from hub.unit_of_work import current_enqueuer, unit_of_work
 
 log = logging.getLogger("workers.tasks")
@@ -29,9 +28,11 @@ def deliver(job_id: int) -> None:
 
 @shared_task(name="hub.sweep", ignore_result=True)
 def sweep() -> int:
+    from hub.sync.engine import DeliveryEngine
+
     settings = get_settings()
     with unit_of_work(settings) as session:
-        job_ids = SyncService(session, tenant=settings.default_tenant, settings=settings).sweep()
+        job_ids = DeliveryEngine(session, settings=settings).sweep()
     if job_ids:
         log.info("hub.sweep.requeued", extra={"jobs": len(job_ids)})
     return len(job_ids)
@@ -39,9 +40,11 @@ def sweep() -> int:
 
 @shared_task(name="hub.purge", ignore_result=True)
 def purge() -> int:
+    from hub.sync.actions import SyncActions
+
     settings = get_settings()
     with unit_of_work(settings) as session:
-        purged = SyncService(session, tenant=settings.default_tenant, settings=settings).purge()
+        purged = SyncActions(session, tenant=settings.default_tenant, settings=settings).purge()
     if purged:
         log.info("hub.purge.done", extra={"payloads": purged})
     return purged

@@ -17,8 +17,9 @@ from hub.deps import PrincipalDep, SettingsDep, TenantDep, require_roles
 from hub.errors import PROBLEMS, BadRequest
 from hub.jsonbody import JsonBodyRoute
 from hub.settings import Settings
+from hub.sync.actions import SyncActions
 from hub.sync.admin import AdminViews, route_view
-from hub.sync.service import SyncService
+from hub.sync.config import SyncConfig
 from hub.unit_of_work import unit_of_work
 
 router = APIRouter(prefix="/admin/api", tags=["admin"], dependencies=[Depends(require_roles("admin"))],
@@ -104,7 +105,7 @@ async def get_message(message_id: str, settings: SettingsDep, tenant: TenantDep)
 @router.post("/messages/{message_id}/replay", status_code=201, summary="Replay a message (a new, linked message)")
 async def replay_message(message_id: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
-        replay = SyncService(session, tenant=tenant, settings=settings).replay_message(message_id)
+        replay = SyncActions(session, tenant=tenant, settings=settings).replay_message(message_id)
         session.flush()
         return AdminViews(session, tenant=tenant).message(replay.id)
 
@@ -115,7 +116,7 @@ async def replay_message(message_id: str, settings: SettingsDep, tenant: TenantD
              summary="Resend a message with new idempotency keys (partners do not dedupe it)")
 async def resend_message(message_id: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
-        replay = SyncService(session, tenant=tenant, settings=settings).replay_message(message_id, resend=True)
+        replay = SyncActions(session, tenant=tenant, settings=settings).replay_message(message_id, resend=True)
         session.flush()
         return AdminViews(session, tenant=tenant).message(replay.id)
 
@@ -128,7 +129,7 @@ async def bulk_replay(body: ReplayIn, settings: SettingsDep, tenant: TenantDep) 
         raise BadRequest("Give message_ids, dead_letters_of or all_dead_letters")
 
     def work(session: Session) -> dict[str, Any]:
-        service = SyncService(session, tenant=tenant, settings=settings)
+        service = SyncActions(session, tenant=tenant, settings=settings)
         replays = [service.replay_message(m) for m in body.message_ids]
         if body.dead_letters_of or body.all_dead_letters:
             replays += service.replay_dead(connector=body.dead_letters_of)
@@ -182,7 +183,7 @@ async def get_job(job_id: JobId, settings: SettingsDep, tenant: TenantDep) -> di
 @router.post("/jobs/{job_id}/retry", summary="Retry a dead or retrying job now")
 async def retry_job(job_id: JobId, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
-        SyncService(session, tenant=tenant, settings=settings).retry_job(job_id)
+        SyncActions(session, tenant=tenant, settings=settings).retry_job(job_id)
         return AdminViews(session, tenant=tenant).job(job_id)
 
     return await run(settings, work)
@@ -197,7 +198,7 @@ class DiscardIn(BaseModel):
 async def discard_job(job_id: JobId, body: DiscardIn, settings: SettingsDep,
                       principal: PrincipalDep) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
-        SyncService(session, tenant=principal.tenant, settings=settings).discard_job(
+        SyncActions(session, tenant=principal.tenant, settings=settings).discard_job(
             job_id, reason=body.reason, actor=principal.client_id)
         return AdminViews(session, tenant=principal.tenant).job(job_id)
 
@@ -223,7 +224,7 @@ async def put_connector(name: str, body: ConnectorIn, settings: SettingsDep, ten
         raise BadRequest("The name in the body must match the URL")
 
     def work(session: Session) -> dict[str, Any]:
-        SyncService(session, tenant=tenant, settings=settings).add_connector(
+        SyncConfig(session, tenant=tenant, settings=settings).add_connector(
             name=body.name, kind=body.kind, config=body.config, enabled=body.enabled,
             max_attempts=body.max_attempts, timeout_seconds=body.timeout_seconds,
             backoff_base_seconds=body.backoff_base_seconds, backoff_max_seconds=body.backoff_max_seconds,
@@ -272,7 +273,7 @@ async def put_route(route_id: RouteId, body: RouteIn, settings: SettingsDep,
     def work(session: Session) -> dict[str, Any]:
         current = AdminViews(session, tenant=tenant).route(route_id)
         if current["name"] != body.name:  # rename in place: the route keeps its id
-            SyncService(session, tenant=tenant, settings=settings).rename_route(route_id, body.name)
+            SyncConfig(session, tenant=tenant, settings=settings).rename_route(route_id, body.name)
         return _save_route(session, settings, tenant, body, replace=True)
 
     return await run(settings, work)
@@ -280,7 +281,7 @@ async def put_route(route_id: RouteId, body: RouteIn, settings: SettingsDep,
 
 @router.delete("/routes/{route_id}", status_code=204, summary="Delete a route")
 async def delete_route(route_id: RouteId, settings: SettingsDep, tenant: TenantDep) -> None:
-    await run(settings, lambda s: SyncService(s, tenant=tenant, settings=settings).delete_route(route_id))
+    await run(settings, lambda s: SyncConfig(s, tenant=tenant, settings=settings).delete_route(route_id))
 
 
 @router.post("/routes/import", summary="Load connectors and routes from a YAML document (upsert by name)")
@@ -293,14 +294,14 @@ async def import_routes(
         raise BadRequest("The body is not valid YAML") from None
 
     def work(session: Session) -> dict[str, int]:
-        connectors, routes = SyncService(session, tenant=tenant, settings=settings).load_config(document)
+        connectors, routes = SyncConfig(session, tenant=tenant, settings=settings).load_config(document)
         return {"connectors": connectors, "routes": routes}
 
     return await run(settings, work)
 
 
 def _save_route(session: Session, settings: Settings, tenant: str, body: RouteIn, *, replace: bool) -> dict[str, Any]:
-    route = SyncService(session, tenant=tenant, settings=settings).add_route(
+    route = SyncConfig(session, tenant=tenant, settings=settings).add_route(
         name=body.name, resource_type=body.resource_type, connector=body.connector,
         interactions=",".join(body.interactions), filter=body.filter, enabled=body.enabled, replace=replace,
     )

@@ -1,5 +1,5 @@
 """The dashboard (``/dashboard``): server-rendered pages for administrators over the same services as
-the admin API (:class:`hub.sync.admin.AdminViews`, :class:`hub.sync.service.SyncService`, the referral
+the admin API (:class:`hub.sync.admin.AdminViews`, :class:`hub.sync.actions.SyncActions`, the referral
 services), each read or action in one transaction, scoped to the signed-in client's tenant.
 
 Sign-in takes the client id and secret of an ``admin`` client of the hub and checks them exactly as
@@ -493,10 +493,10 @@ async def message(message_id: str, request: Request, user: UserDep) -> Response:
 
 @router.post("/messages/{message_id}/replay")
 async def replay(message_id: str, user: UserDep, form: FormDep) -> Response:
-    from hub.sync.service import SyncService
+    from hub.sync.actions import SyncActions
 
     try:
-        new_id = await run(user.settings, lambda s: SyncService(
+        new_id = await run(user.settings, lambda s: SyncActions(
             s, tenant=user.tenant, settings=user.settings).replay_message(message_id).id)
     except Conflict as exc:
         return _done(f"/dashboard/messages/{quote(message_id, safe='')}", user, "error", str(exc))
@@ -506,8 +506,8 @@ async def replay(message_id: str, user: UserDep, form: FormDep) -> Response:
 
 @router.post("/jobs/{job_id}/retry")
 async def retry(job_id: int, user: UserDep, form: FormDep) -> Response:
+    from hub.sync.actions import SyncActions
     from hub.sync.admin import AdminViews
-    from hub.sync.service import SyncService
 
     if not 1 <= job_id <= MAX_INT:
         raise BadRequest("No such delivery job")
@@ -515,7 +515,7 @@ async def retry(job_id: int, user: UserDep, form: FormDep) -> Response:
     def work(session: Session) -> tuple[str, str | None]:
         owner = AdminViews(session, tenant=user.tenant).job(job_id)["message_id"]  # 404 for another tenant
         try:
-            SyncService(session, tenant=user.tenant, settings=user.settings).retry_job(job_id)
+            SyncActions(session, tenant=user.tenant, settings=user.settings).retry_job(job_id)
         except Conflict as exc:
             return owner, str(exc)
         return owner, None
@@ -529,8 +529,8 @@ async def retry(job_id: int, user: UserDep, form: FormDep) -> Response:
 
 @router.post("/jobs/{job_id}/discard")
 async def discard(job_id: int, user: UserDep, form: FormDep) -> Response:
+    from hub.sync.actions import SyncActions
     from hub.sync.admin import AdminViews
-    from hub.sync.service import SyncService
 
     if not 1 <= job_id <= MAX_INT:
         raise BadRequest("No such delivery job")
@@ -538,7 +538,7 @@ async def discard(job_id: int, user: UserDep, form: FormDep) -> Response:
     def work(session: Session) -> tuple[str, str | None]:
         owner = AdminViews(session, tenant=user.tenant).job(job_id)["message_id"]  # 404 for another tenant
         try:
-            SyncService(session, tenant=user.tenant, settings=user.settings).discard_job(
+            SyncActions(session, tenant=user.tenant, settings=user.settings).discard_job(
                 job_id, reason=form.get("reason", ""), actor=user.principal.client_id)
         except (BadRequest, Conflict) as exc:
             return owner, str(exc)
@@ -569,9 +569,9 @@ async def dead_letters(request: Request, user: UserDep) -> Response:
 
 @router.post("/dead-letters/{connector}/replay")
 async def replay_dead(connector: str, user: UserDep, form: FormDep) -> Response:
-    from hub.sync.service import SyncService
+    from hub.sync.actions import SyncActions
 
-    replays = await run(user.settings, lambda s: SyncService(
+    replays = await run(user.settings, lambda s: SyncActions(
         s, tenant=user.tenant, settings=user.settings).replay_dead(connector=connector))
     text = (f"Replayed {len(replays)} message(s) with dead letters at {connector}." if replays
             else f"Nothing to replay at {connector}: its dead letters were replayed already.")

@@ -62,16 +62,17 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hub.crypto import encrypt
 from hub.errors import Conflict, Gone, HubError, NotFound, describe
 from hub.fhir.service import FhirService
 from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store import repository
 from hub.store import sync_repository as repo
-from hub.store.models import Message, MessageEvent
+from hub.store.models import Message
 from hub.sync import events as ev
-from hub.sync.service import SyncService
+from hub.sync.config import SyncConfig
+from hub.sync.inbox import Inbox
+from hub.sync.outbox import Outbox
 from hub.unit_of_work import unit_of_work
 from mappings.fhir import jsonio
 from mappings.fhir.references import replace_references
@@ -215,10 +216,10 @@ def _process(
 
     with unit_of_work(settings) as session:
         repository.ensure_tenant(session, tenant_id=tenant, name=f"Clinic {tenant}", now=now)
-        service = SyncService(session, tenant=tenant, settings=settings, clock=lambda: now)
+        inbox = Inbox(session, tenant=tenant, settings=settings, clock=lambda: now)
         policy = InboundPolicy.for_config(tenant=tenant, source=source, channel="mllp",
-                                          config=_listener_config(session, service, tenant, ack_connector or source))
-        row = service.record_inbound(
+                                          config=_listener_config(session, settings, tenant, ack_connector or source))
+        row = inbox.record_inbound(
             source=source, external_id=control_id, raw=raw, event=f"hl7v2.{header.message_code or 'unknown'}"
         )
         error: Hl7Error | None = None
@@ -243,20 +244,20 @@ def _process(
             resource_type, _, resource_id = primary.partition("/")
             policy.audit(audit, interaction="update" if full.message_type in STATUS_MESSAGES else "transaction",
                          outcome=0, resource_type=resource_type, resource_id=resource_id)
-            service.mark_translated(row, {"resourceType": resource_type})
-            row.resource_id = resource_id
-            row.translated_payload = encrypt(service.box, json.dumps(payload))
+            inbox.mark_translated(row, {"resourceType": resource_type}, resource_id=resource_id,
+                                  translated=json.dumps(payload))
             ack_code = "AA"
         else:
             policy.audit(audit, interaction="transaction", outcome=4, description=f"HL7 {error.ack_code}")
-            service.mark_rejected(row, str(error))
+            inbox.mark_rejected(row, str(error))
             ack_code = error.ack_code
         text = _answer(header, ack_code, now, error, warnings)
-        _record_ack(session, row, text, now)
+        _record_ack(inbox, row, text, now)
         answer = _wire_answer(header, ack_code, now, error, text)
         # a message refused outright gets CR on the wire and, per HL7, no application ACK after it
         if is_enhanced(header) and ack_code != "AR" and application_ack_wanted(header, ack_code == "AA"):
-            _send_application_ack(service, row, header, ack_code, error, now, ack_connector, warnings)
+            outbox = Outbox(session, tenant=tenant, settings=settings, clock=lambda: now)
+            _send_application_ack(inbox, outbox, row, header, ack_code, error, now, ack_connector, warnings)
     log.info(
         "hub.hl7v2.received",
         extra={"source": source, "tenant": tenant, "ack": ack_code, "type": header.message_type},
@@ -275,13 +276,13 @@ def _version_warnings(header: Header) -> list[Hl7Error]:
                      at("MSH", 1, 12), severity="W")]
 
 
-def _listener_config(session: Session, service: SyncService, tenant: str, name: str) -> dict[str, Any]:
+def _listener_config(session: Session, settings: Settings, tenant: str, name: str) -> dict[str, Any]:
     """The config of the sender's ``hl7v2`` connector (``ack_connector``, else the one named like the
     listener) for its ``inbound_types``; {} (the default policy) when there is none."""
     instance = repo.connector_by_name(session, tenant=tenant, name=name)
     if instance is None or instance.kind != "hl7v2":
         return {}
-    return service.connector_config(instance)
+    return SyncConfig(session, tenant=tenant, settings=settings).connector_config(instance)
 
 
 def _write_translation(
@@ -468,7 +469,8 @@ def _wire_answer(header: Header, ack_code: str, now: datetime, error: Hl7Error |
 
 
 def _send_application_ack(
-    service: SyncService,
+    inbox: Inbox,
+    outbox: Outbox,
     row: Message,
     header: Header,
     ack_code: str,
@@ -481,22 +483,18 @@ def _send_application_ack(
     through the outbox (retried, visible, replayable). It asks for an accept ACK (MSH-15 ``AL``) so
     that the delivery knows it arrived, and for no application ACK of itself (MSH-16 ``NE``)."""
     if ack_connector is None:
-        service.session.add(MessageEvent(
-            tenant_id=row.tenant_id, message_id=row.id, event=ev.DEFERRED, at=now,
-            detail="the sender asked for an application acknowledgement (MSH-16) and no back-channel "
-                   "is configured (hub mllp --ack-connector)",
-        ))
+        inbox.event(row, ev.DEFERRED, at=now,
+                    detail="the sender asked for an application acknowledgement (MSH-16) and no back-channel "
+                           "is configured (hub mllp --ack-connector)")
         return
     text = build_ack(header, ack_code, control_id=_control_id(), now=now, error=error,
                      sending_application=ACK_APPLICATION, accept_ack_type="AL", application_ack_type="NE",
                      warnings=warnings or ())
     try:
-        service.send_raw(connector=ack_connector, raw=text, event="hl7v2.ACK", reply_to=row, kind="hl7v2")
+        outbox.send_raw(connector=ack_connector, raw=text, event="hl7v2.ACK", reply_to=row, kind="hl7v2")
     except NotFound:
-        service.session.add(MessageEvent(
-            tenant_id=row.tenant_id, message_id=row.id, event=ev.FAILED, at=now,
-            detail=f"the application acknowledgement cannot be sent: no hl7v2 connector named {ack_connector!r}",
-        ))
+        inbox.event(row, ev.FAILED, at=now, detail="the application acknowledgement cannot be sent: "
+                                                   f"no hl7v2 connector named {ack_connector!r}")
 
 
 def _store_refused(exc: HubError) -> Hl7Error:
@@ -624,12 +622,10 @@ def _resolve_patients(fhir: Any, bundle: dict[str, Any], *, skip: Collection[str
         bundle.update(replace_references(bundle, moved))
 
 
-def _record_ack(session: Session, row: Message, text: str, now: datetime) -> None:
+def _record_ack(inbox: Inbox, row: Message, text: str, now: datetime) -> None:
     """Keep the acknowledgement sent (no PHI: header fields, codes and locations only)."""
-    session.add(
-        MessageEvent(tenant_id=row.tenant_id, message_id=row.id, event=ev.ACKNOWLEDGED, at=now, detail=text)
-    )
-    session.flush()
+    inbox.event(row, ev.ACKNOWLEDGED, at=now, detail=text)
+    inbox.session.flush()
 
 
 def _earlier_answer(settings: Settings, tenant: str, source: str, control_id: str) -> bytes | None:
@@ -658,8 +654,8 @@ def _store_unreadable(
     try:
         with unit_of_work(settings) as session:
             repository.ensure_tenant(session, tenant_id=tenant, name=f"Clinic {tenant}", now=now)
-            service = SyncService(session, tenant=tenant, settings=settings, clock=lambda: now)
-            service.record_rejected(source=source, event="hl7v2.unreadable", raw=raw, reason=str(exc))
+            inbox = Inbox(session, tenant=tenant, settings=settings, clock=lambda: now)
+            inbox.record_rejected(source=source, event="hl7v2.unreadable", raw=raw, reason=str(exc))
     except Exception:
         log.exception("hub.hl7v2.store_failed", extra={"source": source, "tenant": tenant})
     log.info("hub.hl7v2.unreadable", extra={"source": source, "tenant": tenant, "code": exc.code})

@@ -6,7 +6,7 @@ from typing import Any
 
 from hub.errors import NotFound
 from hub.settings import Settings
-from hub.sync.service import SyncService
+from hub.sync.config import SyncConfig
 from hub.unit_of_work import unit_of_work
 
 
@@ -15,7 +15,7 @@ def check_health(settings: Settings, tenant: str, name: str) -> dict[str, Any]:
     from connectors.base import ConnectorError
 
     with unit_of_work(settings) as session:
-        service = SyncService(session, tenant=tenant, settings=settings)
+        service = SyncConfig(session, tenant=tenant, settings=settings)
         instance = service.get_connector(name)
         kind = instance.kind
         config = service.connector_config(instance)

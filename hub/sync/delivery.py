@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from hub.settings import Settings
-from hub.sync.service import ClaimedJob, Outcome, SyncService
+from hub.sync.engine import ClaimedJob, DeliveryEngine, Outcome
 from hub.unit_of_work import unit_of_work
 
 log = logging.getLogger("hub.sync.delivery")
@@ -48,7 +48,7 @@ def _connector(claimed: ClaimedJob) -> Any:
 
 def content_type_of(event: str) -> str:
     """What a job's payload is: FHIR JSON, or a message the hub made in a partner's format
-    (:meth:`SyncService.send_raw`, events ``hl7v2.*``)."""
+    (:meth:`hub.sync.outbox.Outbox.send_raw`, events ``hl7v2.*``)."""
     from connectors.base import HL7_V2_ER7
 
     return HL7_V2_ER7 if event.startswith("hl7v2.") else "application/fhir+json"
@@ -92,27 +92,28 @@ def attempt(claimed: ClaimedJob) -> Outcome:
 
 def deliver(settings: Settings, job_id: int) -> float | None:
     """Run one attempt of job ``job_id``; returns seconds until it should be tried again, or None."""
+
     with unit_of_work(settings) as session:
-        service = SyncService(session, tenant=settings.default_tenant, settings=settings)
-        blocker = service.blocked_by(job_id)
+        engine = DeliveryEngine(session, settings=settings)
+        blocker = engine.blocked_by(job_id)
         if blocker is not None:
             blocker_id, blocker_status = blocker
             if blocker_status == "dead":
                 # order per patient holds across dead letters: wait until it is retried or replayed
-                service.hold(job_id, blocker_id, HELD_WAIT_SECONDS)
+                engine.hold(job_id, blocker_id, HELD_WAIT_SECONDS)
                 log.info("hub.delivery.held", extra={"job_id": job_id, "held_by": blocker_id})
                 return HELD_WAIT_SECONDS
             # an earlier message about the same patient to the same connector is still open
-            service.postpone(job_id, ORDER_WAIT_SECONDS)
+            engine.postpone(job_id, ORDER_WAIT_SECONDS)
             return ORDER_WAIT_SECONDS
-        claimed = service.claim(job_id)
+        claimed = engine.claim(job_id)
     if claimed is None:
         return None
     outcome = attempt(claimed)
-    with unit_of_work(settings) as session:  # enqueues the jobs this delivery woke (held behind what it resolved)
-        service = SyncService(session, tenant=claimed.tenant, settings=settings)
-        delay = service.finish(claimed, outcome)
-        status = service.job_status(job_id)
+    with unit_of_work(settings) as session:
+        engine = DeliveryEngine(session, settings=settings)
+        delay = engine.finish(claimed, outcome)
+        status = engine.job_status(job_id)
     log.info(
         "hub.delivery.attempt",
         extra={"job_id": job_id, "message_id": claimed.message_id, "connector_id": claimed.connector_id,

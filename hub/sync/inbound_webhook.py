@@ -27,8 +27,9 @@ from hub.errors import BadRequest, HubError, describe
 from hub.security.inbound import InboundPolicy, InboundRefused
 from hub.settings import Settings
 from hub.store import sync_repository as repo
-from hub.sync.polling import _upsert
-from hub.sync.service import ORIGIN_KEY, SyncService
+from hub.sync.config import SyncConfig
+from hub.sync.inbox import Inbox, upsert_resource
+from hub.sync.outbox import ORIGIN_KEY
 from hub.unit_of_work import unit_of_work
 from mappings.fhir import jsonio
 
@@ -60,7 +61,7 @@ def receive_webhook(settings: Settings, *, tenant: str, connector: str, body: by
         known = instance is not None and instance.kind == "webhook" and instance.enabled
         config: dict[str, Any] = {}
         if known and instance is not None:
-            config = SyncService(session, tenant=tenant, settings=settings).connector_config(instance)
+            config = SyncConfig(session, tenant=tenant, settings=settings).connector_config(instance)
         secret = config.get("secret") if known else None
         connector_id = instance.id if known and instance is not None else None
     key = headers.get("idempotency-key")
@@ -72,11 +73,11 @@ def receive_webhook(settings: Settings, *, tenant: str, connector: str, body: by
                                "Idempotency-Key and body), or no such inbound webhook")
     with unit_of_work(settings) as session:
         session.info[ORIGIN_KEY] = connector_id  # not routed back to the partner that sent it
-        service = SyncService(session, tenant=tenant, settings=settings)
+        inbox = Inbox(session, tenant=tenant, settings=settings)
         earlier = repo.message_by_external_id(session, tenant=tenant, source=connector, external_id=key)
         if earlier is not None:
             return 200, {"message": earlier.id, "status": earlier.status, "duplicate": True}
-        message = service.record_inbound(source=connector, external_id=key, raw=body)
+        message = inbox.record_inbound(source=connector, external_id=key, raw=body)
         policy = InboundPolicy.for_config(tenant=tenant, source=connector, channel=CHANNEL, config=config)
         fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", policy=policy)
         status = 202
@@ -88,15 +89,15 @@ def receive_webhook(settings: Settings, *, tenant: str, connector: str, body: by
                 raise BadRequest("The body must be a FHIR resource")
             if isinstance(resource.get("resourceType"), str):
                 resource_type = resource["resourceType"]
-            written = _upsert(fhir, resource)
+            written = upsert_resource(fhir, resource)
             savepoint.commit()
-            service.mark_translated(message, resource)
+            inbox.mark_translated(message, resource)
             policy.audit(fhir, interaction="create" if written.status == 201 else "update", outcome=0,
                          resource_type=written.stored.resource_type, resource_id=written.stored.id,
                          address=address)
         except (HubError, jsonio.InvalidJson) as exc:
             savepoint.rollback()
-            service.mark_rejected(message, describe(exc))
+            inbox.mark_rejected(message, describe(exc))
             status = 400 if isinstance(exc, jsonio.InvalidJson) else 403 if isinstance(exc, InboundRefused) else 422
             policy.audit(fhir, interaction="create", outcome=4, resource_type=resource_type, address=address,
                          description=f"HTTP {status} {getattr(exc, 'code', 'structure')}")

@@ -26,7 +26,9 @@ from hub.errors import HubError, describe
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.sync import events as ev
-from hub.sync.service import ORIGIN_KEY, SyncService
+from hub.sync.config import SyncConfig
+from hub.sync.inbox import Inbox, upsert_resource
+from hub.sync.outbox import ORIGIN_KEY
 from hub.unit_of_work import unit_of_work
 from mappings.fhir import jsonio
 
@@ -163,22 +165,6 @@ def _escape_token(text: str) -> str:
     return text.replace("\\", "\\\\").replace(",", "\\,").replace("$", "\\$")
 
 
-def _upsert(fhir: Any, resource: dict[str, Any]) -> Any:
-    """Create the resource, or update the one with the same business identifier (the WriteResult)."""
-    resource_type = resource.get("resourceType")
-    identifiers = [i for i in resource.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
-    resource = {k: v for k, v in resource.items() if k not in ("id", "meta")}
-    if identifiers:
-        first = identifiers[0]
-        token = f"{first.get('system', '')}|{first['value']}" if first.get("system") else first["value"]
-        found = fhir.search(resource_type, [("identifier", token), ("_count", "2")], strict=True)
-        matches = [e for e in found.get("entry", []) if e.get("search", {}).get("mode") == "match"]
-        if len(matches) == 1:
-            existing_id = matches[0]["fullUrl"].rsplit("/", 1)[-1]
-            return fhir.update(resource_type, existing_id, {**resource, "id": existing_id})
-    return fhir.create(resource_type, resource)
-
-
 def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -> PollReport | None:
     """Poll one connector instance once; None when it cannot poll."""
     from connectors import registry
@@ -190,9 +176,8 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
         instance = repo.connector_by_id(session, connector_id=connector_id)
         if instance is None or not instance.enabled:
             return None
-        service = SyncService(session, tenant=instance.tenant_id, settings=settings)
         tenant, name, kind = instance.tenant_id, instance.name, instance.kind
-        config = service.connector_config(instance)
+        config = SyncConfig(session, tenant=tenant, settings=settings).connector_config(instance)
         cursor_row = repo.get_cursor(session, tenant=tenant, connector_id=connector_id)
         cursor = cursor_row.value if cursor_row else None
     connector = registry.create(kind, config)
@@ -214,7 +199,7 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
     stored = duplicates = rejected = echoes = 0
     with unit_of_work(settings) as session:
         session.info[ORIGIN_KEY] = connector_id  # changes made here are not routed back to their source
-        service = SyncService(session, tenant=tenant, settings=settings)
+        inbox = Inbox(session, tenant=tenant, settings=settings)
         # what the partner sends is written under its connector's inbound policy, and audited
         policy = InboundPolicy.for_config(tenant=tenant, source=name, channel="poll", config=config)
         fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", policy=policy)
@@ -227,7 +212,7 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
             if repo.message_by_external_id(session, tenant=tenant, source=name, external_id=item.external_id):
                 duplicates += 1
                 continue
-            message = service.record_inbound(source=name, external_id=item.external_id, raw=item.payload)
+            message = inbox.record_inbound(source=name, external_id=item.external_id, raw=item.payload)
             savepoint = session.begin_nested()
             try:
                 resource = jsonio.loads(item.payload)
@@ -235,21 +220,21 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
                     raise HubError("payload is not a FHIR resource")
                 find, exists = _store_lookups(fhir)
                 resource = resolve_references(resource, find=find, exists=exists, hub_id_systems=hub_id_systems)
-                written = _upsert(fhir, resource)
+                written = upsert_resource(fhir, resource)
                 savepoint.commit()
-                service.mark_translated(message, resource)
+                inbox.mark_translated(message, resource)
                 policy.audit(fhir, interaction="create" if written.status == 201 else "update", outcome=0,
                              resource_type=written.stored.resource_type, resource_id=written.stored.id)
                 stored += 1
             except (HubError, jsonio.InvalidJson) as exc:
                 savepoint.rollback()
                 reason = describe(exc)
-                service.mark_rejected(message, reason)
+                inbox.mark_rejected(message, reason)
                 policy.audit(fhir, interaction="create", outcome=4,
                              description=f"{getattr(exc, 'status_code', 400)} {getattr(exc, 'code', 'structure')}")
                 rejected += 1
         repo.set_cursor(session, tenant=tenant, connector_id=connector_id, value=batch.next_cursor,
-                        now=service.clock())
+                        now=inbox.clock())
     report = PollReport(name, len(batch.items), stored, duplicates, rejected, batch.next_cursor, echoes)
     # an idle feed polled every minute is not news: INFO only when the poll brought something
     log.log(logging.INFO if report.fetched else logging.DEBUG, "hub.poll.done",
@@ -263,7 +248,7 @@ def poll_named(settings: Settings, tenant: str, name: str) -> dict[str, Any]:
     from connectors.base import ConnectorError
 
     with unit_of_work(settings) as session:
-        connector_id = SyncService(session, tenant=tenant, settings=settings).get_connector(name).id
+        connector_id = SyncConfig(session, tenant=tenant, settings=settings).get_connector(name).id
     try:
         report = poll_connector(settings, connector_id)
     except ConnectorError as exc:

@@ -18,7 +18,7 @@ from hub.deps import get_clock
 from hub.kit import utcnow
 from hub.security.clients import NewClient
 from hub.settings import Settings
-from hub.sync.service import SyncService
+from hub.sync.config import SyncConfig
 from hub.unit_of_work import unit_of_work
 from sandboxes.webhook import SandboxReceiver
 from tests.security.conftest import add_client, secured
@@ -109,11 +109,11 @@ def receiver() -> Iterator[SandboxReceiver]:
 def add_webhook(settings: Settings, name: str, url: str, tenant: str = TENANT, **options: Any) -> None:
     values = {"max_attempts": 3, "timeout_seconds": 2.0, "backoff_base_seconds": 1.0, "backoff_max_seconds": 60.0}
     with unit_of_work(settings) as session:
-        SyncService(session, tenant=tenant, settings=settings).add_connector(
+        SyncConfig(session, tenant=tenant, settings=settings).add_connector(
             name=name, kind="webhook", config={"url": url, "secret": WEBHOOK_SECRET}, **{**values, **options})
 
 
 def add_route(settings: Settings, name: str, resource_type: str, connector: str, tenant: str = TENANT) -> None:
     with unit_of_work(settings) as session:
-        SyncService(session, tenant=tenant, settings=settings).add_route(
+        SyncConfig(session, tenant=tenant, settings=settings).add_route(
             name=name, resource_type=resource_type, connector=connector)

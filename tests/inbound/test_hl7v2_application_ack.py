@@ -16,8 +16,8 @@ from hub.settings import Settings
 from hub.store.db import transaction
 from hub.store.models import DeliveryJob, Message, MessageEvent
 from hub.sync import events as ev
+from hub.sync.config import SyncConfig
 from hub.sync.delivery import deliver
-from hub.sync.service import SyncService
 from hub.unit_of_work import unit_of_work
 from mappings.hl7v2 import parse, read_ack, read_header
 from sandboxes.mllp import SandboxPeer
@@ -34,7 +34,7 @@ def peer(settings: Settings) -> Iterator[SandboxPeer]:
     ensure_default_tenant(settings)
     with SandboxPeer(answer="CA") as sandbox:
         with unit_of_work(settings) as session:
-            SyncService(session, tenant=TENANT, settings=settings).add_connector(
+            SyncConfig(session, tenant=TENANT, settings=settings).add_connector(
                 name=CHANNEL, kind="hl7v2", config={"host": "127.0.0.1", "port": sandbox.port, "timeout_seconds": 5},
                 max_attempts=3,
             )
@@ -122,7 +122,7 @@ def test_a_back_channel_that_does_not_exist_is_reported_and_the_message_still_ac
 
 def test_a_back_channel_of_another_kind_is_refused(settings: Settings, peer: SandboxPeer) -> None:
     with unit_of_work(settings) as session:
-        SyncService(session, tenant=TENANT, settings=settings).add_connector(
+        SyncConfig(session, tenant=TENANT, settings=settings).add_connector(
             name="a-webhook", kind="webhook", config={"url": "http://127.0.0.1:9/in", "secret": "s" * 32})
     assert wire(settings, enhanced("ENH-6"), ack_connector="a-webhook").code == "CA"
     assert outbound_jobs(settings) == []

@@ -15,7 +15,7 @@ from hub.inbound.hl7v2 import handle_hl7v2
 from hub.settings import Settings
 from hub.store.db import transaction
 from hub.store.models import Message
-from hub.sync.service import SyncService
+from hub.sync.inbox import Inbox
 from mappings.hl7v2 import parse, read_ack
 from tests.inbound.test_hl7v2_inbound import search
 
@@ -27,7 +27,7 @@ SOURCE = "mllp:epic"
 def stored_raw(settings: Settings, control_id: str) -> bytes:
     with transaction(settings.database_url) as session:
         row = session.execute(select(Message).where(Message.external_id == control_id)).scalar_one()
-        box = SyncService(session, tenant=TENANT, settings=settings).box
+        box = Inbox(session, tenant=TENANT, settings=settings).box
         return decrypt(box, row.raw_payload) or b""
 
 

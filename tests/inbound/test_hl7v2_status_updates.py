@@ -19,7 +19,7 @@ from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.store.db import transaction
 from hub.sync.admin import AdminViews
-from hub.sync.service import SyncService
+from hub.sync.inbox import Inbox
 from mappings.fhir import jsonio
 from mappings.hl7v2 import AckResult, OutboundHeader, parse, read_ack, task_to_osu_o51, task_to_rri_i12
 from mappings.referral.task_statuses import BusinessStatus, business_status_concept
@@ -115,7 +115,7 @@ def stored_message(settings: Settings, control_id: str) -> dict[str, Any]:
         row = repo.message_by_external_id(session, tenant=TENANT, source=SOURCE, external_id=control_id)
         assert row is not None
         view = AdminViews(session, tenant=TENANT).message(row.id)
-        box = SyncService(session, tenant=TENANT, settings=settings).box
+        box = Inbox(session, tenant=TENANT, settings=settings).box
         payload = decrypt(box, row.translated_payload)
         view["payload"] = json.loads(payload) if payload else None
         return view

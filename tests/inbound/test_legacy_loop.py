@@ -19,8 +19,8 @@ from hub.settings import Settings
 from hub.store.db import transaction
 from hub.store.models import DeliveryJob
 from hub.sync import events as ev
+from hub.sync.config import SyncConfig
 from hub.sync.delivery import deliver
-from hub.sync.service import SyncService
 from hub.unit_of_work import unit_of_work
 from mappings.hl7v2 import (
     OutboundHeader,
@@ -41,7 +41,7 @@ def partners(settings: Settings, client: TestClient) -> Iterator[tuple[SandboxPe
     """(the referrer's system, the clinic's legacy EMR), each an MLLP peer with an hl7v2 connector."""
     with SandboxPeer() as referrer, SandboxPeer() as legacy:
         with unit_of_work(settings) as session:
-            sync = SyncService(session, tenant=TENANT, settings=settings)
+            sync = SyncConfig(session, tenant=TENANT, settings=settings)
             for name, peer in (("referrer-system", referrer), ("legacy-emr", legacy)):
                 sync.add_connector(name=name, kind="hl7v2", max_attempts=2,
                                    config={"host": "127.0.0.1", "port": peer.port, "timeout_seconds": 5})

@@ -13,8 +13,8 @@ from pydantic import SecretStr
 
 from hub.app import create_app
 from hub.settings import Settings
+from hub.sync.config import SyncConfig
 from hub.sync.delivery import deliver
-from hub.sync.service import SyncService
 from hub.unit_of_work import unit_of_work
 from sandboxes.webhook import SandboxReceiver
 from tests.security.conftest import FHIR, add_client, bearer, get_token, secured
@@ -48,7 +48,7 @@ def test_deliveries_backlog_and_dead_letters_per_connector(scraped: tuple[Settin
     other_admin = add_client(settings, "other-clinic", "admin")
     with SandboxReceiver(secret="s" * 32) as receiver:
         with unit_of_work(settings) as session:
-            sync = SyncService(session, tenant="default", settings=settings)
+            sync = SyncConfig(session, tenant="default", settings=settings)
             sync.add_connector(name="emr", kind="webhook", max_attempts=1,
                                config={"url": receiver.url + "/in", "secret": "s" * 32})
             sync.add_route(name="patients", resource_type="Patient", connector="emr")
@@ -97,7 +97,7 @@ def test_dead_letters_outstanding_and_resolved_are_separate_series(scraped: tupl
     admin = add_client(settings, "default", "admin")
     with SandboxReceiver(secret="s" * 32) as receiver:
         with unit_of_work(settings) as session:
-            sync = SyncService(session, tenant="default", settings=settings)
+            sync = SyncConfig(session, tenant="default", settings=settings)
             sync.add_connector(name="emr", kind="webhook", max_attempts=1,
                                config={"url": receiver.url + "/in", "secret": "s" * 32})
             sync.add_connector(name="idle", kind="webhook", config={"url": receiver.url + "/idle", "secret": "s" * 32})

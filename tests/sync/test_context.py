@@ -13,9 +13,11 @@ from hub.app import ensure_default_tenant
 from hub.fhir.service import FhirService
 from hub.settings import Settings
 from hub.store.db import transaction
+from hub.sync.config import SyncConfig
 from hub.sync.context import MAX_CONTEXT, with_references
-from hub.sync.service import ENQUEUE_KEY, ClaimedJob, Outcome, SyncService
-from hub.unit_of_work import unit_of_work
+from hub.sync.engine import ClaimedJob, DeliveryEngine, Outcome
+from hub.sync.outbox import Outbox
+from hub.unit_of_work import ENQUEUE_KEY, unit_of_work
 
 TENANT = "default"
 BASE = "http://testserver/fhir"
@@ -28,7 +30,7 @@ def store(settings: Settings) -> Settings:
 
 
 def _fhir(session: Any, settings: Settings, tenant: str = TENANT) -> FhirService:
-    sync = SyncService(session, tenant=tenant, settings=settings)
+    sync = Outbox(session, tenant=tenant, settings=settings)
     return FhirService(session, tenant=tenant, base_url=BASE, listeners=[sync.on_change])
 
 
@@ -50,7 +52,7 @@ def _connector(settings: Settings, kind: str) -> None:
     if kind == "webhook":
         config = {"url": "http://127.0.0.1:9/hook", "secret": "s" * 32}
     with unit_of_work(settings) as session:
-        service = SyncService(session, tenant=TENANT, settings=settings)
+        service = SyncConfig(session, tenant=TENANT, settings=settings)
         service.add_connector(name="partner", kind=kind, config=config)
         service.add_route(name="appointments", resource_type="Appointment", connector="partner",
                           interactions="create,update")
@@ -58,7 +60,7 @@ def _connector(settings: Settings, kind: str) -> None:
 
 def _claim(settings: Settings, job_id: int) -> ClaimedJob:
     with transaction(settings.database_url) as session:
-        claimed = SyncService(session, tenant=TENANT, settings=settings).claim(job_id)
+        claimed = DeliveryEngine(session, settings=settings).claim(job_id)
     assert claimed is not None
     return claimed
 
@@ -105,7 +107,7 @@ def test_a_connector_that_asks_gets_the_resource_first_then_what_it_references(s
 
 def _succeed(settings: Settings, claimed: ClaimedJob) -> None:
     with transaction(settings.database_url) as session:
-        SyncService(session, tenant=TENANT, settings=settings).finish(claimed, Outcome(ok=True, detail="AA"))
+        DeliveryEngine(session, settings=settings).finish(claimed, Outcome(ok=True, detail="AA"))
 
 
 def test_previous_is_what_this_partner_was_last_sent(settings: Settings) -> None:
@@ -127,10 +129,10 @@ def test_a_version_the_partner_never_got_is_not_previous(settings: Settings) -> 
     _connector(settings, "hl7v2")
     [first] = _put(settings, appointment())
     with transaction(settings.database_url) as session:
-        claimed = SyncService(session, tenant=TENANT, settings=settings).claim(first)
+        claimed = DeliveryEngine(session, settings=settings).claim(first)
         assert claimed is not None
     with transaction(settings.database_url) as session:
-        SyncService(session, tenant=TENANT, settings=settings).finish(
+        DeliveryEngine(session, settings=settings).finish(
             claimed, Outcome(ok=False, permanent=True, detail="AR"))
     [job] = _put(settings, appointment(start="2024-03-05T09:00:00Z"))
     assert _claim(settings, job).previous is None

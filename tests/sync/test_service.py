@@ -26,9 +26,13 @@ from hub.settings import Settings, get_settings
 from hub.store.db import transaction
 from hub.store.models import ConnectorInstance, DeliveryJob, Message, MessageEvent, Resource
 from hub.sync import events as ev
+from hub.sync.actions import SyncActions
+from hub.sync.config import SyncConfig
 from hub.sync.delivery import HELD_WAIT_SECONDS, ORDER_WAIT_SECONDS, deliver
-from hub.sync.service import ENQUEUE_KEY, Outcome, SyncService
-from hub.unit_of_work import unit_of_work
+from hub.sync.engine import DeliveryEngine, Outcome
+from hub.sync.inbox import Inbox
+from hub.sync.outbox import Outbox
+from hub.unit_of_work import ENQUEUE_KEY, unit_of_work
 from sandboxes.webhook import SandboxReceiver
 from tests.sync.conftest import SECRET, queued_tasks
 
@@ -45,8 +49,24 @@ def store(settings: Settings) -> Settings:
 # ---------------------------------------------------------------- helpers
 
 
-def svc(session: Any, settings: Settings, **options: Any) -> SyncService:
-    return SyncService(session, tenant=TENANT, settings=settings, **options)
+def config(session: Any, settings: Settings) -> SyncConfig:
+    return SyncConfig(session, tenant=TENANT, settings=settings)
+
+
+def inbox(session: Any, settings: Settings, **options: Any) -> Inbox:
+    return Inbox(session, tenant=TENANT, settings=settings, **options)
+
+
+def outbox(session: Any, settings: Settings, **options: Any) -> Outbox:
+    return Outbox(session, tenant=TENANT, settings=settings, **options)
+
+
+def engine(session: Any, settings: Settings, **options: Any) -> DeliveryEngine:
+    return DeliveryEngine(session, settings=settings, **options)
+
+
+def actions(session: Any, settings: Settings, **options: Any) -> SyncActions:
+    return SyncActions(session, tenant=TENANT, settings=settings, **options)
 
 
 def add_webhook(settings: Settings, name: str, url: str, **options: Any) -> int:
@@ -59,7 +79,7 @@ def add_webhook(settings: Settings, name: str, url: str, **options: Any) -> int:
     values.update(options)
     with unit_of_work(settings) as session:
         return (
-            svc(session, settings)
+            config(session, settings)
             .add_connector(name=name, kind="webhook", config={"url": url, "secret": SECRET}, **values)
             .id
         )
@@ -68,7 +88,7 @@ def add_webhook(settings: Settings, name: str, url: str, **options: Any) -> int:
 def add_route(settings: Settings, name: str, resource_type: str, connector: str, **options: Any) -> int:
     with unit_of_work(settings) as session:
         return (
-            svc(session, settings)
+            config(session, settings)
             .add_route(name=name, resource_type=resource_type, connector=connector, **options)
             .id
         )
@@ -81,7 +101,7 @@ def write(settings: Settings, op: Callable[[FhirService], Any]) -> tuple[Any, li
             session,
             tenant=TENANT,
             base_url="http://testserver/fhir",
-            listeners=[svc(session, settings).on_change],
+            listeners=[outbox(session, settings).on_change],
         )
         result = op(fhir)
         job_ids = list(session.info.get(ENQUEUE_KEY, []))
@@ -241,7 +261,7 @@ def test_an_invalid_filter_is_refused_when_the_route_is_created(
 ) -> None:
     add_webhook(settings, "emr", receiver.url + "/webhook")
     with pytest.raises(BadRequest, match="FHIRPath"), unit_of_work(settings) as session:
-        svc(session, settings).add_route(
+        config(session, settings).add_route(
             name="bad", resource_type="ServiceRequest", connector="emr", filter=expression
         )
 
@@ -278,7 +298,7 @@ def test_jobs_are_written_in_the_transaction_of_the_fhir_write(settings: Setting
             session,
             tenant=TENANT,
             base_url="http://testserver/fhir",
-            listeners=[svc(session, settings).on_change],
+            listeners=[outbox(session, settings).on_change],
         )
         fhir.create("ServiceRequest", referral())
         assert session.scalar(select(func.count()).select_from(DeliveryJob)) == 1  # visible inside
@@ -365,7 +385,7 @@ def test_payloads_are_encrypted_at_rest_and_survive_a_key_rotation(
     with pytest.raises(ValueError, match="HUB_SECRET_KEY"):
         decrypt(cipher(other.secret_key.get_secret_value()), raw)
     with pytest.raises(ValueError, match="HUB_SECRET_KEY"), transaction(settings.database_url) as session:
-        svc(session, other).claim(job_id)
+        engine(session, other).claim(job_id)
     assert job_of(settings, job_id).attempts == 0  # the failed claim was rolled back
 
     rotated = settings.model_copy(
@@ -432,13 +452,13 @@ def test_backoff_grows_exponentially_with_bounded_jitter(
 ) -> None:
     add_webhook(settings, "emr", receiver.url, backoff_base_seconds=2.0, backoff_max_seconds=100.0)
     with transaction(settings.database_url) as session:
-        instance = svc(session, settings).get_connector("emr")
-        low = svc(session, settings, rng=lambda: 0.0)
-        high = svc(session, settings, rng=lambda: 0.999999)
+        instance = config(session, settings).get_connector("emr")
+        low = engine(session, settings, rng=lambda: 0.0)
+        high = engine(session, settings, rng=lambda: 0.999999)
         for attempt, step in [(1, 2), (2, 4), (3, 8), (4, 16), (5, 32), (6, 64), (7, 100), (12, 100)]:
             assert low.backoff(instance, attempt, None) == pytest.approx(step * 0.5)
             assert high.backoff(instance, attempt, None) == pytest.approx(step, rel=1e-5)
-        middle = svc(session, settings, rng=lambda: 0.5)
+        middle = engine(session, settings, rng=lambda: 0.5)
         assert middle.backoff(instance, 3, None) == pytest.approx(6.0)
         assert low.backoff(instance, 1, 45.0) == 45.0  # Retry-After is a floor
         assert high.backoff(instance, 6, 10.0) == pytest.approx(64, rel=1e-5)  # ... not a ceiling
@@ -482,12 +502,12 @@ def test_a_job_is_attempted_by_one_claimant_only(
 ) -> None:
     _, [job_id] = create(settings, referral())
     with transaction(settings.database_url) as session:
-        claimed = svc(session, settings).claim(job_id)
+        claimed = engine(session, settings).claim(job_id)
     assert claimed is not None and claimed.attempt == 1
     assert deliver(settings, job_id) is None  # the lease is held by the first claimant
     assert receiver.requests == []
     with transaction(settings.database_url) as session:
-        assert svc(session, settings).finish(claimed, Outcome(ok=True, detail="done")) is None
+        assert engine(session, settings).finish(claimed, Outcome(ok=True, detail="done")) is None
     assert deliver(settings, job_id) is None  # finished: nothing to do
     job = job_of(settings, job_id)
     assert (job.status, job.attempts) == ("succeeded", 1)
@@ -499,21 +519,21 @@ def test_an_expired_lease_is_taken_over_and_the_stale_outcome_ignored(
 ) -> None:
     past = utcnow() - timedelta(minutes=10)
     with unit_of_work(settings) as session:
-        sync = svc(session, settings, clock=lambda: past)
+        sync = outbox(session, settings, clock=lambda: past)
         [job_id] = sync.on_change(
             Change(
                 "ServiceRequest", "sr-1", 1, "create", referral(), json.dumps({**referral(), "id": "sr-1"})
             )
         )
     with transaction(settings.database_url) as session:
-        stale = svc(session, settings, clock=lambda: past).claim(job_id)  # its lease ran out long ago
+        stale = engine(session, settings, clock=lambda: past).claim(job_id)  # its lease ran out long ago
     assert stale is not None and stale.attempt == 1
 
     assert deliver(settings, job_id) is None  # claimable again: attempt 2 goes through
     assert len(receiver.deliveries) == 1
     with transaction(settings.database_url) as session:
         assert (
-            svc(session, settings).finish(stale, Outcome(ok=False, detail="HTTP 503 from the stale attempt"))
+            engine(session, settings).finish(stale, Outcome(ok=False, detail="HTTP 503 from the stale attempt"))
             is None
         )
     job = job_of(settings, job_id)
@@ -522,7 +542,7 @@ def test_an_expired_lease_is_taken_over_and_the_stale_outcome_ignored(
 
     # the stale attempt reports while the attempt that took over is still running
     with unit_of_work(settings) as session:
-        [job_id] = svc(session, settings, clock=lambda: past).on_change(
+        [job_id] = outbox(session, settings, clock=lambda: past).on_change(
             Change(
                 "ServiceRequest",
                 "sr-2",
@@ -533,19 +553,19 @@ def test_an_expired_lease_is_taken_over_and_the_stale_outcome_ignored(
             )
         )
     with transaction(settings.database_url) as session:
-        stale = svc(session, settings, clock=lambda: past).claim(job_id)
+        stale = engine(session, settings, clock=lambda: past).claim(job_id)
     with transaction(settings.database_url) as session:
-        current = svc(session, settings).claim(job_id)
+        current = engine(session, settings).claim(job_id)
     assert stale is not None and current is not None and current.attempt == 2
     with transaction(settings.database_url) as session:
         assert (
-            svc(session, settings).finish(stale, Outcome(ok=False, detail="HTTP 503 from the stale attempt"))
+            engine(session, settings).finish(stale, Outcome(ok=False, detail="HTTP 503 from the stale attempt"))
             is None
         )
     job = job_of(settings, job_id)
     assert (job.status, job.attempts, job.last_error) == ("running", 2, None)
     with transaction(settings.database_url) as session:
-        assert svc(session, settings).finish(current, Outcome(ok=True, detail="done")) is None
+        assert engine(session, settings).finish(current, Outcome(ok=True, detail="done")) is None
     assert job_of(settings, job_id).status == "succeeded"
     assert ev.FAILED not in [e.event for e in events_of(settings, job.message_id)]
 
@@ -572,9 +592,9 @@ def test_a_later_job_of_the_same_patient_and_connector_waits(
     receiver.configure(fail_keys={job_of(settings, first_emr).idempotency_key: 503})
     assert deliver(settings, first_emr) is not None  # fails: stays open (retrying)
     with transaction(settings.database_url) as session:
-        assert svc(session, settings).blocked_by(second_emr) == (first_emr, "retrying")
-        assert svc(session, settings).blocked_by(other_emr) is None
-        assert svc(session, settings).blocked_by(second_hep) == (first_hep, "pending")
+        assert engine(session, settings).blocked_by(second_emr) == (first_emr, "retrying")
+        assert engine(session, settings).blocked_by(other_emr) is None
+        assert engine(session, settings).blocked_by(second_hep) == (first_hep, "pending")
 
     before = utcnow()
     assert deliver(settings, second_emr) == ORDER_WAIT_SECONDS
@@ -590,7 +610,7 @@ def test_a_later_job_of_the_same_patient_and_connector_waits(
     make_due(settings, first_emr)
     assert deliver(settings, first_emr) is None
     with transaction(settings.database_url) as session:
-        assert svc(session, settings).blocked_by(second_emr) is None
+        assert engine(session, settings).blocked_by(second_emr) is None
     make_due(settings, second_emr)
     assert deliver(settings, second_emr) is None
     emr_keys = [d.idempotency_key for d in receiver.deliveries if d.path == "/emr"]
@@ -606,7 +626,7 @@ def test_a_finished_job_is_never_postponed(settings: Settings, receiver: Sandbox
     assert (job_of(settings, second).status, job_of(settings, second).held_by) == ("pending", first)
     receiver.configure(fail_keys={})
     with unit_of_work(settings) as session:
-        svc(session, settings).retry_job(first)  # the earlier job is open again, and the held one woken
+        actions(session, settings).retry_job(first)  # the earlier job is open again, and the held one woken
         assert sorted(session.info[ENQUEUE_KEY]) == [first, second]
     assert job_of(settings, second).held_by is None
     assert deliver(settings, second) == ORDER_WAIT_SECONDS  # still behind the retried job
@@ -617,7 +637,7 @@ def test_a_finished_job_is_never_postponed(settings: Settings, receiver: Sandbox
     # a duplicate task of the finished job (e.g. redelivered by the broker) does nothing at all
     assert deliver(settings, second) is None
     with transaction(settings.database_url) as session:
-        assert svc(session, settings).blocked_by(second) is None
+        assert engine(session, settings).blocked_by(second) is None
     assert job_of(settings, second).status == "succeeded" and len(receiver.requests) == 3
 
 
@@ -630,10 +650,10 @@ def test_a_disabled_connector_is_paused(settings: Settings, receiver: SandboxRec
     assert (job_of(settings, job_id).status, job_of(settings, job_id).attempts) == ("pending", 0)
     no_grace = settings.model_copy(update={"requeue_grace_seconds": 0})
     with transaction(settings.database_url) as session:
-        assert svc(session, no_grace).sweep() == []
+        assert engine(session, no_grace).sweep() == []
 
     with unit_of_work(settings) as session:
-        svc(session, settings).add_connector(
+        config(session, settings).add_connector(
             name="emr",
             kind="webhook",
             replace=True,
@@ -641,7 +661,7 @@ def test_a_disabled_connector_is_paused(settings: Settings, receiver: SandboxRec
             config={"url": receiver.url + "/webhook", "secret": SECRET},
         )
     with transaction(settings.database_url) as session:
-        assert svc(session, no_grace).sweep() == [job_id]  # resumed by the sweeper
+        assert engine(session, no_grace).sweep() == [job_id]  # resumed by the sweeper
     assert deliver(settings, job_id) is None
     assert job_of(settings, job_id).status == "succeeded" and len(receiver.deliveries) == 1
 
@@ -656,19 +676,19 @@ def test_sweep_requeues_lost_jobs_only(settings: Settings, receiver: SandboxRece
     _, [old_job] = create(settings, referral("p1"))
     _, [running_job] = create(settings, referral("p2"))
     with transaction(settings.database_url) as session:
-        claimed = svc(session, settings).claim(running_job)
+        claimed = engine(session, settings).claim(running_job)
     assert claimed is not None
     now = utcnow()
 
     with transaction(settings.database_url) as session:
-        assert svc(session, settings, clock=lambda: now).sweep() == []  # fresh and leased: left alone
+        assert engine(session, settings, clock=lambda: now).sweep() == []  # fresh and leased: left alone
         assert session.info.get(ENQUEUE_KEY, []) == []
     later = now + grace + timedelta(seconds=1)  # the pending job is overdue; the lease is not over
     with transaction(settings.database_url) as session:
-        assert svc(session, settings, clock=lambda: later).sweep() == [old_job]
+        assert engine(session, settings, clock=lambda: later).sweep() == [old_job]
     much_later = now + timedelta(minutes=5)  # ...and now the lease has expired too
     with transaction(settings.database_url) as session:
-        sync = svc(session, settings, clock=lambda: much_later)
+        sync = engine(session, settings, clock=lambda: much_later)
         assert sync.sweep() == [old_job, running_job]
         assert session.info[ENQUEUE_KEY] == [old_job, running_job]
     swept = job_of(settings, running_job)
@@ -735,7 +755,7 @@ def test_the_purge_task_erases_old_payloads(
     settings = task_settings
     old = utcnow() - timedelta(days=settings.message_retention_days + 1)
     with unit_of_work(settings) as session:
-        [job_id] = svc(session, settings, clock=lambda: old).on_change(
+        [job_id] = outbox(session, settings, clock=lambda: old).on_change(
             Change(
                 "ServiceRequest", "sr-1", 1, "create", referral(), json.dumps({**referral(), "id": "sr-1"})
             )
@@ -764,7 +784,7 @@ def test_retry_job_tries_a_dead_job_again_with_the_same_key(
     job_id = _dead_job(settings, receiver)
     dead = job_of(settings, job_id)
     with unit_of_work(settings) as session:
-        job = svc(session, settings).retry_job(job_id)
+        job = actions(session, settings).retry_job(job_id)
         assert (job.status, job.finished_at) == ("pending", None)
         assert job.max_attempts > job.attempts
         assert session.info[ENQUEUE_KEY] == [job_id]
@@ -779,9 +799,9 @@ def test_retry_job_tries_a_dead_job_again_with_the_same_key(
     assert message_of(settings, dead.message_id).status == "delivered"
 
     with pytest.raises(Conflict, match="succeeded"), unit_of_work(settings) as session:
-        svc(session, settings).retry_job(job_id)
+        actions(session, settings).retry_job(job_id)
     with pytest.raises(NotFound), unit_of_work(settings) as session:
-        svc(session, settings).retry_job(987654)
+        actions(session, settings).retry_job(987654)
 
 
 def test_retry_job_of_a_retrying_job_makes_it_due_now(
@@ -793,7 +813,7 @@ def test_retry_job_of_a_retrying_job_makes_it_due_now(
     assert job_of(settings, job_id).next_attempt_at > utcnow() + timedelta(seconds=40)
     receiver.configure(status_override=None)
     with unit_of_work(settings) as session:
-        svc(session, settings).retry_job(job_id)
+        actions(session, settings).retry_job(job_id)
     assert deliver(settings, job_id) is None
     assert job_of(settings, job_id).status == "succeeded"
 
@@ -804,7 +824,7 @@ def test_replay_is_a_new_linked_message_and_the_original_keeps_its_error(
     job_id = _dead_job(settings, receiver)
     original = job_of(settings, job_id)
     with unit_of_work(settings) as session:
-        replay = svc(session, settings).replay_message(original.message_id)
+        replay = actions(session, settings).replay_message(original.message_id)
         replay_id = replay.id
         [new_job_id] = session.info[ENQUEUE_KEY]
     assert replay_id != original.message_id
@@ -846,7 +866,7 @@ def test_replay_dead_replays_only_dead_deliveries_of_the_chosen_connector(
     ]
 
     with unit_of_work(settings) as session:
-        replays = svc(session, settings).replay_dead(connector="hep")
+        replays = actions(session, settings).replay_dead(connector="hep")
         replayed = {r.replay_of: r.id for r in replays}
         new_jobs = [session.get(DeliveryJob, j) for j in session.info[ENQUEUE_KEY]]
         assert sorted(j.replay_of for j in new_jobs) == sorted([hep1, hep2])  # type: ignore[union-attr]
@@ -854,19 +874,19 @@ def test_replay_dead_replays_only_dead_deliveries_of_the_chosen_connector(
     assert set(replayed) == {job_of(settings, hep1).message_id, job_of(settings, hep2).message_id}
 
     with unit_of_work(settings) as session:  # the dead letter of emr is still there; emr's success is not
-        replays = svc(session, settings).replay_dead()
+        replays = actions(session, settings).replay_dead()
         new_jobs = [session.get(DeliveryJob, j) for j in session.info[ENQUEUE_KEY]]
         assert [j.replay_of for j in new_jobs] == [emr2]  # type: ignore[union-attr]
     with unit_of_work(settings) as session:  # each dead letter is replayed once
-        assert svc(session, settings).replay_dead() == []
+        assert actions(session, settings).replay_dead() == []
 
     _, healthy = create(settings, referral("p3"))
     for job_id in healthy:
         assert deliver(settings, job_id) is None
     with pytest.raises(Conflict, match="no deliveries"), unit_of_work(settings) as session:
-        svc(session, settings).replay_message(job_of(settings, healthy[0]).message_id, only_dead=True)
+        actions(session, settings).replay_message(job_of(settings, healthy[0]).message_id, only_dead=True)
     with pytest.raises(NotFound), unit_of_work(settings) as session:
-        svc(session, settings).replay_dead(connector="nope")
+        actions(session, settings).replay_dead(connector="nope")
 
 
 # ---------------------------------------------------------------- retention
@@ -880,7 +900,7 @@ def test_purge_erases_payloads_of_old_finished_messages_only(
     def routed(at: datetime, resource_id: str) -> int:
         with unit_of_work(settings) as session:
             resource = {**referral(resource_id), "id": resource_id}
-            [job_id] = svc(session, settings, clock=lambda: at).on_change(
+            [job_id] = outbox(session, settings, clock=lambda: at).on_change(
                 Change("ServiceRequest", resource_id, 1, "create", resource, json.dumps(resource))
             )
         return job_id
@@ -890,7 +910,7 @@ def test_purge_erases_payloads_of_old_finished_messages_only(
         assert deliver(settings, job_id) is None
     with unit_of_work(settings) as session:
         rejected = (
-            svc(session, settings, clock=lambda: old)
+            inbox(session, settings, clock=lambda: old)
             .record_rejected(
                 source="fhir-api", event="ServiceRequest.create", raw=b"{not json", reason="bad JSON"
             )
@@ -898,7 +918,7 @@ def test_purge_erases_payloads_of_old_finished_messages_only(
         )
 
     with unit_of_work(settings) as session:
-        assert svc(session, settings).purge() == 2
+        assert actions(session, settings).purge() == 2
     erased = {job_of(settings, old_delivered).message_id, rejected}
     for job_id in (old_delivered, old_open, new_delivered):
         message = message_of(settings, job_of(settings, job_id).message_id)
@@ -906,9 +926,9 @@ def test_purge_erases_payloads_of_old_finished_messages_only(
     assert message_of(settings, rejected).raw_payload is None
 
     with pytest.raises(Conflict, match="no payload"), unit_of_work(settings) as session:
-        svc(session, settings).replay_message(job_of(settings, old_delivered).message_id)
+        actions(session, settings).replay_message(job_of(settings, old_delivered).message_id)
     with unit_of_work(settings) as session:
-        assert svc(session, settings).purge() == 0  # nothing left to erase
+        assert actions(session, settings).purge() == 0  # nothing left to erase
 
 
 def test_what_the_hub_wrote_is_remembered_per_connector_then_purged(settings: Settings, emr: str) -> None:
@@ -917,7 +937,7 @@ def test_what_the_hub_wrote_is_remembered_per_connector_then_purged(settings: Se
 
     old = utcnow() - timedelta(days=settings.message_retention_days, hours=1)
     with unit_of_work(settings) as session:
-        connector_id = svc(session, settings).get_connector(emr).id
+        connector_id = config(session, settings).get_connector(emr).id
         repo.record_written(session, tenant=TENANT, connector_id=connector_id,
                             external_ids=["Patient/e1/_history/1", "Patient/e1/_history/1"], now=old)
         repo.record_written(session, tenant=TENANT, connector_id=connector_id,
@@ -926,7 +946,7 @@ def test_what_the_hub_wrote_is_remembered_per_connector_then_purged(settings: Se
         ids = ["Patient/e1/_history/1", "Task/e2/_history/3", "Task/e2/_history/4"]
         assert repo.written_among(session, connector_id=connector_id, external_ids=ids) == set(ids[:2])
         assert repo.written_among(session, connector_id=connector_id + 1000, external_ids=ids) == set()
-        svc(session, settings).purge()
+        actions(session, settings).purge()
     with unit_of_work(settings) as session:
         ids = ["Patient/e1/_history/1", "Task/e2/_history/3"]
         assert repo.written_among(session, connector_id=connector_id, external_ids=ids) == {"Task/e2/_history/3"}
@@ -938,7 +958,7 @@ def test_two_deliveries_naming_the_same_written_version_do_not_collide(settings:
     from hub.store import sync_repository as repo
 
     with unit_of_work(settings) as session:
-        connector_id = svc(session, settings).get_connector(emr).id
+        connector_id = config(session, settings).get_connector(emr).id
     with transaction(settings.database_url) as first, transaction(settings.database_url) as second:
         repo.record_written(first, tenant=TENANT, connector_id=connector_id,
                             external_ids=["Organization/o1/_history/1"], now=utcnow())

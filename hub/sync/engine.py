@@ -1,0 +1,267 @@
+"""The delivery engine: the state of delivery jobs in the database.
+
+:meth:`DeliveryEngine.claim` takes a due job with a lease and returns what the worker needs to send it
+(:class:`ClaimedJob`); :meth:`DeliveryEngine.finish` records the outcome of that attempt (sent, retry
+with exponential backoff and jitter, or dead letter) and keeps the message's status in step with its
+jobs. Order per patient: a job waits (:meth:`~DeliveryEngine.postpone`) behind an earlier open job of
+its order, and is held (:meth:`~DeliveryEngine.hold`) behind a dead letter until that one is retried
+or replayed (:meth:`~DeliveryEngine.wake_held`). The sweeper (:meth:`~DeliveryEngine.sweep`)
+re-enqueues jobs whose task was lost. :mod:`hub.sync.delivery` runs one attempt around these calls.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from hub.kit import utcnow
+from hub.settings import Settings
+from hub.store import sync_repository as repo
+from hub.store.models import ConnectorInstance, DeliveryJob, Message
+from hub.sync import events as ev
+from hub.sync.config import SyncConfig
+from hub.sync.context import CONTEXT_PREVIOUS, CONTEXT_REFERENCES, context_wanted, with_references
+from hub.sync.inbox import Inbox, short_error
+from hub.unit_of_work import enqueue_after_commit
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    job_id: int
+    tenant: str
+    message_id: str
+    connector_id: int
+    connector_kind: str
+    connector_config: dict[str, Any]
+    connector_version: str
+    attempt: int
+    max_attempts: int
+    idempotency_key: str
+    correlation_id: str
+    event: str
+    resource_type: str | None
+    resource_id: str | None
+    payload: bytes | None
+    #: the version the change replaced, when the connector asks for it (hub.sync.context)
+    previous: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ok: bool
+    permanent: bool = False
+    detail: str = ""
+    duration_ms: float | None = None
+    retry_after: float | None = None
+    #: external ids of what the partner now holds from this delivery (SendResult.written)
+    written: tuple[str, ...] = ()
+
+
+class DeliveryEngine:
+    """Claims, outcomes, order and sweeping of delivery jobs (all tenants: jobs carry theirs)."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        settings: Settings,
+        clock: Callable[[], datetime] = utcnow,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng
+
+    def _inbox(self, tenant: str) -> Inbox:
+        return Inbox(self.session, tenant=tenant, settings=self.settings, clock=self.clock)
+
+    def _event(self, message: Message, event: str, **details: Any) -> None:
+        self._inbox(message.tenant_id).event(message, event, **details)
+
+    def blocked_by(self, job_id: int) -> tuple[int, str] | None:
+        """(id, status) of a job ahead of this one in its order (same patient, or resource, at the same
+        connector) that is unfinished or an unreplayed dead letter; None when it may go (or is finished)."""
+        job = repo.job_by_id(self.session, job_id=job_id)
+        if job is None or job.status not in ev.OPEN_JOB_STATUSES:
+            return None
+        return repo.earlier_blocking_job(self.session, job=job)
+
+    def hold(self, job_id: int, dead_job_id: int, seconds: float) -> None:
+        """Keep a job behind a dead letter of its order until that one is retried or replayed."""
+        job = repo.job_by_id(self.session, job_id=job_id)
+        if job is not None and job.status in (ev.PENDING, ev.RETRYING):
+            job.held_by = dead_job_id
+            job.next_attempt_at = self.clock() + timedelta(seconds=seconds)
+            self.session.flush()
+
+    def wake_held(self, ordering_key: str | None, now: datetime) -> None:
+        """Make the jobs held behind a dead letter of this order due again (enqueued after commit)."""
+        if ordering_key:
+            enqueue_after_commit(self.session, repo.wake_held(self.session, ordering_key=ordering_key, now=now))
+
+    def _resolve(self, job: DeliveryJob, now: datetime) -> None:
+        """A delivered replay resolves the dead letter it replays, and that one's own original."""
+        seen = set()
+        replayed = job.replay_of
+        while replayed is not None and replayed not in seen:
+            seen.add(replayed)
+            dead = repo.job_by_id(self.session, job_id=replayed)
+            if dead is None:
+                break
+            if dead.status == ev.DEAD and dead.resolved_at is None:
+                dead.resolved_by, dead.resolved_at = job.id, now
+            replayed = dead.replay_of
+
+    def job_status(self, job_id: int) -> str | None:
+        job = repo.job_by_id(self.session, job_id=job_id)
+        return job.status if job is not None else None
+
+    def postpone(self, job_id: int, seconds: float) -> None:
+        job = repo.job_by_id(self.session, job_id=job_id)
+        if job is not None and job.status in (ev.PENDING, ev.RETRYING):
+            job.next_attempt_at = self.clock() + timedelta(seconds=seconds)
+            job.held_by = None  # what it waits for now is open, not a dead letter
+            self.session.flush()
+
+    def claim(self, job_id: int) -> ClaimedJob | None:
+        """Take a due job (lease); None when another worker has it or it is not due/finished."""
+        now = self.clock()
+        job = repo.job_by_id(self.session, job_id=job_id)
+        if job is None:
+            return None
+        instance = repo.connector_by_id(self.session, connector_id=job.connector_id)
+        if instance is None or not instance.enabled:
+            return None  # a disabled connector is paused: its jobs wait (the sweeper resumes them)
+        lease = now + timedelta(seconds=instance.timeout_seconds * 1.5 + 5)
+        if not repo.claim_job(self.session, job_id=job_id, now=now, lease_until=lease):
+            return None
+        self.session.refresh(job)
+        message = repo.message_by_id(self.session, tenant=None, message_id=job.message_id)
+        assert message is not None
+        inbox = self._inbox(job.tenant_id)
+        payload = inbox.payload(message)
+        previous = None
+        wanted = context_wanted(instance.kind)
+        if payload is not None and CONTEXT_REFERENCES in wanted:
+            payload = with_references(self.session, tenant=job.tenant_id, base=self.settings.fhir_base,
+                                      payload=payload)
+        if CONTEXT_PREVIOUS in wanted and message.resource_type and message.resource_id:
+            last = repo.last_delivered(self.session, tenant=job.tenant_id, connector_id=job.connector_id,
+                                       resource_type=message.resource_type,
+                                       resource_id=message.resource_id, before=message.created_at,
+                                       exclude_message=message.id)
+            previous = inbox.payload(last) if last is not None else None
+        config = SyncConfig(self.session, tenant=job.tenant_id, settings=self.settings, clock=self.clock)
+        return ClaimedJob(
+            job_id=job.id,
+            tenant=job.tenant_id,
+            message_id=message.id,
+            connector_id=instance.id,
+            connector_kind=instance.kind,
+            connector_config={**config.connector_config(instance), "_timeout_seconds": instance.timeout_seconds},
+            connector_version=instance.updated_at.isoformat(),
+            attempt=job.attempts,
+            max_attempts=job.max_attempts,
+            idempotency_key=job.idempotency_key,
+            correlation_id=message.correlation_id,
+            event=message.event,
+            resource_type=message.resource_type,
+            resource_id=message.resource_id,
+            payload=payload,
+            previous=previous,
+        )
+
+    def finish(self, claimed: ClaimedJob, outcome: Outcome) -> float | None:
+        """Record the outcome of an attempt; returns the retry delay in seconds, or None."""
+        now = self.clock()
+        job = repo.job_by_id(self.session, job_id=claimed.job_id)
+        message = repo.message_by_id(self.session, tenant=None, message_id=claimed.message_id)
+        instance = repo.connector_by_id(self.session, connector_id=claimed.connector_id)
+        assert job is not None and message is not None and instance is not None
+        if job.status != ev.RUNNING or job.attempts != claimed.attempt:
+            return None  # the lease expired and another attempt took over: its outcome wins
+        job.updated_at = now
+        job.locked_until = None
+        delay = None
+        if outcome.ok:
+            job.status = ev.SUCCEEDED
+            job.finished_at = now
+            self._event(message, ev.SENT, job_id=job.id, detail=outcome.detail, duration_ms=outcome.duration_ms,
+                        attempt=job.attempts, at=now)
+            self._event(message, ev.ACKNOWLEDGED, job_id=job.id, detail=outcome.detail, attempt=job.attempts, at=now)
+            repo.record_written(self.session, tenant=job.tenant_id, connector_id=job.connector_id,
+                                external_ids=outcome.written, now=now)
+            self._resolve(job, now)
+            self.wake_held(job.ordering_key, now)
+        else:
+            job.last_error = short_error(outcome.detail)
+            if outcome.permanent or job.attempts >= job.max_attempts:
+                job.status = ev.DEAD
+                job.finished_at = now
+                why = "permanent error" if outcome.permanent else f"{job.attempts} attempts failed"
+                self._event(message, ev.FAILED, job_id=job.id, detail=job.last_error,
+                            duration_ms=outcome.duration_ms, attempt=job.attempts, at=now)
+                self._event(message, ev.DEAD_LETTERED, job_id=job.id, detail=f"{why}: {job.last_error}",
+                            attempt=job.attempts, at=now)
+            else:
+                delay = self.backoff(instance, job.attempts, outcome.retry_after)
+                job.status = ev.RETRYING
+                job.next_attempt_at = now + timedelta(seconds=delay)
+                self._event(message, ev.FAILED, job_id=job.id,
+                            detail=f"{job.last_error}; retry {job.attempts + 1}/{job.max_attempts} in {delay:.1f}s",
+                            duration_ms=outcome.duration_ms, attempt=job.attempts, at=now)
+        self.refresh_message_status(message, now)
+        self.session.flush()
+        return delay
+
+    def backoff(self, instance: ConnectorInstance, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with jitter (50-100% of the step), at least Retry-After, at most the cap."""
+        step = min(instance.backoff_max_seconds, instance.backoff_base_seconds * (2 ** max(0, attempt - 1)))
+        delay = step * (0.5 + 0.5 * self.rng())
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return min(delay, instance.backoff_max_seconds)
+
+    def refresh_message_status(self, message: Message, now: datetime) -> None:
+        """A message's status from its jobs' (delivered, dead, retrying, queued) and its first dead error."""
+        statuses = {j.status for j in repo.jobs_of(self.session, message_id=message.id)}
+        if not statuses:
+            return
+        if statuses <= {ev.SUCCEEDED}:
+            message.status = "delivered"
+        elif ev.DEAD in statuses and not statuses & set(ev.OPEN_JOB_STATUSES):
+            message.status = "dead"
+        elif ev.RETRYING in statuses:
+            message.status = "retrying"
+        else:
+            message.status = "queued"
+        message.error = next(
+            (j.last_error for j in repo.jobs_of(self.session, message_id=message.id) if j.status == ev.DEAD), None
+        ) or message.error
+        message.updated_at = now
+
+    def sweep(self, limit: int = 500) -> list[int]:
+        """Jobs whose task was lost (broker flushed, worker killed): make them due and enqueue them."""
+        now = self.clock()
+        grace = timedelta(seconds=self.settings.requeue_grace_seconds)
+        jobs = repo.due_jobs(self.session, now=now, requeue_before=now - grace, limit=limit)
+        for job in jobs:
+            if job.status == ev.RUNNING:  # lease expired: the worker died mid-attempt
+                job.status = ev.RETRYING
+                job.locked_until = None
+                message = repo.message_by_id(self.session, tenant=None, message_id=job.message_id)
+                if message is not None:
+                    self._event(message, ev.FAILED, job_id=job.id, attempt=job.attempts,
+                                detail="lease expired (worker lost); re-enqueued", at=now)
+                    self.refresh_message_status(message, now)
+            job.next_attempt_at = now
+            job.updated_at = now
+        self.session.flush()
+        enqueue_after_commit(self.session, [j.id for j in jobs])
+        return [j.id for j in jobs]
