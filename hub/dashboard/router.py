@@ -375,8 +375,9 @@ def _referral_work(request: Request, user: User, work: Callable[[Any], T]) -> Ca
     def job(session: Session) -> T:
         from hub.security.policy import AccessPolicy
 
-        fhir = fhir_service(session, user.settings, user.tenant, base, user.clock)
-        fhir.policy = AccessPolicy(user.principal, fhir)  # the scopes GET /referrals and /fhir apply
+        # the scopes GET /referrals and /fhir apply
+        fhir = fhir_service(session, user.settings, user.tenant, base, user.clock,
+                            policy=AccessPolicy(user.principal, session=session, tenant=user.tenant))
         result = work(PlanService(fhir, payer_rules=user.settings.certification_rules, clinics=user.settings.clinics))
         fhir.record_audit(audit_event(principal=user.principal, interaction="search-type", now=fhir.clock(), outcome=0,
                                       address=address, resource_type="Task",

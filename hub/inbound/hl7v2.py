@@ -516,7 +516,7 @@ def _referrer_policy(fhir: FhirService, requester: str) -> Any:
 
     principal = Principal.of(f"{fhir.policy.principal.client_id}", fhir.tenant, "referrer", "system/*.cruds",
                              requester)
-    return AccessPolicy(principal, fhir)
+    return AccessPolicy(principal, session=fhir.session, tenant=fhir.tenant)
 
 
 def _scope_referrals(fhir: FhirService, message: V2Message, header: Header, bundle: dict[str, Any], *,
@@ -589,7 +589,8 @@ def _acting_for(fhir: FhirService, requester: str) -> Iterator[None]:
 
     inbound = fhir.policy
     fhir.policy = AccessPolicy(Principal.of(inbound.principal.client_id, fhir.tenant, "referrer",
-                                            "system/*.cruds", requester or None), fhir)
+                                            "system/*.cruds", requester or None),
+                               session=fhir.session, tenant=fhir.tenant)
     try:
         yield
     finally:
