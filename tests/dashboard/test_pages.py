@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from hub.dashboard.router import CSP
+from hub.dashboard.pages import CSP
 from hub.security.clients import NewClient
 from hub.settings import Settings
 from hub.sync.delivery import deliver
