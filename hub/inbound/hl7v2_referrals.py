@@ -46,17 +46,6 @@ def write_translation(
     return translation.primary[0], translation.bundle
 
 
-def _referrer_policy(fhir: FhirService, requester: str) -> Any:
-    """What the /referrals intake lets the referring physician ``requester`` change: the sender of an
-    HL7 v2 referral acts for the referring provider its PRD names, and may change no more than they."""
-    from hub.security.policy import AccessPolicy
-    from hub.security.principal import Principal
-
-    principal = Principal.of(f"{fhir.policy.principal.client_id}", fhir.tenant, "referrer", "system/*.cruds",
-                             requester)
-    return AccessPolicy(principal, session=fhir.session, tenant=fhir.tenant)
-
-
 def _scope_referrals(fhir: FhirService, message: V2Message, header: Header, bundle: dict[str, Any], *,
                      clinic_ref: str, now: datetime) -> set[str]:
     """The id rules of the /referrals intake (:meth:`ReferralService.intake_scopes`), applied to a
