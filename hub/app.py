@@ -19,7 +19,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub import __version__, logs
+from hub import __version__, logs, processes
 from hub.admin.router import router as admin_router
 from hub.broker import Enqueuer
 from hub.dashboard.router import router as dashboard_router
@@ -156,8 +156,6 @@ def _offline_docs(app: FastAPI) -> None:
 def create_worker_app() -> FastAPI:
     """The app of one API worker process of ``hub serve --workers N`` (or ``--reload``): the worker
     ends when the ``hub serve`` that supervises it does, also when that one is killed."""
-    from hub import processes
-
     processes.die_with_supervisor()
     return create_app()
 

@@ -64,6 +64,7 @@ def _check(response: httpx.Response, what: str) -> Any:
 
 
 def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callable[[str], None]) -> int:
+    # deferred: the demo loads the sandbox partners only when it runs
     from sandboxes.emr import SandboxEmr
     from sandboxes.mllp import SandboxPeer
     from sandboxes.webhook import SandboxReceiver
@@ -245,6 +246,7 @@ def _wire(client: httpx.Client, referrer_url: str, emr_url: str, key_pem: str, m
 
 def _clients(database_url: str) -> list[tuple[str, str]]:
     """Create the demo's store and its three clients: administrator, clinic, referring physician."""
+    # deferred: the demo loads the app, the store and the mappings only when it builds its store
     from hub.app import ensure_default_tenant
     from hub.security.clients import ClientService
     from hub.settings import Settings

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hub.deps import SettingsDep
+from hub.deps import SettingsDep, current_principal
 from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store.models import ConnectorInstance, DeliveryJob, Message
@@ -157,8 +157,6 @@ def _bearer(request: Request) -> str:
 
 def _scope(request: Request, settings: Settings) -> tuple[str | None, bool]:
     """(tenant to show, None = all; whether the HTTP series are shown). Raises Unauthorized/Forbidden."""
-    from hub.deps import current_principal
-
     expected = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
     presented = _bearer(request)
     if expected and presented and hmac.compare_digest(presented.encode(), expected.encode()):

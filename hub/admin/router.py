@@ -20,6 +20,8 @@ from hub.settings import Settings
 from hub.sync.actions import SyncActions
 from hub.sync.admin import AdminViews, route_view
 from hub.sync.config import SyncConfig
+from hub.sync.connectors import check_health
+from hub.sync.polling import poll_named
 from hub.unit_of_work import unit_of_work
 
 router = APIRouter(prefix="/admin/api", tags=["admin"], dependencies=[Depends(require_roles("admin"))],
@@ -237,15 +239,11 @@ async def put_connector(name: str, body: ConnectorIn, settings: SettingsDep, ten
 
 @router.post("/connectors/{name}/test", summary="Run the connector's health check against its partner")
 async def test_connector(name: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
-    from hub.sync.connectors import check_health
-
     return await run_in_threadpool(check_health, settings, tenant, name)
 
 
 @router.post("/connectors/{name}/poll", summary="Poll a connector now (what beat does on its schedule)")
 async def poll_connector_now(name: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
-    from hub.sync.polling import poll_named
-
     return await run_in_threadpool(poll_named, settings, tenant, name)
 
 

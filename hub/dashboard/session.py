@@ -30,6 +30,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from hub.settings import Settings
+from hub.store.dashboard_repository import forget_failures, recent_failures, record_failure
 
 SESSION_COOKIE = "hub_session"
 SIGNIN_COOKIE = "hub_signin"
@@ -201,8 +202,6 @@ class SignInGuard:
         return f"address\x00{address}"
 
     def _wait(self, db: Any, key: str, limit: int, now: datetime) -> int | None:
-        from hub.store.dashboard_repository import recent_failures
-
         failures = recent_failures(db, key=key, since=now - self.window)
         if len(failures) < limit:
             return None
@@ -215,12 +214,8 @@ class SignInGuard:
         return max(waits) if waits else None
 
     def failed(self, db: Any, client_id: str, address: str, now: datetime) -> None:
-        from hub.store.dashboard_repository import record_failure
-
         record_failure(db, keys=[self._pair(client_id, address), self._address(address)], now=now,
                        expired_before=now - self.window)
 
     def succeeded(self, db: Any, client_id: str, address: str) -> None:
-        from hub.store.dashboard_repository import forget_failures
-
         forget_failures(db, key=self._pair(client_id, address))

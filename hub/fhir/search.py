@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from hub.errors import BadRequest
+from hub.errors import BadRequest, NotAcceptable
 from hub.fhir.searchparams import (
     RESULT_PARAMS,
     SearchParam,
@@ -227,8 +227,6 @@ def _result_param(resource_type, name, modifier, raw, parsed: ParsedSearch, unkn
         parsed.applied.append(("_total", raw))
     elif name == "_format":
         if "xml" in raw:
-            from hub.errors import NotAcceptable
-
             raise NotAcceptable("Only JSON is supported (_format=json)", expression="_format")
     else:
         unknown(name, f"Result parameter {name} is not supported")

@@ -10,13 +10,19 @@ from typing import Any
 from hub.errors import NotFound
 from hub.referrals.episode import EpisodeEnd
 from hub.referrals.plan_records import CERTIFIED_URL, PLAN_SYSTEM, REVISION_URL, obligation_code, plan_extension
+from mappings.referral.certification import (
+    MEDICARE,
+    OBLIGATION_CODE_SYSTEM,
+    CertificationRules,
+    obligations,
+    rules_for_payer,
+    to_fhir_tasks,
+)
 
 
 class CertificationClocks(EpisodeEnd):
     def _rules_for(self, sr: dict[str, Any]) -> Any:
         """The certification rules of the referral's payer (Coverage payor identifier), else Medicare's."""
-        from mappings.referral.certification import CertificationRules, rules_for_payer
-
         payer_id = None
         for insurance in sr.get("insurance") or []:
             try:
@@ -44,8 +50,6 @@ class CertificationClocks(EpisodeEnd):
 
     def _recompute(self, care_plan: dict[str, Any], *, initial_treatment: date | None = None,
                    plan_changed: bool = False, today: date | None = None) -> list[dict[str, Any]]:
-        from mappings.referral.certification import MEDICARE, obligations, to_fhir_tasks
-
         care_plan_id = care_plan["id"]
         care_plan_ref = f"CarePlan/{care_plan_id}"
         period = care_plan.get("period") or {}
@@ -148,8 +152,6 @@ class CertificationClocks(EpisodeEnd):
 
     def certifications(self, *, due_before: date | None = None, owner: str | None = None,
                        include_done: bool = False) -> list[dict[str, Any]]:
-        from mappings.referral.certification import OBLIGATION_CODE_SYSTEM
-
         items = [("code", f"{OBLIGATION_CODE_SYSTEM}|")]
         if owner:
             items.append(("owner", owner))

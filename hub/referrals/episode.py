@@ -10,6 +10,8 @@ from typing import Any, Literal
 from hub.errors import NotFound
 from hub.referrals.plan_records import PLAN_SYSTEM, PlanRecords, obligation_code
 from hub.referrals.service import is_referral_task
+from mappings.plan_of_care import ending
+from mappings.referral.certification import close_obligation
 
 #: the referral Task statuses that end the episode of care: how the plan ends and the reason its open
 #: obligations and goals are given
@@ -35,9 +37,7 @@ class EpisodeEnd(PlanRecords):
     def _episode_over(self, care_plan: dict[str, Any]) -> bool:
         """True when the plan has ended, or its referral has (the plan is then ended now, as of the
         day the referral ended: plans of referrals that ended before the hub closed them)."""
-        from mappings.plan_of_care.ending import ENDED_PLAN_STATUSES
-
-        if care_plan.get("status") in ENDED_PLAN_STATUSES:
+        if care_plan.get("status") in ending.ENDED_PLAN_STATUSES:
             return True
         referral = self._referral_of(care_plan)
         if referral is None or referral.get("status") not in EPISODE_END:
@@ -60,23 +60,21 @@ class EpisodeEnd(PlanRecords):
 
     def _end_plan(self, care_plan: dict[str, Any], *, end: Literal["completed", "revoked"], reason: str,
                   ended: date) -> None:
-        from mappings.plan_of_care.ending import end_care_plan, end_goal, end_plan_request
-        from mappings.referral.certification import close_obligation
-
+        # the ending functions are looked up on their module when called (a test replaces end_care_plan)
         for task in self._search("Task", [("focus", f"CarePlan/{care_plan['id']}")]):
             closed = close_obligation(task, reason=reason, now=self._now()) if obligation_code(task) else None
             if closed is not None:
                 self.fhir.update("Task", task["id"], closed)
         for goal_ref in care_plan.get("goal") or []:
             goal = self._read_reference(goal_ref, "Goal")
-            ended_goal = end_goal(goal, on=ended, reason=reason) if goal else None
+            ended_goal = ending.end_goal(goal, on=ended, reason=reason) if goal else None
             if ended_goal is not None:
                 self.fhir.update("Goal", ended_goal["id"], ended_goal)
         for activity in care_plan.get("activity") or []:
             request = self._read_reference(activity.get("reference"), "ServiceRequest")
-            ended_request = end_plan_request(request, end=end) if request else None
+            ended_request = ending.end_plan_request(request, end=end) if request else None
             if ended_request is not None:
                 self.fhir.update("ServiceRequest", ended_request["id"], ended_request)
-        ended_plan = end_care_plan(self._read("CarePlan", care_plan["id"]), ended=ended, end=end)
+        ended_plan = ending.end_care_plan(self._read("CarePlan", care_plan["id"]), ended=ended, end=end)
         if ended_plan is not None:
             self.fhir.update("CarePlan", ended_plan["id"], ended_plan)

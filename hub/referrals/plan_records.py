@@ -10,6 +10,8 @@ from typing import Any
 
 from hub.errors import NotFound
 from hub.referrals.service import ReferralService
+from mappings.plan_of_care.pdf import ClinicBlock
+from mappings.referral.certification import OBLIGATION_CODE_SYSTEM
 
 PLAN_SYSTEM = "https://therapy-hub.example/sid/plan-of-care"
 REVISION_URL = "https://therapy-hub.example/StructureDefinition/plan-revision"
@@ -21,8 +23,6 @@ CLOSED_OBLIGATION = frozenset({"completed", "cancelled", "failed", "entered-in-e
 
 
 def obligation_code(task: dict[str, Any]) -> str | None:
-    from mappings.referral.certification import OBLIGATION_CODE_SYSTEM
-
     for coding in (task.get("code") or {}).get("coding", []):
         if coding.get("system") == OBLIGATION_CODE_SYSTEM:
             return str(coding.get("code"))
@@ -96,8 +96,6 @@ class PlanRecords(ReferralService):
             self.fhir.update("Organization", organization["id"], updated)
 
     def _clinic_block(self, organization_ref: str) -> Any:
-        from mappings.plan_of_care.pdf import ClinicBlock
-
         try:
             organization = self._read(*organization_ref.split("/"))
         except NotFound:

@@ -41,7 +41,13 @@ from hub.referrals.plan_records import (
 from hub.referrals.service import is_referral_task
 from hub.referrals.signing import SignIn, Signing
 from mappings.fhir import jsonio
-from mappings.plan_of_care.model import Activity, Goal
+from mappings.plan_of_care.fhir import build_plan_of_care
+from mappings.plan_of_care.model import Activity, Diagnosis, Goal, PlanIdentifier, PlanOfCare
+from mappings.plan_of_care.pdf import plan_document_reference, render_plan_pdf
+from mappings.plan_of_care.summary import plan_summary
+from mappings.referral.feedback import FeedbackEntry, feedback_composition, task_output_for_feedback
+from mappings.referral.intake import referral_category
+from mappings.referral.task_state import apply_transition
 
 
 class PlanIn(BaseModel):
@@ -78,12 +84,6 @@ class PlanService(Signing):
     # ------------------------------------------------------------ plan of care
 
     def establish_plan(self, task_id: str, body: PlanIn) -> dict[str, Any]:
-        from mappings.plan_of_care.fhir import build_plan_of_care
-        from mappings.plan_of_care.model import Diagnosis, PlanIdentifier, PlanOfCare
-        from mappings.plan_of_care.pdf import plan_document_reference, render_plan_pdf
-        from mappings.plan_of_care.summary import plan_summary
-        from mappings.referral.intake import referral_category
-
         task = self._read("Task", task_id)
         if not is_referral_task(task):
             raise NotFound(f"Task/{task_id} is not a referral")
@@ -137,8 +137,6 @@ class PlanService(Signing):
                                            now=now_aware, return_code=return_code)
         self.fhir.update("DocumentReference", document["id"], document)
         if task.get("status") == "accepted":
-            from mappings.referral.task_state import apply_transition
-
             self.fhir.update("Task", task_id, apply_transition(task, "in-progress", now=self._now()))
             task = self._read("Task", task_id)
         tasks = self.refresh_clocks(summary.care_plan_id, initial_treatment=body.initial_treatment,
@@ -188,9 +186,6 @@ class PlanService(Signing):
     # ------------------------------------------------------------ discharge
 
     def discharge(self, task_id: str, body: DischargeIn) -> dict[str, Any]:
-        from mappings.referral.feedback import FeedbackEntry, feedback_composition, task_output_for_feedback
-        from mappings.referral.task_state import apply_transition
-
         task = self._read("Task", task_id)
         if not is_referral_task(task):
             raise NotFound(f"Task/{task_id} is not a referral")

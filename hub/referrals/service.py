@@ -11,10 +11,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from hub.errors import Conflict, NotFound
+from hub.errors import Conflict, MethodNotAllowed, NotFound
 from hub.fhir.events import Change
 from hub.fhir.service import FhirService
 from hub.kit import parse_reference
+from hub.security.principal import Forbidden
+from hub.store import repository as repo
 from mappings.fhir import jsonio
 from mappings.referral.intake import (
     NPI_SYSTEM,
@@ -23,6 +25,16 @@ from mappings.referral.intake import (
     deterministic_id,
     referral_category,
 )
+from mappings.referral.task_state import (
+    IllegalTransition,
+    MissingReason,
+    apply_transition,
+    check_transition,
+    communication_for_change,
+    referral_task,
+    with_business_status,
+)
+from mappings.referral.task_state import held_from_of as _held_from
 
 TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
 CLINIC_SYSTEM = "https://therapy-hub.example/sid/tenant"
@@ -104,8 +116,6 @@ class ReferralService:
           and a coverage of another patient is never linked;
         - the parts of the sender's own referral (Condition, DocumentReferences) follow the referral.
         """
-        from hub.security.principal import Forbidden
-
         clinic_ref = self.ensure_clinic()
         npi = referral.referrer.npi
         requester = f"PractitionerRole/{deterministic_id('PractitionerRole', NPI_SYSTEM, npi)}"
@@ -148,8 +158,6 @@ class ReferralService:
 
     def _existing(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         """The stored content of a resource, whoever may see it (for a deleted one: its last content)."""
-        from hub.store import repository as repo
-
         row = repo.get_resource(self.fhir.session, tenant=self.fhir.tenant, resource_type=resource_type,
                                 resource_id=resource_id)
         if row is not None and row.deleted:
@@ -163,9 +171,6 @@ class ReferralService:
 
     def _may_update(self, resource_type: str, resource: dict[str, Any]) -> bool:
         """Whether the caller could PUT ``resource`` (stored) over FHIR."""
-        from hub.errors import MethodNotAllowed
-        from hub.security.principal import Forbidden
-
         policy = self.fhir.policy
         if policy is None:
             return True
@@ -212,8 +217,6 @@ class ReferralService:
         resource = change.resource or {}
         if resource.get("intent") != "order" or referral_category(resource) is None:
             return
-        from mappings.referral.task_state import referral_task
-
         existing = self._search("Task", [("focus", f"ServiceRequest/{change.resource_id}"), ("code", "fulfill")])
         if existing:
             return
@@ -236,9 +239,6 @@ class ReferralService:
         self.fhir.update("Task", task["id"], task)
 
     def _check_task_transition(self, change: Change) -> None:
-        from mappings.referral.task_state import IllegalTransition, MissingReason, check_transition
-        from mappings.referral.task_state import held_from_of as _held_from
-
         before = jsonio.loads(change.previous or "{}")
         after = change.resource or {}
         if not is_referral_task(after) or before.get("status") == after.get("status"):
@@ -253,8 +253,6 @@ class ReferralService:
         self._tell_referrer(after, f"Referral status: {after.get('status')}" + (f" ({why})" if why else ""))
 
     def _tell_referrer(self, task: dict[str, Any], text: str) -> None:
-        from mappings.referral.task_state import communication_for_change
-
         requester = (task.get("requester") or {}).get("reference")
         owner = (task.get("owner") or {}).get("reference")
         if not requester or not owner:
@@ -267,8 +265,6 @@ class ReferralService:
 
     def transition(self, task_id: str, status: str, *, reason: str | None = None,
                    business_status: str | None = None) -> dict[str, Any]:
-        from mappings.referral.task_state import IllegalTransition, MissingReason, apply_transition
-
         task = self._read("Task", task_id)
         if not is_referral_task(task):
             raise NotFound(f"Task/{task_id} is not a referral")
@@ -282,8 +278,6 @@ class ReferralService:
 
     def set_business_status(self, task_id: str, code: Any) -> dict[str, Any]:
         """The same status, a new BSeR business status (e.g. in progress: scheduled -> unattended)."""
-        from mappings.referral.task_state import with_business_status
-
         task = self._read("Task", task_id)
         if not is_referral_task(task):
             raise NotFound(f"Task/{task_id} is not a referral")

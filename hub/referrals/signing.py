@@ -15,6 +15,9 @@ from pydantic import BaseModel, Field, model_validator
 from hub.errors import Conflict, NotFound
 from hub.referrals.clocks import CertificationClocks
 from hub.referrals.plan_records import CERTIFIED_URL, REVISION_URL, obligation_code, plan_extension, plan_return_code
+from mappings.fhir.ids import deterministic_id
+from mappings.plan_of_care.pdf import RETURN_CODE_SYSTEM, Attestation, render_plan_pdf, signed_document_reference
+from mappings.plan_of_care.summary import plan_summary
 
 SIGNATURE_TYPE = {"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.10065.1.12.1.1",
                   "display": "Author's Signature"}
@@ -89,15 +92,6 @@ class Signing(CertificationClocks):
         """Render the signed version of the plan's certification page (the signer's electronic
         signature, name, NPI and the time) and store it as a DocumentReference that ``signs`` the
         unsigned one; None when the plan has no unsigned page (a plan written through /fhir)."""
-        from mappings.fhir.ids import deterministic_id
-        from mappings.plan_of_care.pdf import (
-            RETURN_CODE_SYSTEM,
-            Attestation,
-            render_plan_pdf,
-            signed_document_reference,
-        )
-        from mappings.plan_of_care.summary import plan_summary
-
         revision = int((plan_extension(care_plan, REVISION_URL) or {}).get("valueInteger", 1))
         return_code = plan_return_code(care_plan["id"], revision)
         try:

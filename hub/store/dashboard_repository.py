@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from hub.store.models import DashboardSessionRecord
+from hub.store.models import DashboardSessionRecord, SignInFailure
 
 
 def sid_hash(sid: str) -> str:
@@ -49,8 +49,6 @@ def key_hash(key: str) -> str:
 
 def recent_failures(session: Session, *, key: str, since: datetime) -> list[datetime]:
     """The failed sign-ins under ``key`` after ``since``, oldest first."""
-    from hub.store.models import SignInFailure
-
     return list(session.execute(
         select(SignInFailure.failed_at)
         .where(SignInFailure.key_hash == key_hash(key), SignInFailure.failed_at > since)
@@ -60,14 +58,10 @@ def recent_failures(session: Session, *, key: str, since: datetime) -> list[date
 
 def record_failure(session: Session, *, keys: list[str], now: datetime, expired_before: datetime) -> None:
     """Count a failed sign-in under each of ``keys``; forget the failures older than the window."""
-    from hub.store.models import SignInFailure
-
     session.execute(delete(SignInFailure).where(SignInFailure.failed_at <= expired_before))
     session.add_all(SignInFailure(key_hash=key_hash(key), failed_at=now) for key in keys)
     session.flush()
 
 
 def forget_failures(session: Session, *, key: str) -> None:
-    from hub.store.models import SignInFailure
-
     session.execute(delete(SignInFailure).where(SignInFailure.key_hash == key_hash(key)))

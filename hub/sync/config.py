@@ -13,6 +13,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from connectors import registry
+from connectors.base import ConnectorError
 from hub.crypto import cipher, decrypt, encrypt
 from hub.errors import BadRequest, Conflict, NotFound
 from hub.kit import utcnow
@@ -87,9 +89,6 @@ class SyncConfig:
         enabled: bool = True,
         replace: bool = False,
     ) -> ConnectorInstance:
-        from connectors import registry
-        from connectors.base import ConnectorError
-
         try:
             registry.validate_config(kind, config)
         except ConnectorError as exc:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from connectors import registry
+from connectors.base import ConnectorError
 from hub.errors import NotFound
 from hub.settings import Settings
 from hub.sync.config import SyncConfig
@@ -11,9 +13,6 @@ from hub.unit_of_work import unit_of_work
 
 
 def check_health(settings: Settings, tenant: str, name: str) -> dict[str, Any]:
-    from connectors import registry
-    from connectors.base import ConnectorError
-
     with unit_of_work(settings) as session:
         service = SyncConfig(session, tenant=tenant, settings=settings)
         instance = service.get_connector(name)

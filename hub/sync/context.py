@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from connectors import registry
 from hub.kit import parse_reference
 from hub.store import repository
 
@@ -40,8 +41,6 @@ DEPTH = 2
 
 def context_wanted(kind: str) -> frozenset[str]:
     """What the connector kind asks for (nothing for an unknown kind: the send will say why)."""
-    from connectors import registry
-
     try:
         cls = registry.get(kind)
     except Exception:  # noqa: BLE001 - an unknown kind fails at send time with a ConfigError

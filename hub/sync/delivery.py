@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any
 
+from connectors import registry
+from connectors.base import HL7_V2_ER7, ConnectorError, Delivery, PermanentError, TransientError
 from hub.settings import Settings
 from hub.sync.engine import ClaimedJob, DeliveryEngine, Outcome
 from hub.unit_of_work import unit_of_work
@@ -27,8 +29,6 @@ _lock = threading.Lock()
 
 def _connector(claimed: ClaimedJob) -> Any:
     """A connector object per (instance, config version), reused so HTTP connections stay open."""
-    from connectors import registry
-
     key = (claimed.connector_id, claimed.connector_version)
     with _lock:
         connector = _connectors.get(key)
@@ -49,14 +49,10 @@ def _connector(claimed: ClaimedJob) -> Any:
 def content_type_of(event: str) -> str:
     """What a job's payload is: FHIR JSON, or a message the hub made in a partner's format
     (:meth:`hub.sync.outbox.Outbox.send_raw`, events ``hl7v2.*``)."""
-    from connectors.base import HL7_V2_ER7
-
     return HL7_V2_ER7 if event.startswith("hl7v2.") else "application/fhir+json"
 
 
 def attempt(claimed: ClaimedJob) -> Outcome:
-    from connectors.base import ConnectorError, Delivery, PermanentError, TransientError
-
     if claimed.payload is None:
         return Outcome(ok=False, permanent=True, detail="payload erased by retention; replay impossible")
     started = time.perf_counter()

@@ -23,8 +23,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from connectors.webhook.signing import verify_signature
 from hub.errors import BadRequest, HubError, describe
 from hub.security.inbound import InboundPolicy, InboundRefused
+from hub.services import fhir_service
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.sync.config import SyncConfig
@@ -53,9 +55,6 @@ def receive_webhook(settings: Settings, *, tenant: str, connector: str, body: by
                     headers: dict[str, str], now: float | None = None,
                     address: str | None = None) -> tuple[int, dict[str, Any]]:
     """(HTTP status, answer) for one push; raises :class:`SignatureRefused` (401) before storing anything."""
-    from connectors.webhook.signing import verify_signature
-    from hub.services import fhir_service
-
     with unit_of_work(settings) as session:
         instance = repo.connector_by_name(session, tenant=tenant, name=connector)
         known = instance is not None and instance.kind == "webhook" and instance.enabled

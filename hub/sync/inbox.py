@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from hub.context import current_correlation_id
 from hub.crypto import cipher, decrypt, encrypt
 from hub.fhir.events import Change
 from hub.kit import utcnow
@@ -54,8 +55,6 @@ def upsert_resource(fhir: Any, resource: dict[str, Any]) -> Any:
 
 
 def _correlation_id() -> str:
-    from hub.context import current_correlation_id
-
     return current_correlation_id()
 
 

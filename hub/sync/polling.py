@@ -22,7 +22,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from connectors import registry
+from connectors.base import ConnectorError, Poller, supports_polling
 from hub.errors import HubError, describe
+from hub.security.inbound import InboundPolicy
+from hub.services import fhir_service
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.sync import events as ev
@@ -167,11 +171,6 @@ def _escape_token(text: str) -> str:
 
 def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -> PollReport | None:
     """Poll one connector instance once; None when it cannot poll."""
-    from connectors import registry
-    from connectors.base import ConnectorError, supports_polling
-    from hub.security.inbound import InboundPolicy
-    from hub.services import fhir_service
-
     with unit_of_work(settings) as session:
         instance = repo.connector_by_id(session, connector_id=connector_id)
         if instance is None or not instance.enabled:
@@ -245,8 +244,6 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
 
 def poll_named(settings: Settings, tenant: str, name: str) -> dict[str, Any]:
     """Poll the connector ``name`` of ``tenant`` once (admin API, CLI); errors become a clear result."""
-    from connectors.base import ConnectorError
-
     with unit_of_work(settings) as session:
         connector_id = SyncConfig(session, tenant=tenant, settings=settings).get_connector(name).id
     try:
@@ -260,9 +257,6 @@ def poll_named(settings: Settings, tenant: str, name: str) -> dict[str, Any]:
 
 
 def pollable_connectors(settings: Settings) -> list[int]:
-    from connectors import registry
-    from connectors.base import Poller
-
     with unit_of_work(settings) as session:
         instances = [(c.id, c.kind) for c in repo.all_enabled_connectors(session)]
     out = []
