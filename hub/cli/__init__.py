@@ -2,7 +2,9 @@
 
 The commands are added here, in the order ``hub --help`` lists them: ``serve``, the commands of other
 packages (``worker``, ``beat``), the admin commands, ``demo`` and ``mllp``, ``token`` and ``version``;
-then the groups ``db``, ``connectors``, ``routes``, ``clients`` and ``secrets``."""
+then the groups ``db``, ``connectors``, ``routes``, ``clients`` and ``secrets``. Each command imports
+what it needs when it runs (the modules beside this one import inside their functions), so that
+``hub --help`` and every command start fast."""
 
 from __future__ import annotations
 

@@ -16,6 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from hub.dashboard.pages import MAX_INT, PAGE_SIZES, FormDep, UserDep, done, notice, render, run
 from hub.errors import BadRequest, Conflict, HubError
 from hub.sync import events as ev
+from hub.sync.actions import SyncActions
+from hub.sync.admin import AdminViews
+from hub.sync.connectors import check_health
 
 
 def _when(name: str, value: str | None) -> datetime | None:
@@ -37,8 +40,6 @@ def _int(value: str | None, default: int, low: int, high: int) -> int:
 
 
 async def messages(request: Request, user: UserDep) -> Response:
-    from hub.sync.admin import AdminViews
-
     query = request.query_params
     filters = {k: (query.get(k) or "").strip()[:200]
                for k in ("status", "connector", "resource_type", "correlation_id", "since", "until")}
@@ -75,16 +76,12 @@ async def messages(request: Request, user: UserDep) -> Response:
 
 
 async def message(message_id: str, request: Request, user: UserDep) -> Response:
-    from hub.sync.admin import AdminViews
-
     view = await run(user.settings, lambda s: AdminViews(s, tenant=user.tenant).message(message_id))
     return render(request, "message.html", message=view, notice=notice(request, user),
                   retryable=(ev.DEAD, ev.RETRYING))
 
 
 async def replay(message_id: str, user: UserDep, form: FormDep) -> Response:
-    from hub.sync.actions import SyncActions
-
     try:
         new_id = await run(user.settings, lambda s: SyncActions(
             s, tenant=user.tenant, settings=user.settings).replay_message(message_id).id)
@@ -95,9 +92,6 @@ async def replay(message_id: str, user: UserDep, form: FormDep) -> Response:
 
 
 async def retry(job_id: int, user: UserDep, form: FormDep) -> Response:
-    from hub.sync.actions import SyncActions
-    from hub.sync.admin import AdminViews
-
     if not 1 <= job_id <= MAX_INT:
         raise BadRequest("No such delivery job")
 
@@ -117,9 +111,6 @@ async def retry(job_id: int, user: UserDep, form: FormDep) -> Response:
 
 
 async def discard(job_id: int, user: UserDep, form: FormDep) -> Response:
-    from hub.sync.actions import SyncActions
-    from hub.sync.admin import AdminViews
-
     if not 1 <= job_id <= MAX_INT:
         raise BadRequest("No such delivery job")
 
@@ -143,8 +134,6 @@ async def discard(job_id: int, user: UserDep, form: FormDep) -> Response:
 
 
 async def dead_letters(request: Request, user: UserDep) -> Response:
-    from hub.sync.admin import AdminViews
-
     def work(session: Session) -> list[dict[str, Any]]:
         views = AdminViews(session, tenant=user.tenant)
         return [{"connector": c, "dead": views.jobs(dead="outstanding", connector=c["name"], limit=100)}
@@ -155,8 +144,6 @@ async def dead_letters(request: Request, user: UserDep) -> Response:
 
 
 async def replay_dead(connector: str, user: UserDep, form: FormDep) -> Response:
-    from hub.sync.actions import SyncActions
-
     replays = await run(user.settings, lambda s: SyncActions(
         s, tenant=user.tenant, settings=user.settings).replay_dead(connector=connector))
     text = (f"Replayed {len(replays)} message(s) with dead letters at {connector}." if replays
@@ -168,15 +155,11 @@ async def replay_dead(connector: str, user: UserDep, form: FormDep) -> Response:
 
 
 async def connectors(request: Request, user: UserDep) -> Response:
-    from hub.sync.admin import AdminViews
-
     items = await run(user.settings, lambda s: AdminViews(s, tenant=user.tenant).connectors())
     return render(request, "connectors.html", connectors=items, with_test=True, notice=notice(request, user))
 
 
 async def test_connector(name: str, user: UserDep, form: FormDep) -> Response:
-    from hub.sync.connectors import check_health
-
     result = await run_in_threadpool(check_health, user.settings, user.tenant, name)
     text = f"Test of {name}: {'OK' if result['ok'] else 'FAILED'} in {result['duration_ms']} ms — {result['detail']}"
     return done("/dashboard/connectors", user, "ok" if result["ok"] else "error", text)

@@ -14,11 +14,10 @@ from sqlalchemy.orm import Session
 from hub.dashboard.pages import UserDep, notice, render, run
 from hub.dashboard.referrals import NO_REFERRAL_SCOPE, referral_work, sees_referrals
 from hub.sync import events as ev
+from hub.sync.admin import AdminViews
 
 
 async def overview(request: Request, user: UserDep) -> Response:
-    from hub.sync.admin import AdminViews
-
     since = user.now - timedelta(hours=24)
 
     def work(session: Session) -> dict[str, Any]:

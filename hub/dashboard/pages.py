@@ -23,8 +23,10 @@ from hub.dashboard import session as sessions
 from hub.dashboard.session import COOKIE_PATH, SESSION_COOKIE, DashboardSession
 from hub.deps import ClockDep, SettingsDep
 from hub.errors import HubError
+from hub.security import tokens
 from hub.security.principal import DEVELOPMENT, Principal
 from hub.settings import Settings
+from hub.store.dashboard_repository import session_is_live
 from hub.unit_of_work import unit_of_work
 
 HERE = Path(__file__).parent
@@ -158,9 +160,6 @@ def _still_valid(settings: Settings, session: DashboardSession) -> bool:
     """The session is recorded in the store (not signed out, on any replica), and its client passes the
     API's own check of bearer tokens: registered and not revoked (a revocation in this process counts
     at once, one in another process within seconds: :mod:`hub.security.revocation`)."""
-    from hub.security import tokens
-    from hub.store.dashboard_repository import session_is_live
-
     try:
         tokens.refuse_revoked(settings.database_url, session.client_id)
     except tokens.TokenError:

@@ -11,21 +11,19 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from hub.dashboard.pages import T, User, UserDep, render, run
+from hub.fhir.router import fhir_base
+from hub.referrals.plans import PlanService
+from hub.security.audit import audit_event
+from hub.security.policy import AccessPolicy
+from hub.services import fhir_service
 
 
 def referral_work(request: Request, user: User, work: Callable[[Any], T]) -> Callable[[Session], T]:
     """``work(plan_service)`` in the caller's transaction, audited like the referral API's reads."""
-    from hub.fhir.router import fhir_base
-    from hub.referrals.plans import PlanService
-    from hub.security.audit import audit_event
-    from hub.services import fhir_service
-
     base = fhir_base(request, user.settings)
     address = request.client.host if request.client else None
 
     def job(session: Session) -> T:
-        from hub.security.policy import AccessPolicy
-
         # the scopes GET /referrals and /fhir apply
         fhir = fhir_service(session, user.settings, user.tenant, base, user.clock,
                             policy=AccessPolicy(user.principal, session=session, tenant=user.tenant))

@@ -31,8 +31,11 @@ from hub.dashboard.pages import (
 )
 from hub.dashboard.session import SESSION_COOKIE, SIGNIN_COOKIE, DashboardSession
 from hub.deps import ClockDep, SettingsDep
+from hub.security import tokens
+from hub.security.clients import AuthFailed, ClientService
 from hub.security.principal import Principal
 from hub.settings import Settings
+from hub.store.dashboard_repository import end_session, start_session
 from hub.unit_of_work import unit_of_work
 
 log = logging.getLogger("hub.dashboard")
@@ -41,16 +44,12 @@ REFUSED = "Sign-in failed: unknown client, wrong secret, or not an administrator
 
 
 def _start(settings: Settings, session: DashboardSession, now: datetime) -> None:
-    from hub.store.dashboard_repository import start_session
-
     with unit_of_work(settings) as db:
         start_session(db, sid=session.sid, client_id=session.client_id, tenant=session.tenant, now=now,
                       started_after=now - sessions.ABSOLUTE)
 
 
 def _end(settings: Settings, session: DashboardSession) -> None:
-    from hub.store.dashboard_repository import end_session
-
     with unit_of_work(settings) as db:
         end_session(db, sid=session.sid)
 
@@ -85,9 +84,6 @@ def _verify_admin(settings: Settings, client_id: str, secret: str, now: datetime
     """The admin principal of these credentials, checked by the token endpoint's own code; else None.
 
     The access token that check returns stays here: it only tells the client's tenant and role."""
-    from hub.security import tokens
-    from hub.security.clients import AuthFailed, ClientService
-
     form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
     try:
         with unit_of_work(settings) as db:

@@ -31,6 +31,7 @@ partner confirms it. Without a back-channel the message gets a ``deferred`` even
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import datetime
@@ -39,6 +40,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from connectors.hl7v2.mllp import MllpServer
 from hub.fhir.service import FhirService
 from hub.inbound.hl7v2_acks import (
     ACK_APPLICATION,
@@ -52,6 +54,8 @@ from hub.inbound.hl7v2_acks import (
 from hub.inbound.hl7v2_referrals import write_translation
 from hub.inbound.hl7v2_status import DEFAULT_REASONS, STATUS_MESSAGES, write_status_update
 from hub.kit import utcnow
+from hub.security.inbound import InboundPolicy
+from hub.services import fhir_service
 from hub.settings import Settings
 from hub.store import repository
 from hub.store import sync_repository as repo
@@ -69,6 +73,7 @@ from mappings.hl7v2 import (
     parse,
     read_header,
     structure_warnings,
+    tables,
 )
 from mappings.hl7v2.errors import DATA_TYPE_ERROR, UNSUPPORTED_VERSION_ID, ErrorLocation, at
 
@@ -134,9 +139,6 @@ def _process(
     now: datetime,
     ack_connector: str | None = None,
 ) -> bytes:
-    from hub.security.inbound import InboundPolicy
-    from hub.services import fhir_service
-
     with unit_of_work(settings) as session:
         repository.ensure_tenant(session, tenant_id=tenant, name=f"Clinic {tenant}", now=now)
         inbox = Inbox(session, tenant=tenant, settings=settings, clock=lambda: now)
@@ -191,8 +193,6 @@ def _process(
 def _version_warnings(header: Header) -> list[Hl7Error]:
     """A later version than 2.5.1 (:data:`mappings.hl7v2.tables.READ_AS_VERSION`) is read as 2.5.1:
     the acknowledgement says so with an ERR of severity W at MSH-12."""
-    from mappings.hl7v2 import tables
-
     if header.version not in tables.READ_AS_VERSION:
         return []
     return [Hl7Error(UNSUPPORTED_VERSION_ID, f"HL7 version {header.version} read as {tables.VERSION}",
@@ -262,10 +262,6 @@ def run_listener(
     ``source`` (the inbox key with MSH-10) defaults to ``mllp:<port>``. ``ready(server)`` is called
     once listening (the CLI prints the address).
     """
-    import asyncio
-
-    from connectors.hl7v2.mllp import MllpServer
-
     name = source or f"mllp:{port}"
 
     async def handler(raw: bytes) -> bytes:

@@ -16,10 +16,14 @@ from typing import Any
 from hub.errors import HubError
 from hub.fhir.service import FhirService
 from hub.inbound.hl7v2_acks import store_refused
+from hub.referrals.service import ReferralService
+from hub.security.policy import AccessPolicy
+from hub.security.principal import Principal
 from mappings.fhir.references import replace_references
 from mappings.hl7v2 import Header, V2Message
 from mappings.hl7v2.inbound import to_fhir
-from mappings.referral.intake import NPI_SYSTEM
+from mappings.hl7v2.referral_messages import referrals_of
+from mappings.referral.intake import NPI_SYSTEM, build_referral_bundle, deterministic_id
 
 __all__ = ["write_translation"]
 
@@ -28,8 +32,6 @@ def write_translation(
     fhir: FhirService, message: V2Message, header: Header, now: datetime
 ) -> tuple[str, dict[str, Any]]:
     """REF / OMG / ADT: translate to a transaction Bundle and write it; (the main resource, the Bundle)."""
-    from hub.referrals.service import ReferralService
-
     with fhir.internal():  # the hub's own clinic record, not the sender's write (no inbound policy)
         clinic_ref = ReferralService(fhir, now=now).ensure_clinic()
     translation = to_fhir(message, header, clinic_ref=clinic_ref, now=now)
@@ -54,10 +56,6 @@ def _scope_referrals(fhir: FhirService, message: V2Message, header: Header, bund
     outside the requester's compartment with other demographics a record of its own, and another
     patient's coverage is not linked. Returns the Patients given ids of their own (not to be
     matched by identifier to another's record again)."""
-    from hub.referrals.service import ReferralService
-    from mappings.hl7v2.referral_messages import referrals_of
-    from mappings.referral.intake import build_referral_bundle, deterministic_id
-
     moved: dict[str, str] = {}
     kept: set[str] = set()
     for referral in referrals_of(message, header, now=now):
@@ -97,8 +95,6 @@ def _keep_writable(fhir: FhirService, bundle: dict[str, Any], *, now: datetime) 
     """The write rule of the /referrals intake (:meth:`ReferralService.intake_writes`): what exists
     and the referring provider may not change (Patient, Coverage, Practitioner, PractitionerRole) is
     linked as it is, not written; new records and the sender's own referral are written."""
-    from hub.referrals.service import ReferralService
-
     requester = next(((e["resource"].get("requester") or {}).get("reference") or "" for e in bundle["entry"]
                       if e["resource"]["resourceType"] == "ServiceRequest"), "")
     with _acting_for(fhir, requester):
@@ -111,9 +107,6 @@ def _acting_for(fhir: FhirService, requester: str) -> Iterator[None]:
     """Decide as the /referrals intake decides for the referring physician ``requester``: the sender
     of an HL7 v2 referral acts for the referring provider its PRD names, and may change no more than
     they could (the writes themselves stay under the channel's inbound policy)."""
-    from hub.security.policy import AccessPolicy
-    from hub.security.principal import Principal
-
     inbound = fhir.policy
     fhir.policy = AccessPolicy(Principal.of(inbound.principal.client_id, fhir.tenant, "referrer",
                                             "system/*.cruds", requester or None),

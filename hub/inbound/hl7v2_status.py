@@ -29,6 +29,7 @@ from typing import Any
 from hub.errors import Conflict, Gone, HubError, NotFound
 from hub.fhir.service import FhirService
 from hub.inbound.hl7v2_acks import store_refused
+from hub.referrals.service import ReferralService
 from mappings.fhir import jsonio
 from mappings.hl7v2 import Header, Hl7Error, StatusUpdate, V2Message, read_status_update
 from mappings.hl7v2.errors import (
@@ -96,8 +97,6 @@ def _apply_status_update(
     Raises :class:`Hl7Error` (answered AE) for an unknown referral (204), a status or business
     status the hub does not know or allow there (103) and a move the state machine refuses (207);
     the texts name FHIR codes and HL7 fields only."""
-    from hub.referrals.service import ReferralService
-
     if update.status not in FHIR_TASK_STATUSES:
         raise Hl7Error(TABLE_VALUE_NOT_FOUND, "the referral status is not a FHIR Task status", fields.status)
     task = _find_referral_task(fhir, update, fields)

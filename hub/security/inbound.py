@@ -18,15 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from connectors.base import HUB_ONLY_TYPES
+from hub.fhir.service import FhirService
 from hub.security.audit import audit_event
 from hub.security.principal import Forbidden, Principal
 from mappings.fhir import SUPPORTED_TYPES
-
-if TYPE_CHECKING:
-    from hub.fhir.service import FhirService
 
 __all__ = ["CONNECTOR_SYSTEM", "DEFAULT_INBOUND_TYPES", "InboundPolicy", "InboundRefused", "inbound_audit"]
 
