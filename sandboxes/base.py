@@ -7,11 +7,13 @@
   restored, generators re-seeded), the seeded draw of a hang or a failure, waiting for records.
 * :class:`ThreadedHttpSandbox`, :class:`SandboxHttpServer`, :class:`SandboxHandler` - an HTTP
   sandbox on 127.0.0.1 in a daemon thread, with ``POST /_control`` and ``POST /_reset``.
-* :func:`serve_until_signalled` - ``python -m sandboxes.<name>``: print the URL, run until SIGTERM/SIGINT.
+* :func:`serve_until_signalled` - ``python -m sandboxes.<name>``: print the URL, run until SIGTERM/SIGINT;
+  :func:`add_misbehaviour_arguments` and :func:`misbehaviour_options` - the command-line flags of the faults.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import random
@@ -354,6 +356,30 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
 
 # ------------------------------------------------------------------------------------- process
+
+
+def add_misbehaviour_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the faults an HTTP sandbox injects (:class:`MisbehaviourControls`)."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fail-rate", type=float, default=0.0)
+    parser.add_argument("--hang-rate", type=float, default=0.0)
+    parser.add_argument("--hang-seconds", type=float, default=0.0)
+    parser.add_argument("--status-override", type=int, default=None)
+    parser.add_argument("--retry-after", default=None, help="seconds or an HTTP-date")
+
+
+def misbehaviour_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of a sandbox's faults from :func:`add_misbehaviour_arguments`' flags
+    (``--retry-after`` as seconds when it is a number, else as the HTTP-date given)."""
+    retry_after: float | str | None = args.retry_after
+    if isinstance(retry_after, str):
+        try:
+            retry_after = float(retry_after)
+        except ValueError:
+            pass
+    return {"seed": args.seed, "fail_rate": args.fail_rate, "hang_rate": args.hang_rate,
+            "hang_seconds": args.hang_seconds, "status_override": args.status_override,
+            "retry_after": retry_after}
 
 
 def serve_until_signalled(

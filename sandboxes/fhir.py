@@ -66,7 +66,14 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from mappings.fhir import FHIR_VERSION, jsonio
-from sandboxes.base import MisbehaviourControls, SandboxHandler, ThreadedHttpSandbox, serve_until_signalled
+from sandboxes.base import (
+    MisbehaviourControls,
+    SandboxHandler,
+    ThreadedHttpSandbox,
+    add_misbehaviour_arguments,
+    misbehaviour_options,
+    serve_until_signalled,
+)
 from sandboxes.fhir_support import (
     DEFAULT_RESOURCE_TYPES,
     FHIR_JSON,
@@ -646,30 +653,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--bearer-token", default=None, help="require Authorization: Bearer <token>")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fail-rate", type=float, default=0.0)
-    parser.add_argument("--hang-rate", type=float, default=0.0)
-    parser.add_argument("--hang-seconds", type=float, default=0.0)
-    parser.add_argument("--status-override", type=int, default=None)
-    parser.add_argument("--retry-after", default=None, help="seconds or an HTTP-date")
+    add_misbehaviour_arguments(parser)
     args = parser.parse_args(argv)
-    retry_after: float | str | None = args.retry_after
-    if isinstance(retry_after, str):
-        try:
-            retry_after = float(retry_after)
-        except ValueError:
-            pass
     try:
-        emr = SandboxFhirServer(
-            port=args.port,
-            bearer_token=args.bearer_token,
-            seed=args.seed,
-            fail_rate=args.fail_rate,
-            hang_rate=args.hang_rate,
-            hang_seconds=args.hang_seconds,
-            status_override=args.status_override,
-            retry_after=retry_after,
-        )
+        emr = SandboxFhirServer(port=args.port, bearer_token=args.bearer_token, **misbehaviour_options(args))
     except ValueError as exc:
         parser.error(str(exc))
 

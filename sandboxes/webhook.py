@@ -54,7 +54,9 @@ from sandboxes.base import (
     MisbehaviourControls,
     SandboxHandler,
     ThreadedHttpSandbox,
+    add_misbehaviour_arguments,
     is_number,
+    misbehaviour_options,
     serve_until_signalled,
 )
 
@@ -309,32 +311,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get("WEBHOOK_SANDBOX_SECRET"),
         help="HMAC secret (default: $WEBHOOK_SANDBOX_SECRET)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fail-rate", type=float, default=0.0)
-    parser.add_argument("--hang-rate", type=float, default=0.0)
-    parser.add_argument("--hang-seconds", type=float, default=0.0)
-    parser.add_argument("--status-override", type=int, default=None)
-    parser.add_argument("--retry-after", default=None, help="seconds or an HTTP-date")
+    add_misbehaviour_arguments(parser)
     args = parser.parse_args(argv)
     if not args.secret:
         parser.error("--secret (or WEBHOOK_SANDBOX_SECRET) is required")
-    retry_after: float | str | None = args.retry_after
-    if isinstance(retry_after, str):
-        try:
-            retry_after = float(retry_after)
-        except ValueError:
-            pass
     try:
-        receiver = SandboxReceiver(
-            port=args.port,
-            secret=args.secret,
-            seed=args.seed,
-            fail_rate=args.fail_rate,
-            hang_rate=args.hang_rate,
-            hang_seconds=args.hang_seconds,
-            status_override=args.status_override,
-            retry_after=retry_after,
-        )
+        receiver = SandboxReceiver(port=args.port, secret=args.secret, **misbehaviour_options(args))
     except ValueError as exc:
         parser.error(str(exc))
 
