@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from hub import processes
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 HUB = str(Path(sys.executable).with_name("hub"))
@@ -75,8 +77,8 @@ def test_the_readme_examples_run_as_written_against_a_live_hub(tmp_path: Path) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}  # the embedded defaults
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
-        server = subprocess.Popen([HUB, "serve", "--port", str(port), "--no-embedded-worker"], cwd=tmp_path,
-                                  env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        server = processes.spawn([HUB, "serve", "--port", str(port), "--no-embedded-worker"], cwd=tmp_path,
+                                 env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 60
             while True:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from hub import processes
 from sandboxes.webhook import SandboxReceiver
 
 HUB = str(Path(sys.executable).with_name("hub"))
@@ -30,8 +31,8 @@ def test_hub_serve_on_embedded_defaults_delivers_a_routed_referral(tmp_path: Pat
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}  # nothing configured
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen([HUB, "serve", "--port", str(port)], cwd=tmp_path, env=env, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+    server = processes.spawn([HUB, "serve", "--port", str(port)], cwd=tmp_path, env=env, stdout=log,
+                             stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         with SandboxReceiver(secret=SECRET) as receiver, httpx.Client(base_url=base, timeout=10) as client:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from hub import processes
 from hub.app import create_app
 from hub.settings import Settings
 from hub.store.migrate import upgrade
@@ -54,9 +55,9 @@ class Stack:
 
     def start_worker(self, concurrency: int = 4, loglevel: str = "WARNING") -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
-        process = subprocess.Popen(
+        process = processes.spawn(  # its own process group, ended with this test process should it die
             [HUB, "worker", "--beat", "--concurrency", str(concurrency), "--loglevel", loglevel],
-            cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         self.workers.append(process)
         return process
