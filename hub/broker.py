@@ -15,6 +15,7 @@ from functools import cache
 from typing import Any, Protocol
 
 from celery import Celery
+from kombu import Exchange, Queue
 
 from hub.settings import Settings
 
@@ -88,6 +89,14 @@ class CeleryEnqueuer:
     @classmethod
     def for_settings(cls, settings: Settings) -> CeleryEnqueuer:
         return _celery_enqueuer(settings.effective_broker_url, settings.task_queue)
+
+    def declare(self) -> None:
+        """Create the task queue on the broker now. ``hub serve`` does this before it starts its
+        embedded worker: on the embedded broker the queue is a row that the worker and the first
+        publisher would otherwise both insert at once, and the loser's unique-key error stopped the
+        worker for good."""
+        with self.app.connection_for_write() as connection:
+            Queue(self.queue, Exchange(self.queue), routing_key=self.queue)(connection.default_channel).declare()
 
     def deliver(self, job_ids: Iterable[int], *, countdown: float | None = None) -> int:
         sent = 0

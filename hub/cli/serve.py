@@ -53,6 +53,9 @@ def serve(
         embedded_worker = not settings.broker_url
     if embedded_worker:
         typer.echo("Starting the embedded worker and scheduler (sync deliveries) ...")
+        from hub.broker import CeleryEnqueuer
+
+        CeleryEnqueuer.for_settings(settings).declare()  # before the worker and the API race to create it
         worker = processes.spawn(processes.hub_command("worker", "--beat", "--concurrency", "2"))
     typer.echo(f"Therapy Interop Hub on http://{host}:{port}  (FHIR base {base}, admin API /admin/api)")
     try:
