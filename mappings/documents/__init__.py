@@ -1,0 +1,11 @@
+"""Documents that arrive by fax or Direct: their FHIR form (DocumentReference)."""
+
+from mappings.documents.inbound import (
+    CHANNEL_SYSTEM,
+    SENDER_URL,
+    InboundDocument,
+    inbound_document_id,
+    inbound_document_reference,
+)
+
+__all__ = ["CHANNEL_SYSTEM", "SENDER_URL", "InboundDocument", "inbound_document_id", "inbound_document_reference"]
