@@ -13,6 +13,18 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from hub.admin.schemas import (
+    BulkReplayOut,
+    ConnectorOut,
+    HealthCheckOut,
+    ImportOut,
+    JobOut,
+    JobPage,
+    MessageDetail,
+    MessagePage,
+    PollOut,
+    RouteOut,
+)
 from hub.deps import PrincipalDep, SettingsDep, TenantDep, require_roles
 from hub.errors import PROBLEMS, BadRequest
 from hub.jsonbody import JsonBodyRoute
@@ -30,6 +42,8 @@ T = TypeVar("T")
 MAX_INT = 2**31 - 1  # ids and offsets are database integers: larger values are 400, not an overflow
 JobId = Annotated[int, Path(ge=1, le=MAX_INT)]
 RouteId = Annotated[int, Path(ge=1, le=MAX_INT)]
+# The views leave out the fields that do not apply (a job's next attempt once it is done): so does the answer.
+LEAN: dict[str, Any] = {"response_model_exclude_unset": True}
 
 
 async def run(settings: Settings, work: Callable[[Session], T]) -> T:
@@ -69,7 +83,7 @@ class ReplayIn(BaseModel):
 # ------------------------------------------------------------------ messages
 
 
-@router.get("/messages", summary="Messages, newest first")
+@router.get("/messages", response_model=MessagePage, **LEAN, summary="Messages, newest first")
 async def list_messages(
     settings: SettingsDep,
     tenant: TenantDep,
@@ -99,12 +113,14 @@ async def list_messages(
     )
 
 
-@router.get("/messages/{message_id}", summary="A message with its events and delivery jobs")
+@router.get("/messages/{message_id}", response_model=MessageDetail, **LEAN,
+            summary="A message with its events and delivery jobs")
 async def get_message(message_id: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     return await run(settings, lambda s: AdminViews(s, tenant=tenant).message(message_id))
 
 
-@router.post("/messages/{message_id}/replay", status_code=201, summary="Replay a message (a new, linked message)")
+@router.post("/messages/{message_id}/replay", response_model=MessageDetail, **LEAN,
+             status_code=201, summary="Replay a message (a new, linked message)")
 async def replay_message(message_id: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
         replay = SyncActions(session, tenant=tenant, settings=settings).replay_message(message_id)
@@ -114,7 +130,7 @@ async def replay_message(message_id: str, settings: SettingsDep, tenant: TenantD
     return await run(settings, work)
 
 
-@router.post("/messages/{message_id}/resend", status_code=201,
+@router.post("/messages/{message_id}/resend", response_model=MessageDetail, **LEAN, status_code=201,
              summary="Resend a message with new idempotency keys (partners do not dedupe it)")
 async def resend_message(message_id: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
@@ -125,7 +141,8 @@ async def resend_message(message_id: str, settings: SettingsDep, tenant: TenantD
     return await run(settings, work)
 
 
-@router.post("/replay", summary="Bulk replay: listed messages, or the dead letters of a connector")
+@router.post("/replay", response_model=BulkReplayOut, **LEAN,
+             summary="Bulk replay: listed messages, or the dead letters of a connector")
 async def bulk_replay(body: ReplayIn, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     if not body.message_ids and not body.dead_letters_of and not body.all_dead_letters:
         raise BadRequest("Give message_ids, dead_letters_of or all_dead_letters")
@@ -143,7 +160,7 @@ async def bulk_replay(body: ReplayIn, settings: SettingsDep, tenant: TenantDep) 
 # ------------------------------------------------------------------ jobs
 
 
-@router.get("/jobs", summary="Delivery jobs, newest first")
+@router.get("/jobs", response_model=JobPage, **LEAN, summary="Delivery jobs, newest first")
 async def list_jobs(
     settings: SettingsDep,
     tenant: TenantDep,
@@ -161,7 +178,8 @@ async def list_jobs(
     )
 
 
-@router.get("/dead-letters", summary="Dead-lettered jobs: outstanding ones (default), resolved ones or all")
+@router.get("/dead-letters", response_model=JobPage, **LEAN,
+            summary="Dead-lettered jobs: outstanding ones (default), resolved ones or all")
 async def dead_letters(
     settings: SettingsDep,
     tenant: TenantDep,
@@ -177,12 +195,13 @@ async def dead_letters(
     )
 
 
-@router.get("/jobs/{job_id}", summary="A delivery job (why it is queued: next attempt, last error)")
+@router.get("/jobs/{job_id}", response_model=JobOut, **LEAN,
+            summary="A delivery job (why it is queued: next attempt, last error)")
 async def get_job(job_id: JobId, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     return await run(settings, lambda s: AdminViews(s, tenant=tenant).job(job_id))
 
 
-@router.post("/jobs/{job_id}/retry", summary="Retry a dead or retrying job now")
+@router.post("/jobs/{job_id}/retry", response_model=JobOut, **LEAN, summary="Retry a dead or retrying job now")
 async def retry_job(job_id: JobId, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
         SyncActions(session, tenant=tenant, settings=settings).retry_job(job_id)
@@ -196,7 +215,8 @@ class DiscardIn(BaseModel):
                         description="Why it will never be delivered (kept in the message's events)")
 
 
-@router.post("/jobs/{job_id}/discard", summary="Discard a dead letter: never deliver it, stop holding later jobs")
+@router.post("/jobs/{job_id}/discard", response_model=JobOut, **LEAN,
+             summary="Discard a dead letter: never deliver it, stop holding later jobs")
 async def discard_job(job_id: JobId, body: DiscardIn, settings: SettingsDep,
                       principal: PrincipalDep) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
@@ -210,17 +230,19 @@ async def discard_job(job_id: JobId, body: DiscardIn, settings: SettingsDep,
 # ------------------------------------------------------------------ connectors
 
 
-@router.get("/connectors", summary="Connectors with health (backlog, last success/error, error rates)")
+@router.get("/connectors", response_model=list[ConnectorOut], **LEAN,
+            summary="Connectors with health (backlog, last success/error, error rates)")
 async def list_connectors(settings: SettingsDep, tenant: TenantDep) -> list[dict[str, Any]]:
     return await run(settings, lambda s: AdminViews(s, tenant=tenant).connectors())
 
 
-@router.get("/connectors/{name}", summary="A connector with its health")
+@router.get("/connectors/{name}", response_model=ConnectorOut, **LEAN, summary="A connector with its health")
 async def get_connector(name: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     return await run(settings, lambda s: AdminViews(s, tenant=tenant).connector(name))
 
 
-@router.put("/connectors/{name}", summary="Create or replace a connector (secrets are stored encrypted)")
+@router.put("/connectors/{name}", response_model=ConnectorOut, **LEAN,
+            summary="Create or replace a connector (secrets are stored encrypted)")
 async def put_connector(name: str, body: ConnectorIn, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     if body.name != name:
         raise BadRequest("The name in the body must match the URL")
@@ -237,12 +259,14 @@ async def put_connector(name: str, body: ConnectorIn, settings: SettingsDep, ten
     return await run(settings, work)
 
 
-@router.post("/connectors/{name}/test", summary="Run the connector's health check against its partner")
+@router.post("/connectors/{name}/test", response_model=HealthCheckOut, **LEAN,
+             summary="Run the connector's health check against its partner")
 async def test_connector(name: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     return await run_in_threadpool(check_health, settings, tenant, name)
 
 
-@router.post("/connectors/{name}/poll", summary="Poll a connector now (what beat does on its schedule)")
+@router.post("/connectors/{name}/poll", response_model=PollOut, **LEAN,
+             summary="Poll a connector now (what beat does on its schedule)")
 async def poll_connector_now(name: str, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     return await run_in_threadpool(poll_named, settings, tenant, name)
 
@@ -250,22 +274,22 @@ async def poll_connector_now(name: str, settings: SettingsDep, tenant: TenantDep
 # ------------------------------------------------------------------ routes
 
 
-@router.get("/routes", summary="Routes")
+@router.get("/routes", response_model=list[RouteOut], **LEAN, summary="Routes")
 async def list_routes(settings: SettingsDep, tenant: TenantDep) -> list[dict[str, Any]]:
     return await run(settings, lambda s: AdminViews(s, tenant=tenant).routes())
 
 
-@router.post("/routes", status_code=201, summary="Create a route")
+@router.post("/routes", response_model=RouteOut, **LEAN, status_code=201, summary="Create a route")
 async def create_route(body: RouteIn, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     return await run(settings, lambda s: _save_route(s, settings, tenant, body, replace=False))
 
 
-@router.get("/routes/{route_id}", summary="A route")
+@router.get("/routes/{route_id}", response_model=RouteOut, **LEAN, summary="A route")
 async def get_route(route_id: RouteId, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
     return await run(settings, lambda s: AdminViews(s, tenant=tenant).route(route_id))
 
 
-@router.put("/routes/{route_id}", summary="Replace a route")
+@router.put("/routes/{route_id}", response_model=RouteOut, **LEAN, summary="Replace a route")
 async def put_route(route_id: RouteId, body: RouteIn, settings: SettingsDep,
                     tenant: TenantDep) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
@@ -282,7 +306,8 @@ async def delete_route(route_id: RouteId, settings: SettingsDep, tenant: TenantD
     await run(settings, lambda s: SyncConfig(s, tenant=tenant, settings=settings).delete_route(route_id))
 
 
-@router.post("/routes/import", summary="Load connectors and routes from a YAML document (upsert by name)")
+@router.post("/routes/import", response_model=ImportOut, **LEAN,
+             summary="Load connectors and routes from a YAML document (upsert by name)")
 async def import_routes(
     settings: SettingsDep, tenant: TenantDep, body: str = Body(..., media_type="application/yaml")
 ) -> dict[str, int]:

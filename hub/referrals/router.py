@@ -24,6 +24,7 @@ from hub.errors import PROBLEMS
 from hub.fhir.router import fhir_base
 from hub.jsonbody import JsonBodyRoute
 from hub.referrals.plans import DischargeIn, PlanIn, PlanService, SignIn
+from hub.referrals.schemas import DischargeOut, ObligationOut, PlanOut, ReferralOut
 from hub.settings import Settings
 from mappings.referral.intake import ReferralIn
 
@@ -57,7 +58,8 @@ class StatusIn(BaseModel):
     business_status: str | None = Field(default=None, description="A BSeR/360X business status code")
 
 
-@router.post("/referrals", status_code=201, summary="Send a referral (the same identifier updates it)")
+@router.post("/referrals", response_model=ReferralOut,
+             status_code=201, summary="Send a referral (the same identifier updates it)")
 async def send_referral(body: ReferralIn, request: Request, settings: SettingsDep, tenant: TenantDep,
                         principal: PrincipalDep) -> dict[str, Any]:
     principal.require_role("referrer", "clinic", "admin", "system")
@@ -66,7 +68,8 @@ async def send_referral(body: ReferralIn, request: Request, settings: SettingsDe
     return await run(request, settings, tenant, lambda svc: svc.intake(body, as_referrer=as_referrer))
 
 
-@router.get("/referrals", summary="Referrals, newest first")
+@router.get("/referrals", response_model=list[ReferralOut],
+            summary="Referrals, newest first")
 async def list_referrals(
     request: Request,
     settings: SettingsDep,
@@ -82,21 +85,24 @@ async def list_referrals(
                      lambda svc: svc.list_referrals(requester=requester, owner=owner, status=status))
 
 
-@router.post("/referrals/{task_id}/status", dependencies=CLINIC, summary="Move a referral through its workflow")
+@router.post("/referrals/{task_id}/status", response_model=ReferralOut,
+             dependencies=CLINIC, summary="Move a referral through its workflow")
 async def change_status(task_id: str, body: StatusIn, request: Request, settings: SettingsDep,
                         tenant: TenantDep) -> dict[str, Any]:
     return await run(request, settings, tenant, lambda svc: svc.transition(
         task_id, body.status, reason=body.reason, business_status=body.business_status))
 
 
-@router.post("/referrals/{task_id}/plan-of-care", status_code=201, dependencies=CLINIC,
+@router.post("/referrals/{task_id}/plan-of-care", response_model=PlanOut,
+             status_code=201, dependencies=CLINIC,
              summary="Establish (or revise) the plan of care; it goes to the referrer for certification")
 async def plan_of_care(task_id: str, body: PlanIn, request: Request, settings: SettingsDep,
                        tenant: TenantDep) -> dict[str, Any]:
     return await run(request, settings, tenant, lambda svc: svc.establish_plan(task_id, body))
 
 
-@router.post("/referrals/{task_id}/discharge", dependencies=CLINIC,
+@router.post("/referrals/{task_id}/discharge", response_model=DischargeOut,
+             dependencies=CLINIC,
              summary="Discharge: feedback to the referrer, referral completed, the plan of care and its open "
                      "obligations closed (409 when discharged already)")
 async def discharge(task_id: str, body: DischargeIn, request: Request, settings: SettingsDep,
@@ -104,7 +110,8 @@ async def discharge(task_id: str, body: DischargeIn, request: Request, settings:
     return await run(request, settings, tenant, lambda svc: svc.discharge(task_id, body))
 
 
-@router.get("/certifications", summary="Certification, recertification and progress-report obligations")
+@router.get("/certifications", response_model=list[ObligationOut],
+            summary="Certification, recertification and progress-report obligations")
 async def certifications(
     request: Request,
     settings: SettingsDep,
@@ -120,7 +127,8 @@ async def certifications(
         due_before=due_before, owner=owner, include_done=include_done))
 
 
-@router.post("/certifications/{task_id}/sign", summary="The referring physician signs (certifies) the plan")
+@router.post("/certifications/{task_id}/sign", response_model=ObligationOut,
+             summary="The referring physician signs (certifies) the plan")
 async def sign(task_id: str, body: SignIn, request: Request, settings: SettingsDep,
                tenant: TenantDep, principal: PrincipalDep) -> dict[str, Any]:
     principal.require_role("referrer", "admin")
@@ -128,7 +136,8 @@ async def sign(task_id: str, body: SignIn, request: Request, settings: SettingsD
     return await run(request, settings, tenant, lambda svc: svc.sign(task_id, body, signer=signer))
 
 
-@router.post("/care-plans/{care_plan_id}/clocks", dependencies=CLINIC, summary="Recompute a plan's obligations now")
+@router.post("/care-plans/{care_plan_id}/clocks", response_model=list[ObligationOut],
+             dependencies=CLINIC, summary="Recompute a plan's obligations now")
 async def refresh_clocks(care_plan_id: str, request: Request, settings: SettingsDep,
                          tenant: TenantDep) -> list[dict[str, Any]]:
     return await run(request, settings, tenant, lambda svc: svc.refresh_clocks(care_plan_id))

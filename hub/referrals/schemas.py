@@ -1,0 +1,44 @@
+"""What the referral endpoints answer: the views of :mod:`hub.referrals` (a referral Task, an
+obligation Task, a plan of care), named. FHIR values are passed on as the store holds them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ReferralOut(BaseModel):
+    task: str = Field(description="Task/id: the Task that tracks the referral")
+    service_request: str | None
+    patient: str | None
+    requester: str | None
+    owner: str | None
+    status: str | None
+    business_status: str | None
+    status_reason: str | None
+    last_modified: str | None
+    version: str | None = Field(description="The Task's meta.versionId")
+
+
+class DischargeOut(ReferralOut):
+    feedback: str = Field(description="Composition/id: the feedback sent to the referrer")
+
+
+class ObligationOut(BaseModel):
+    task: str
+    kind: str | None = Field(description="certification, recertification or progress-report")
+    care_plan: str | None
+    owner: str | None
+    status: str | None
+    due: str | None
+    overdue: bool
+    business_status: str | None
+    status_reason: str | None
+    description: str | None
+
+
+class PlanOut(BaseModel):
+    care_plan: str
+    revision: int
+    document: str = Field(description="DocumentReference/id: the plan sent for certification")
+    return_code: str
+    obligations: list[ObligationOut]
