@@ -9,8 +9,20 @@ from __future__ import annotations
 import base64
 import hashlib
 from functools import cache
+from typing import Protocol
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from pydantic import SecretStr
+
+
+class Keys(Protocol):
+    """What the cipher needs of :class:`hub.settings.Settings` (the kit's modules do not import each other)."""
+
+    @property
+    def secret_key(self) -> SecretStr: ...
+
+    @property
+    def previous_keys(self) -> tuple[str, ...]: ...
 
 
 def _fernet(secret: str) -> Fernet:
@@ -21,6 +33,11 @@ def _fernet(secret: str) -> Fernet:
 @cache
 def cipher(secret: str, previous: tuple[str, ...] = ()) -> MultiFernet:
     return MultiFernet([_fernet(secret), *(_fernet(p) for p in previous)])
+
+
+def cipher_for(settings: Keys) -> MultiFernet:
+    """The payload cipher of these settings: their secret key, then the previous ones (to read old tokens)."""
+    return cipher(settings.secret_key.get_secret_value(), settings.previous_keys)
 
 
 def encrypt(box: MultiFernet, data: str | bytes | None) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import or_, select
 
-from hub.crypto import cipher
+from hub.crypto import cipher_for
 from hub.settings import Settings
 from hub.store.models import ConnectorInstance, Message
 from hub.unit_of_work import unit_of_work
@@ -14,7 +14,7 @@ BATCH = 500
 
 
 def rotate(settings: Settings) -> dict[str, int]:
-    box = cipher(settings.secret_key.get_secret_value(), settings.previous_keys)
+    box = cipher_for(settings)
     counts = {"connectors": 0, "payloads": 0}
     with unit_of_work(settings) as session:
         for instance in session.scalars(select(ConnectorInstance)):

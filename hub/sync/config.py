@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from connectors import registry
 from connectors.base import ConnectorError
-from hub.crypto import cipher, decrypt, encrypt
+from hub.crypto import cipher_for, decrypt, encrypt
 from hub.errors import BadRequest, Conflict, NotFound
 from hub.kit import utcnow
 from hub.settings import Settings
@@ -74,7 +74,7 @@ class SyncConfig:
         self.session = session
         self.tenant = tenant
         self.clock = clock
-        self.box = cipher(settings.secret_key.get_secret_value(), settings.previous_keys)
+        self.box = cipher_for(settings)
 
     def add_connector(
         self,

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from hub.context import current_correlation_id
-from hub.crypto import cipher, decrypt, encrypt
+from hub.crypto import cipher_for, decrypt, encrypt
 from hub.fhir.events import Change
 from hub.kit import utcnow
 from hub.settings import Settings
@@ -72,7 +72,7 @@ class Inbox:
         self.session = session
         self.tenant = tenant
         self.clock = clock
-        self.box = cipher(settings.secret_key.get_secret_value(), settings.previous_keys)
+        self.box = cipher_for(settings)
 
     # ------------------------------------------------------------ events
 

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select, text
 
 from hub.app import ensure_default_tenant
-from hub.crypto import cipher, decrypt
+from hub.crypto import cipher, cipher_for, decrypt
 from hub.errors import BadRequest, Conflict, NotFound
 from hub.fhir.events import Change
 from hub.fhir.service import FhirService, Stored
@@ -378,7 +378,7 @@ def test_payloads_are_encrypted_at_rest_and_survive_a_key_rotation(
         raw = session.execute(text("SELECT raw_payload FROM messages")).scalar_one()
         config = session.execute(text("SELECT config FROM connector_instances")).scalar_one()
     assert NAME not in raw and SECRET not in config
-    box = cipher(settings.secret_key.get_secret_value(), settings.previous_keys)
+    box = cipher_for(settings)
     assert json.loads(decrypt(box, raw) or b"")["note"][0]["text"] == NAME
 
     other = settings.model_copy(update={"secret_key": SecretStr("another-secret-key-entirely")})
