@@ -60,38 +60,74 @@ def referrals_of(message: V2Message, header: Header, *, now: datetime) -> list[I
     if pid is None:
         raise Hl7Error(SEGMENT_SEQUENCE_ERROR, "required segment PID is missing", at("PID"))
     patient = patient_resource(pid, namespace)
-    patient_in = _patient_in(pid, patient)
-    coverage = fields.coverage(message.first("IN1"))
+    common = _Common(header, namespace, patient, _patient_in(pid, patient), fields.coverage(message.first("IN1")), now)
     if header.message_code == "REF":
-        return [_ref_referral(message, header, namespace, patient, patient_in, coverage, now)]
-    return [
-        _omg_referral(message, group, header, namespace, patient, patient_in, coverage, now)
-        for group in _order_groups(message)
-    ]
+        return [_ref_referral(message, common)]
+    return [_omg_referral(message, group, common) for group in _order_groups(message)]
 
 
-def _ref_referral(
-    message: V2Message,
-    header: Header,
-    namespace: str,
-    patient: dict[str, Any],
-    patient_in: PatientIn,
-    coverage: CoverageIn | None,
-    now: datetime,
-) -> InboundReferral:
+@dataclass(frozen=True, slots=True)
+class _Common:
+    """What every referral of one message shares: its header, patient and coverage."""
+
+    header: Header
+    namespace: str
+    patient: dict[str, Any]
+    patient_in: PatientIn
+    coverage: CoverageIn | None
+    now: datetime
+
+    def when(self, segment: V2Segment, field: int) -> datetime:
+        """The referral's time: this field, else the message's, else now."""
+        return read_dtm(segment, field) or self.header.timestamp or self.now
+
+    def identifier(self, segment: V2Segment, field: int, what: str,
+                   read: tuple[str | None, str] | None = None) -> tuple[str, str]:
+        """The referral's identifier (an EI field, or the value ``read`` from it or its fallback):
+        both the value and the assigning authority are required."""
+        system, value = read if read is not None else read_ei(segment, field, self.namespace)
+        name = f"{segment.name}-{field}"
+        if not value:
+            raise Hl7Error(REQUIRED_FIELD_MISSING, f"{name} ({what}) is required", segment.loc(field))
+        if not system:
+            raise Hl7Error(REQUIRED_FIELD_MISSING, f"{name} needs an assigning authority", segment.loc(field, 1, 2))
+        return system, value
+
+    def referral(
+        self,
+        *,
+        identifier: tuple[str, str],
+        discipline: str,
+        referrer: ReferrerIn,
+        reasons: list[tuple[str, str]],
+        priority: str,
+        attachments: list[AttachmentIn],
+        when: datetime,
+        notes: list[str],
+        status: str = "active",
+    ) -> InboundReferral:
+        """The referral read: the intake model (first diagnosis as its reason) and the rest."""
+        model = _model(
+            identifier=identifier,
+            discipline=discipline,
+            patient=self.patient_in,
+            referrer=referrer,
+            reason=reasons[0],
+            coverage=self.coverage,
+            priority=priority,
+            attachments=attachments,
+        )
+        return InboundReferral(model, when, self.patient, reasons[1:], notes, status)
+
+
+def _ref_referral(message: V2Message, common: _Common) -> InboundReferral:
     rf1 = message.first("RF1")
     if rf1 is None:
         raise Hl7Error(SEGMENT_SEQUENCE_ERROR, "required segment RF1 is missing", at("RF1"))
-    system, value = read_ei(rf1, 6, namespace)
-    if not value:
-        raise Hl7Error(
-            REQUIRED_FIELD_MISSING, "RF1-6 (originating referral identifier) is required", rf1.loc(6)
-        )
-    if not system:
-        raise Hl7Error(REQUIRED_FIELD_MISSING, "RF1-6 needs an assigning authority", rf1.loc(6, 1, 2))
+    identifier = common.identifier(rf1, 6, "originating referral identifier")
     discipline = fields.discipline(rf1, 3)
     priority = fields.priority(rf1, 2)
-    when = read_dtm(rf1, 7) or header.timestamp or now
+    when = common.when(rf1, 7)
     prds = message.all("PRD")
     prd = next((p for p in prds if p.get(1).upper() == "RP"), prds[0] if prds else None)
     if prd is None:
@@ -100,19 +136,16 @@ def _ref_referral(
     reasons = fields.diagnoses(message.all("DG1"))
     if not reasons:
         raise Hl7Error(SEGMENT_SEQUENCE_ERROR, "a DG1 segment with the diagnosis is required", at("DG1"))
-    notes = fields.notes(message.segments, skip_after={"OBR", "OBX"})
-    attachments = fields.attachments([s for s in message.segments if s.name == "OBX"])
-    model = _model(
-        identifier=(system, value),
+    return common.referral(
+        identifier=identifier,
         discipline=discipline,
-        patient=patient_in,
         referrer=referrer,
-        reason=reasons[0],
-        coverage=coverage,
+        reasons=reasons,
         priority=priority,
-        attachments=attachments,
+        notes=fields.notes(message.segments, skip_after={"OBR", "OBX"}),
+        attachments=fields.attachments([s for s in message.segments if s.name == "OBX"]),
+        when=when,
     )
-    return InboundReferral(model, when, patient, reasons[1:], notes)
 
 
 def _order_groups(message: V2Message) -> list[list[V2Segment]]:
@@ -125,16 +158,7 @@ def _order_groups(message: V2Message) -> list[list[V2Segment]]:
     return groups
 
 
-def _omg_referral(
-    message: V2Message,
-    group: list[V2Segment],
-    header: Header,
-    namespace: str,
-    patient: dict[str, Any],
-    patient_in: PatientIn,
-    coverage: CoverageIn | None,
-    now: datetime,
-) -> InboundReferral:
+def _omg_referral(message: V2Message, group: list[V2Segment], common: _Common) -> InboundReferral:
     orc = group[0]
     obr = next((s for s in group if s.name == "OBR"), None)
     assert obr is not None  # the structure requires it
@@ -143,17 +167,14 @@ def _omg_referral(
         raise Hl7Error(
             TABLE_VALUE_NOT_FOUND, "ORC-1 order control code not supported (NW, XO, SC, CA, DC)", orc.loc(1)
         )
-    system, value = read_ei(orc, 2, namespace)
-    if not value:
-        system, value = read_ei(obr, 2, namespace)
-    if not value:
-        raise Hl7Error(REQUIRED_FIELD_MISSING, "ORC-2 (placer order number) is required", orc.loc(2))
-    if not system:
-        raise Hl7Error(REQUIRED_FIELD_MISSING, "ORC-2 needs an assigning authority", orc.loc(2, 1, 2))
+    placer = read_ei(orc, 2, common.namespace)
+    if not placer[1]:
+        placer = read_ei(obr, 2, common.namespace)
+    identifier = common.identifier(orc, 2, "placer order number", placer)
     discipline = fields.discipline(obr, 4)
     tq1 = next((s for s in group if s.name == "TQ1"), None)
     priority = fields.priority(tq1, 9) if tq1 is not None else "routine"
-    when = read_dtm(orc, 9) or header.timestamp or now
+    when = common.when(orc, 9)
     referrer = fields.referrer_from_xcn(orc, 12) if orc.get(12) else None
     if referrer is None and obr.get(16):
         referrer = fields.referrer_from_xcn(obr, 16)
@@ -172,19 +193,17 @@ def _omg_referral(
         skip_after={"PID", "PD1", "NK1", "PV1", "PV2", "IN1", "IN2", "IN3", "GT1", "AL1", "OBX"},
     )
     notes += fields.notes(group, skip_after={"OBX"})
-    attachments = fields.attachments([s for s in group if s.name == "OBX"])
-    model = _model(
-        identifier=(system, value),
+    return common.referral(
+        identifier=identifier,
         discipline=discipline,
-        patient=patient_in,
         referrer=referrer,
-        reason=reasons[0],
-        coverage=coverage,
+        reasons=reasons,
         priority=priority,
-        attachments=attachments,
+        attachments=fields.attachments([s for s in group if s.name == "OBX"]),
+        when=when,
+        notes=notes,
+        status="revoked" if control in ("CA", "DC") else "active",
     )
-    status = "revoked" if control in ("CA", "DC") else "active"
-    return InboundReferral(model, when, patient, reasons[1:], notes, status)
 
 
 def _model(
