@@ -4,6 +4,8 @@ Every entry point (routers, MLLP intake, polling, inbound webhooks, worker tasks
 writes through :func:`unit_of_work`, so none of them can commit without publishing, or publish
 what was rolled back. Services only ``flush()`` and ask for deliveries by appending job ids to
 ``session.info[ENQUEUE_KEY]``; the after-commit step here hands them to the :class:`Enqueuer`.
+A part of a transaction that may fail alone (a batch entry, one polled item) runs in a
+:func:`savepoint`, whose rollback also drops the job ids asked for inside it.
 
 The enqueuer is injected: by argument, or for every unit of work of a request by the application
 (:func:`using_enqueuer`, installed by :func:`hub.app.create_app`); else the Celery producer of the
@@ -29,6 +31,28 @@ ENQUEUE_KEY = "hub.enqueue"
 def enqueue_after_commit(session: Session, job_ids: Sequence[int]) -> None:
     """Ask for a deliver task per job, sent once ``session``'s transaction has committed."""
     session.info.setdefault(ENQUEUE_KEY, []).extend(job_ids)
+
+
+class Savepoint:
+    """A savepoint (``session.begin_nested()``) whose rollback also forgets the deliveries asked for
+    inside it: the jobs it wrote are gone, so their ids must not be published after the commit."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.asked = len(session.info.get(ENQUEUE_KEY, ()))
+        self.nested = session.begin_nested()
+
+    def commit(self) -> None:
+        self.nested.commit()
+
+    def rollback(self) -> None:
+        self.nested.rollback()
+        del self.session.info.get(ENQUEUE_KEY, [])[self.asked:]
+
+
+def savepoint(session: Session) -> Savepoint:
+    """Open a :class:`Savepoint` of ``session``: ``commit()`` keeps its work, ``rollback()`` undoes it."""
+    return Savepoint(session)
 
 
 _enqueuer: ContextVar[Enqueuer | None] = ContextVar("hub_enqueuer", default=None)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from hub.errors import BadRequest, HubError, operation_outcome
 from hub.fhir.stored import Stored, check_type, instant
+from hub.unit_of_work import savepoint
 from mappings.fhir.references import replace_references
 from mappings.fhir.validation import Issue
 
@@ -217,12 +218,12 @@ class BundleProcessing:
     def _batch(self, plans: list[_EntryPlan], preference: str) -> dict[str, Any]:
         entries = []
         for plan in plans:
-            savepoint = self.session.begin_nested()
+            part = savepoint(self.session)
             try:
                 entries.append(self._run_entry(plan, preference))
-                savepoint.commit()
+                part.commit()
             except HubError as exc:
-                savepoint.rollback()
+                part.rollback()
                 entries.append(
                     {"response": {"status": f"{exc.status_code} {exc.title}", "outcome": exc.outcome()}}
                 )

@@ -62,7 +62,7 @@ from hub.store import sync_repository as repo
 from hub.sync.config import SyncConfig
 from hub.sync.inbox import Inbox
 from hub.sync.outbox import Outbox
-from hub.unit_of_work import unit_of_work
+from hub.unit_of_work import savepoint, unit_of_work
 from mappings.hl7v2 import (
     Header,
     Hl7Error,
@@ -149,7 +149,7 @@ def _process(
         )
         error: Hl7Error | None = None
         warnings: list[Hl7Error] = []  # segments kept although out of place: ERR severity W in the AA
-        savepoint = session.begin_nested()
+        part = savepoint(session)
         try:
             full = read_header(message)
             check_supported(full)
@@ -160,9 +160,9 @@ def _process(
                 primary, payload = write_status_update(fhir, message, full, now)
             else:
                 primary, payload = write_translation(fhir, message, full, now)
-            savepoint.commit()
+            part.commit()
         except Hl7Error as exc:
-            savepoint.rollback()
+            part.rollback()
             error, warnings = exc, []
         audit = FhirService(session, tenant=tenant, base_url=settings.fhir_base or "/fhir", clock=lambda: now)
         if error is None:

@@ -32,7 +32,7 @@ from hub.store import sync_repository as repo
 from hub.sync.config import SyncConfig
 from hub.sync.inbox import Inbox, upsert_resource
 from hub.sync.outbox import ORIGIN_KEY
-from hub.unit_of_work import unit_of_work
+from hub.unit_of_work import savepoint, unit_of_work
 from mappings.fhir import jsonio
 
 TOLERANCE_SECONDS = 300
@@ -81,7 +81,7 @@ def receive_webhook(settings: Settings, *, tenant: str, connector: str, body: by
         fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", policy=policy)
         status = 202
         resource_type: str | None = None
-        savepoint = session.begin_nested()
+        part = savepoint(session)
         try:
             resource = jsonio.loads(body)
             if not isinstance(resource, dict):
@@ -89,13 +89,13 @@ def receive_webhook(settings: Settings, *, tenant: str, connector: str, body: by
             if isinstance(resource.get("resourceType"), str):
                 resource_type = resource["resourceType"]
             written = upsert_resource(fhir, resource)
-            savepoint.commit()
+            part.commit()
             inbox.mark_translated(message, resource)
             policy.audit(fhir, interaction="create" if written.status == 201 else "update", outcome=0,
                          resource_type=written.stored.resource_type, resource_id=written.stored.id,
                          address=address)
         except (HubError, jsonio.InvalidJson) as exc:
-            savepoint.rollback()
+            part.rollback()
             inbox.mark_rejected(message, describe(exc))
             status = 400 if isinstance(exc, jsonio.InvalidJson) else 403 if isinstance(exc, InboundRefused) else 422
             policy.audit(fhir, interaction="create", outcome=4, resource_type=resource_type, address=address,

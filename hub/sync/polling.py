@@ -33,7 +33,7 @@ from hub.sync import events as ev
 from hub.sync.config import SyncConfig
 from hub.sync.inbox import Inbox, upsert_resource
 from hub.sync.outbox import ORIGIN_KEY
-from hub.unit_of_work import unit_of_work
+from hub.unit_of_work import savepoint, unit_of_work
 from mappings.fhir import jsonio
 
 log = logging.getLogger("hub.sync.polling")
@@ -212,7 +212,7 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
                 duplicates += 1
                 continue
             message = inbox.record_inbound(source=name, external_id=item.external_id, raw=item.payload)
-            savepoint = session.begin_nested()
+            part = savepoint(session)
             try:
                 resource = jsonio.loads(item.payload)
                 if not isinstance(resource, dict):
@@ -220,13 +220,13 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
                 find, exists = _store_lookups(fhir)
                 resource = resolve_references(resource, find=find, exists=exists, hub_id_systems=hub_id_systems)
                 written = upsert_resource(fhir, resource)
-                savepoint.commit()
+                part.commit()
                 inbox.mark_translated(message, resource)
                 policy.audit(fhir, interaction="create" if written.status == 201 else "update", outcome=0,
                              resource_type=written.stored.resource_type, resource_id=written.stored.id)
                 stored += 1
             except (HubError, jsonio.InvalidJson) as exc:
-                savepoint.rollback()
+                part.rollback()
                 reason = describe(exc)
                 inbox.mark_rejected(message, reason)
                 policy.audit(fhir, interaction="create", outcome=4,
