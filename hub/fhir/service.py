@@ -108,6 +108,12 @@ class FhirService(SearchBundles, BundleProcessing):
         self.clock = clock
         self.new_id = new_id
 
+    def under(self, policy: StorePolicy | None) -> FhirService:
+        """The same store (session, tenant, clock, reactions) for another caller: ``policy``."""
+        return FhirService(self.session, tenant=self.tenant, base_url=self.base_url,
+                           default_count=self.default_count, max_count=self.max_count, clock=self.clock,
+                           new_id=self.new_id, listeners=self.listeners, policy=policy)
+
     # ------------------------------------------------------------ access
 
     @contextmanager

@@ -8,8 +8,7 @@ already stored.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -61,8 +60,7 @@ def _scope_referrals(fhir: FhirService, message: V2Message, header: Header, bund
     for referral in referrals_of(message, header, now=now):
         model = referral.model
         requester = f"PractitionerRole/{deterministic_id('PractitionerRole', NPI_SYSTEM, model.referrer.npi)}"
-        with _acting_for(fhir, requester):
-            scopes = ReferralService(fhir, now=now).intake_scopes(model, clinic_ref=clinic_ref)
+        scopes = ReferralService(_as_referrer(fhir, requester), now=now).intake_scopes(model, clinic_ref=clinic_ref)
         if not scopes:
             continue
         plain = build_referral_bundle(model, clinic_ref=clinic_ref, now=now)["entry"]
@@ -97,24 +95,19 @@ def _keep_writable(fhir: FhirService, bundle: dict[str, Any], *, now: datetime) 
     linked as it is, not written; new records and the sender's own referral are written."""
     requester = next(((e["resource"].get("requester") or {}).get("reference") or "" for e in bundle["entry"]
                       if e["resource"]["resourceType"] == "ServiceRequest"), "")
-    with _acting_for(fhir, requester):
-        intake = ReferralService(fhir, now=now)
-        bundle["entry"] = [e for e in bundle["entry"] if intake.intake_writes(e["resource"])]
+    intake = ReferralService(_as_referrer(fhir, requester), now=now)
+    bundle["entry"] = [e for e in bundle["entry"] if intake.intake_writes(e["resource"])]
 
 
-@contextmanager
-def _acting_for(fhir: FhirService, requester: str) -> Iterator[None]:
-    """Decide as the /referrals intake decides for the referring physician ``requester``: the sender
+def _as_referrer(fhir: FhirService, requester: str) -> FhirService:
+    """The store as the /referrals intake sees it for the referring physician ``requester``: the sender
     of an HL7 v2 referral acts for the referring provider its PRD names, and may change no more than
-    they could (the writes themselves stay under the channel's inbound policy)."""
+    they could. Only the intake's decisions use it; the writes themselves stay with ``fhir``, under
+    the channel's inbound policy."""
     inbound = fhir.policy
-    fhir.policy = AccessPolicy(Principal.of(inbound.principal.client_id, fhir.tenant, "referrer",
-                                            "system/*.cruds", requester or None),
-                               session=fhir.session, tenant=fhir.tenant)
-    try:
-        yield
-    finally:
-        fhir.policy = inbound
+    return fhir.under(AccessPolicy(Principal.of(inbound.principal.client_id, fhir.tenant, "referrer",
+                                                "system/*.cruds", requester or None),
+                                   session=fhir.session, tenant=fhir.tenant))
 
 
 def _resolve_patients(fhir: Any, bundle: dict[str, Any], *, skip: Collection[str] = ()) -> None:
