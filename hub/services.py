@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -13,6 +14,7 @@ from hub.fhir.policy import StorePolicy
 from hub.fhir.service import FhirService
 from hub.referrals.plans import PlanService
 from hub.settings import Settings
+from hub.sync.inbox import Inbox
 from hub.sync.outbox import Outbox
 
 
@@ -43,3 +45,26 @@ def fhir_service(
     )
     fhir.listeners.append(PlanService(fhir, payer_rules=settings.certification_rules).on_change)
     return fhir
+
+
+class ChannelStore(NamedTuple):
+    """What an inbound channel (MLLP intake, inbound webhook, polling) writes through."""
+
+    #: the FHIR store under the channel's inbound policy, with its reactions
+    fhir: FhirService
+    #: the message store: the raw message kept first, then translated or rejected
+    inbox: Inbox
+
+
+def channel_store(
+    session: Session,
+    settings: Settings,
+    tenant: str,
+    policy: StorePolicy,
+    clock: Callable[[], datetime] | None = None,
+) -> ChannelStore:
+    """The FHIR store and the Inbox of an inbound channel of ``tenant`` in ``session``: what the
+    partner sends is written under ``policy`` (its connector's inbound policy), and audited."""
+    fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", clock, policy=policy)
+    inbox = Inbox(session, tenant=tenant, settings=settings, **({"clock": clock} if clock else {}))
+    return ChannelStore(fhir, inbox)

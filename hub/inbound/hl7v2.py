@@ -55,7 +55,7 @@ from hub.inbound.hl7v2_referrals import write_translation
 from hub.inbound.hl7v2_status import DEFAULT_REASONS, STATUS_MESSAGES, write_status_update
 from hub.kit import utcnow
 from hub.security.inbound import InboundPolicy
-from hub.services import fhir_service
+from hub.services import channel_store
 from hub.settings import Settings
 from hub.store import repository
 from hub.store import sync_repository as repo
@@ -141,9 +141,9 @@ def _process(
 ) -> bytes:
     with unit_of_work(settings) as session:
         repository.ensure_tenant(session, tenant_id=tenant, name=f"Clinic {tenant}", now=now)
-        inbox = Inbox(session, tenant=tenant, settings=settings, clock=lambda: now)
         policy = InboundPolicy.for_config(tenant=tenant, source=source, channel="mllp",
                                           config=_listener_config(session, settings, tenant, ack_connector or source))
+        fhir, inbox = channel_store(session, settings, tenant, policy, clock=lambda: now)
         row = inbox.record_inbound(
             source=source, external_id=control_id, raw=raw, event=f"hl7v2.{header.message_code or 'unknown'}"
         )
@@ -154,8 +154,6 @@ def _process(
             full = read_header(message)
             check_supported(full)
             warnings = _version_warnings(full) + structure_warnings(message, full)
-            fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", clock=lambda: now,
-                                policy=policy)
             if full.message_type in STATUS_MESSAGES:
                 primary, payload = write_status_update(fhir, message, full, now)
             else:

@@ -26,11 +26,11 @@ from typing import Any
 from connectors.webhook.signing import verify_signature
 from hub.errors import BadRequest, HubError, describe
 from hub.security.inbound import InboundPolicy, InboundRefused
-from hub.services import fhir_service
+from hub.services import channel_store
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.sync.config import SyncConfig
-from hub.sync.inbox import Inbox, upsert_resource
+from hub.sync.inbox import upsert_resource
 from hub.sync.outbox import ORIGIN_KEY
 from hub.unit_of_work import savepoint, unit_of_work
 from mappings.fhir import jsonio
@@ -72,13 +72,12 @@ def receive_webhook(settings: Settings, *, tenant: str, connector: str, body: by
                                "Idempotency-Key and body), or no such inbound webhook")
     with unit_of_work(settings) as session:
         session.info[ORIGIN_KEY] = connector_id  # not routed back to the partner that sent it
-        inbox = Inbox(session, tenant=tenant, settings=settings)
+        policy = InboundPolicy.for_config(tenant=tenant, source=connector, channel=CHANNEL, config=config)
+        fhir, inbox = channel_store(session, settings, tenant, policy)
         earlier = repo.message_by_external_id(session, tenant=tenant, source=connector, external_id=key)
         if earlier is not None:
             return 200, {"message": earlier.id, "status": earlier.status, "duplicate": True}
         message = inbox.record_inbound(source=connector, external_id=key, raw=body)
-        policy = InboundPolicy.for_config(tenant=tenant, source=connector, channel=CHANNEL, config=config)
-        fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", policy=policy)
         status = 202
         resource_type: str | None = None
         part = savepoint(session)

@@ -26,12 +26,12 @@ from connectors import registry
 from connectors.base import ConnectorError, Poller, supports_polling
 from hub.errors import HubError, describe
 from hub.security.inbound import InboundPolicy
-from hub.services import fhir_service
+from hub.services import channel_store
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.sync import events as ev
 from hub.sync.config import SyncConfig
-from hub.sync.inbox import Inbox, upsert_resource
+from hub.sync.inbox import upsert_resource
 from hub.sync.outbox import ORIGIN_KEY
 from hub.unit_of_work import savepoint, unit_of_work
 from mappings.fhir import jsonio
@@ -198,10 +198,9 @@ def poll_connector(settings: Settings, connector_id: int, *, limit: int = 200) -
     stored = duplicates = rejected = echoes = 0
     with unit_of_work(settings) as session:
         session.info[ORIGIN_KEY] = connector_id  # changes made here are not routed back to their source
-        inbox = Inbox(session, tenant=tenant, settings=settings)
         # what the partner sends is written under its connector's inbound policy, and audited
         policy = InboundPolicy.for_config(tenant=tenant, source=name, channel="poll", config=config)
-        fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", policy=policy)
+        fhir, inbox = channel_store(session, settings, tenant, policy)
         own = repo.written_among(session, connector_id=connector_id,
                                  external_ids=[item.external_id for item in batch.items])
         for item in batch.items:
