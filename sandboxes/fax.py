@@ -37,6 +37,8 @@ from typing import Any
 
 import httpx
 
+from connectors.base import ConnectorError
+from connectors.fax.document import page_count
 from connectors.fax.model import FaxStatus, ReceivedFax
 from connectors.fax.profiles import profile as fax_profile
 from connectors.fax.profiles.base import SignedWebhook, WebhookRefused, parse_multipart
@@ -59,7 +61,7 @@ _FIELDS = {"phaxio": ("to", "file", "callback_url"), "documo": ("recipientFax", 
 @dataclass(frozen=True)
 class FaxControls(MisbehaviourControls):
     auto_callback: bool = True
-    callback_delay: float = 0.05
+    callback_delay: float = 0.2
     fail_numbers: Sequence[str] = ()  # faxes to these numbers fail (status callback "failed")
     fail_next: int = 0  # the next N faxes fail
     fail_code: str = "2004"  # the vendor's error code in a failure callback
@@ -243,7 +245,10 @@ class SandboxFaxServer(ThreadedHttpSandbox[FaxControls]):
 
 
 def _pages(sent: SentFax) -> int:
-    return sum(max(1, f.count(b"/Type /Page") - f.count(b"/Type /Pages")) for f in sent.files)
+    try:
+        return sum(page_count(f) for f in sent.files)
+    except ConnectorError:
+        return 0
 
 
 def _post(url: str, webhook: SignedWebhook) -> int | None:

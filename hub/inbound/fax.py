@@ -18,8 +18,9 @@ deduped by the vendor's event id: the same webhook twice is applied once and ans
   as failed after all, so the job retries per its connector's policy or is dead-lettered
   (:meth:`hub.sync.engine.DeliveryEngine.remote_failure`).
 
-The vendor gets ``202`` only after the commit. A signed body that is not the vendor's shape is kept
-as ``rejected`` (``400``).
+The vendor gets ``202`` only after the commit; ``409`` for a status of a fax no delivery knows
+(yet): kept as ``rejected`` but not as the event's copy, so the vendor's resend is applied. A signed
+body that is not the vendor's shape is kept as ``rejected`` (``400``).
 """
 
 from __future__ import annotations
@@ -100,13 +101,17 @@ def receive_fax_webhook(settings: Settings, *, tenant: str, connector: str, body
                          "document": stored.get("id")}
         applied = _apply_status(session, settings, inbox, message, connector_id=connector_id, tenant=tenant,
                                 status=event)
-        return 202, {"message": message.id, "status": message.status, "duplicate": False, "applied": applied}
+        answer = {"message": message.id, "status": message.status, "duplicate": False, "applied": applied}
+        return 202 if applied else 409, answer
 
 
 def _apply_status(session: Any, settings: Settings, inbox: Inbox, message: Any, *, connector_id: int, tenant: str,
                   status: FaxStatus) -> bool:
     job = repo.job_by_remote_id(session, tenant=tenant, connector_id=connector_id, remote_id=status.fax_id)
     if job is None:
+        # kept for inspection, but not as the event's first copy: the vendor may report a fax before
+        # the attempt that sent it has recorded its fax id; the answer (409) makes it send again
+        message.external_id = None
         inbox.mark_rejected(message, "no delivery of this connector has that fax id")
         return False
     sent = repo.message_by_id(session, tenant=tenant, message_id=job.message_id)

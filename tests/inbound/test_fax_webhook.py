@@ -161,6 +161,15 @@ def test_an_inbound_fax_becomes_a_document_once(client: TestClient, hub_url: str
     assert client.get("/fhir/DocumentReference").json()["total"] == 2
 
 
+def test_a_status_for_an_unknown_fax_is_kept_and_asked_again(client: TestClient, hub_url: str,
+                                                             vendor: SandboxFaxServer) -> None:
+    setup(client, vendor, hub_url)
+    assert vendor.send_status("123456", "delivered", url=hub_url + PATH) == 409
+    assert vendor.send_status("123456", "delivered", url=hub_url + PATH) == 409  # not taken as a duplicate
+    rejected = client.get("/admin/api/messages", params={"status": "rejected"}).json()
+    assert rejected["total"] == 2
+
+
 def test_the_same_status_webhook_twice_is_applied_once(client: TestClient, settings: Settings, hub_url: str,
                                                        vendor: SandboxFaxServer) -> None:
     setup(client, vendor, hub_url)

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from connectors.base import AuthError, Delivery, PermanentError, TransientError
+from connectors import registry
+from connectors.base import AuthError, ConfigError, Delivery, PermanentError, TransientError
 from connectors.fax import FaxConnector
 from connectors.fax.model import FaxStatus, ReceivedFax
 from connectors.fax.profiles import PROFILES
@@ -65,6 +66,15 @@ def test_a_certification_task_is_faxed_with_its_cover_sheet(vendor: SandboxFaxSe
     assert RETURN_CODE in pages[1]  # the plan itself follows the cover
     callback_field = "callback_url" if vendor.profile_name == "phaxio" else "callbackUrl"
     assert sent.fields[callback_field].endswith("/inbound/default/fax/vendor")
+
+
+def test_the_fax_connector_is_registered() -> None:
+    assert registry.get("fax") is FaxConnector
+    assert FaxConnector.context == frozenset({"references", "documents"})
+    with pytest.raises(ConfigError) as caught:
+        registry.validate_config("fax", {"profile": "phaxio", "base_url": "http://127.0.0.1:9", "api_key": "key-1234",
+                                         "webhook_secret": "short", "sender_fax": "5035550100", "clinic_name": "C"})
+    assert set(caught.value.fields) == {"webhook_secret", "sender_fax"} and "5035550100" not in str(caught.value)
 
 
 def test_wrong_credentials_are_an_auth_error(vendor: SandboxFaxServer) -> None:
