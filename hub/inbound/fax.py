@@ -28,6 +28,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from pydantic import ValidationError
+
+from connectors.fax import FaxConfig
 from connectors.fax.model import FaxStatus, ReceivedFax
 from connectors.fax.profiles import PROFILES, WebhookRefused
 from hub.documents.inbound import InboundDocument, accept_document
@@ -65,11 +68,17 @@ def receive_fax_webhook(settings: Settings, *, tenant: str, connector: str, body
         if known and instance is not None:
             config = SyncConfig(session, tenant=tenant, settings=settings).connector_config(instance)
         connector_id = instance.id if known and instance is not None else None
-    profile = PROFILES.get(str(config.get("profile"))) or PROFILES["phaxio"]
-    secret = config.get("webhook_secret") if known else None
-    signed_url = str(config.get("callback_url") or url)
+    fax_config: FaxConfig | None = None
+    if known:
+        try:  # the URL compared as the connector sent it to the vendor (normalised by its model)
+            fax_config = FaxConfig.model_validate(config)
+        except ValidationError:
+            fax_config = None
+    profile = PROFILES[fax_config.profile] if fax_config is not None else PROFILES["phaxio"]
+    secret = fax_config.webhook_secret.get_secret_value() if fax_config is not None else None
+    signed_url = str(fax_config.callback_url) if fax_config is not None and fax_config.callback_url else url
     valid = profile.verify(str(secret or _stand_in_secret(settings, tenant, connector)), signed_url, body, headers)
-    if not (known and secret and valid) or connector_id is None:
+    if not (fax_config is not None and secret and valid) or connector_id is None:
         raise SignatureRefused("Missing or wrong fax vendor signature, or no such fax connector")
     try:
         event: FaxStatus | ReceivedFax | None = profile.parse_webhook(body, headers)
