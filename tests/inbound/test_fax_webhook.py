@@ -5,6 +5,8 @@ signatures store nothing, and a webhook sent twice is applied once."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import socket
 import threading
 import time
@@ -183,3 +185,15 @@ def test_the_same_status_webhook_twice_is_applied_once(client: TestClient, setti
     assert retrying["status"] == "retrying" and retrying["attempts"] == 1
     failures = [e for e in events(client, retrying["message_id"]) if e["event"] == "failed"]
     assert len(failures) == 1
+
+
+def test_a_signed_body_that_is_no_vendor_webhook_is_kept_as_rejected(client: TestClient, hub_url: str) -> None:
+    with SandboxFaxServer(profile="documo", webhook_secret=WEBHOOK_SECRET) as vendor:
+        setup(client, vendor, hub_url)
+    body = b'{"status": "success"}'
+    signature = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    with httpx.Client(trust_env=False) as http:
+        answer = http.post(hub_url + PATH, content=body, headers={"Content-Type": "application/json",
+                                                                  "X-Documo-Signature": signature})
+    assert answer.status_code == 400 and "messageId" in answer.json()["error"]
+    assert client.get("/admin/api/messages", params={"status": "rejected"}).json()["total"] == 1

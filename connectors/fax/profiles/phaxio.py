@@ -96,9 +96,11 @@ class PhaxioProfile:
         form = parse_multipart(body, headers.get("content-type", ""))
         try:
             fax = json.loads(form.fields["fax"])
-            fax_id = str(fax["id"])
+            fax_id = str(fax["id"]) if isinstance(fax, dict) else ""
         except (KeyError, ValueError, TypeError):
-            raise WebhookRefused("Phaxio webhook without a fax object") from None
+            fax_id = ""
+        if not fax_id:
+            raise WebhookRefused("Phaxio webhook without a fax object")
         event_type = form.fields.get("event_type", "")
         pages = fax.get("num_pages") if isinstance(fax.get("num_pages"), int) else None
         if event_type == "fax_received" or form.fields.get("direction") == "received":
@@ -112,8 +114,9 @@ class PhaxioProfile:
             state = "delivered" if form.fields.get("success") == "true" else "failed"
         reason = code = None
         if state == "failed":
-            recipients = fax.get("recipients") or [{}]
-            first = recipients[0] if isinstance(recipients[0], dict) else {}
+            recipients = fax.get("recipients")
+            first = recipients[0] if isinstance(recipients, list) and recipients else {}
+            first = first if isinstance(first, dict) else {}
             reason = str(first.get("error_type") or "fax failed")[:64]
             code = str(first["error_code"])[:32] if first.get("error_code") is not None else None
         return FaxStatus(fax_id=fax_id, state=state, event_id=f"{fax_id}:{event_type}:{status}", pages=pages,
