@@ -234,12 +234,15 @@ class DeliveryJob(Base):
     #: a dead job whose replay (or the replay of its replay) was delivered: resolved, not outstanding
     resolved_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    #: the partner's id of what the last accepted attempt made (SendResult.remote_id, e.g. a fax id)
+    remote_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     __table_args__ = (
         Index("ix_delivery_jobs_due", "status", "next_attempt_at"),
+        Index("ix_delivery_jobs_remote_id", "connector_id", "remote_id"),
         Index("ix_delivery_jobs_tenant_status", "tenant_id", "status"),
         Index("ix_delivery_jobs_ordering", "ordering_key", "id"),
         Index("ix_delivery_jobs_message", "message_id"),

@@ -234,6 +234,17 @@ def job_by_id(session: Session, *, job_id: int, tenant: str | None = None) -> De
     return job
 
 
+def job_by_remote_id(session: Session, *, tenant: str, connector_id: int, remote_id: str) -> DeliveryJob | None:
+    """The latest job of a connector whose accepted attempt the partner knows as ``remote_id``."""
+    return session.scalars(
+        select(DeliveryJob)
+        .where(DeliveryJob.tenant_id == tenant, DeliveryJob.connector_id == connector_id,
+               DeliveryJob.remote_id == remote_id)
+        .order_by(DeliveryJob.id.desc())
+        .limit(1)
+    ).one_or_none()
+
+
 def claim_job(session: Session, *, job_id: int, now: datetime, lease_until: datetime) -> bool:
     """Atomically move a due job to running (one claimant wins); False if it is not claimable."""
     result = session.execute(

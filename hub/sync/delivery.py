@@ -82,8 +82,10 @@ def attempt(claimed: ClaimedJob) -> Outcome:
         return Outcome(ok=False, detail=f"connector error ({type(exc).__name__})",
                        duration_ms=(time.perf_counter() - started) * 1000)
     detail = getattr(result, "detail", "") or (f"HTTP {result.status}" if result.status else "delivered")
+    remote_id = getattr(result, "remote_id", None)
     return Outcome(ok=True, detail=detail[:200], duration_ms=result.duration_ms,
-                   written=tuple(getattr(result, "written", ()) or ()))
+                   written=tuple(getattr(result, "written", ()) or ()),
+                   remote_id=str(remote_id)[:200] if remote_id else None)
 
 
 def deliver(settings: Settings, job_id: int) -> float | None:

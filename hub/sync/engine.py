@@ -25,7 +25,14 @@ from hub.store import sync_repository as repo
 from hub.store.models import ConnectorInstance, DeliveryJob, Message
 from hub.sync import events as ev
 from hub.sync.config import SyncConfig
-from hub.sync.context import CONTEXT_PREVIOUS, CONTEXT_REFERENCES, context_wanted, with_references
+from hub.sync.context import (
+    CONTEXT_DOCUMENTS,
+    CONTEXT_PREVIOUS,
+    CONTEXT_REFERENCES,
+    context_wanted,
+    with_documents,
+    with_references,
+)
 from hub.sync.inbox import Inbox, short_error
 from hub.unit_of_work import enqueue_after_commit
 
@@ -60,6 +67,8 @@ class Outcome:
     retry_after: float | None = None
     #: external ids of what the partner now holds from this delivery (SendResult.written)
     written: tuple[str, ...] = ()
+    #: the partner's id of what the delivery made (SendResult.remote_id), kept on the job
+    remote_id: str | None = None
 
 
 class DeliveryEngine:
@@ -151,6 +160,9 @@ class DeliveryEngine:
         if payload is not None and CONTEXT_REFERENCES in wanted:
             payload = with_references(self.session, tenant=job.tenant_id, base=self.settings.fhir_base,
                                       payload=payload)
+        if payload is not None and CONTEXT_DOCUMENTS in wanted:
+            payload = with_documents(self.session, tenant=job.tenant_id, base=self.settings.fhir_base,
+                                     payload=payload)
         if CONTEXT_PREVIOUS in wanted and message.resource_type and message.resource_id:
             last = repo.last_delivered(self.session, tenant=job.tenant_id, connector_id=job.connector_id,
                                        resource_type=message.resource_type,
@@ -186,12 +198,34 @@ class DeliveryEngine:
         assert job is not None and message is not None and instance is not None
         if job.status != ev.RUNNING or job.attempts != claimed.attempt:
             return None  # the lease expired and another attempt took over: its outcome wins
+        return self._record(job, message, instance, outcome, now)
+
+    def remote_failure(self, job: DeliveryJob, detail: str) -> float | None:
+        """The partner reported later that a delivery it had accepted failed (a fax that did not go
+        through): the attempt counts as failed after all, so the job retries per its connector's
+        policy (enqueued after commit, due after the backoff) or is dead-lettered. None when the job
+        is not a delivered one (already retried, replayed or dead)."""
+        if job.status != ev.SUCCEEDED:
+            return None
+        message = repo.message_by_id(self.session, tenant=None, message_id=job.message_id)
+        instance = repo.connector_by_id(self.session, connector_id=job.connector_id)
+        assert message is not None and instance is not None
+        job.status = ev.RUNNING
+        job.finished_at = None
+        delay = self._record(job, message, instance, Outcome(ok=False, detail=detail), self.clock())
+        if job.status == ev.RETRYING:
+            enqueue_after_commit(self.session, [job.id])
+        return delay
+
+    def _record(self, job: DeliveryJob, message: Message, instance: ConnectorInstance, outcome: Outcome,
+                now: datetime) -> float | None:
         job.updated_at = now
         job.locked_until = None
         delay = None
         if outcome.ok:
             job.status = ev.SUCCEEDED
             job.finished_at = now
+            job.remote_id = outcome.remote_id
             self._event(message, ev.SENT, job_id=job.id, detail=outcome.detail, duration_ms=outcome.duration_ms,
                         attempt=job.attempts, at=now)
             self._event(message, ev.ACKNOWLEDGED, job_id=job.id, detail=outcome.detail, attempt=job.attempts, at=now)

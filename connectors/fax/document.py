@@ -1,0 +1,138 @@
+"""What a certification Task delivery holds for a fax: recipient, return code, plan PDF; and the PDF faxed.
+
+The payload is the ``collection`` Bundle of the ``references`` and ``documents`` contexts: the Task
+first, then what it references (CarePlan, owner PractitionerRole, Patient, Organization ...) and
+the DocumentReferences of the plan (the certification page, identified by its return code).
+The fax is one PDF: the cover sheet (:mod:`mappings.fax.cover`) followed by the plan's pages,
+combined with pypdfium2 so the cover can state the total page count and any vendor takes it as
+one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pypdfium2 as pdfium  # type: ignore[import-untyped]
+
+from connectors.base import PermanentError
+from connectors.fax.model import valid_fax_number
+from mappings.fax.cover import CoverSheet, render_cover_sheet
+from mappings.plan_of_care.pdf import RETURN_CODE_SYSTEM
+
+__all__ = ["CertificationFax", "certification_fax", "combine_pdfs"]
+
+
+@dataclass(frozen=True)
+class CertificationFax:
+    task_id: str
+    to: str = field(repr=False)
+    recipient_name: str | None = field(repr=False)
+    return_code: str
+    plan_pdf: bytes = field(repr=False)
+
+
+def _resources(payload: bytes) -> list[dict[str, Any]]:
+    try:
+        bundle = json.loads(payload)
+    except ValueError:
+        raise PermanentError("fax: the payload is not JSON") from None
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise PermanentError("fax: the payload is not a Bundle (the connector needs its context)")
+    entries = bundle.get("entry")
+    if not isinstance(entries, list):
+        return []
+    return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+
+
+def _local(reference: Any) -> str:
+    text = reference.get("reference", "") if isinstance(reference, dict) else ""
+    parts = str(text).split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 else ""
+
+
+def _name(resource: dict[str, Any] | None) -> str | None:
+    names = (resource or {}).get("name")
+    if isinstance(names, list) and names and isinstance(names[0], dict):
+        first = names[0]
+        given = " ".join(g for g in first.get("given", []) if isinstance(g, str))
+        return " ".join(p for p in (first.get("prefix", [""])[0] if first.get("prefix") else "", given,
+                                    first.get("family", "")) if p).strip() or None
+    return None
+
+
+def certification_fax(payload: bytes) -> CertificationFax:
+    """The fax a certification Task asks for; :class:`PermanentError` when the delivery cannot be faxed."""
+    resources = _resources(payload)
+    if not resources or resources[0].get("resourceType") != "Task":
+        raise PermanentError("fax: only Task deliveries (certification of a plan of care) can be faxed")
+    task = resources[0]
+    by_key = {f"{r.get('resourceType')}/{r.get('id')}": r for r in resources[1:]}
+    plan_key = _local(task.get("focus"))
+    if not plan_key.startswith("CarePlan/"):
+        raise PermanentError("fax: the Task has no CarePlan focus")
+    owner = by_key.get(_local(task.get("owner")))
+    if owner is None or owner.get("resourceType") != "PractitionerRole":
+        raise PermanentError("fax: the Task's owner PractitionerRole is not known")
+    numbers = [t.get("value") for t in owner.get("telecom", []) if isinstance(t, dict) and t.get("system") == "fax"]
+    number = next((str(n).replace(" ", "").replace("-", "") for n in numbers if n), None)
+    if number is None or not valid_fax_number(number):
+        raise PermanentError("fax: the owner PractitionerRole has no E.164 fax number")
+    practitioner = by_key.get(_local(owner.get("practitioner")))
+    documents = [r for r in resources if r.get("resourceType") == "DocumentReference" and r.get("status") == "current"
+                 and any(_local(rel) == plan_key for rel in (r.get("context") or {}).get("related", []))]
+    for document in sorted(documents, key=lambda d: str(d.get("date", "")), reverse=True):
+        code = next((i.get("value") for i in document.get("identifier", [])
+                     if isinstance(i, dict) and i.get("system") == RETURN_CODE_SYSTEM), None)
+        attachment = ((document.get("content") or [{}])[0] or {}).get("attachment") or {}
+        if code and attachment.get("contentType") == "application/pdf" and attachment.get("data"):
+            try:
+                pdf = base64.b64decode(attachment["data"], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                continue
+            return CertificationFax(task_id=str(task.get("id")), to=number, recipient_name=_name(practitioner),
+                                    return_code=str(code), plan_pdf=pdf)
+    raise PermanentError("fax: no certification PDF (DocumentReference with a return code) for the plan")
+
+
+def combine_pdfs(first: bytes, second: bytes) -> tuple[bytes, int]:
+    """``first`` followed by the pages of ``second``: (PDF bytes, page count)."""
+    try:
+        combined = pdfium.PdfDocument(first)
+        tail = pdfium.PdfDocument(second)
+    except pdfium.PdfiumError:
+        raise PermanentError("fax: a document to fax is not a readable PDF") from None
+    try:
+        combined.import_pages(tail)
+        out = io.BytesIO()
+        combined.save(out)
+        return out.getvalue(), len(combined)
+    finally:
+        tail.close()
+        combined.close()
+
+
+def page_count(pdf: bytes) -> int:
+    try:
+        document = pdfium.PdfDocument(pdf)
+    except pdfium.PdfiumError:
+        raise PermanentError("fax: the plan of care is not a readable PDF") from None
+    try:
+        return len(document)
+    finally:
+        document.close()
+
+
+def fax_pdf(fax: CertificationFax, *, clinic_name: str, clinic_fax: str, today: date) -> tuple[bytes, int]:
+    """Cover sheet + plan as one PDF, and its page count."""
+    total = page_count(fax.plan_pdf) + 1
+    cover = render_cover_sheet(CoverSheet(clinic_name=clinic_name, clinic_fax=clinic_fax,
+                                          return_code=fax.return_code, task_id=fax.task_id, total_pages=total,
+                                          sent_on=today, recipient_name=fax.recipient_name,
+                                          recipient_fax=fax.to))
+    return combine_pdfs(cover, fax.plan_pdf)
