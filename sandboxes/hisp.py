@@ -34,7 +34,7 @@ from connectors.direct import message, smime, xdm
 from sandboxes.base import HOST, Controls, Sandbox, serve_until_signalled
 from sandboxes.direct_ca import Issued, TestCA
 
-__all__ = ["HispControls", "Received", "SandboxHisp"]
+__all__ = ["EphemeralController", "HispControls", "Received", "SandboxHisp"]
 
 CLINIC_ADDRESS = "clinic@direct.clinic.test"
 PHYSICIAN_ADDRESS = "drsmith@direct.physician.test"
@@ -56,7 +56,7 @@ class Received:
     documents: tuple[xdm.ReadDocument, ...] = ()
 
 
-class _Controller(Controller):
+class EphemeralController(Controller):
     """aiosmtpd's controller, on an ephemeral port (it reads the port the listener got)."""
 
     def _trigger_server(self) -> None:
@@ -77,7 +77,7 @@ class SandboxHisp(Sandbox[HispControls]):
         self.clinic: Issued = self.ca.issue(CLINIC_ADDRESS)
         self.physician: Issued = self.ca.issue(PHYSICIAN_ADDRESS)
         self.tls: Issued = self.ca.issue_tls(HOST)
-        self._controller: _Controller | None = None
+        self._controller: EphemeralController | None = None
         super().__init__(**controls)
 
     def _clear(self) -> None:
@@ -91,7 +91,7 @@ class SandboxHisp(Sandbox[HispControls]):
             raise RuntimeError("sandbox already started")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(*self._tls_files())
-        controller = _Controller(
+        controller = EphemeralController(
             _Handler(self), hostname=HOST, port=self.port, tls_context=context, require_starttls=True,
             auth_required=True, auth_require_tls=True, authenticator=self._authenticate,
             server_hostname="hisp.sandbox.test",
