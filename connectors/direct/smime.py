@@ -25,7 +25,7 @@ import hashlib
 import threading
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import Message
 from typing import Any, Final, Literal, TypeVar
@@ -337,6 +337,8 @@ def _check_chain(signer: asn1_x509.Certificate, certificates: list[asn1_x509.Cer
                  trust_roots: list[x509.Certificate], moment: datetime) -> None:
     if not trust_roots:
         raise SmimeError("untrusted_signer", "no trust anchors are configured")
+    if moment.tzinfo is None:  # a naive moment is UTC
+        moment = moment.replace(tzinfo=UTC)
     if not signer.not_valid_before <= moment <= signer.not_valid_after:
         raise SmimeError("expired_certificate", "the signer's certificate is not valid now")
     roots = [asn1_x509.Certificate.load(root.public_bytes(serialization.Encoding.DER)) for root in trust_roots]
