@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
@@ -44,7 +46,7 @@ from hub.sync.config import SyncConfig
 from hub.sync.inbox import Inbox
 from hub.unit_of_work import unit_of_work
 
-__all__ = ["CHANNEL", "DirectIdentity", "DirectListener", "load_identity", "receive_direct"]
+__all__ = ["CHANNEL", "DirectIdentity", "DirectListener", "load_identity", "receive_direct", "run_listener"]
 
 CHANNEL = "direct"
 log = logging.getLogger("hub.inbound.direct")
@@ -188,3 +190,15 @@ class _EphemeralController(Controller):
         if self.server is not None and self.port == 0:
             self.port = self.server.sockets[0].getsockname()[1]
         super()._trigger_server()
+
+
+def run_listener(settings: Settings, *, tenant: str, connector: str, host: str, port: int,
+                 ready: Callable[[DirectListener], None] | None = None) -> None:
+    """``hub direct``: listen for the tenant's ``direct`` connector ``connector`` until interrupted."""
+    identity = load_identity(settings, tenant=tenant, connector=connector)
+    with DirectListener(settings, tenant=tenant, source=connector, identity=identity, host=host,
+                        port=port) as listener:
+        if ready is not None:
+            ready(listener)
+        while True:
+            time.sleep(3600)  # until a signal (SIGTERM/SIGINT) ends the process

@@ -4,7 +4,10 @@ only after it is stored; repeats, MDNs and refusals."""
 from __future__ import annotations
 
 import base64
+import os
+import re
 import smtplib
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from connectors.base import Delivery
 from connectors.direct import DirectConnector
+from hub import processes
 from hub.inbound.direct import DirectListener, load_identity
 from hub.settings import Settings
 from hub.sync.config import SyncConfig
@@ -78,3 +82,22 @@ def test_unencrypted_message_is_refused_after_being_kept(client: TestClient, lis
     [stored] = client.get("/admin/api/messages", params={"source": "clinic-direct"}).json()["items"]
     assert stored["status"] == "rejected"
     assert client.get("/fhir/DocumentReference").json()["total"] == 0
+
+
+def test_hub_direct_command_receives_until_terminated(client: TestClient, settings: Settings,
+                                                      hisp: SandboxHisp, listener: DirectListener) -> None:
+    # the connector exists (the listener fixture added it); the command runs its own listener
+    env = {**os.environ, "HUB_DATABASE_URL": settings.database_url, "HUB_ENVIRONMENT": "test",
+           "HUB_SECRET_KEY": settings.secret_key.get_secret_value()}
+    process = processes.spawn(processes.hub_command("direct", "clinic-direct", "--port", "0"), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        match = re.search(r"127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        hisp.send_signed_plan(_sent(hisp), SIGNED, host="127.0.0.1", port=int(match.group(1)))
+        assert client.get("/fhir/DocumentReference").json()["total"] == 1
+    finally:
+        processes.stop(process, timeout=10)
+    assert process.returncode is not None
