@@ -213,9 +213,16 @@ class SandboxHisp(Sandbox[HispControls]):
 
     def send_signed_plan(self, received: Received, pdf: bytes, *, host: str, port: int) -> str:
         """Reply to ``received`` with a signed plan (``pdf``) as a plain attachment; returns its Message-ID."""
-        message_id = message.message_id_for(f"signed|{received.message_id}", "direct.physician.test")
+        return self.send_reply(received, [message.Attachment("signed-plan.pdf", "application/pdf", pdf)],
+                               host=host, port=port)
+
+    def send_reply(self, received: Received, attachments: list[message.Attachment], *, host: str,
+                   port: int) -> str:
+        """Reply to ``received`` with ``attachments``, signed and encrypted; returns its Message-ID."""
+        names = "|".join(a.filename for a in attachments)
+        message_id = message.message_id_for(f"reply|{names}|{received.message_id}", "direct.physician.test")
         inner = message.content(text="Signed plan of care attached.", boundary=message.boundary_for(
-            message_id, "mixed"), attachments=[message.Attachment("signed-plan.pdf", "application/pdf", pdf)])
+            message_id, "mixed"), attachments=attachments)
         return self._answer(inner, subject="Signed plan of care", message_id=message_id, host=host,
                             port=port, request_mdn=True, extra=(("In-Reply-To", received.message_id),))
 

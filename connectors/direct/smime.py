@@ -210,7 +210,7 @@ def verify(entity: bytes, trust_roots: Iterable[x509.Certificate], *, moment: da
     content: bytes | None
     if kind == "multipart/signed":
         content, der = _split_signed(entity)
-    elif kind in _MIME_TYPES and "signed" in (message.get_param("smime-type") or "signed-data"):
+    elif kind in _MIME_TYPES and "signed" in str(message.get_param("smime-type") or "signed-data"):
         payload = message.get_payload(decode=True)
         if not isinstance(payload, bytes):
             raise SmimeError("malformed", "empty signed-data part")

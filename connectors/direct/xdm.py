@@ -21,6 +21,7 @@ import hashlib
 import io
 import posixpath
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -257,7 +258,15 @@ def _uri(values: list[str]) -> str | None:
 def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     if info.file_size > MAX_ENTRY_BYTES:
         raise XdmError("a package entry is too large")
-    return archive.read(info)
+    try:
+        with archive.open(info) as entry:
+            data = entry.read(MAX_ENTRY_BYTES + 1)
+    except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError):
+        # RuntimeError: an encrypted entry; NotImplementedError: an unknown compression method
+        raise XdmError("a package entry cannot be read") from None
+    if len(data) > MAX_ENTRY_BYTES:
+        raise XdmError("a package entry is too large")
+    return data
 
 
 def _mime_for(path: str) -> str:
@@ -268,7 +277,7 @@ def unpack(data: bytes) -> list[ReadDocument] | None:
     """The documents of an XDM zip; None when ``data`` is a zip without ``IHE_XDM/`` (or not a zip)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, ValueError, EOFError):
         return None
     with archive:
         by_path = {info.filename.lower(): info for info in archive.infolist() if not info.is_dir()}

@@ -36,11 +36,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.direct import DirectConfig, message, smime, xdm
 from hub.documents.inbound import InboundDocument, accept_document
+from hub.errors import HubError, describe
+from hub.fhir.service import FhirService
 from hub.kit import utcnow
 from hub.security.inbound import InboundPolicy
 from hub.services import fhir_service
 from hub.settings import Settings
 from hub.store import sync_repository as repo
+from hub.store.models import Message
 from hub.sync import events as ev
 from hub.sync.config import SyncConfig
 from hub.sync.inbox import Inbox
@@ -124,20 +127,39 @@ def receive_direct(settings: Settings, *, tenant: str, source: str, identity: Di
                                 detail=f"MDN {mdn.disposition} for {mdn.original_message_id}"[:200])
                     answer = (250, "2.0.0 MDN received")
                 else:
-                    documents = _documents(verified.content)
-                    if not documents:
-                        inbox.mark_rejected(record, "the message carries no document")
-                    for index, (title, data, kind) in enumerate(documents, start=1):
-                        accept_document(fhir, inbox, record, InboundDocument(
-                            channel=CHANNEL, source=source,
-                            external_id=message_id if len(documents) == 1 else f"{message_id}#{index}",
-                            content=data, content_type=kind, sender=from_address, recipient=identity.address,
-                            title=title), policy=policy, address=address)
-                    answer = (250, "2.0.0 stored")
+                    answer = _store_documents(fhir, inbox, record, verified.content, policy=policy,
+                                              message_id=message_id, source=source, sender=from_address,
+                                              recipient=identity.address, address=address)
     except Exception:  # noqa: BLE001 - the store could not be written: the HISP must send again
         log.exception("hub.direct.store_failed", extra={"source": source, "tenant": tenant})
         return 451, "4.3.0 could not store the message, try again later"
     return answer
+
+
+def _store_documents(fhir: FhirService, inbox: Inbox, record: Message, content: bytes, *,
+                     policy: InboundPolicy, message_id: str, source: str, sender: str, recipient: str,
+                     address: str | None) -> tuple[int, str]:
+    """Each document of a verified message through ``accept_document``; a content problem rolls
+    the documents back, keeps the message ``rejected`` and refuses it (the HISP must not retry)."""
+    savepoint = inbox.session.begin_nested()
+    try:
+        documents = _documents(content)
+        if not documents:
+            raise xdm.XdmError("the message carries no document")
+        for index, (title, data, kind) in enumerate(documents, start=1):
+            accept_document(fhir, inbox, record, InboundDocument(
+                channel=CHANNEL, source=source,
+                external_id=message_id if len(documents) == 1 else f"{message_id}#{index}",
+                content=data, content_type=kind, sender=sender, recipient=recipient, title=title),
+                policy=policy, address=address)
+        savepoint.commit()
+    except (HubError, xdm.XdmError, ValueError) as exc:
+        savepoint.rollback()
+        inbox.mark_rejected(record, describe(exc) if isinstance(exc, HubError) else str(exc))
+        policy.audit(fhir, interaction="create", outcome=4, address=address,
+                     description="Direct message content refused")
+        return 554, "5.6.0 message content refused"
+    return 250, "2.0.0 stored"
 
 
 class _Handler:

@@ -4,17 +4,20 @@ only after it is stored; repeats, MDNs and refusals."""
 from __future__ import annotations
 
 import base64
+import io
 import os
 import re
 import smtplib
 import subprocess
+import zipfile
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from connectors.base import Delivery
-from connectors.direct import DirectConnector
+from connectors.direct import DirectConnector, xdm
+from connectors.direct.message import Attachment
 from hub import processes
 from hub.inbound.direct import DirectListener, load_identity
 from hub.settings import Settings
@@ -101,3 +104,23 @@ def test_hub_direct_command_receives_until_terminated(client: TestClient, settin
     finally:
         processes.stop(process, timeout=10)
     assert process.returncode is not None
+
+
+
+def test_broken_package_from_a_trusted_sender_is_refused_not_retried(
+        client: TestClient, hisp: SandboxHisp, listener: DirectListener) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:  # METADATA names a document the package lacks
+        archive.writestr("IHE_XDM/SUBSET01/METADATA.XML", (
+            f'<SubmitObjectsRequest xmlns="{xdm.LCM}"><RegistryObjectList xmlns="{xdm.RIM}">'
+            f'<ExtrinsicObject id="d" mimeType="application/pdf"><Slot name="URI"><ValueList>'
+            f"<Value>MISSING.PDF</Value></ValueList></Slot></ExtrinsicObject></RegistryObjectList>"
+            f"</SubmitObjectsRequest>").encode())
+    received = _sent(hisp)
+    with pytest.raises(smtplib.SMTPDataError) as caught:
+        hisp.send_reply(received, [Attachment("plan.zip", "application/zip", buffer.getvalue())],
+                        host="127.0.0.1", port=listener.port)
+    assert caught.value.smtp_code == 554
+    [stored] = client.get("/admin/api/messages", params={"source": "clinic-direct"}).json()["items"]
+    assert stored["status"] == "rejected"
+    assert client.get("/fhir/DocumentReference").json()["total"] == 0
