@@ -1,4 +1,4 @@
-"""The commands that run the hub: ``serve`` (the FHIR gateway), ``demo`` and ``mllp``."""
+"""The commands that run the hub: ``serve`` (the FHIR gateway), ``demo``, ``mllp`` and ``direct``."""
 
 from __future__ import annotations
 
@@ -170,3 +170,32 @@ def mllp(
     except KeyboardInterrupt:
         pass
 
+
+
+def direct(
+    connector: str = typer.Argument(..., help="Name of the tenant's direct connector (its address, certificate, key)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(2525, help="TCP port of the SMTP listener."),
+    tenant: str | None = TenantOpt,
+) -> None:
+    """Receive Direct messages over SMTP from the clinic's HISP: stored first, decrypted and verified,
+    each document kept as a DocumentReference, then answered."""
+    from hub import logs, processes
+    from hub.inbound.direct import run_listener
+    from hub.settings import get_settings
+
+    logs.install()
+    processes.exit_on_signals()
+    settings = get_settings()
+    tenant = tenant or settings.default_tenant
+
+    def ready(listener) -> None:  # type: ignore[no-untyped-def]
+        typer.echo(f"Direct SMTP listener on {host}:{listener.port} (tenant {tenant}); Ctrl-C stops")
+
+    try:
+        run_listener(settings, tenant=tenant, connector=connector, host=host, port=port, ready=ready)
+    except LookupError:
+        typer.echo(f"no enabled direct connector named {connector!r} in tenant {tenant!r}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,226 @@
+"""Inbound Direct (SMTP listener): store the raw message first, decrypt and verify, hand each document
+to :func:`hub.documents.inbound.accept_document`, and answer the HISP only after the commit.
+
+The listener belongs to one tenant's ``direct`` connector (``source``, its name): that connector's
+config holds the clinic's Direct address, its certificate and key (to decrypt) and the trust anchors
+(to verify the sender). For each message (:func:`receive_direct`):
+
+1. A Message-ID already received from this listener is answered ``250`` again, nothing written.
+2. In ONE unit of work: the raw message is stored (``record_inbound``, encrypted), decrypted and
+   verified (:mod:`connectors.direct.smime`; the signer bound to the From address); each document
+   (the XDM package's, else each plain attachment) becomes a DocumentReference through
+   ``accept_document``; an MDN (``multipart/report``) is recorded as an ``acknowledged`` event of its own message
+   (matching it to the message it answers is not done yet).
+   A message we refuse (not for us, unsigned, untrusted, expired, tampered) is kept ``rejected``
+   with the refusal code and audited.
+3. Commit, THEN answer: ``250`` when stored, ``554 5.7.x`` for a refusal, ``451`` when the store
+   could not be written (the HISP sends again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parseaddr
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from connectors.direct import DirectConfig, message, smime, xdm
+from hub.documents.inbound import InboundDocument, accept_document
+from hub.errors import HubError, describe
+from hub.fhir.service import FhirService
+from hub.kit import utcnow
+from hub.security.inbound import InboundPolicy
+from hub.services import fhir_service
+from hub.settings import Settings
+from hub.store import sync_repository as repo
+from hub.store.models import Message
+from hub.sync import events as ev
+from hub.sync.config import SyncConfig
+from hub.sync.inbox import Inbox
+from hub.unit_of_work import unit_of_work
+
+__all__ = ["CHANNEL", "DirectIdentity", "DirectListener", "load_identity", "receive_direct", "run_listener"]
+
+CHANNEL = "direct"
+log = logging.getLogger("hub.inbound.direct")
+
+
+@dataclass(frozen=True)
+class DirectIdentity:
+    """The clinic's receiving side: its address, decryption certificate and key, trust anchors."""
+
+    address: str
+    certificate: x509.Certificate
+    key: rsa.RSAPrivateKey
+    trust_roots: tuple[x509.Certificate, ...]
+
+
+def load_identity(settings: Settings, *, tenant: str, connector: str) -> DirectIdentity:
+    """The identity of the tenant's enabled ``direct`` connector named ``connector``."""
+    with unit_of_work(settings, readonly=True) as session:
+        instance = repo.connector_by_name(session, tenant=tenant, name=connector)
+        if instance is None or instance.kind != "direct" or not instance.enabled:
+            raise LookupError("no enabled direct connector of that name")
+        raw = SyncConfig(session, tenant=tenant, settings=settings).connector_config(instance)
+    config = DirectConfig.model_validate(raw)
+    key = serialization.load_pem_private_key(config.sender_key_pem.get_secret_value().encode(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("the Direct connector's key must be an RSA key to decrypt")
+    return DirectIdentity(
+        address=config.sender_address,
+        certificate=x509.load_pem_x509_certificate(config.sender_cert_pem.encode()),
+        key=key,
+        trust_roots=tuple(x509.load_pem_x509_certificate(p.encode()) for p in config.trust_anchor_pems),
+    )
+
+
+def _documents(content: bytes) -> list[tuple[str, bytes, str]]:
+    """(title, bytes, content type) of each document a verified message carries."""
+    found: list[tuple[str, bytes, str]] = []
+    for attachment in message.attachments_of(content):
+        package = xdm.unpack(attachment.data) if attachment.content_type in (
+            "application/zip", "application/x-zip-compressed", "application/octet-stream") else None
+        if package is None:
+            found.append((attachment.filename, attachment.data, attachment.content_type))
+        else:
+            found.extend((d.title or d.path.rsplit("/", 1)[-1], d.content, d.mime_type) for d in package)
+    return found
+
+
+def receive_direct(settings: Settings, *, tenant: str, source: str, identity: DirectIdentity, wire: bytes,
+                   now: datetime | None = None, address: str | None = None) -> tuple[int, str]:
+    """(SMTP code, text) for one received message; the answer is given only after the commit."""
+    headers, entity = message.split_headers(wire)
+    message_id = str(headers.get("Message-ID") or "").strip() or f"<{hashlib.sha256(wire).hexdigest()}@unknown>"
+    from_address = parseaddr(str(headers.get("From") or ""))[1]
+    try:
+        with unit_of_work(settings) as session:
+            if repo.message_by_external_id(session, tenant=tenant, source=source, external_id=message_id):
+                return 250, "2.0.0 already received"
+            inbox = Inbox(session, tenant=tenant, settings=settings)
+            record = inbox.record_inbound(source=source, external_id=message_id, raw=wire, event="direct")
+            policy = InboundPolicy(tenant=tenant, source=source, channel=CHANNEL)
+            fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", policy=policy)
+            try:
+                signed = smime.decrypt(entity, identity.certificate, identity.key)
+                verified = smime.verify(signed, identity.trust_roots, moment=now or utcnow(),
+                                        from_address=from_address)
+            except smime.SmimeError as exc:
+                inbox.mark_rejected(record, str(exc))
+                policy.audit(fhir, interaction="create", outcome=4, address=address,
+                             description=f"Direct message refused: {exc.code}")
+                answer = (554, f"5.7.5 message refused: {exc.code}")
+            else:
+                mdn = message.parse_mdn(verified.content)
+                if mdn is not None:
+                    inbox.event(record, ev.ACKNOWLEDGED,
+                                detail=f"MDN {mdn.disposition} for {mdn.original_message_id}"[:200])
+                    answer = (250, "2.0.0 MDN received")
+                else:
+                    answer = _store_documents(fhir, inbox, record, verified.content, policy=policy,
+                                              message_id=message_id, source=source, sender=from_address,
+                                              recipient=identity.address, address=address)
+    except Exception:  # noqa: BLE001 - the store could not be written: the HISP must send again
+        log.exception("hub.direct.store_failed", extra={"source": source, "tenant": tenant})
+        return 451, "4.3.0 could not store the message, try again later"
+    return answer
+
+
+def _store_documents(fhir: FhirService, inbox: Inbox, record: Message, content: bytes, *,
+                     policy: InboundPolicy, message_id: str, source: str, sender: str, recipient: str,
+                     address: str | None) -> tuple[int, str]:
+    """Each document of a verified message through ``accept_document``; a content problem rolls
+    the documents back, keeps the message ``rejected`` and refuses it (the HISP must not retry)."""
+    savepoint = inbox.session.begin_nested()
+    try:
+        documents = _documents(content)
+        if not documents:
+            raise xdm.XdmError("the message carries no document")
+        for index, (title, data, kind) in enumerate(documents, start=1):
+            accept_document(fhir, inbox, record, InboundDocument(
+                channel=CHANNEL, source=source,
+                external_id=message_id if len(documents) == 1 else f"{message_id}#{index}",
+                content=data, content_type=kind, sender=sender, recipient=recipient, title=title),
+                policy=policy, address=address)
+        savepoint.commit()
+    except (HubError, xdm.XdmError, ValueError) as exc:
+        savepoint.rollback()
+        inbox.mark_rejected(record, describe(exc) if isinstance(exc, HubError) else str(exc))
+        policy.audit(fhir, interaction="create", outcome=4, address=address,
+                     description="Direct message content refused")
+        return 554, "5.6.0 message content refused"
+    return 250, "2.0.0 stored"
+
+
+class _Handler:
+    def __init__(self, listener: DirectListener) -> None:
+        self.listener = listener
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        peer = session.peer[0] if isinstance(session.peer, tuple) else None
+        loop = asyncio.get_running_loop()
+        code, text = await loop.run_in_executor(None, lambda: receive_direct(
+            self.listener.settings, tenant=self.listener.tenant, source=self.listener.source,
+            identity=self.listener.identity, wire=bytes(envelope.content), address=peer))
+        return f"{code} {text}"
+
+
+class DirectListener:
+    """The SMTP listener of one tenant's Direct connector (``with DirectListener(...) as listener``)."""
+
+    def __init__(self, settings: Settings, *, tenant: str, source: str, identity: DirectIdentity,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self.settings = settings
+        self.tenant = tenant
+        self.source = source
+        self.identity = identity
+        self.host = host
+        self.port = port
+        self._controller: Controller | None = None
+
+    def start(self) -> DirectListener:
+        controller = _EphemeralController(_Handler(self), hostname=self.host, port=self.port)
+        controller.start()
+        self._controller = controller
+        self.port = controller.port
+        return self
+
+    def stop(self) -> None:
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
+
+    def __enter__(self) -> DirectListener:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class _EphemeralController(Controller):
+    def _trigger_server(self) -> None:
+        if self.server is not None and self.port == 0:
+            self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+def run_listener(settings: Settings, *, tenant: str, connector: str, host: str, port: int,
+                 ready: Callable[[DirectListener], None] | None = None) -> None:
+    """``hub direct``: listen for the tenant's ``direct`` connector ``connector`` until interrupted."""
+    identity = load_identity(settings, tenant=tenant, connector=connector)
+    with DirectListener(settings, tenant=tenant, source=connector, identity=identity, host=host,
+                        port=port) as listener:
+        if ready is not None:
+            ready(listener)
+        while True:
+            time.sleep(3600)  # until a signal (SIGTERM/SIGINT) ends the process
