@@ -32,7 +32,7 @@ THUMBNAIL = 32
 #: gray levels kept of each thumbnail pixel (256 / 2**4 = 16 levels)
 _LEVEL_SHIFT = 4
 
-_FORMATS = [zxingcpp.BarcodeFormat.Code128, zxingcpp.BarcodeFormat.QRCode]
+_FORMATS = zxingcpp.BarcodeFormats([zxingcpp.BarcodeFormat.Code128, zxingcpp.BarcodeFormat.QRCode])
 
 
 @dataclass(frozen=True)
