@@ -71,6 +71,10 @@ def page_of(client: TestClient, plan: dict) -> bytes:
     return base64.b64decode(client.get(f"/fhir/{plan['document']}").json()["content"][0]["attachment"]["data"])
 
 
+def about(audit: dict) -> str | None:
+    return ((audit.get("entity") or [{}])[0].get("what") or {}).get("reference")
+
+
 def intake_of(document: dict) -> str:
     return next(c["coding"][0]["code"] for c in document["category"] if c["coding"][0]["system"] == INTAKE_SYSTEM)
 
@@ -104,7 +108,7 @@ def test_a_scanned_signed_page_completes_its_certification(hub: TestClient, sett
     assert_certified_by(hub, plan, task_id, document_id, scan)
     audits = [e["resource"] for e in hub.get("/fhir/AuditEvent", params={"_count": "200"}).json()["entry"]]
     assert any(a["agent"][0].get("altId") == INTAKE_AGENT and a.get("outcomeDesc") == "intake matched"
-               and a["entity"][0]["what"]["reference"] == f"DocumentReference/{document_id}" for a in audits)
+               and about(a) == f"DocumentReference/{document_id}" for a in audits)
     # the intake again (the sweep after a crash, a resent message) completes nothing twice
     assert run_intake(settings, settings.default_tenant, document_id).outcome == "matched"
     assert len(hub.get("/fhir/Provenance", params={"target": plan["care_plan"]}).json()["entry"]) == 1
@@ -157,8 +161,10 @@ def test_an_unreadable_document_waits_in_triage_and_is_matched_by_hand(hub: Test
     assert hub.get("/admin/api/documents/triage").json()["items"] == []
     assert hub.post(f"/admin/api/documents/{document_id}/match", json={"task": task_id}).status_code == 409
     audits = [e["resource"] for e in hub.get("/fhir/AuditEvent", params={"_count": "200"}).json()["entry"]]
-    assert any(a.get("outcome") == "0" and a["entity"][0]["what"]["reference"] == f"DocumentReference/{document_id}"
-               and "/match" in a.get("outcomeDesc", "") for a in audits)
+    done = [a for a in audits
+            if about(a) == f"DocumentReference/{document_id}" and "/match" in a.get("outcomeDesc", "")]
+    assert sorted(a["outcome"] for a in done) == ["0", "4", "4"]  # matched; the unknown Task and the second try refused
+    assert all(a["agent"][0]["altId"] != INTAKE_AGENT for a in done)
 
 
 def test_the_sweep_runs_the_intake_a_channel_never_ran(hub: TestClient, settings: Settings) -> None:
