@@ -24,6 +24,8 @@ from hub.unit_of_work import unit_of_work, using_enqueuer
 from mappings.documents import CONTENT_HASH_SYSTEM, INTAKE_SYSTEM, InboundDocument
 from sandboxes.scans import rewrap_pdf, scanned_pdf
 from tests.documents.plans import certification_page
+from workers.app import make_celery
+from workers.tasks import document_intake, intake_document
 
 
 class RecordingEnqueuer:
@@ -175,3 +177,14 @@ def test_the_sweep_runs_the_intake_a_channel_never_ran(hub: TestClient, settings
     assert sweep_received(settings, grace=timedelta(seconds=-5)) == 1
     assert hub.get(f"/fhir/Task/{task_id}").json()["status"] == "completed"
     assert sweep_received(settings, grace=timedelta(seconds=-5)) == 0
+
+
+def test_the_worker_tasks_of_the_intake(hub: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    schedule = make_celery("memory://").conf.beat_schedule
+    assert schedule["document-intake"]["task"] == "hub.document_intake"
+    plan, task_id = certification_page(hub)
+    document_id = receive(settings, scanned_pdf(page_of(hub, plan)), "fax-1")
+    monkeypatch.setattr("workers.tasks.get_settings", lambda: settings)
+    assert document_intake() == 0  # received just now: left to the intake its channel runs
+    assert intake_document(settings.default_tenant, document_id) == "matched"
+    assert hub.get(f"/fhir/Task/{task_id}").json()["status"] == "completed"
