@@ -47,7 +47,7 @@ from hub.security.principal import Principal
 from hub.services import fhir_service
 from hub.store.repository import tenant_ids
 from hub.unit_of_work import unit_of_work
-from mappings.documents import CONTENT_HASH_SYSTEM, INTAKE_SYSTEM, INTAKE_URL
+from mappings.documents import CHANNEL_SYSTEM, CONTENT_HASH_SYSTEM, INTAKE_SYSTEM, INTAKE_URL
 from mappings.documents.barcodes import PdfReading, read_pdf, return_codes
 from mappings.fhir.ids import deterministic_id
 from mappings.plan_of_care.pdf import RETURN_CODE_SYSTEM
@@ -137,7 +137,9 @@ class DocumentIntake(PlanService):
                 if task is not None and why == "answered":
                     return self._mark(document, reading, IntakeOutcome(document_id, "matched", f"matched by {how}",
                                                                        task=task["id"]))
-                if task is not None:
+                if task is not None and not _signed_by_a_physician(task):
+                    why = "the certification names no referring physician to sign it"
+                elif task is not None:
                     return self._complete(document, reading, task["id"], f"matched by {how}")
                 reason = why
         return self._mark(document, reading, IntakeOutcome(document_id, "triage", reason))
@@ -150,8 +152,7 @@ class DocumentIntake(PlanService):
             extension = next((e for e in document.get("extension") or [] if e.get("url") == INTAKE_URL), {})
             parts = {e["url"]: e for e in extension.get("extension") or []}
             channel = next((i["system"].rsplit("/", 1)[1] for i in document.get("identifier") or []
-                            if i.get("system", "").startswith("https://therapy-hub.example/sid/inbound-document/")),
-                           None)
+                            if i.get("system", "").startswith(f"{CHANNEL_SYSTEM}/")), None)
             items.append({"id": document["id"], "channel": channel, "received": document.get("date"),
                           "reason": (parts.get("reason") or {}).get("valueString"),
                           "size": document["content"][0]["attachment"].get("size")})
@@ -196,6 +197,12 @@ class DocumentIntake(PlanService):
         if document["content"][0]["attachment"].get("contentType") != "application/pdf" or reading.pages == 0:
             raise Conflict("Only a readable PDF can be the signed page of a certification",
                            expression="DocumentReference.content")
+        try:
+            task = self._read("Task", task_id)
+        except NotFound:
+            raise NotFound("There is no certification with this id") from None
+        if obligation_code(task) in CERTIFICATIONS and not _signed_by_a_physician(task):
+            raise Conflict("This certification names no referring physician to sign it", expression="Task.owner")
         self.sign(task_id, SignIn(), received=received)
         return self._mark(document, reading, IntakeOutcome(document["id"], "matched", reason, task=task_id))
 
@@ -233,6 +240,11 @@ class DocumentIntake(PlanService):
         with self.fhir.internal():  # the hub records what its intake found, whoever asked for it
             self.fhir.update("DocumentReference", document["id"], updated)
         return outcome
+
+
+def _signed_by_a_physician(task: dict[str, Any]) -> bool:
+    """Whether the Task's owner, who signs, is a PractitionerRole (not the clinic, for want of a referrer)."""
+    return str((task.get("owner") or {}).get("reference", "")).startswith("PractitionerRole/")
 
 
 def _read_document(document: dict[str, Any]) -> PdfReading:

@@ -20,13 +20,16 @@ import pypdfium2 as pdfium
 import zxingcpp
 from PIL import Image
 
-__all__ = ["DPI", "MAX_PAGES", "PdfReading", "RETURN_CODE", "page_hash", "read_pdf", "return_codes"]
+__all__ = ["DPI", "MAX_PAGES", "MAX_SIDE", "PdfReading", "RETURN_CODE", "page_hash", "read_pdf", "return_codes"]
 
 DPI = 200
 #: pages read of one document: a certification page is one or two pages, a fax cover sheet one more
 MAX_PAGES = 10
 #: the return code of a plan revision's certification page
 RETURN_CODE = re.compile(r"POC-[0-9A-F]{10}")
+#: the longest side of a rendered page, in pixels (a US Letter page at 200 dpi is 1700 x 2200): a
+#: page that claims to be huge is rendered smaller rather than filling the memory
+MAX_SIDE = 3400
 #: the side of the square grayscale thumbnail of a page that :func:`page_hash` hashes
 THUMBNAIL = 32
 #: gray levels kept of each thumbnail pixel (256 / 2**4 = 16 levels)
@@ -65,7 +68,8 @@ def _barcodes(image: Image.Image) -> list[str]:
 
 
 def read_pdf(data: bytes, *, max_pages: int = MAX_PAGES, dpi: int = DPI) -> PdfReading:
-    """Render, decode and hash the first ``max_pages`` pages of the PDF ``data``."""
+    """Render (at ``dpi``, at most :data:`MAX_SIDE` pixels a side), decode and hash the first
+    ``max_pages`` pages of the PDF ``data``."""
     try:
         document = pdfium.PdfDocument(data)
     except pdfium.PdfiumError:
@@ -78,7 +82,9 @@ def read_pdf(data: bytes, *, max_pages: int = MAX_PAGES, dpi: int = DPI) -> PdfR
         for index in range(min(count, max_pages)):
             page = document[index]
             try:
-                image = page.render(scale=dpi / 72, grayscale=True).to_pil()
+                width, height = page.get_size()  # in points
+                scale = min(dpi / 72, MAX_SIDE / max(width, height, 1.0))
+                image = page.render(scale=scale, grayscale=True).to_pil()
                 images.append(image)
                 barcodes.extend(_barcodes(image))
                 textpage = page.get_textpage()

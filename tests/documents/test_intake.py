@@ -46,13 +46,14 @@ def hub(settings: Settings) -> Iterator[TestClient]:
         yield client
 
 
-def receive(settings: Settings, content: bytes, external_id: str, channel: str = "fax") -> str:
+def receive(settings: Settings, content: bytes, external_id: str, channel: str = "fax",
+            message_id: str | None = None) -> str:
     """What a channel does: the message and its DocumentReference in one unit of work."""
     tenant = settings.default_tenant
     source = "fax-vendor" if channel == "fax" else "direct-listener"
     with unit_of_work(settings) as session:
         inbox = Inbox(session, tenant=tenant, settings=settings)
-        message = inbox.record_inbound(source=source, external_id=external_id, raw=b"raw body")
+        message = inbox.record_inbound(source=source, external_id=message_id or external_id, raw=b"raw body")
         policy = InboundPolicy(tenant=tenant, source=source, channel=channel)
         fhir = fhir_service(session, settings, tenant, "/fhir", policy=policy)
         document = InboundDocument(channel=channel, source=source, external_id=external_id, content=content,
@@ -111,9 +112,15 @@ def test_a_scanned_signed_page_completes_its_certification(hub: TestClient, sett
     audits = [e["resource"] for e in hub.get("/fhir/AuditEvent", params={"_count": "200"}).json()["entry"]]
     assert any(a["agent"][0].get("altId") == INTAKE_AGENT and a.get("outcomeDesc") == "intake matched"
                and about(a) == f"DocumentReference/{document_id}" for a in audits)
-    # the intake again (the sweep after a crash, a resent message) completes nothing twice
+    # the intake again (the sweep after a crash) completes nothing twice; nor does the vendor's resent
+    # webhook, which stores the document again as received (the same DocumentReference)
     assert run_intake(settings, settings.default_tenant, document_id).outcome == "matched"
+    assert receive(settings, scan, "fax-1", message_id="fax-1-resent") == document_id
+    assert intake_of(hub.get(f"/fhir/DocumentReference/{document_id}").json()) == "received"
+    again = run_intake(settings, settings.default_tenant, document_id)
+    assert (again.outcome, again.task) == ("matched", task_id)
     assert len(hub.get("/fhir/Provenance", params={"target": plan["care_plan"]}).json()["entry"]) == 1
+    assert intake_of(hub.get(f"/fhir/DocumentReference/{document_id}").json()) == "matched"
 
 
 def test_a_page_with_only_the_return_code_in_its_text_matches_too(hub: TestClient, settings: Settings) -> None:

@@ -4,9 +4,11 @@ barcode is read from the pixels alone, and the same scan in another PDF containe
 from __future__ import annotations
 
 import base64
+import io
 
 import pypdfium2 as pdfium
 from fastapi.testclient import TestClient
+from reportlab.pdfgen import canvas
 
 from mappings.documents.barcodes import read_pdf, return_codes
 from sandboxes.scans import rewrap_pdf, scanned_pdf
@@ -33,3 +35,13 @@ def test_the_same_scan_in_another_container_hashes_the_same(client: TestClient) 
     assert again != scan
     assert read_pdf(again).content_hash == read_pdf(scan).content_hash
     assert read_pdf(scanned_pdf(page, seed=8)).content_hash != read_pdf(scan).content_hash
+
+
+def test_a_page_that_claims_to_be_huge_is_rendered_small() -> None:
+    buffer = io.BytesIO()
+    page = canvas.Canvas(buffer, pagesize=(200 * 72, 200 * 72))  # 200 x 200 inches
+    page.drawString(72, 72, "Return code: POC-0123456789")
+    page.save()
+    reading = read_pdf(buffer.getvalue())
+    assert reading.pages == 1 and reading.content_hash and return_codes(reading) == ([], ["POC-0123456789"])
+    assert read_pdf(b"%PDF-1.4 not really").pages == 0
