@@ -134,6 +134,18 @@ class Signing(CertificationClocks):
         self.fhir.update("DocumentReference", document["id"], document)
         return document
 
+    def _received_pdf(self, reference: str) -> bytes | None:
+        """The PDF of a received DocumentReference (``DocumentReference/<id>``), else None."""
+        kind, _, document_id = reference.partition("/")
+        if kind != "DocumentReference" or not document_id:
+            return None
+        attachment = ((self._read(kind, document_id).get("content") or [{}])[0]).get("attachment") or {}
+        try:
+            data = base64.b64decode(attachment.get("data") or "", validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return data if attachment.get("contentType") == "application/pdf" and data.startswith(b"%PDF-") else None
+
     def _record_signature(self, task: dict[str, Any]) -> None:
         care_plan_ref = task["focus"]["reference"]
         care_plan = self._read(*care_plan_ref.split("/"))
@@ -144,10 +156,9 @@ class Signing(CertificationClocks):
         received_ref = next((o["valueReference"]["reference"] for o in task.get("output") or []
                              if (o.get("type") or {}).get("text") == RECEIVED_SIGNATURE
                              and "valueReference" in o), None)
-        received = None
-        if received_ref:
-            received_doc = self._read(*received_ref.split("/"))
-            received = base64.b64decode(received_doc["content"][0]["attachment"]["data"])
+        received = self._received_pdf(received_ref) if received_ref else None
+        if received is None:
+            received_ref = None  # not a PDF (a Task written through /fhir): the hub renders the page
         document = self._signed_document(care_plan, signer, received)
         signature: dict[str, Any] = {"type": [SIGNATURE_TYPE], "when": now_text, "who": {"reference": signer}}
         targets = [{"reference": f"{care_plan_ref}/_history/{care_plan['meta']['versionId']}"}]

@@ -15,7 +15,7 @@ from reportlab.pdfgen import canvas
 
 from hub.app import create_app
 from hub.documents.inbound import accept_document
-from hub.documents.intake import INTAKE_AGENT, run_intake, sweep_received
+from hub.documents.intake import INTAKE_AGENT, RECEIVED_SIGNATURE, run_intake, sweep_received
 from hub.security.inbound import InboundPolicy
 from hub.services import fhir_service
 from hub.settings import Settings
@@ -195,3 +195,21 @@ def test_the_worker_tasks_of_the_intake(hub: TestClient, settings: Settings, mon
     assert document_intake() == 0  # received just now: left to the intake its channel runs
     assert intake_document(settings.default_tenant, document_id) == "matched"
     assert hub.get(f"/fhir/Task/{task_id}").json()["status"] == "completed"
+
+
+def test_a_task_completed_through_fhir_naming_a_document_that_is_no_pdf_gets_the_rendered_page(
+        hub: TestClient) -> None:
+    plan, task_id = certification_page(hub)
+    note = {"resourceType": "DocumentReference", "id": "a-note", "status": "current",
+            "content": [{"attachment": {"contentType": "text/plain", "data": base64.b64encode(b"hello").decode()}}]}
+    assert hub.put("/fhir/DocumentReference/a-note", json=note,
+                   headers={"Content-Type": "application/fhir+json"}).status_code == 201
+    task = hub.get(f"/fhir/Task/{task_id}").json()
+    task.pop("meta")
+    completed = {**task, "status": "completed", "output": [
+        {"type": {"text": RECEIVED_SIGNATURE}, "valueReference": {"reference": "DocumentReference/a-note"}}]}
+    response = hub.put(f"/fhir/Task/{task_id}", json=completed, headers={"Content-Type": "application/fhir+json"})
+    assert response.status_code == 200, response.text
+    [entry] = hub.get("/fhir/Provenance", params={"target": plan["care_plan"]}).json()["entry"]
+    assert base64.b64decode(entry["resource"]["signature"][0]["data"]).startswith(b"%PDF-")
+    assert {"reference": "DocumentReference/a-note"} not in [e["what"] for e in entry["resource"]["entity"]]
