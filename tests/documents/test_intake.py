@@ -5,25 +5,19 @@ document that matches nothing waits in triage until an administrator matches it,
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from reportlab.pdfgen import canvas
 
 from hub.app import create_app
-from hub.documents.inbound import accept_document
 from hub.documents.intake import INTAKE_AGENT, RECEIVED_SIGNATURE, run_intake, sweep_received
-from hub.security.inbound import InboundPolicy
-from hub.services import fhir_service
 from hub.settings import Settings
-from hub.sync.inbox import Inbox
-from hub.unit_of_work import unit_of_work, using_enqueuer
-from mappings.documents import CONTENT_HASH_SYSTEM, INTAKE_SYSTEM, InboundDocument
+from hub.unit_of_work import using_enqueuer
+from mappings.documents import CONTENT_HASH_SYSTEM, INTAKE_SYSTEM
 from sandboxes.scans import rewrap_pdf, scanned_pdf
-from tests.documents.plans import certification_page
+from tests.documents.plans import certification_page, receive, text_pdf
 from workers.app import make_celery
 from workers.tasks import document_intake, intake_document
 
@@ -44,30 +38,6 @@ def hub(settings: Settings) -> Iterator[TestClient]:
     with using_enqueuer(recording), TestClient(create_app(settings, enqueuer=recording),
                                                base_url="http://testserver") as client:
         yield client
-
-
-def receive(settings: Settings, content: bytes, external_id: str, channel: str = "fax",
-            message_id: str | None = None) -> str:
-    """What a channel does: the message and its DocumentReference in one unit of work."""
-    tenant = settings.default_tenant
-    source = "fax-vendor" if channel == "fax" else "direct-listener"
-    with unit_of_work(settings) as session:
-        inbox = Inbox(session, tenant=tenant, settings=settings)
-        message = inbox.record_inbound(source=source, external_id=message_id or external_id, raw=b"raw body")
-        policy = InboundPolicy(tenant=tenant, source=source, channel=channel)
-        fhir = fhir_service(session, settings, tenant, "/fhir", policy=policy)
-        document = InboundDocument(channel=channel, source=source, external_id=external_id, content=content,
-                                   content_type="application/pdf", sender="+15551230000")
-        return str(accept_document(fhir, inbox, message, document, policy=policy)["id"])
-
-
-def _pdf(*lines: str) -> bytes:
-    buffer = io.BytesIO()
-    page = canvas.Canvas(buffer)
-    for number, line in enumerate(lines):
-        page.drawString(72, 700 - 20 * number, line)
-    page.save()
-    return buffer.getvalue()
 
 
 def page_of(client: TestClient, plan: dict) -> bytes:
@@ -125,7 +95,7 @@ def test_a_scanned_signed_page_completes_its_certification(hub: TestClient, sett
 
 def test_a_page_with_only_the_return_code_in_its_text_matches_too(hub: TestClient, settings: Settings) -> None:
     plan, task_id = certification_page(hub)
-    pdf = _pdf("Signed plan of care, returned", f"Return code: {plan['return_code']}")
+    pdf = text_pdf("Signed plan of care, returned", f"Return code: {plan['return_code']}")
     document_id = receive(settings, pdf, "direct-1", channel="direct")
     outcome = run_intake(settings, settings.default_tenant, document_id)
     assert (outcome.outcome, outcome.task, outcome.reason) == ("matched", task_id, "matched by return code in the text")
@@ -151,7 +121,7 @@ def test_the_same_scan_in_another_container_is_a_duplicate_applied_once(hub: Tes
 def test_an_unreadable_document_waits_in_triage_and_is_matched_by_hand(hub: TestClient, settings: Settings) -> None:
     plan, task_id = certification_page(hub)
     # a page whose return code did not survive the fax (nor any barcode): nothing to read
-    unreadable = scanned_pdf(_pdf("Plan of care, signed", "Return code: (illegible)"))
+    unreadable = scanned_pdf(text_pdf("Plan of care, signed", "Return code: (illegible)"))
     document_id = receive(settings, unreadable, "fax-9")
     outcome = run_intake(settings, settings.default_tenant, document_id)
     assert (outcome.outcome, outcome.reason) == ("triage", "no return code found")
