@@ -52,7 +52,8 @@ from mappings.documents.barcodes import PdfReading, read_pdf, return_codes
 from mappings.fhir.ids import deterministic_id
 from mappings.plan_of_care.pdf import RETURN_CODE_SYSTEM
 
-__all__ = ["IntakeOutcome", "match_document", "run_intake", "sweep_received", "triage_documents"]
+__all__ = ["DocumentIntake", "INTAKE_AGENT", "IntakeOutcome", "RECEIVED_SIGNATURE", "intake_state", "match_document",
+           "run_intake", "sweep_received", "triage_documents"]
 
 log = logging.getLogger("hub.documents.intake")
 
@@ -310,5 +311,3 @@ def triage_documents(fhir: FhirService) -> list[dict[str, Any]]:
     """The documents in triage (see :meth:`DocumentIntake.triage`)."""
     return DocumentIntake(fhir).triage()
 
-
-__all__ += ["DocumentIntake", "INTAKE_AGENT", "RECEIVED_SIGNATURE", "intake_state"]
