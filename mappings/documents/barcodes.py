@@ -35,7 +35,6 @@ THUMBNAIL = 32
 #: gray levels kept of each thumbnail pixel (256 / 2**4 = 16 levels)
 _LEVEL_SHIFT = 4
 
-_FORMATS = zxingcpp.BarcodeFormats([zxingcpp.BarcodeFormat.Code128, zxingcpp.BarcodeFormat.QRCode])
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,10 @@ def page_hash(pages: list[Image.Image]) -> str:
 
 
 def _barcodes(image: Image.Image) -> list[str]:
-    return [barcode.text for barcode in zxingcpp.read_barcodes(image, formats=_FORMATS) if barcode.text]
+    # the formats are built per call: a zxing object kept in a module global outlives the interpreter's
+    # clean-up of the extension, which then reports it as leaked at exit
+    formats = zxingcpp.BarcodeFormats([zxingcpp.BarcodeFormat.Code128, zxingcpp.BarcodeFormat.QRCode])
+    return [barcode.text for barcode in zxingcpp.read_barcodes(image, formats=formats) if barcode.text]
 
 
 def read_pdf(data: bytes, *, max_pages: int = MAX_PAGES, dpi: int = DPI) -> PdfReading:
