@@ -23,6 +23,7 @@ from hub import __version__, logs, processes
 from hub.admin.router import router as admin_router
 from hub.broker import Enqueuer
 from hub.dashboard.router import router as dashboard_router
+from hub.documents.router import router as documents_router
 from hub.errors import HubError, operation_outcome
 from hub.fhir.router import fhir_response
 from hub.fhir.router import router as fhir_router
@@ -233,6 +234,7 @@ def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = 
 
     app.include_router(fhir_router)
     app.include_router(admin_router)
+    app.include_router(documents_router)
     app.include_router(referrals_router)
     app.include_router(auth_router)
     app.include_router(inbound_fax_router)

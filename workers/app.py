@@ -19,7 +19,8 @@ from hub.store.db import close_engines
 
 #: the scheduled housekeeping tasks: their "received" / "succeeded" / "sending due task" lines are
 #: DEBUG, so that an idle hub is quiet; the tasks log at INFO themselves when they changed something
-HOUSEKEEPING = frozenset({"hub.sweep", "hub.purge", "hub.poll_all", "hub.poll", "hub.certification_clocks"})
+HOUSEKEEPING = frozenset({"hub.sweep", "hub.purge", "hub.poll_all", "hub.poll", "hub.certification_clocks",
+                          "hub.document_intake"})
 
 
 def make_celery(
@@ -37,13 +38,15 @@ def make_celery(
             "purge-old-payloads": {"task": "hub.purge", "schedule": 3600.0},
             "poll-connectors": {"task": "hub.poll_all", "schedule": poll_interval},
             "certification-clocks": {"task": "hub.certification_clocks", "schedule": 6 * 3600.0},
+            "document-intake": {"task": "hub.document_intake", "schedule": 60.0},
         },
     )
     return app
 
 
 #: ``extra`` fields shown in worker and beat log lines: ids, counts and outcomes only, never PHI
-LOG_FIELDS = ("job_id", "message_id", "connector_id", "attempt", "outcome", "retry_in", "held_by", "jobs", "error")
+LOG_FIELDS = ("job_id", "message_id", "connector_id", "attempt", "outcome", "retry_in", "held_by", "jobs", "error",
+              "document", "documents")
 
 
 class ExtrasFormatter(logging.Formatter):

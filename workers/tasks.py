@@ -9,6 +9,7 @@ from datetime import datetime
 from celery import shared_task
 
 from connectors.base import ConnectorError
+from hub.documents.intake import run_intake, sweep_received
 from hub.referrals.jobs import refresh_all_tenants
 from hub.settings import get_settings
 from hub.sync.delivery import deliver as deliver_job
@@ -78,3 +79,20 @@ def certification_clocks(now: str | None = None) -> int:
     if changed:
         log.info("hub.certification_clocks.changed", extra={"obligations": changed})
     return changed
+
+
+@shared_task(name="hub.intake_document", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def intake_document(tenant: str, document_id: str) -> str:
+    """Match one received document (what a channel may enqueue after its commit instead of running
+    :func:`hub.documents.intake.run_intake` itself); returns the outcome."""
+    return run_intake(get_settings(), tenant, document_id).outcome
+
+
+@shared_task(name="hub.document_intake", ignore_result=True)
+def document_intake() -> int:
+    """The sweep of the document intake (every minute): every document received a while ago whose
+    intake never ran (the process died after its channel's commit) is matched now."""
+    done = sweep_received(get_settings())
+    if done:
+        log.info("hub.document_intake.swept", extra={"documents": done})
+    return done

@@ -19,6 +19,8 @@ from mappings.fhir.ids import deterministic_id
 from mappings.plan_of_care.pdf import RETURN_CODE_SYSTEM, Attestation, render_plan_pdf, signed_document_reference
 from mappings.plan_of_care.summary import plan_summary
 
+#: Task.output type of a certification completed by a signed page that came back (fax, Direct)
+RECEIVED_SIGNATURE = "received signed document"
 SIGNATURE_TYPE = {"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.10065.1.12.1.1",
                   "display": "Author's Signature"}
 
@@ -63,8 +65,13 @@ class SignIn(BaseModel):
 
 
 class Signing(CertificationClocks):
-    def sign(self, task_id: str, body: SignIn, *, signer: str | None = None) -> dict[str, Any]:
+    def sign(self, task_id: str, body: SignIn, *, signer: str | None = None,
+             received: str | None = None) -> dict[str, Any]:
         """Complete a certification; ``signer`` (a referrer's PractitionerRole) must be its owner.
+
+        ``received``: the DocumentReference of the signed page that came back (a fax, a Direct
+        attachment, matched by the document intake): it is the signature, kept as the signed version
+        of the page instead of one the hub renders.
 
         Not there, not visible to the caller, not a certification, not the signer's: one answer (404,
         same text), so that signing is no way to learn what exists. The caller's policy reads the Task;
@@ -81,17 +88,24 @@ class Signing(CertificationClocks):
         if task.get("status") != "requested":
             raise Conflict(f"This certification is {task.get('status')}", expression="Task.status")
         signed = {**task, "status": "completed", "lastModified": self._now().isoformat(timespec="seconds") + "Z"}
+        outputs = []
         if body.signature:
-            signed["output"] = [{"type": {"text": "signature"},
-                                 "valueAttachment": {"contentType": body.signature_type, "data": body.signature}}]
+            outputs.append({"type": {"text": "signature"},
+                            "valueAttachment": {"contentType": body.signature_type, "data": body.signature}})
+        if received:
+            outputs.append({"type": {"text": RECEIVED_SIGNATURE}, "valueReference": {"reference": received}})
+        if outputs:
+            signed["output"] = outputs
         with self.fhir.internal():
             self.fhir.update("Task", task_id, signed)
         return self.obligation_view(self._read("Task", task_id))
 
-    def _signed_document(self, care_plan: dict[str, Any], signer: str | None) -> dict[str, Any] | None:
+    def _signed_document(self, care_plan: dict[str, Any], signer: str | None,
+                         received: bytes | None = None) -> dict[str, Any] | None:
         """Render the signed version of the plan's certification page (the signer's electronic
         signature, name, NPI and the time) and store it as a DocumentReference that ``signs`` the
-        unsigned one; None when the plan has no unsigned page (a plan written through /fhir)."""
+        unsigned one; None when the plan has no unsigned page (a plan written through /fhir).
+        ``received``: the PDF of the page signed by hand that came back, kept as it is instead."""
         revision = int((plan_extension(care_plan, REVISION_URL) or {}).get("valueInteger", 1))
         return_code = plan_return_code(care_plan["id"], revision)
         try:
@@ -108,22 +122,44 @@ class Signing(CertificationClocks):
         organization = summary.plan.organization
         name, npi = self._person_of_role(signer)
         signed_at = self._now().replace(tzinfo=UTC)
-        inputs = self._document_inputs(sr, organization, summary.plan.author)
-        attestation = Attestation(signer_name=name or inputs["referring_physician"], signed_at=signed_at,
-                                  signer_npi=npi or inputs["referring_npi"])
-        pdf = render_plan_pdf(summary, return_code=return_code, generated_at=signed_at, attestation=attestation,
-                              **inputs)
+        if received is not None:
+            pdf = received
+        else:
+            inputs = self._document_inputs(sr, organization, summary.plan.author)
+            attestation = Attestation(signer_name=name or inputs["referring_physician"], signed_at=signed_at,
+                                      signer_npi=npi or inputs["referring_npi"])
+            pdf = render_plan_pdf(summary, return_code=return_code, generated_at=signed_at,
+                                  attestation=attestation, **inputs)
         document = signed_document_reference(pdf, unsigned=unsigned, signer_ref=signer, signed_at=signed_at)
         self.fhir.update("DocumentReference", document["id"], document)
         return document
+
+    def _received_pdf(self, reference: str) -> bytes | None:
+        """The PDF of a received DocumentReference (``DocumentReference/<id>``), else None."""
+        kind, _, document_id = reference.partition("/")
+        if kind != "DocumentReference" or not document_id:
+            return None
+        attachment = ((self._read(kind, document_id).get("content") or [{}])[0]).get("attachment") or {}
+        try:
+            data = base64.b64decode(attachment.get("data") or "", validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return data if attachment.get("contentType") == "application/pdf" and data.startswith(b"%PDF-") else None
 
     def _record_signature(self, task: dict[str, Any]) -> None:
         care_plan_ref = task["focus"]["reference"]
         care_plan = self._read(*care_plan_ref.split("/"))
         signer = (task.get("owner") or {}).get("reference")
         now_text = self._now().isoformat(timespec="seconds") + "Z"
-        # what was really signed: the signed version of the page (application/pdf), its bytes the data
-        document = self._signed_document(care_plan, signer)
+        # what was really signed: the signed version of the page (application/pdf), its bytes the data;
+        # a page signed by hand that came back (fax, Direct) is that version itself
+        received_ref = next((o["valueReference"]["reference"] for o in task.get("output") or []
+                             if (o.get("type") or {}).get("text") == RECEIVED_SIGNATURE
+                             and "valueReference" in o), None)
+        received = self._received_pdf(received_ref) if received_ref else None
+        if received is None:
+            received_ref = None  # not a PDF (a Task written through /fhir): the hub renders the page
+        document = self._signed_document(care_plan, signer, received)
         signature: dict[str, Any] = {"type": [SIGNATURE_TYPE], "when": now_text, "who": {"reference": signer}}
         targets = [{"reference": f"{care_plan_ref}/_history/{care_plan['meta']['versionId']}"}]
         entities = [{"role": "source", "what": {"reference": f"Task/{task['id']}"}}]
@@ -133,6 +169,8 @@ class Signing(CertificationClocks):
                               "data": attachment["data"]})
             targets.append({"reference": f"DocumentReference/{document['id']}"})
             entities.append({"role": "source", "what": document["relatesTo"][0]["target"]})
+        if received_ref:
+            entities.append({"role": "source", "what": {"reference": received_ref}})
         provenance = {
             "resourceType": "Provenance",
             "target": targets,

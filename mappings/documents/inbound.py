@@ -17,7 +17,8 @@ from typing import Any
 
 from mappings.fhir.ids import deterministic_id
 
-__all__ = ["CHANNEL_SYSTEM", "SENDER_URL", "InboundDocument", "inbound_document_id", "inbound_document_reference"]
+__all__ = ["CHANNEL_SYSTEM", "CONTENT_HASH_SYSTEM", "INTAKE_SYSTEM", "INTAKE_URL", "SENDER_URL", "InboundDocument",
+           "inbound_document_id", "inbound_document_reference"]
 
 #: identifier system of an inbound document, per channel: ``{CHANNEL_SYSTEM}/{channel}``
 CHANNEL_SYSTEM = "https://therapy-hub.example/sid/inbound-document"
@@ -25,6 +26,14 @@ CHANNEL_SYSTEM = "https://therapy-hub.example/sid/inbound-document"
 SENDER_URL = "https://therapy-hub.example/fhir/StructureDefinition/document-sender"
 #: extension holding the recipient's address (the clinic's fax number or Direct address)
 RECIPIENT_URL = "https://therapy-hub.example/fhir/StructureDefinition/document-recipient"
+
+#: category system of where a received document is in the document intake: ``received`` (not yet
+#: looked at), then ``matched``, ``duplicate`` or ``triage`` (hub.documents.intake)
+INTAKE_SYSTEM = "https://therapy-hub.example/CodeSystem/document-intake"
+#: identifier system of the hash of what a received document's pages look like (mappings.documents.barcodes)
+CONTENT_HASH_SYSTEM = "https://therapy-hub.example/sid/document-content-hash"
+#: extension saying what the document intake found: outcome, reason, the Task, the duplicated document
+INTAKE_URL = "https://therapy-hub.example/fhir/StructureDefinition/document-intake"
 
 _CONTACT_SYSTEM = {"fax": "fax", "direct": "email"}
 _TITLE = {"fax": "Received fax", "direct": "Direct message attachment"}
@@ -68,7 +77,8 @@ def _instant(moment: datetime) -> str:
 
 
 def inbound_document_reference(document: InboundDocument, *, received_at: datetime) -> dict[str, Any]:
-    """The DocumentReference (status ``current``, no subject yet) holding ``document``."""
+    """The DocumentReference (status ``current``, no subject yet, intake category ``received``)
+    holding ``document``."""
     when = _instant(document.received_at or received_at)
     attachment: dict[str, Any] = {
         "contentType": document.content_type,
@@ -90,6 +100,7 @@ def inbound_document_reference(document: InboundDocument, *, received_at: dateti
         "identifier": [{"system": f"{CHANNEL_SYSTEM}/{document.channel}", "value": document.external_id}],
         "status": "current",
         "type": {"text": _TITLE[document.channel]},
+        "category": [{"coding": [{"system": INTAKE_SYSTEM, "code": "received", "display": "Received"}]}],
         "date": when,
         "description": document.title or _TITLE[document.channel],
         "content": [{"attachment": attachment}],
