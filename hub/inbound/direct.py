@@ -14,7 +14,8 @@ config holds the clinic's Direct address, its certificate and key (to decrypt) a
    A message we refuse (not for us, unsigned, untrusted, expired, tampered) is kept ``rejected``
    with the refusal code and audited.
 3. Commit, THEN answer: ``250`` when stored, ``554 5.7.x`` for a refusal, ``451`` when the store
-   could not be written (the HISP sends again).
+   could not be written (the HISP sends again). After the commit, the unit of work publishes the
+   intake of each stored document (``hub.intake_document``): a signed plan completes its certification.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from hub.store.models import Message
 from hub.sync import events as ev
 from hub.sync.config import SyncConfig
 from hub.sync.inbox import Inbox
-from hub.unit_of_work import unit_of_work
+from hub.unit_of_work import savepoint, unit_of_work
 
 __all__ = ["CHANNEL", "DirectIdentity", "DirectListener", "load_identity", "receive_direct", "run_listener"]
 
@@ -141,7 +142,7 @@ def _store_documents(fhir: FhirService, inbox: Inbox, record: Message, content: 
                      address: str | None) -> tuple[int, str]:
     """Each document of a verified message through ``accept_document``; a content problem rolls
     the documents back, keeps the message ``rejected`` and refuses it (the HISP must not retry)."""
-    savepoint = inbox.session.begin_nested()
+    part = savepoint(inbox.session)  # its rollback also forgets the intake asked for its documents
     try:
         documents = _documents(content)
         if not documents:
@@ -152,9 +153,9 @@ def _store_documents(fhir: FhirService, inbox: Inbox, record: Message, content: 
                 external_id=message_id if len(documents) == 1 else f"{message_id}#{index}",
                 content=data, content_type=kind, sender=sender, recipient=recipient, title=title),
                 policy=policy, address=address)
-        savepoint.commit()
+        part.commit()
     except (HubError, xdm.XdmError, ValueError) as exc:
-        savepoint.rollback()
+        part.rollback()
         inbox.mark_rejected(record, describe(exc) if isinstance(exc, HubError) else str(exc))
         policy.audit(fhir, interaction="create", outcome=4, address=address,
                      description="Direct message content refused")
