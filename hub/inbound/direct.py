@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.direct import DirectConfig, message, smime, xdm
+from hub.broker import Enqueuer
 from hub.documents.inbound import InboundDocument, accept_document
 from hub.errors import HubError, describe
 from hub.fhir.service import FhirService
@@ -99,13 +100,15 @@ def _documents(content: bytes) -> list[tuple[str, bytes, str]]:
 
 
 def receive_direct(settings: Settings, *, tenant: str, source: str, identity: DirectIdentity, wire: bytes,
-                   now: datetime | None = None, address: str | None = None) -> tuple[int, str]:
-    """(SMTP code, text) for one received message; the answer is given only after the commit."""
+                   now: datetime | None = None, address: str | None = None,
+                   enqueuer: Enqueuer | None = None) -> tuple[int, str]:
+    """(SMTP code, text) for one received message; the answer is given only after the commit.
+    ``enqueuer``: where the unit of work publishes the stored documents' intake (default: the broker's)."""
     headers, entity = message.split_headers(wire)
     message_id = str(headers.get("Message-ID") or "").strip() or f"<{hashlib.sha256(wire).hexdigest()}@unknown>"
     from_address = parseaddr(str(headers.get("From") or ""))[1]
     try:
-        with unit_of_work(settings) as session:
+        with unit_of_work(settings, enqueuer=enqueuer) as session:
             if repo.message_by_external_id(session, tenant=tenant, source=source, external_id=message_id):
                 return 250, "2.0.0 already received"
             inbox = Inbox(session, tenant=tenant, settings=settings)
@@ -172,7 +175,8 @@ class _Handler:
         loop = asyncio.get_running_loop()
         code, text = await loop.run_in_executor(None, lambda: receive_direct(
             self.listener.settings, tenant=self.listener.tenant, source=self.listener.source,
-            identity=self.listener.identity, wire=bytes(envelope.content), address=peer))
+            identity=self.listener.identity, wire=bytes(envelope.content), address=peer,
+            enqueuer=self.listener.enqueuer))
         return f"{code} {text}"
 
 
@@ -180,8 +184,9 @@ class DirectListener:
     """The SMTP listener of one tenant's Direct connector (``with DirectListener(...) as listener``)."""
 
     def __init__(self, settings: Settings, *, tenant: str, source: str, identity: DirectIdentity,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, enqueuer: Enqueuer | None = None) -> None:
         self.settings = settings
+        self.enqueuer = enqueuer  # None: the Celery producer of the settings' broker
         self.tenant = tenant
         self.source = source
         self.identity = identity
