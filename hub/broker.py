@@ -1,5 +1,5 @@
-"""The broker contract between the hub, which publishes delivery tasks, and the workers, which consume
-them: task names, serializer, publish retry policy and transport options, in one place that both
+"""The broker contract between the hub, which publishes delivery and document intake tasks, and the
+workers, which consume them: task names, serializer, publish retry policy and transport options, in one place that both
 sides read (:func:`workers.app.make_celery` for the consumer, :class:`CeleryEnqueuer` for the producer).
 
 The hub never imports ``workers``: a unit of work is handed an :class:`Enqueuer` and calls it after
@@ -27,6 +27,8 @@ APP_NAME = "therapy_hub"
 QUEUE = "hub"
 #: the task that delivers one job: its only argument is the job id
 DELIVER_TASK = "hub.deliver"
+#: the task that matches one received document to what it answers: (tenant, DocumentReference id)
+INTAKE_TASK = "hub.intake_document"
 SERIALIZER = "json"
 #: publishing gives up quickly: the job row is durable and the sweeper re-sends what was not published
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
@@ -69,11 +71,16 @@ def redact(url: str) -> str:
 
 
 class Enqueuer(Protocol):
-    """Sends a deliver task per job id. Called only after the transaction that wrote the jobs has
-    committed; a failure to publish is logged, not raised (the sweeper re-sends)."""
+    """Sends a deliver task per job id, and an intake task per received document. Called only after
+    the transaction that wrote the jobs or stored the documents has committed; a failure to publish
+    is logged, not raised (the sweepers re-send: the delivery sweep, the document intake sweep)."""
 
     def deliver(self, job_ids: Iterable[int], *, countdown: float | None = None) -> int:
         """Send a deliver task for each of ``job_ids``; returns how many were sent."""
+        ...
+
+    def intake(self, documents: Iterable[tuple[str, str]]) -> int:
+        """Send an intake task for each (tenant, DocumentReference id); returns how many were sent."""
         ...
 
 
@@ -106,6 +113,16 @@ class CeleryEnqueuer:
                 sent += 1
             except Exception as exc:  # broker down: the job row is durable, the sweeper will enqueue it
                 log.warning("hub.enqueue.failed", extra={"job_id": job_id, "error": type(exc).__name__})
+        return sent
+
+    def intake(self, documents: Iterable[tuple[str, str]]) -> int:
+        sent = 0
+        for tenant, document_id in documents:
+            try:
+                self.app.send_task(INTAKE_TASK, args=[tenant, document_id], queue=self.queue)
+                sent += 1
+            except Exception as exc:  # broker down: the document is stored "received", the intake sweep takes it
+                log.warning("hub.enqueue.failed", extra={"document": document_id, "error": type(exc).__name__})
         return sent
 
 

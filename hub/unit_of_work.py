@@ -1,11 +1,16 @@
-"""The unit of work: one transaction, then the delivery tasks of the jobs it committed.
+"""The unit of work: one transaction, then the tasks of what it committed: the delivery of the jobs it
+wrote, the intake of the documents it received.
 
 Every entry point (routers, MLLP intake, polling, inbound webhooks, worker tasks, delivery, CLI)
 writes through :func:`unit_of_work`, so none of them can commit without publishing, or publish
 what was rolled back. Services only ``flush()`` and ask for deliveries by appending job ids to
-``session.info[ENQUEUE_KEY]``; the after-commit step here hands them to the :class:`Enqueuer`.
+``session.info[ENQUEUE_KEY]`` (:func:`enqueue_after_commit`), and for the intake of a received
+document by appending (tenant, DocumentReference id) to ``session.info[INTAKE_KEY]``
+(:func:`intake_after_commit`); the after-commit step here hands them to the :class:`Enqueuer`.
 A part of a transaction that may fail alone (a batch entry, one polled item) runs in a
-:func:`savepoint`, whose rollback also drops the job ids asked for inside it.
+:func:`savepoint`, whose rollback also drops the job ids and documents asked for inside it.
+Publishing never raises after the commit: what could not be published is left to the sweepers
+(the delivery sweep, and the document intake sweep, which takes every document still ``received``).
 
 The enqueuer is injected: by argument, or for every unit of work of a request by the application
 (:func:`using_enqueuer`, installed by :func:`hub.app.create_app`); else the Celery producer of the
@@ -14,7 +19,8 @@ settings' broker. The audited request boundary built on it is :mod:`hub.boundary
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -24,13 +30,26 @@ from hub.broker import CeleryEnqueuer, Enqueuer
 from hub.settings import Settings
 from hub.store.db import transaction
 
+log = logging.getLogger("hub.unit_of_work")
+
 #: where a transaction collects the ids of the delivery jobs to publish once it has committed
 ENQUEUE_KEY = "hub.enqueue"
+#: where a transaction collects the (tenant, DocumentReference id) of the received documents whose
+#: intake runs once it has committed
+INTAKE_KEY = "hub.intake"
 
 
 def enqueue_after_commit(session: Session, job_ids: Sequence[int]) -> None:
     """Ask for a deliver task per job, sent once ``session``'s transaction has committed."""
     session.info.setdefault(ENQUEUE_KEY, []).extend(job_ids)
+
+
+def intake_after_commit(session: Session, tenant: str, document_id: str) -> None:
+    """Ask for the intake of a received document, sent once ``session``'s transaction has committed
+    (asked twice in one transaction, it is sent once)."""
+    asked = session.info.setdefault(INTAKE_KEY, [])
+    if (tenant, document_id) not in asked:
+        asked.append((tenant, document_id))
 
 
 class Savepoint:
@@ -39,7 +58,7 @@ class Savepoint:
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.asked = len(session.info.get(ENQUEUE_KEY, ()))
+        self.asked = {key: len(session.info.get(key, ())) for key in (ENQUEUE_KEY, INTAKE_KEY)}
         self.nested = session.begin_nested()
 
     def commit(self) -> None:
@@ -47,7 +66,8 @@ class Savepoint:
 
     def rollback(self) -> None:
         self.nested.rollback()
-        del self.session.info.get(ENQUEUE_KEY, [])[self.asked:]
+        for key, asked in self.asked.items():
+            del self.session.info.get(key, [])[asked:]
 
 
 def savepoint(session: Session) -> Savepoint:
@@ -85,8 +105,22 @@ def unit_of_work(settings: Settings, *, readonly: bool = False, enqueuer: Enqueu
 
 
 def after_commit(settings: Settings, session: Session, enqueuer: Enqueuer | None = None) -> int:
-    """Hand the jobs that the committed transaction of ``session`` asked for to the enqueuer."""
+    """Hand the jobs and the received documents that the committed transaction of ``session`` asked
+    for to the enqueuer; returns how many tasks were sent. Never raises: the transaction has
+    committed, and what was not sent is the sweepers' (jobs pending, documents ``received``)."""
     job_ids = session.info.pop(ENQUEUE_KEY, None)
-    if not job_ids:
+    documents = session.info.pop(INTAKE_KEY, None)
+    sent = 0
+    if job_ids:
+        sent += _publish(lambda target: target.deliver(job_ids), enqueuer, settings, what="deliver")
+    if documents:
+        sent += _publish(lambda target: target.intake(documents), enqueuer, settings, what="intake")
+    return sent
+
+
+def _publish(send: Callable[[Enqueuer], int], enqueuer: Enqueuer | None, settings: Settings, *, what: str) -> int:
+    try:
+        return send(enqueuer or current_enqueuer(settings))
+    except Exception as exc:  # noqa: BLE001 - committed already: the sweepers send what is not sent here
+        log.warning("hub.enqueue.failed", extra={"task": what, "error": type(exc).__name__})
         return 0
-    return (enqueuer or current_enqueuer(settings)).deliver(job_ids)

@@ -5,7 +5,10 @@ them, answers with a vendor fax id, and then reports what became of the fax: a s
 webhook POSTed to the send's callback URL (``delivered`` with the page count, or ``failed`` with a
 vendor error code for numbers in ``fail_numbers`` or while ``fail_next`` is positive). It can also
 deliver a fax "received" at the clinic's number: :meth:`SandboxFaxServer.inject_inbound` POSTs a
-signed receive webhook with a PDF to a given URL.
+signed receive webhook with a PDF to a given URL, and :meth:`SandboxFaxServer.return_signed` is the
+referring office answering a fax it was sent: the fax's pages after its cover sheet (the plan's
+certification page) printed, signed by hand and scanned (:func:`sandboxes.scans.scanned_pdf`, an
+image-only PDF), faxed back to the clinic as a received fax.
 
 In process::
 
@@ -51,6 +54,7 @@ from sandboxes.base import (
     misbehaviour_options,
     serve_until_signalled,
 )
+from sandboxes.scans import page_range, scanned_pdf
 
 __all__ = ["FaxControls", "SandboxFaxServer", "SentFax", "main"]
 
@@ -225,6 +229,22 @@ class SandboxFaxServer(ThreadedHttpSandbox[FaxControls]):
                        fax_id: str | None = None) -> int | None:
         """POST a signed receive webhook carrying ``pdf`` to ``url``; the hub's HTTP status."""
         return _post(url, self.receive_webhook(url, pdf, sender=sender, recipient=recipient, fax_id=fax_id))
+
+    def signed_scan(self, sent: SentFax, **scan: Any) -> bytes:
+        """The pages of ``sent`` after its cover sheet, signed and scanned (``scan``: the options of
+        :func:`sandboxes.scans.scanned_pdf`): what the referring office faxes back."""
+        return scanned_pdf(page_range(sent.files[0], 1), **scan)
+
+    def return_signed(self, sent: SentFax, *, recipient: str, url: str | None = None,
+                      fax_id: str | None = None, **scan: Any) -> tuple[int | None, bytes]:
+        """Fax back the signed scan of ``sent`` (:meth:`signed_scan`) from the number it was sent to,
+        to the clinic's ``recipient`` number: a signed receive webhook POSTed to ``url`` (else the
+        send's callback URL). Returns (the hub's HTTP status, the scanned PDF)."""
+        target = url or sent.callback_url
+        if target is None:
+            raise ValueError("no URL to deliver the received fax to")
+        pdf = self.signed_scan(sent, **scan)
+        return self.inject_inbound(target, pdf, sender=sent.to, recipient=recipient, fax_id=fax_id), pdf
 
     def wait_for_sends(self, count: int, timeout: float = 5.0) -> bool:
         return self._wait_until(lambda: len(self.sent) >= count, timeout)

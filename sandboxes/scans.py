@@ -11,7 +11,7 @@ import random
 import pypdfium2 as pdfium
 from PIL import Image, ImageDraw
 
-__all__ = ["DPI", "rewrap_pdf", "scanned_pdf"]
+__all__ = ["DPI", "page_range", "rewrap_pdf", "scanned_pdf"]
 
 DPI = 200
 
@@ -76,6 +76,24 @@ def rewrap_pdf(pdf: bytes) -> bytes:
         target.import_pages(source)
         buffer = io.BytesIO()
         target.save(buffer, version=17)
+        return buffer.getvalue()
+    finally:
+        target.close()
+        source.close()
+
+
+def page_range(pdf: bytes, start: int, stop: int | None = None) -> bytes:
+    """The pages ``start`` to ``stop`` (0-based, ``stop`` excluded; None: to the end) of ``pdf`` as a
+    PDF of their own: what the referring office keeps of a fax (the plan's pages, not its cover sheet)."""
+    source = pdfium.PdfDocument(pdf)
+    target = pdfium.PdfDocument.new()
+    try:
+        indices = list(range(len(source)))[start:stop]
+        if not indices:
+            raise ValueError("no such pages")
+        target.import_pages(source, indices)
+        buffer = io.BytesIO()
+        target.save(buffer)
         return buffer.getvalue()
     finally:
         target.close()

@@ -10,7 +10,11 @@ acknowledged before it is stored.
 under the channel's :class:`hub.security.inbound.InboundPolicy`, with an AuditEvent whose agent is
 the channel, and marks the message translated. The same message received again (a resent webhook,
 an SMTP retry) lands on the same DocumentReference. What the document answers (a signed plan of
-care, a new referral) is worked out after the commit by the document intake.
+care, a new referral) is worked out after the commit by the document intake: :func:`accept_document`
+asks the unit of work for it (:func:`hub.unit_of_work.intake_after_commit`), which publishes the
+``hub.intake_document`` task once the channel's transaction has committed, and not at all when it
+rolls back (or when the savepoint the document was accepted in does). Should that task be lost,
+the document stays ``received`` and the intake sweep takes it a little later.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from hub.fhir.service import FhirService
 from hub.security.inbound import InboundPolicy
 from hub.store.models import Message
 from hub.sync.inbox import Inbox
+from hub.unit_of_work import intake_after_commit
 from mappings.documents import InboundDocument, inbound_document_reference
 from mappings.fhir import jsonio
 
@@ -38,4 +43,5 @@ def accept_document(fhir: FhirService, inbox: Inbox, message: Message, document:
     inbox.mark_translated(message, stored, resource_id=written.stored.id)
     policy.audit(fhir, interaction="create" if written.status == 201 else "update", outcome=0,
                  resource_type="DocumentReference", resource_id=written.stored.id, address=address)
+    intake_after_commit(inbox.session, inbox.tenant, written.stored.id)
     return stored

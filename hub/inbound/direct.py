@@ -14,7 +14,8 @@ config holds the clinic's Direct address, its certificate and key (to decrypt) a
    A message we refuse (not for us, unsigned, untrusted, expired, tampered) is kept ``rejected``
    with the refusal code and audited.
 3. Commit, THEN answer: ``250`` when stored, ``554 5.7.x`` for a refusal, ``451`` when the store
-   could not be written (the HISP sends again).
+   could not be written (the HISP sends again). After the commit, the unit of work publishes the
+   intake of each stored document (``hub.intake_document``): a signed plan completes its certification.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.direct import DirectConfig, message, smime, xdm
+from hub.broker import Enqueuer
 from hub.documents.inbound import InboundDocument, accept_document
 from hub.errors import HubError, describe
 from hub.fhir.service import FhirService
@@ -47,7 +49,7 @@ from hub.store.models import Message
 from hub.sync import events as ev
 from hub.sync.config import SyncConfig
 from hub.sync.inbox import Inbox
-from hub.unit_of_work import unit_of_work
+from hub.unit_of_work import savepoint, unit_of_work
 
 __all__ = ["CHANNEL", "DirectIdentity", "DirectListener", "load_identity", "receive_direct", "run_listener"]
 
@@ -98,13 +100,15 @@ def _documents(content: bytes) -> list[tuple[str, bytes, str]]:
 
 
 def receive_direct(settings: Settings, *, tenant: str, source: str, identity: DirectIdentity, wire: bytes,
-                   now: datetime | None = None, address: str | None = None) -> tuple[int, str]:
-    """(SMTP code, text) for one received message; the answer is given only after the commit."""
+                   now: datetime | None = None, address: str | None = None,
+                   enqueuer: Enqueuer | None = None) -> tuple[int, str]:
+    """(SMTP code, text) for one received message; the answer is given only after the commit.
+    ``enqueuer``: where the unit of work publishes the stored documents' intake (default: the broker's)."""
     headers, entity = message.split_headers(wire)
     message_id = str(headers.get("Message-ID") or "").strip() or f"<{hashlib.sha256(wire).hexdigest()}@unknown>"
     from_address = parseaddr(str(headers.get("From") or ""))[1]
     try:
-        with unit_of_work(settings) as session:
+        with unit_of_work(settings, enqueuer=enqueuer) as session:
             if repo.message_by_external_id(session, tenant=tenant, source=source, external_id=message_id):
                 return 250, "2.0.0 already received"
             inbox = Inbox(session, tenant=tenant, settings=settings)
@@ -141,7 +145,7 @@ def _store_documents(fhir: FhirService, inbox: Inbox, record: Message, content: 
                      address: str | None) -> tuple[int, str]:
     """Each document of a verified message through ``accept_document``; a content problem rolls
     the documents back, keeps the message ``rejected`` and refuses it (the HISP must not retry)."""
-    savepoint = inbox.session.begin_nested()
+    part = savepoint(inbox.session)  # its rollback also forgets the intake asked for its documents
     try:
         documents = _documents(content)
         if not documents:
@@ -152,9 +156,9 @@ def _store_documents(fhir: FhirService, inbox: Inbox, record: Message, content: 
                 external_id=message_id if len(documents) == 1 else f"{message_id}#{index}",
                 content=data, content_type=kind, sender=sender, recipient=recipient, title=title),
                 policy=policy, address=address)
-        savepoint.commit()
+        part.commit()
     except (HubError, xdm.XdmError, ValueError) as exc:
-        savepoint.rollback()
+        part.rollback()
         inbox.mark_rejected(record, describe(exc) if isinstance(exc, HubError) else str(exc))
         policy.audit(fhir, interaction="create", outcome=4, address=address,
                      description="Direct message content refused")
@@ -171,7 +175,8 @@ class _Handler:
         loop = asyncio.get_running_loop()
         code, text = await loop.run_in_executor(None, lambda: receive_direct(
             self.listener.settings, tenant=self.listener.tenant, source=self.listener.source,
-            identity=self.listener.identity, wire=bytes(envelope.content), address=peer))
+            identity=self.listener.identity, wire=bytes(envelope.content), address=peer,
+            enqueuer=self.listener.enqueuer))
         return f"{code} {text}"
 
 
@@ -179,8 +184,9 @@ class DirectListener:
     """The SMTP listener of one tenant's Direct connector (``with DirectListener(...) as listener``)."""
 
     def __init__(self, settings: Settings, *, tenant: str, source: str, identity: DirectIdentity,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, enqueuer: Enqueuer | None = None) -> None:
         self.settings = settings
+        self.enqueuer = enqueuer  # None: the Celery producer of the settings' broker
         self.tenant = tenant
         self.source = source
         self.identity = identity

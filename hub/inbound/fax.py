@@ -12,7 +12,8 @@ deduped by the vendor's event id: the same webhook twice is applied once and ans
 
 * a received fax becomes a DocumentReference tied to that message through the one entry for
   received documents, :func:`hub.documents.inbound.accept_document` (channel ``fax``, sender the
-  caller's fax number);
+  caller's fax number), whose intake (``hub.intake_document``) the unit of work publishes after
+  the commit: a signed certification page completes its Task;
 * a status report is applied to the delivery job whose accepted attempt the vendor knows by that
   fax id: ``delivered`` is recorded as the partner's acknowledgement; ``failed`` counts the attempt
   as failed after all, so the job retries per its connector's policy or is dead-lettered

@@ -7,11 +7,12 @@ import base64
 import io
 
 import pypdfium2 as pdfium
+import pytest
 from fastapi.testclient import TestClient
 from reportlab.pdfgen import canvas
 
 from mappings.documents.barcodes import read_pdf, return_codes
-from sandboxes.scans import rewrap_pdf, scanned_pdf
+from sandboxes.scans import page_range, rewrap_pdf, scanned_pdf
 from tests.documents.plans import certification_page
 
 
@@ -45,3 +46,22 @@ def test_a_page_that_claims_to_be_huge_is_rendered_small() -> None:
     reading = read_pdf(buffer.getvalue())
     assert reading.pages == 1 and reading.content_hash and return_codes(reading) == ([], ["POC-0123456789"])
     assert read_pdf(b"%PDF-1.4 not really").pages == 0
+
+
+def test_the_pages_after_a_fax_cover_sheet_scan_like_the_plan_itself(client: TestClient) -> None:
+    plan, _ = certification_page(client)
+    page = base64.b64decode(client.get(f"/fhir/{plan['document']}").json()["content"][0]["attachment"]["data"])
+    cover = io.BytesIO()
+    sheet = canvas.Canvas(cover)
+    sheet.drawString(72, 700, "Fax cover sheet")
+    sheet.save()
+    faxed, plan_pages = pdfium.PdfDocument(cover.getvalue()), pdfium.PdfDocument(page)
+    faxed.import_pages(plan_pages)
+    buffer = io.BytesIO()
+    faxed.save(buffer)
+    faxed.close()
+    plan_pages.close()
+    kept = page_range(buffer.getvalue(), 1)  # what the referring office signs: not the cover sheet
+    assert read_pdf(scanned_pdf(kept)).content_hash == read_pdf(scanned_pdf(page)).content_hash
+    with pytest.raises(ValueError):
+        page_range(page, 5)

@@ -10,7 +10,7 @@ import re
 import smtplib
 import subprocess
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -35,14 +35,35 @@ def hisp() -> Iterator[SandboxHisp]:
         yield server
 
 
+class RecordingEnqueuer:
+    """Records what the listener's units of work publish after their commit."""
+
+    def __init__(self) -> None:
+        self.taken_in: list[tuple[str, str]] = []
+
+    def deliver(self, job_ids: Iterable[int], *, countdown: float | None = None) -> int:
+        return 0
+
+    def intake(self, documents: Iterable[tuple[str, str]]) -> int:
+        asked = list(documents)
+        self.taken_in.extend(asked)
+        return len(asked)
+
+
 @pytest.fixture
-def listener(settings: Settings, hisp: SandboxHisp) -> Iterator[DirectListener]:
+def recorder() -> RecordingEnqueuer:
+    return RecordingEnqueuer()
+
+
+@pytest.fixture
+def listener(settings: Settings, hisp: SandboxHisp, recorder: RecordingEnqueuer) -> Iterator[DirectListener]:
     tenant = settings.default_tenant
     with unit_of_work(settings) as session:
         SyncConfig(session, tenant=tenant, settings=settings).add_connector(
             name="clinic-direct", kind="direct", config=hisp.connector_config())
     identity = load_identity(settings, tenant=tenant, connector="clinic-direct")
-    with DirectListener(settings, tenant=tenant, source="clinic-direct", identity=identity) as running:
+    with DirectListener(settings, tenant=tenant, source="clinic-direct", identity=identity,
+                        enqueuer=recorder) as running:
         yield running
 
 
@@ -55,7 +76,8 @@ def _sent(hisp: SandboxHisp) -> object:
 
 
 def test_signed_plan_reply_is_stored_as_a_document_reference(
-        client: TestClient, hisp: SandboxHisp, listener: DirectListener) -> None:
+        client: TestClient, settings: Settings, hisp: SandboxHisp, listener: DirectListener,
+        recorder: RecordingEnqueuer) -> None:
     received = _sent(hisp)
     hisp.send_signed_plan(received, SIGNED, host="127.0.0.1", port=listener.port)  # 250 after commit
     hisp.send_signed_plan(received, SIGNED, host="127.0.0.1", port=listener.port)  # the same Message-ID
@@ -65,6 +87,8 @@ def test_signed_plan_reply_is_stored_as_a_document_reference(
     assert base64.b64decode(attachment["data"]) == SIGNED and attachment["contentType"] == "application/pdf"
     messages = client.get("/admin/api/messages", params={"source": "clinic-direct"}).json()["items"]
     assert len(messages) == 1 and messages[0]["status"] != "rejected"
+    # handed to the intake once, after the commit (the repeat stored nothing, published nothing)
+    assert recorder.taken_in == [(settings.default_tenant, bundle_["entry"][0]["resource"]["id"])]
 
 
 def test_mdn_is_recorded_and_no_document_made(client: TestClient, hisp: SandboxHisp,
@@ -75,7 +99,8 @@ def test_mdn_is_recorded_and_no_document_made(client: TestClient, hisp: SandboxH
     assert stored["status"] != "rejected"
 
 
-def test_unencrypted_message_is_refused_after_being_kept(client: TestClient, listener: DirectListener) -> None:
+def test_unencrypted_message_is_refused_after_being_kept(client: TestClient, listener: DirectListener,
+                                                          recorder: RecordingEnqueuer) -> None:
     wire = (f"From: someone@direct.else.test\r\nTo: {CLINIC_ADDRESS}\r\nMessage-ID: <plain-1@else.test>\r\n"
             "Subject: hello\r\n\r\nplain text\r\n").encode()
     with smtplib.SMTP("127.0.0.1", listener.port, timeout=10) as client_smtp, \
@@ -85,6 +110,7 @@ def test_unencrypted_message_is_refused_after_being_kept(client: TestClient, lis
     [stored] = client.get("/admin/api/messages", params={"source": "clinic-direct"}).json()["items"]
     assert stored["status"] == "rejected"
     assert client.get("/fhir/DocumentReference").json()["total"] == 0
+    assert recorder.taken_in == []
 
 
 def test_hub_direct_command_receives_until_terminated(client: TestClient, settings: Settings,
@@ -108,7 +134,7 @@ def test_hub_direct_command_receives_until_terminated(client: TestClient, settin
 
 
 def test_broken_package_from_a_trusted_sender_is_refused_not_retried(
-        client: TestClient, hisp: SandboxHisp, listener: DirectListener) -> None:
+        client: TestClient, hisp: SandboxHisp, listener: DirectListener, recorder: RecordingEnqueuer) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:  # METADATA names a document the package lacks
         archive.writestr("IHE_XDM/SUBSET01/METADATA.XML", (
@@ -124,3 +150,4 @@ def test_broken_package_from_a_trusted_sender_is_refused_not_retried(
     [stored] = client.get("/admin/api/messages", params={"source": "clinic-direct"}).json()["items"]
     assert stored["status"] == "rejected"
     assert client.get("/fhir/DocumentReference").json()["total"] == 0
+    assert recorder.taken_in == []
