@@ -72,7 +72,9 @@ def load_identity(settings: Settings, *, tenant: str, connector: str) -> DirectI
         if instance is None or instance.kind != "direct" or not instance.enabled:
             raise LookupError("no enabled direct connector of that name")
         raw = SyncConfig(session, tenant=tenant, settings=settings).connector_config(instance)
-    config = DirectConfig.model_validate(raw)
+    config = DirectConfig.model_validate(raw)  # with the stored certificates where the config has none
+    if not config.sender_cert_pem or not config.sender_key_pem.get_secret_value():
+        raise ValueError("the Direct connector has no certificate and key for its address")
     key = serialization.load_pem_private_key(config.sender_key_pem.get_secret_value().encode(), password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError("the Direct connector's key must be an RSA key to decrypt")
