@@ -123,7 +123,7 @@ def receive_direct(settings: Settings, *, tenant: str, source: str, identity: Di
                              description=f"Direct message refused: {exc.code}")
                 answer = (554, f"5.7.5 message refused: {exc.code}")
             else:
-                mdn = message.parse_mdn(verified.content)
+                mdn = message.parse_mdn(verified.content) or message.parse_dsn(verified.content)
                 if mdn is not None:
                     apply_mdn(session, settings, inbox, record, mdn, tenant=tenant, source=source)
                     answer = (250, "2.0.0 MDN received")

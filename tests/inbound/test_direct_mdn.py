@@ -99,6 +99,16 @@ def test_failed_mdn_sends_the_job_back_to_retry_then_the_timeout_to_dead_letter(
     assert client.get(f"/admin/api/messages/{message_id}").json()["status"] == "dead"
 
 
+def test_failure_dsn_sends_the_job_back_to_retry(
+        client: TestClient, settings: Settings, hisp: SandboxHisp, listener: DirectListener) -> None:
+    message_id, _ = _delivered(settings)
+    [received] = hisp.wait_for(1)
+    hisp.send_dsn(received, host="127.0.0.1", port=listener.port)
+    job, events = _job(client, message_id)
+    assert job["status"] == "retrying"
+    assert any(e["event"] == "failed" and "Direct MDN failed/dsn" in (e["detail"] or "") for e in events)
+
+
 def test_no_processed_mdn_within_the_timeout_fails_the_job(
         client: TestClient, settings: Settings, hisp: SandboxHisp, listener: DirectListener) -> None:
     message_id, job_id = _delivered(settings)
