@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from hub.admin.schemas import (
     BulkReplayOut,
     ConnectorOut,
+    DirectCertOut,
     HealthCheckOut,
     ImportOut,
     JobOut,
@@ -338,17 +339,6 @@ class DirectCertIn(BaseModel):
     cert: str = Field(min_length=1, max_length=100_000, description="PEM, or base64 of DER")
     key: SecretStr | None = Field(default=None, description="PEM, or base64 of DER; never returned")
     trust_anchor: bool = False
-
-
-class DirectCertOut(BaseModel):
-    id: int
-    address: str
-    trust_anchor: bool
-    has_key: bool
-    fingerprint: str
-    subject: str
-    not_after: str
-    created_at: str
 
 
 def _file_bytes(text: str) -> bytes:
