@@ -5,6 +5,7 @@ it the same way (the beat sweep)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -88,6 +89,7 @@ def test_failed_mdn_sends_the_job_back_to_retry_then_the_timeout_to_dead_letter(
     job, events = _job(client, message_id)
     assert job["status"] == "retrying"
     assert any(e["event"] == "failed" and "Direct MDN failed" in (e["detail"] or "") for e in events)
+    time.sleep(0.2)  # past the backoff (at most 0.1 s): the retry is due
     assert deliver(settings, job_id) is None  # the retry is sent again, with the same Message-ID
     second = hisp.wait_for(2)[1]
     assert second.message_id == first.message_id
