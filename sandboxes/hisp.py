@@ -211,6 +211,15 @@ class SandboxHisp(Sandbox[HispControls]):
         return self._answer(inner, subject=f"Processed: {received.message_id}", message_id=message_id,
                             host=host, port=port, request_mdn=False)
 
+    def send_dsn(self, received: Received, *, host: str, port: int) -> str:
+        """Answer ``received`` with a signed, encrypted failure DSN (it could not be delivered)."""
+        message_id = message.message_id_for(f"dsn|{received.message_id}", "direct.physician.test")
+        inner = message.dsn_content(original_message_id=received.message_id, final_recipient=PHYSICIAN_ADDRESS,
+                                    reporting_mta="hisp.physician.test",
+                                    boundary=message.boundary_for(message_id, "report"))
+        return self._answer(inner, subject=f"Undeliverable: {received.message_id}", message_id=message_id,
+                            host=host, port=port, request_mdn=False)
+
     def send_signed_plan(self, received: Received, pdf: bytes, *, host: str, port: int) -> str:
         """Reply to ``received`` with a signed plan (``pdf``) as a plain attachment; returns its Message-ID."""
         return self.send_reply(received, [message.Attachment("signed-plan.pdf", "application/pdf", pdf)],

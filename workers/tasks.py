@@ -10,6 +10,7 @@ from celery import shared_task
 
 from connectors.base import ConnectorError
 from hub.documents.intake import run_intake, sweep_received
+from hub.inbound.direct_mdn import sweep_mdn_timeouts
 from hub.referrals.jobs import refresh_all_tenants
 from hub.settings import get_settings
 from hub.sync.delivery import deliver as deliver_job
@@ -96,3 +97,10 @@ def document_intake() -> int:
     if done:
         log.info("hub.document_intake.swept", extra={"documents": done})
     return done
+
+
+@shared_task(name="hub.direct_mdn_timeouts", ignore_result=True)
+def direct_mdn_timeouts() -> int:
+    """Every delivered Direct message without a processed MDN within its connector's
+    ``mdn_timeout_minutes`` goes back to retry, then dead letter (every minute)."""
+    return sweep_mdn_timeouts(get_settings())

@@ -85,8 +85,9 @@ class DirectConfig(ConnectorConfig):
     #: PEM of the CA that signed the HISP's TLS certificate; None: the system trust store
     tls_ca_pem: str | None = None
     sender_address: Annotated[str, Field(description="the clinic's Direct address")]
-    sender_cert_pem: str
-    sender_key_pem: SecretStr
+    #: PEM certificate and key of the sender address; empty: the hub's stored ones (hub direct certs)
+    sender_cert_pem: str = ""
+    sender_key_pem: SecretStr = SecretStr("")
     #: Direct address -> PEM certificate of the recipient (until certificate discovery by DNS/LDAP)
     recipient_certs: dict[str, str] = Field(default_factory=dict)
     #: trust anchors for the MDNs and replies we receive (PEM each)
@@ -124,6 +125,10 @@ class DirectConnector:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.config = validate_config(DirectConfig, config, connector=self.slug)
         self._clock = clock
+        if not self.config.sender_cert_pem or not self.config.sender_key_pem.get_secret_value():
+            raise ConfigError("invalid direct config: no certificate and key for the sender address "
+                              "(sender_cert_pem/sender_key_pem, or stored with hub direct certs add)",
+                              fields=["sender_cert_pem", "sender_key_pem"])
         self._certificate = _load_cert(self.config.sender_cert_pem, "sender_cert_pem")
         try:
             key = serialization.load_pem_private_key(self.config.sender_key_pem.get_secret_value().encode(),

@@ -30,9 +30,11 @@ __all__ = [
     "Mdn",
     "boundary_for",
     "content",
+    "dsn_content",
     "headers",
     "mdn_content",
     "message_id_for",
+    "parse_dsn",
     "parse_mdn",
     "split_headers",
 ]
@@ -193,6 +195,58 @@ def parse_mdn(entity: bytes) -> Mdn | None:
             final_destination_delivery="x-direct-final-destination-delivery" in fields,
         )
     return None
+
+
+def parse_dsn(entity: bytes) -> Mdn | None:
+    """A failure DSN (RFC 3464, ``multipart/report; report-type=delivery-status`` with a recipient
+    ``Action: failed``) as a ``failed`` :class:`Mdn` (modifier ``dsn``) of the message its returned
+    headers name; None for any other entity, or a DSN that reports no failure."""
+    report = message_from_bytes(entity)
+    if report.get_content_type() != "multipart/report" or \
+            str(report.get_param("report-type") or "").lower() != "delivery-status":
+        return None
+    failed = False
+    recipient: str | None = None
+    original = ""
+    for part in report.walk():
+        kind = part.get_content_type()
+        if kind == "message/delivery-status":
+            payload = part.get_payload()
+            blocks = payload if isinstance(payload, list) else [message_from_bytes(str(payload).encode())]
+            for block in blocks:
+                if isinstance(block, Message) and str(block.get("Action") or "").strip().lower() == "failed":
+                    failed = True
+                    final = str(block.get("Final-Recipient") or "")
+                    recipient = final.partition(";")[2].strip() or recipient
+        elif kind in ("text/rfc822-headers", "message/rfc822") and not original:
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                original = str(payload[0].get("Message-ID") or "").strip()
+            else:
+                raw = part.get_payload(decode=True)
+                headers_ = message_from_bytes(raw if isinstance(raw, bytes) else str(payload).encode())
+                original = str(headers_.get("Message-ID") or "").strip()
+    if not failed or not original:
+        return None
+    return Mdn(original_message_id=original, disposition="failed", modifiers=("dsn",),
+               final_recipient=recipient, final_destination_delivery=False)
+
+
+def dsn_content(*, original_message_id: str, final_recipient: str, reporting_mta: str, boundary: str,
+                status: str = "5.1.1") -> bytes:
+    """A ``multipart/report`` failure DSN entity for ``original_message_id`` (what a HISP sends when
+    it could not deliver)."""
+    return (
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n\r\n'
+        f"--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+        f"Your message could not be delivered to {_header_value(final_recipient)}.\r\n"
+        f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
+        f"Reporting-MTA: dns;{_header_value(reporting_mta)}\r\n\r\n"
+        f"Final-Recipient: rfc822;{final_recipient}\r\nAction: failed\r\nStatus: {_header_value(status)}\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {_header_value(original_message_id)}\r\n\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
 
 
 def mdn_content(*, original_message_id: str, final_recipient: str, reporting_ua: str, disposition: str,

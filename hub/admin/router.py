@@ -3,19 +3,21 @@ with health, routes. Thin: each endpoint calls one service in one transaction.""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from fastapi import APIRouter, Body, Depends, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from hub.admin.schemas import (
     BulkReplayOut,
     ConnectorOut,
+    DirectCertOut,
     HealthCheckOut,
     ImportOut,
     JobOut,
@@ -33,6 +35,7 @@ from hub.sync.actions import SyncActions
 from hub.sync.admin import AdminViews, route_view
 from hub.sync.config import SyncConfig
 from hub.sync.connectors import check_health
+from hub.sync.direct_certs import DirectCerts, certificate_view
 from hub.sync.polling import poll_named
 from hub.unit_of_work import unit_of_work
 
@@ -329,3 +332,35 @@ def _save_route(session: Session, settings: Settings, tenant: str, body: RouteIn
         interactions=",".join(body.interactions), filter=body.filter, enabled=body.enabled, replace=replace,
     )
     return route_view(route, AdminViews(session, tenant=tenant).connector_names())
+
+
+class DirectCertIn(BaseModel):
+    address: str = Field(min_length=3, max_length=254, description="Direct address")
+    cert: str = Field(min_length=1, max_length=100_000, description="PEM, or base64 of DER")
+    key: SecretStr | None = Field(default=None, description="PEM, or base64 of DER; never returned")
+    trust_anchor: bool = False
+
+
+def _file_bytes(text: str) -> bytes:
+    if "-----BEGIN" in text:
+        return text.encode()
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise BadRequest("cert and key must be PEM or base64 of DER") from None
+
+
+@router.get("/direct/certs", response_model=list[DirectCertOut], summary="Direct certificates and trust anchors")
+async def list_direct_certs(settings: SettingsDep, tenant: TenantDep,
+                            address: str | None = Query(default=None, max_length=254)) -> list[dict[str, Any]]:
+    return await run(settings, lambda s: [certificate_view(r) for r in DirectCerts(
+        s, tenant=tenant, settings=settings).list(address=address)])
+
+
+@router.post("/direct/certs", response_model=DirectCertOut, status_code=201,
+             summary="Add a Direct certificate (with its key, stored encrypted) or a trust anchor")
+async def add_direct_cert(body: DirectCertIn, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    cert = _file_bytes(body.cert)
+    key = _file_bytes(body.key.get_secret_value()) if body.key is not None else None
+    return await run(settings, lambda s: certificate_view(DirectCerts(s, tenant=tenant, settings=settings).add(
+        address=body.address, cert=cert, key=key, trust_anchor=body.trust_anchor)))

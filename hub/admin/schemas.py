@@ -143,3 +143,16 @@ class RouteOut(BaseModel):
 class ImportOut(BaseModel):
     connectors: int
     routes: int
+
+
+class DirectCertOut(BaseModel):
+    """A Direct certificate or trust anchor of the store: never its key, only whether it has one."""
+
+    id: int
+    address: str
+    trust_anchor: bool
+    has_key: bool
+    fingerprint: str
+    subject: str
+    not_after: str
+    created_at: str

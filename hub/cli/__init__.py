@@ -1,7 +1,7 @@
 """The ``hub`` command line: ``app``, with the commands of the modules beside this one, and ``main``.
 
 The commands are added here, in the order ``hub --help`` lists them: ``serve``, the commands of other
-packages (``worker``, ``beat``), the admin commands, ``demo``, ``mllp`` and ``direct``, ``token`` and ``version``;
+packages (``worker``, ``beat``), the admin commands, ``demo``, ``mllp``, ``direct``, ``token``, ``version``;
 then the groups ``db``, ``connectors``, ``routes``, ``clients`` and ``secrets``. Each command imports
 what it needs when it runs (the modules beside this one import inside their functions), so that
 ``hub --help`` and every command start fast."""
@@ -29,14 +29,15 @@ from hub.cli.admin import (
     routes_load,
 )
 from hub.cli.common import TenantOpt
+from hub.cli.direct import direct_app
 from hub.cli.ops import db_app, db_current, db_reindex, db_upgrade, secrets_app, secrets_rotate, token, version
 from hub.cli.serve import demo, direct, mllp, serve
 
 __all__ = [
     "COMMANDS_GROUP", "TenantOpt", "app", "clients_add", "clients_app", "clients_list", "clients_revoke",
     "connectors_app", "connectors_kinds", "connectors_list", "connectors_test", "db_app", "db_current",
-    "db_reindex", "db_upgrade", "demo", "direct", "discard", "jobs", "main", "mllp", "replay", "routes_app",
-    "routes_list", "routes_load", "secrets_app", "secrets_rotate", "serve", "token", "version",
+    "db_reindex", "db_upgrade", "demo", "direct", "direct_app", "discard", "jobs", "main", "mllp", "replay",
+    "routes_app", "routes_list", "routes_load", "secrets_app", "secrets_rotate", "serve", "token", "version",
 ]
 
 app = typer.Typer(
@@ -60,7 +61,10 @@ def _add_commands(target: typer.Typer) -> None:
 
 app.command()(serve)
 _add_commands(app)
-for _command in (jobs, replay, discard, demo, mllp, direct, token, version):
+for _command in (jobs, replay, discard, demo, mllp):
+    app.command()(_command)
+app.add_typer(direct_app, name="direct")
+for _command in (token, version):
     app.command()(_command)
 app.add_typer(db_app, name="db")
 app.add_typer(connectors_app, name="connectors")

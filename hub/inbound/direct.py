@@ -9,8 +9,8 @@ config holds the clinic's Direct address, its certificate and key (to decrypt) a
 2. In ONE unit of work: the raw message is stored (``record_inbound``, encrypted), decrypted and
    verified (:mod:`connectors.direct.smime`; the signer bound to the From address); each document
    (the XDM package's, else each plain attachment) becomes a DocumentReference through
-   ``accept_document``; an MDN (``multipart/report``) is recorded as an ``acknowledged`` event of its own message
-   (matching it to the message it answers is not done yet).
+   ``accept_document``; an MDN (``multipart/report``) is applied to the delivery job whose Message-ID
+   it names (:func:`hub.inbound.direct_mdn.apply_mdn`: an event, or back to retry when it failed).
    A message we refuse (not for us, unsigned, untrusted, expired, tampered) is kept ``rejected``
    with the refusal code and audited.
 3. Commit, THEN answer: ``250`` when stored, ``554 5.7.x`` for a refusal, ``451`` when the store
@@ -40,13 +40,13 @@ from hub.broker import Enqueuer
 from hub.documents.inbound import InboundDocument, accept_document
 from hub.errors import HubError, describe
 from hub.fhir.service import FhirService
+from hub.inbound.direct_mdn import apply_mdn
 from hub.kit import utcnow
 from hub.security.inbound import InboundPolicy
 from hub.services import fhir_service
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.store.models import Message
-from hub.sync import events as ev
 from hub.sync.config import SyncConfig
 from hub.sync.inbox import Inbox
 from hub.unit_of_work import savepoint, unit_of_work
@@ -74,7 +74,9 @@ def load_identity(settings: Settings, *, tenant: str, connector: str) -> DirectI
         if instance is None or instance.kind != "direct" or not instance.enabled:
             raise LookupError("no enabled direct connector of that name")
         raw = SyncConfig(session, tenant=tenant, settings=settings).connector_config(instance)
-    config = DirectConfig.model_validate(raw)
+    config = DirectConfig.model_validate(raw)  # with the stored certificates where the config has none
+    if not config.sender_cert_pem or not config.sender_key_pem.get_secret_value():
+        raise ValueError("the Direct connector has no certificate and key for its address")
     key = serialization.load_pem_private_key(config.sender_key_pem.get_secret_value().encode(), password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError("the Direct connector's key must be an RSA key to decrypt")
@@ -125,10 +127,9 @@ def receive_direct(settings: Settings, *, tenant: str, source: str, identity: Di
                              description=f"Direct message refused: {exc.code}")
                 answer = (554, f"5.7.5 message refused: {exc.code}")
             else:
-                mdn = message.parse_mdn(verified.content)
+                mdn = message.parse_mdn(verified.content) or message.parse_dsn(verified.content)
                 if mdn is not None:
-                    inbox.event(record, ev.ACKNOWLEDGED,
-                                detail=f"MDN {mdn.disposition} for {mdn.original_message_id}"[:200])
+                    apply_mdn(session, settings, inbox, record, mdn, tenant=tenant, source=source)
                     answer = (250, "2.0.0 MDN received")
                 else:
                     answer = _store_documents(fhir, inbox, record, verified.content, policy=policy,

@@ -370,3 +370,23 @@ class SignInFailure(Base):
 
     __table_args__ = (Index("ix_signin_failures_key_hash_failed_at", "key_hash", "failed_at"),
                       Index("ix_signin_failures_failed_at", "failed_at"))
+
+
+class DirectCertificate(Base):
+    """A Direct address's certificate (with its private key, encrypted, when it is one of ours) or a
+    trust anchor for that address, managed outside the connector config (``hub direct certs``)."""
+
+    __tablename__ = "direct_certificates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    address: Mapped[str] = mapped_column(String(254))  # lower case
+    trust_anchor: Mapped[bool] = mapped_column(Boolean, default=False)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the DER certificate
+    subject: Mapped[str] = mapped_column(String(500))
+    not_after: Mapped[datetime] = mapped_column(DateTime)
+    cert_pem: Mapped[str] = mapped_column(Text)
+    key_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)  # the hub's payload cipher
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_direct_certificates_address", "tenant_id", "address", "fingerprint", unique=True),)

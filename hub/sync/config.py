@@ -21,6 +21,7 @@ from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.store.models import ConnectorInstance, Route
+from hub.sync.direct_certs import DirectCerts
 
 
 class _RaiseOnSyntaxError:
@@ -74,6 +75,7 @@ class SyncConfig:
         self.session = session
         self.tenant = tenant
         self.clock = clock
+        self.settings = settings
         self.box = cipher_for(settings)
 
     def add_connector(
@@ -112,7 +114,13 @@ class SyncConfig:
         return instance
 
     def connector_config(self, instance: ConnectorInstance) -> dict[str, Any]:
-        return json.loads(decrypt(self.box, instance.config) or b"{}")
+        """The instance's config, decrypted; a ``direct`` one completed with the tenant's stored Direct
+        certificates where it has none (:mod:`hub.sync.direct_certs`)."""
+        config: dict[str, Any] = json.loads(decrypt(self.box, instance.config) or b"{}")
+        if instance.kind == "direct":
+            config = DirectCerts(self.session, tenant=instance.tenant_id, settings=self.settings,
+                                 clock=self.clock).fill_direct_config(config)
+        return config
 
     def get_connector(self, name: str) -> ConnectorInstance:
         instance = repo.connector_by_name(self.session, tenant=self.tenant, name=name)

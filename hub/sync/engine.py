@@ -33,6 +33,7 @@ from hub.sync.context import (
     with_documents,
     with_references,
 )
+from hub.sync.direct_certs import DirectCerts
 from hub.sync.inbox import Inbox, short_error
 from hub.unit_of_work import enqueue_after_commit
 
@@ -177,7 +178,7 @@ class DeliveryEngine:
             connector_id=instance.id,
             connector_kind=instance.kind,
             connector_config={**config.connector_config(instance), "_timeout_seconds": instance.timeout_seconds},
-            connector_version=instance.updated_at.isoformat(),
+            connector_version=self._version(instance),
             attempt=job.attempts,
             max_attempts=job.max_attempts,
             idempotency_key=job.idempotency_key,
@@ -188,6 +189,15 @@ class DeliveryEngine:
             payload=payload,
             previous=previous,
         )
+
+    def _version(self, instance: ConnectorInstance) -> str:
+        """The config version a built connector object is kept for: a Direct one also changes with the
+        tenant's stored certificates."""
+        version = instance.updated_at.isoformat()
+        if instance.kind == "direct":
+            changed = DirectCerts(self.session, tenant=instance.tenant_id, settings=self.settings).changed_at()
+            version += f"|{changed.isoformat()}" if changed else ""
+        return version
 
     def finish(self, claimed: ClaimedJob, outcome: Outcome) -> float | None:
         """Record the outcome of an attempt; returns the retry delay in seconds, or None."""

@@ -114,3 +114,16 @@ def test_sandbox_answers_with_processed_mdn_and_signed_plan(sink: tuple[_Sink, i
         assert attachment.data == PDF + b"% signed\n" and xdm.unpack(attachment.data) is None
         assert message.split_headers(plan_wire)[0]["In-Reply-To"] == sent.remote_id
         assert CLINIC_ADDRESS in str(message.split_headers(plan_wire)[0]["To"])
+
+
+def test_failure_dsn_reads_as_a_failed_mdn_of_the_returned_message_id() -> None:
+    dsn = message.dsn_content(original_message_id="<abc@direct.clinic.test>", final_recipient=PHYSICIAN_ADDRESS,
+                              reporting_mta="hisp.test", boundary="B1")
+    parsed = message.parse_dsn(dsn)
+    assert parsed is not None and parsed.failed
+    assert (parsed.original_message_id, parsed.modifiers, parsed.final_recipient) == (
+        "<abc@direct.clinic.test>", ("dsn",), PHYSICIAN_ADDRESS)
+    assert message.parse_mdn(dsn) is None
+    assert message.parse_dsn(dsn.replace(b"Action: failed", b"Action: delivered")) is None
+    assert message.parse_dsn(message.mdn_content(original_message_id="<x@y>", final_recipient="a@b.test",
+                                                 reporting_ua="ua", disposition="processed", boundary="B2")) is None
