@@ -87,6 +87,19 @@ class ReferralService:
             if not any(link.get("relation") == "next" for link in bundle.get("link", [])) or not matches:
                 return found
 
+    def _may_search(self, *resource_types: str) -> bool:
+        """Whether the caller's policy lets it search and read these types (the hub itself always may)."""
+        policy = self.fhir.policy
+        if policy is None:
+            return True
+        try:
+            for resource_type in resource_types:
+                policy.check(resource_type, "s")
+                policy.check(resource_type, "r")
+        except Forbidden:
+            return False
+        return True
+
     def ensure_clinic(self) -> str:
         """The tenant's own Organization (the clinic that owns incoming referrals; the hub writes it)."""
         org_id = clinic_id(self.fhir.tenant)
@@ -328,6 +341,8 @@ class ReferralService:
     def documents_of(self, referrals: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         """Referral Task reference -> the documents sent about it (plans of care, progress reports:
         the obligation Tasks of its CarePlans), each with the channels and statuses of its deliveries."""
+        if not self._may_search("CarePlan", "Task"):
+            return {}  # the caller's scopes do not reach the plans: the referrals are shown without them
         plan_of: dict[str, str] = {}  # CarePlan/id -> Task/id of the referral
         for view in referrals:
             task_id = view["task"].split("/", 1)[1]
