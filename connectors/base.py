@@ -11,8 +11,10 @@ A connector is a class with
 * ``Config: ClassVar[type[pydantic.BaseModel]]`` - its typed configuration (``SecretStr`` for every
   secret; :class:`ConnectorConfig` is a convenient base that forbids unknown fields);
 * ``__init__(self, config)`` taking an instance of ``Config``;
-* :class:`Sender` and :class:`HealthChecker` (required), :class:`Poller` (optional), and ``close()``
-  which releases sockets and pools. One instance may be reused for many deliveries;
+* :class:`Sender` and :class:`HealthChecker` (required), :class:`Poller` and :class:`Addresser`
+  (optional), and ``close()`` which releases sockets and pools. One instance may be reused for many
+  deliveries. An :class:`Addresser` says whether it can address a delivery at all (a fax connector:
+  the recipient has a fax number); only such connectors can stand in a route's fallback chain;
 * optionally ``context: ClassVar[frozenset[str]]`` - what a delivery must carry besides the changed
   resource: ``"references"`` (the payload is then a ``collection`` Bundle, the changed resource
   first, followed by the resources it references, two levels deep) and ``"previous"``
@@ -51,6 +53,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
 __all__ = [
+    "Addresser",
     "AuthError",
     "ConfigError",
     "Connector",
@@ -68,6 +71,7 @@ __all__ = [
     "SendResult",
     "Sender",
     "TransientError",
+    "can_address",
     "supports_polling",
     "validate_config",
 ]
@@ -242,8 +246,23 @@ class Connector(Sender, HealthChecker, Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class Addresser(Protocol):
+    def can_address(self, delivery: Delivery) -> bool:
+        """Whether this connector has an address for ``delivery`` (its payload with the context the
+        connector asks for, as far as it is known): pure, no I/O, never raises for a bad payload."""
+        ...
+
+
 def supports_polling(connector: object) -> bool:
     return isinstance(connector, Poller)
+
+
+def can_address(connector: object, delivery: Delivery) -> bool | None:
+    """The connector's answer, or None when it is no :class:`Addresser` (it cannot tell)."""
+    if not isinstance(connector, Addresser):
+        return None
+    return bool(connector.can_address(delivery))
 
 
 #: resource types that only the hub itself writes (its audit trail): no connector may send them in

@@ -49,7 +49,7 @@ from connectors.base import (
     validate_config,
 )
 from connectors.direct import message, smime, xdm
-from connectors.direct.plan import PlanParts, PlanProblem, plan_parts
+from connectors.direct.plan import PlanParts, PlanProblem, plan_parts, recipient_of
 from connectors.httputil import ms_since, shared_ssl_context
 
 __all__ = ["DirectConfig", "DirectConnector"]
@@ -151,6 +151,11 @@ class DirectConnector:
         return f"DirectConnector(hisp={self.config.smtp_host!r}:{self.config.smtp_port})"
 
     # ---------------------------------------------------------------------------- building
+
+    def can_address(self, delivery: Delivery) -> bool:
+        """The Task's owner PractitionerRole has a Direct address with a certificate configured for it."""
+        recipient = recipient_of(delivery.payload)
+        return recipient is not None and recipient.lower() in self._recipients
 
     def build(self, delivery: Delivery) -> tuple[str, str, bytes]:
         """(recipient, Message-ID, the message bytes) of ``delivery``; raises ConnectorError."""

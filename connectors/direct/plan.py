@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PlanParts", "PlanProblem", "plan_parts"]
+__all__ = ["PlanParts", "PlanProblem", "direct_address", "plan_parts", "recipient_of"]
 
 CDA_TYPES = ("application/hl7-cda+xml", "text/xml", "application/xml")
 
@@ -74,6 +74,28 @@ def _attachment_data(attachment: dict[str, Any]) -> bytes | None:
         raise PlanProblem("a DocumentReference attachment is not valid base64") from None
 
 
+def _owner(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    task = next((r for r in resources if r.get("resourceType") == "Task"), None)
+    if task is None:
+        raise PlanProblem("the Bundle holds no Task")
+    owner = task.get("owner")
+    role = _find(resources, owner.get("reference") if isinstance(owner, dict) else None)
+    if role is None or role.get("resourceType") != "PractitionerRole":
+        raise PlanProblem("the Task's owner PractitionerRole is not in the Bundle")
+    return role
+
+
+def recipient_of(payload: bytes) -> str | None:
+    """The Direct address of the Task's owner PractitionerRole in the Bundle ``payload``, or None."""
+    try:
+        bundle = json.loads(payload)
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            return None
+        return direct_address(_owner(_resources(bundle)))
+    except (ValueError, AttributeError):  # PlanProblem is a ValueError
+        return None
+
+
 def plan_parts(payload: bytes) -> PlanParts:
     try:
         bundle = json.loads(payload)
@@ -82,12 +104,8 @@ def plan_parts(payload: bytes) -> PlanParts:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise PlanProblem("the payload is not a Bundle (the connector needs context references, documents)")
     resources = _resources(bundle)
-    task = next((r for r in resources if r.get("resourceType") == "Task"), None)
-    if task is None:
-        raise PlanProblem("the Bundle holds no Task")
-    role = _find(resources, (task.get("owner") or {}).get("reference"))
-    if role is None or role.get("resourceType") != "PractitionerRole":
-        raise PlanProblem("the Task's owner PractitionerRole is not in the Bundle")
+    role = _owner(resources)
+    task = next(r for r in resources if r.get("resourceType") == "Task")
     recipient = direct_address(role)
     if recipient is None:
         raise PlanProblem("the Task's owner PractitionerRole has no email telecom (Direct address)")

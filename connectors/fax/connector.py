@@ -31,7 +31,7 @@ from connectors.base import (
     SendResult,
     validate_config,
 )
-from connectors.fax.document import certification_fax, fax_pdf
+from connectors.fax.document import certification_fax, fax_number_of, fax_pdf
 from connectors.fax.model import FaxFile, OutboundFax, valid_fax_number
 from connectors.fax.profiles import profile
 from connectors.fax.profiles.base import Credentials
@@ -92,6 +92,10 @@ class FaxConnector:
     def _credentials(self) -> Credentials:
         secret = self.config.api_secret.get_secret_value() if self.config.api_secret else None
         return Credentials(self.config.api_key.get_secret_value(), secret)
+
+    def can_address(self, delivery: Delivery) -> bool:
+        """A certification Task whose owner PractitionerRole has an E.164 fax number."""
+        return fax_number_of(delivery.payload) is not None
 
     def send(self, delivery: Delivery) -> SendResult:
         wanted = certification_fax(delivery.payload)

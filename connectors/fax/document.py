@@ -25,7 +25,7 @@ from connectors.fax.model import valid_fax_number
 from mappings.fax.cover import CoverSheet, render_cover_sheet
 from mappings.plan_of_care.pdf import RETURN_CODE_SYSTEM
 
-__all__ = ["CertificationFax", "certification_fax", "combine_pdfs"]
+__all__ = ["CertificationFax", "certification_fax", "combine_pdfs", "fax_number_of"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,30 @@ def _name(resource: dict[str, Any] | None) -> str | None:
     return None
 
 
+def _owner_fax(owner: dict[str, Any]) -> str | None:
+    telecoms = owner.get("telecom")
+    numbers = [t.get("value") for t in telecoms if isinstance(t, dict) and t.get("system") == "fax"] \
+        if isinstance(telecoms, list) else []
+    number = next((str(n).replace(" ", "").replace("-", "") for n in numbers if n), None)
+    return number if number is not None and valid_fax_number(number) else None
+
+
+def fax_number_of(payload: bytes) -> str | None:
+    """The E.164 fax number of the owner PractitionerRole of the Task first in the Bundle ``payload``;
+    None when it is no such Bundle or the owner has none (the delivery cannot be faxed)."""
+    try:
+        resources = _resources(payload)
+    except PermanentError:
+        return None
+    if not resources or resources[0].get("resourceType") != "Task":
+        return None
+    owner_key = _local(resources[0].get("owner"))
+    owner = next((r for r in resources[1:] if f"{r.get('resourceType')}/{r.get('id')}" == owner_key), None)
+    if owner is None or owner.get("resourceType") != "PractitionerRole":
+        return None
+    return _owner_fax(owner)
+
+
 def certification_fax(payload: bytes) -> CertificationFax:
     """The fax a certification Task asks for; :class:`PermanentError` when the delivery cannot be faxed."""
     resources = _resources(payload)
@@ -79,9 +103,8 @@ def certification_fax(payload: bytes) -> CertificationFax:
     owner = by_key.get(_local(task.get("owner")))
     if owner is None or owner.get("resourceType") != "PractitionerRole":
         raise PermanentError("fax: the Task's owner PractitionerRole is not known")
-    numbers = [t.get("value") for t in owner.get("telecom", []) if isinstance(t, dict) and t.get("system") == "fax"]
-    number = next((str(n).replace(" ", "").replace("-", "") for n in numbers if n), None)
-    if number is None or not valid_fax_number(number):
+    number = _owner_fax(owner)
+    if number is None:
         raise PermanentError("fax: the owner PractitionerRole has no E.164 fax number")
     practitioner = by_key.get(_local(owner.get("practitioner")))
     documents = [r for r in resources if r.get("resourceType") == "DocumentReference" and r.get("status") == "current"

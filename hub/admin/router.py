@@ -72,6 +72,9 @@ class RouteIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     resource_type: str = Field(min_length=1, max_length=64)
     connector: str
+    fallback: list[str] = Field(default_factory=list, max_length=4,
+                                description="connectors tried after `connector`, in order: the first "
+                                            "that can address a delivery takes it (a fallback chain)")
     interactions: list[Literal["create", "update", "delete", "*"]] = Field(default_factory=lambda: ["create", "update"])
     filter: str | None = Field(default=None, description="FHIRPath that must evaluate to true")
     enabled: bool = True
@@ -330,6 +333,7 @@ def _save_route(session: Session, settings: Settings, tenant: str, body: RouteIn
     route = SyncConfig(session, tenant=tenant, settings=settings).add_route(
         name=body.name, resource_type=body.resource_type, connector=body.connector,
         interactions=",".join(body.interactions), filter=body.filter, enabled=body.enabled, replace=replace,
+        fallback=body.fallback,
     )
     return route_view(route, AdminViews(session, tenant=tenant).connector_names())
 

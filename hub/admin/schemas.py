@@ -137,6 +137,8 @@ class RouteOut(BaseModel):
     interactions: list[str]
     filter: str | None
     connector: str
+    #: the connectors tried after ``connector``, in order (a fallback chain); empty: none
+    fallback: list[str]
     enabled: bool
 
 

@@ -14,7 +14,9 @@ hash of its pages as an identifier (:data:`mappings.documents.CONTENT_HASH_SYSTE
 pages hash like one already matched is a ``duplicate`` (the same scan faxed again, or sent by fax and
 by Direct): it completes nothing a second time. A document that matches nothing goes to ``triage``
 (``docStatus`` preliminary), where an administrator matches it by hand (:func:`match_document` with
-``task_id``), which completes the certification exactly as an automatic match does.
+``task_id``), which completes the certification exactly as an automatic match does; unless it came
+from the fax number or Direct address of a known referrer: then it opens a draft referral for staff
+to complete (category ``referral``, the referral Task named; :mod:`hub.documents.referrers`).
 
 When it runs (:func:`run_intake`, :func:`sweep_received`): the channel stores the document and
 answers its sender in its own unit of work; the intake then runs in a unit of work of its own, right
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from hub.documents.referrers import known_sender, open_draft_referral
 from hub.errors import Conflict, NotFound
 from hub.fhir.service import FhirService
 from hub.referrals.plan_records import REVISION_URL, obligation_code, plan_extension, plan_return_code
@@ -57,11 +60,12 @@ __all__ = ["DocumentIntake", "INTAKE_AGENT", "IntakeOutcome", "RECEIVED_SIGNATUR
 
 log = logging.getLogger("hub.documents.intake")
 
-Outcome = Literal["matched", "duplicate", "triage"]
+Outcome = Literal["matched", "duplicate", "triage", "referral"]
 CERTIFICATIONS = ("certification", "recertification")
 #: a document received less than this long ago is left to the intake its channel runs after commit
 SWEEP_GRACE = timedelta(minutes=2)
-_DISPLAY = {"received": "Received", "matched": "Matched", "duplicate": "Duplicate", "triage": "Triage"}
+_DISPLAY = {"received": "Received", "matched": "Matched", "duplicate": "Duplicate", "triage": "Triage",
+            "referral": "Draft referral"}
 _EMPTY = PdfReading(pages=0, barcodes=(), texts=(), content_hash=None)
 
 
@@ -72,7 +76,9 @@ class IntakeOutcome:
     document: str  # the DocumentReference id
     outcome: Outcome
     reason: str
-    task: str | None = None  # the certification Task completed (matched) or already completed (duplicate)
+    #: the certification Task completed (matched) or already completed (duplicate), or the referral
+    #: Task of the draft referral the document opened (referral)
+    task: str | None = None
     duplicate_of: str | None = None  # the DocumentReference already matched with the same pages
 
     def view(self) -> dict[str, Any]:
@@ -91,10 +97,10 @@ def intake_state(document: dict[str, Any]) -> str | None:
 
 
 def _recorded(document: dict[str, Any]) -> IntakeOutcome | None:
-    """The outcome already written on ``document`` (matched or duplicate), else None."""
+    """The outcome already written on ``document`` (matched, duplicate or referral), else None."""
     state = intake_state(document)
     extension = next((e for e in document.get("extension") or [] if e.get("url") == INTAKE_URL), None)
-    if state not in ("matched", "duplicate") or extension is None:
+    if state not in ("matched", "duplicate", "referral") or extension is None:
         return None
     parts = {e["url"]: e for e in extension.get("extension") or []}
 
@@ -143,6 +149,11 @@ class DocumentIntake(PlanService):
                 elif task is not None:
                     return self._complete(document, reading, task["id"], f"matched by {how}")
                 reason = why
+        requester, _ = known_sender(self, document)
+        if requester is not None:  # no certification of ours: a new referral from a referrer we know
+            task_id = open_draft_referral(self, document, requester)
+            return self._mark(document, reading, IntakeOutcome(
+                document_id, "referral", f"{reason}; a draft referral from a known referrer", task=task_id))
         return self._mark(document, reading, IntakeOutcome(document_id, "triage", reason))
 
     def triage(self) -> list[dict[str, Any]]:
@@ -230,7 +241,7 @@ class DocumentIntake(PlanService):
         extensions = [e for e in document.get("extension") or [] if e.get("url") != INTAKE_URL]
         extensions.append({"url": INTAKE_URL, "extension": parts})
         updated = {**document, "category": categories, "identifier": identifiers, "extension": extensions,
-                   "docStatus": "preliminary" if outcome.outcome == "triage" else "final"}
+                   "docStatus": "preliminary" if outcome.outcome in ("triage", "referral") else "final"}
         if outcome.outcome == "matched" and outcome.task:
             task = self._read("Task", outcome.task)
             if (task.get("for") or {}).get("reference"):

@@ -8,6 +8,7 @@ from datetime import date
 from typing import Any
 
 from hub.errors import NotFound
+from hub.referrals.deliveries import DOCUMENT_OF, deliveries_of
 from hub.referrals.episode import EpisodeEnd
 from hub.referrals.plan_records import CERTIFIED_URL, PLAN_SYSTEM, REVISION_URL, obligation_code, plan_extension
 from mappings.referral.certification import (
@@ -125,7 +126,9 @@ class CertificationClocks(EpisodeEnd):
 
     def _obligation_views(self, care_plan_id: str, today: date | None = None) -> list[dict[str, Any]]:
         tasks = [t for t in self._search("Task", [("focus", f"CarePlan/{care_plan_id}")]) if obligation_code(t)]
-        return sorted((self.obligation_view(t, today) for t in tasks), key=lambda v: (v["due"] or "9999", v["task"]))
+        sent = deliveries_of(self.fhir.session, tenant=self.fhir.tenant, tasks=tasks)
+        return sorted((self.obligation_view(t, today, deliveries=sent.get(str(t["id"]), [])) for t in tasks),
+                      key=lambda v: (v["due"] or "9999", v["task"]))
 
     def _treatment_dates(self, sr_ref: str) -> list[date]:
         encounters = self._search("Encounter", [("based-on", sr_ref), ("status", "finished")])
@@ -133,8 +136,14 @@ class CertificationClocks(EpisodeEnd):
                        if (e.get("period") or {}).get("start")})
         return days
 
-    def obligation_view(self, task: dict[str, Any], today: date | None = None) -> dict[str, Any]:
+    def obligation_view(self, task: dict[str, Any], today: date | None = None, *,
+                        deliveries: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The obligation Task, with the channels and statuses of the deliveries of what it sends
+        (:mod:`hub.referrals.deliveries`; looked up when not given)."""
         today = today or self._now().date()
+        if deliveries is None:
+            sent = deliveries_of(self.fhir.session, tenant=self.fhir.tenant, tasks=[task])
+            deliveries = sent.get(str(task["id"]), [])
         due = ((task.get("restriction") or {}).get("period") or {}).get("end")
         open_ = task.get("status") == "requested"
         return {
@@ -148,6 +157,8 @@ class CertificationClocks(EpisodeEnd):
             "business_status": ((task.get("businessStatus") or {}).get("coding") or [{}])[0].get("code"),
             "status_reason": (task.get("statusReason") or {}).get("text"),
             "description": task.get("description"),
+            "document": DOCUMENT_OF.get(str(obligation_code(task))),
+            "deliveries": deliveries,
         }
 
     def certifications(self, *, due_before: date | None = None, owner: str | None = None,
@@ -157,7 +168,9 @@ class CertificationClocks(EpisodeEnd):
             items.append(("owner", owner))
         if not include_done:
             items.append(("status", "requested"))
-        views = [self.obligation_view(t) for t in self._search("Task", items)]
+        tasks = self._search("Task", items)
+        sent = deliveries_of(self.fhir.session, tenant=self.fhir.tenant, tasks=tasks)
+        views = [self.obligation_view(t, deliveries=sent.get(str(t["id"]), [])) for t in tasks]
         if due_before:
             views = [v for v in views if v["due"] and date.fromisoformat(v["due"][:10]) <= due_before]
         return sorted(views, key=lambda v: v["due"] or "9999")

@@ -9,11 +9,10 @@ from datetime import date, datetime
 from typing import Any
 
 from hub.errors import NotFound
-from hub.referrals.service import ReferralService
+from hub.referrals.service import PLAN_SYSTEM, ReferralService
 from mappings.plan_of_care.pdf import ClinicBlock
 from mappings.referral.certification import OBLIGATION_CODE_SYSTEM
 
-PLAN_SYSTEM = "https://therapy-hub.example/sid/plan-of-care"
 REVISION_URL = "https://therapy-hub.example/StructureDefinition/plan-revision"
 CERTIFIED_URL = "https://therapy-hub.example/StructureDefinition/plan-certified"
 

@@ -15,9 +15,11 @@ from hub.errors import Conflict, MethodNotAllowed, NotFound
 from hub.fhir.events import Change
 from hub.fhir.service import FhirService
 from hub.kit import parse_reference
+from hub.referrals.deliveries import DOCUMENT_OF, deliveries_of
 from hub.security.principal import Forbidden
 from hub.store import repository as repo
 from mappings.fhir import jsonio
+from mappings.referral.certification import OBLIGATION_CODE_SYSTEM
 from mappings.referral.intake import (
     NPI_SYSTEM,
     ReferralIn,
@@ -38,6 +40,8 @@ from mappings.referral.task_state import held_from_of as _held_from
 
 TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
 CLINIC_SYSTEM = "https://therapy-hub.example/sid/tenant"
+#: a plan of care's identifier: its referral Task's id
+PLAN_SYSTEM = "https://therapy-hub.example/sid/plan-of-care"
 
 
 def clinic_id(tenant: str) -> str:
@@ -82,6 +86,19 @@ class ReferralService:
             found.extend(matches)
             if not any(link.get("relation") == "next" for link in bundle.get("link", [])) or not matches:
                 return found
+
+    def _may_search(self, *resource_types: str) -> bool:
+        """Whether the caller's policy lets it search and read these types (the hub itself always may)."""
+        policy = self.fhir.policy
+        if policy is None:
+            return True
+        try:
+            for resource_type in resource_types:
+                policy.check(resource_type, "s")
+                policy.check(resource_type, "r")
+        except Forbidden:
+            return False
+        return True
 
     def ensure_clinic(self) -> str:
         """The tenant's own Organization (the clinic that owns incoming referrals; the hub writes it)."""
@@ -315,7 +332,37 @@ class ReferralService:
             items.append(("owner", owner))
         if status:
             items.append(("status", status))
-        return [self.view(t) for t in self._search("Task", items)]
+        views = [self.view(t) for t in self._search("Task", items)]
+        documents = self.documents_of(views)
+        for view in views:
+            view["documents"] = documents.get(view["task"], [])
+        return views
+
+    def documents_of(self, referrals: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """Referral Task reference -> the documents sent about it (plans of care, progress reports:
+        the obligation Tasks of its CarePlans), each with the channels and statuses of its deliveries."""
+        if not self._may_search("CarePlan", "Task"):
+            return {}  # the caller's scopes do not reach the plans: the referrals are shown without them
+        plan_of: dict[str, str] = {}  # CarePlan/id -> Task/id of the referral
+        for view in referrals:
+            task_id = view["task"].split("/", 1)[1]
+            for plan in self._search("CarePlan", [("identifier", f"{PLAN_SYSTEM}|{task_id}")]):
+                if any(i.get("reference") == view["service_request"] for i in plan.get("supportingInfo") or []):
+                    plan_of[f"CarePlan/{plan['id']}"] = view["task"]
+        if not plan_of:
+            return {}
+        tasks = [t for t in self._search("Task", [("code", f"{OBLIGATION_CODE_SYSTEM}|"), ("_sort", "_lastUpdated")])
+                 if (t.get("focus") or {}).get("reference") in plan_of]
+        sent = deliveries_of(self.fhir.session, tenant=self.fhir.tenant, tasks=tasks)
+        found: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            kind = next((c.get("code") for c in (task.get("code") or {}).get("coding", [])
+                         if c.get("system") == OBLIGATION_CODE_SYSTEM), None)
+            plan_ref = task["focus"]["reference"]
+            found.setdefault(plan_of[plan_ref], []).append({
+                "document": DOCUMENT_OF.get(str(kind), str(kind)), "task": f"Task/{task['id']}", "care_plan": plan_ref,
+                "status": task.get("status"), "deliveries": sent.get(str(task["id"]), [])})
+        return found
 
 
 def _first(bundle: dict[str, Any], resource_type: str) -> dict[str, Any]:

@@ -169,6 +169,9 @@ class Route(Base):
     interactions: Mapped[str] = mapped_column(String(64), default="create,update")  # comma list or "*"
     filter: Mapped[str | None] = mapped_column(Text, nullable=True)  # FHIRPath, must evaluate to true
     connector_id: Mapped[int] = mapped_column(Integer, ForeignKey("connector_instances.id"))
+    #: a fallback chain: comma list of the ids of the connectors tried after ``connector_id``, in order
+    #: (the first that can address a delivery takes it; ADR 0011); None: this connector alone
+    fallback: Mapped[str | None] = mapped_column(String(200), nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 

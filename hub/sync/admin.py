@@ -100,6 +100,7 @@ def route_view(route: Route, connector_names: dict[int, str]) -> dict[str, Any]:
         "interactions": route.interactions.split(","),
         "filter": route.filter,
         "connector": connector_names.get(route.connector_id, str(route.connector_id)),
+        "fallback": [connector_names.get(int(c), c) for c in (route.fallback or "").split(",") if c],
         "enabled": route.enabled,
     }
 

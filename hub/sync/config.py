@@ -7,14 +7,14 @@ filter that could never match is refused instead of silently routing nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from connectors import registry
-from connectors.base import ConnectorError
+from connectors.base import Addresser, ConnectorError
 from hub.crypto import cipher_for, decrypt, encrypt
 from hub.errors import BadRequest, Conflict, NotFound
 from hub.kit import utcnow
@@ -22,6 +22,18 @@ from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.store.models import ConnectorInstance, Route
 from hub.sync.direct_certs import DirectCerts
+
+#: most connectors in one route's fallback chain
+MAX_CHAIN = 5
+
+
+def addresses(kind: str) -> bool:
+    """Whether connectors of ``kind`` say if they can address a delivery (:class:`Addresser`)."""
+    try:
+        cls = registry.get(kind)
+    except ConnectorError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, Addresser)
 
 
 class _RaiseOnSyntaxError:
@@ -138,8 +150,12 @@ class SyncConfig:
         filter: str | None = None,
         enabled: bool = True,
         replace: bool = False,
+        fallback: Sequence[str] = (),
     ) -> Route:
+        """A route to ``connector``; with ``fallback`` (connector names), a fallback chain: the first
+        of ``connector``, ``*fallback`` that can address a delivery takes it (ADR 0011)."""
         instance = self.get_connector(connector)
+        chain = self._chain(connector, fallback)
         if filter:
             check_fhirpath(filter, resource_type)
         allowed = {"create", "update", "delete", "*"}
@@ -153,11 +169,30 @@ class SyncConfig:
         route.interactions = interactions
         route.filter = filter or None
         route.connector_id = instance.id
+        route.fallback = ",".join(str(c.id) for c in chain[1:]) or None
         route.enabled = enabled
         if existing is None:
             self.session.add(route)
         self.session.flush()
         return route
+
+    def _chain(self, connector: str, fallback: Sequence[str]) -> list[ConnectorInstance]:
+        """The connectors of a fallback chain, validated: known, each once, and every one but the last
+        able to say whether it can address a delivery (else the ones after it would never be used)."""
+        if isinstance(fallback, str) or not all(isinstance(name, str) and name for name in fallback):
+            raise BadRequest("fallback is a list of connector names")
+        names = [connector, *fallback]
+        if len(names) > MAX_CHAIN:
+            raise BadRequest(f"A fallback chain holds at most {MAX_CHAIN} connectors")
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise BadRequest(f"A fallback chain names each connector once (twice: {', '.join(twice)})")
+        chain = [self.get_connector(name) for name in names]
+        for instance in chain[:-1] if len(chain) > 1 else []:
+            if not addresses(instance.kind):
+                raise BadRequest(f"Connector {instance.name!r} ({instance.kind}) cannot say whether it can address "
+                                 "a delivery: it can only be the last of a fallback chain")
+        return chain
 
     def delete_route(self, route_id: int) -> None:
         route = repo.route_by_id(self.session, tenant=self.tenant, route_id=route_id)
@@ -197,7 +232,17 @@ class SyncConfig:
             interactions = item.get("interactions", "create,update")
             if isinstance(interactions, list):
                 interactions = ",".join(interactions)
-            self.add_route(name=item["name"], resource_type=item["resource_type"], connector=item["connector"],
-                           interactions=interactions, filter=item.get("filter"),
-                           enabled=item.get("enabled", True), replace=True)
+            connector, fallback = item["connector"], item.get("fallback") or []
+            if isinstance(connector, list):  # connector: [direct-hisp, fax-vendor] is a fallback chain too
+                if fallback or not connector:
+                    raise BadRequest(f"routes[{index}]: a connector list is the whole chain (no fallback beside it)")
+                connector, fallback = connector[0], connector[1:]
+            if not isinstance(connector, str) or not isinstance(fallback, list):
+                raise BadRequest(f"routes[{index}]: connector is a name (or a list of names), fallback a list of names")
+            try:
+                self.add_route(name=item["name"], resource_type=item["resource_type"], connector=connector,
+                               interactions=interactions, filter=item.get("filter"),
+                               enabled=item.get("enabled", True), replace=True, fallback=fallback)
+            except BadRequest as exc:
+                raise BadRequest(f"routes[{index}]: {exc}") from None
         return len(connectors), len(routes)

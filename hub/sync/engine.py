@@ -11,6 +11,7 @@ re-enqueues jobs whose task was lost. :mod:`hub.sync.delivery` runs one attempt 
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.store.models import ConnectorInstance, DeliveryJob, Message
+from hub.sync import chains
 from hub.sync import events as ev
 from hub.sync.config import SyncConfig
 from hub.sync.context import (
@@ -35,6 +37,7 @@ from hub.sync.context import (
 )
 from hub.sync.direct_certs import DirectCerts
 from hub.sync.inbox import Inbox, short_error
+from hub.sync.outbox import Outbox
 from hub.unit_of_work import enqueue_after_commit
 
 
@@ -253,6 +256,7 @@ class DeliveryEngine:
                             duration_ms=outcome.duration_ms, attempt=job.attempts, at=now)
                 self._event(message, ev.DEAD_LETTERED, job_id=job.id, detail=f"{why}: {job.last_error}",
                             attempt=job.attempts, at=now)
+                self._fall_back(job, message, now)
             else:
                 delay = self.backoff(instance, job.attempts, outcome.retry_after)
                 job.status = ev.RETRYING
@@ -263,6 +267,32 @@ class DeliveryEngine:
         self.refresh_message_status(message, now)
         self.session.flush()
         return delay
+
+    def _fall_back(self, job: DeliveryJob, message: Message, now: datetime) -> None:
+        """A dead job of a route with a fallback chain moves on to the chain's next connector that can
+        address it: a new job pointing at the dead one (ADR 0011), delivered after commit."""
+        if job.route_id is None:
+            return
+        payload = self._inbox(job.tenant_id).payload(message)
+        try:
+            resource = json.loads(payload) if payload else None
+        except ValueError:
+            return
+        route, chosen, _ = chains.next_in_chain(self.session, tenant=job.tenant_id, settings=self.settings,
+                                                route_id=job.route_id, connector_id=job.connector_id,
+                                                resource=resource if isinstance(resource, dict) else None,
+                                                event=message.event)
+        if route is None or chosen is None:
+            return
+        ordering = job.ordering_key.split("|", 1)[1] if job.ordering_key and "|" in job.ordering_key else None
+        outbox = Outbox(self.session, tenant=job.tenant_id, settings=self.settings, clock=self.clock)
+        [fallback] = outbox.create_jobs(message, [(chosen, route.id)], ordering, now)
+        fallback.replay_of = job.id
+        instance = repo.connector_by_id(self.session, connector_id=chosen)
+        self._event(message, ev.QUEUED, job_id=fallback.id, at=now,
+                    detail=f"fallback of job {job.id}: {instance.name if instance else chosen}")
+        self.session.flush()
+        enqueue_after_commit(self.session, [fallback.id])
 
     def backoff(self, instance: ConnectorInstance, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with jitter (50-100% of the step), at least Retry-After, at most the cap."""

@@ -4,7 +4,9 @@
 tenant that match a change (:func:`route_matches`: resource type, interaction, FHIRPath filter) it
 records the change as a message (:class:`hub.sync.inbox.Inbox`) and writes one job per route, ordered
 per patient (:func:`patient_of`) and keyed for idempotency (:func:`delivery_key`). A change made by
-an intake of a connector (``session.info[ORIGIN_KEY]``) is never routed back to it.
+an intake of a connector (``session.info[ORIGIN_KEY]``) is never routed back to it. A route with a
+fallback chain gets its job for the first connector of the chain that can address the change
+(:mod:`hub.sync.chains`, ADR 0011); when none can, the job is dead-lettered at once, with the reason.
 :meth:`Outbox.send_raw` queues a message already in a partner's format (an HL7 v2 application ACK)
 for one connector, outside routing. Job ids are enqueued after commit (:func:`hub.unit_of_work.enqueue_after_commit`).
 """
@@ -23,6 +25,7 @@ from hub.kit import parse_reference, utcnow
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.store.models import DeliveryJob, Message, Route
+from hub.sync import chains
 from hub.sync import events as ev
 from hub.sync.inbox import Inbox
 from hub.unit_of_work import enqueue_after_commit
@@ -89,6 +92,7 @@ class Outbox:
     ) -> None:
         self.session = session
         self.tenant = tenant
+        self.settings = settings
         self.clock = clock
         self.inbox = Inbox(session, tenant=tenant, settings=settings, clock=clock)
 
@@ -97,20 +101,52 @@ class Outbox:
         origin = self.session.info.get(ORIGIN_KEY)
         routes = [
             r for r in repo.routes_for(self.session, tenant=self.tenant, resource_type=change.resource_type)
-            if r.connector_id != origin and route_matches(r, change)
+            if (r.connector_id != origin or chains.is_chain(r)) and route_matches(r, change)
         ]
-        if not routes:
+        targets: list[tuple[int, int | None]] = []
+        unaddressable: dict[int, str] = {}  # route id -> why its job is dead at once
+        for route in routes:
+            if not chains.is_chain(route):
+                targets.append((route.connector_id, route.id))
+                continue
+            chain = [c for c in chains.chain_of(route) if c != origin]
+            if not chain:
+                continue
+            chosen, passed = chains.choose(self.session, tenant=self.tenant, settings=self.settings, chain=chain,
+                                           resource=change.resource,
+                                           event=f"{change.resource_type}.{change.interaction}")
+            if chosen is None:
+                unaddressable[route.id] = f"{chains.UNADDRESSABLE} (tried {', '.join(passed)})"
+            targets.append((chosen if chosen is not None else chain[0], route.id))
+        if not targets:
             return []
         now = self.clock()
         message = self.inbox.record_change(change, at=now)
         # order per patient; what concerns no patient is kept in order per resource
         ordering = patient_of(change.resource) or f"{change.resource_type}/{change.resource_id}"
-        jobs = self.create_jobs(message, [(r.connector_id, r.id) for r in routes], ordering, now)
+        jobs = self.create_jobs(message, targets, ordering, now)
         self.inbox.event(message, ev.ROUTED, detail=", ".join(r.name for r in routes), at=now)
         for job in jobs:
             self.inbox.event(message, ev.QUEUED, job_id=job.id, at=now)
-        enqueue_after_commit(self.session, [j.id for j in jobs])
+        for job in jobs:
+            if job.route_id in unaddressable:
+                self._dead_at_once(message, job, unaddressable[job.route_id], now)
+        enqueue_after_commit(self.session, [j.id for j in jobs if j.status == ev.PENDING])
         return [j.id for j in jobs]
+
+    def _dead_at_once(self, message: Message, job: DeliveryJob, reason: str, now: datetime) -> None:
+        """A job no connector of its route's chain can address: dead-lettered without an attempt."""
+        job.status = ev.DEAD
+        job.last_error = reason[:500]
+        job.finished_at = job.updated_at = now
+        self.inbox.event(message, ev.DEAD_LETTERED, job_id=job.id, detail=f"permanent error: {job.last_error}",
+                         attempt=0, at=now)
+        statuses = {j.status for j in repo.jobs_of(self.session, message_id=message.id)}
+        if statuses == {ev.DEAD}:
+            message.status = "dead"
+        message.error = message.error or job.last_error
+        message.updated_at = now
+        self.session.flush()
 
     def create_jobs(
         self,

@@ -28,7 +28,8 @@ SENDER_URL = "https://therapy-hub.example/fhir/StructureDefinition/document-send
 RECIPIENT_URL = "https://therapy-hub.example/fhir/StructureDefinition/document-recipient"
 
 #: category system of where a received document is in the document intake: ``received`` (not yet
-#: looked at), then ``matched``, ``duplicate`` or ``triage`` (hub.documents.intake)
+#: looked at), then ``matched``, ``duplicate``, ``triage`` or ``referral`` (a draft referral opened from
+#: a known referrer's document) (hub.documents.intake)
 INTAKE_SYSTEM = "https://therapy-hub.example/CodeSystem/document-intake"
 #: identifier system of the hash of what a received document's pages look like (mappings.documents.barcodes)
 CONTENT_HASH_SYSTEM = "https://therapy-hub.example/sid/document-content-hash"
