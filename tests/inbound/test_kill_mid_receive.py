@@ -13,8 +13,8 @@ The kill lands in its window deterministically through the hub's test-only fault
 ``HUB_FAULT_PAUSE_AFTER_COMMIT`` naming the receive path (``HUB_ENVIRONMENT=test``, the only
 environment that honours them); the path writes its marker file into the var directory and blocks;
 the test waits for that file, then SIGKILLs the process group. The restarted process runs without
-the fault point. The store is SQLite: the killed process leaves its write transaction behind, and
-the next process recovers it.
+the fault point. On SQLite the killed process leaves its write transaction in the file, and the next
+process recovers it; on PostgreSQL the server rolls back the dead connection's transaction.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from sandboxes.fax import SandboxFaxServer
 from sandboxes.hisp import SandboxHisp
 from tests.connectors.direct.test_connector import bundle
 from tests.connectors.fax.support import CLINIC_FAX, REFERRER_FAX
+from tests.pg import fresh_database
 
 SECRET_KEY = "kill-test-secret-key-0123456789abcdef"
 WEBHOOK_SECRET = "vendor-webhook-token-0123"
@@ -59,14 +60,22 @@ SIGNED = b"%PDF-1.4\n% the signed plan page\n%%EOF\n"
 WINDOWS = ["before", "after"]
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    url = f"sqlite:///{tmp_path / 'hub.db'}"
+def _store(url: str, tmp_path: Path) -> Settings:
     upgrade(url)
     settings = Settings(database_url=url, environment="test", base_url="", auth_disabled=True,
                         secret_key=SECRET_KEY, var_dir=tmp_path / "var", rate_limit_per_minute=0)
     ensure_default_tenant(settings)
     return settings
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """A store of this test only, which the hub processes and the test share."""
+    if request.param == "sqlite":
+        yield _store(f"sqlite:///{tmp_path / 'hub.db'}", tmp_path)
+        return
+    with fresh_database(request.getfixturevalue("postgres_admin_url")) as url:
+        yield _store(url, tmp_path)
 
 
 def _env(settings: Settings, fault: dict[str, str]) -> dict[str, str]:
