@@ -130,7 +130,8 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                         f"signature to the referrer by fax and by Direct (hub direct on 127.0.0.1:{direct_port})")
                 _loop(client, clinic, physician, emr, step,
                       contacts={"direct_address": PHYSICIAN_ADDRESS, "fax": REFERRER_FAX})
-                echo(f"        {channels.signed_back(_wait)}")
+                for line in channels.signed_back(client, _wait):
+                    echo(f"        {line}")
                 step(10, "waiting for every delivery ...")
                 _wait(lambda: _open_jobs(client) == 0, 120, "the deliveries")
                 jobs = _check(client.get("/admin/api/jobs", params={"limit": 500}), "jobs")["items"]

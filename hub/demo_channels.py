@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from hub import processes
+from hub.documents.intake import intake_state
 
 __all__ = ["CLINIC_FAX", "REFERRER_FAX", "Channels"]
 
@@ -84,8 +85,8 @@ class Channels:
             if listener.stdout is not None:
                 listener.stdout.close()
 
-    def signed_back(self, wait: Callable[[Callable[[], Any], float, str], Any]) -> str:
-        """Wait for the plan by fax and by Direct, answer both with the signed pages; a line to show."""
+    def signed_back(self, client: httpx.Client, wait: Callable[[Callable[[], Any], float, str], Any]) -> list[str]:
+        """Wait for the plan by fax and by Direct, answer both with the signed pages; lines to show."""
         wait(lambda: self.fax.sent, 60, "the plan of care by fax")
         [received] = wait(lambda: self.hisp.received, 60, "the plan of care by Direct")
         faxed = self.fax.sent[0]
@@ -94,6 +95,20 @@ class Channels:
         if status != 202:
             raise RuntimeError(f"the signed fax was not stored (HTTP {status})")
         self.hisp.send_signed_plan(received, signed, host="127.0.0.1", port=self.listener_port)  # 250: stored
-        return (f"plan of care faxed (fax {faxed.fax_id}, {len(faxed.files)} file(s)) and sent by Direct "
-                f"({received.message_id}); the signed pages came back by fax (stored, HTTP 202) and by "
-                "Direct (stored, SMTP 250)")
+        lines = [f"plan of care faxed (fax {faxed.fax_id}, {len(faxed.files)} file(s)) and sent by Direct "
+                 f"({received.message_id}); the signed pages came back by fax (stored, HTTP 202) and by "
+                 "Direct (stored, SMTP 250)"]
+        for channel, source in (("fax", "referrer-fax"), ("Direct", "referrer-direct")):
+            lines.append(f"signed pages by {channel}: {', '.join(self._documents(client, source)) or 'none'}")
+        return lines
+
+    @staticmethod
+    def _documents(client: httpx.Client, source: str) -> list[str]:
+        """The DocumentReferences the messages of ``source`` stored, with their intake state."""
+        messages = client.get("/admin/api/messages", params={"limit": 500}).json()["items"]
+        found = []
+        for reference in sorted({str(m["resource"]) for m in messages if m.get("source") == source
+                                 and str(m.get("resource") or "").startswith("DocumentReference/")}):
+            document = client.get(f"/fhir/{reference}").json()
+            found.append(f"{reference} (intake: {intake_state(document) or 'none'})")
+        return found

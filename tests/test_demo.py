@@ -43,6 +43,7 @@ def test_hub_demo_finishes_green_with_no_services(demo_run) -> None:  # type: ig
     # the plan for signature went out by fax and by Direct, and the signed pages came back on both
     assert "plan of care faxed (fax " in out and "sent by Direct (<" in out, out
     assert "came back by fax (stored, HTTP 202) and by Direct (stored, SMTP 250)" in out, out
+    assert "signed pages by fax: DocumentReference/" in out and "signed pages by Direct: DocumentReference/" in out
     assert (tmp_path / "var" / "demo" / "hub.db").exists()
 
 
