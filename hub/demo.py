@@ -67,7 +67,7 @@ def _check(response: httpx.Response, what: str) -> Any:
 
 def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callable[[str], None]) -> int:
     # deferred: the demo loads the sandbox partners only when it runs
-    from hub.demo_channels import FAX_WEBHOOK_SECRET, REFERRER_FAX, Channels
+    from hub.demo_channels import FAX_WEBHOOK_SECRET, REFERRER_FAX, ChannelError, Channels
     from sandboxes.emr import SandboxEmr
     from sandboxes.fax import SandboxFaxServer
     from sandboxes.hisp import PHYSICIAN_ADDRESS, SandboxHisp
@@ -170,6 +170,8 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                         time.sleep(0.5)
                 except KeyboardInterrupt:
                     pass
+        except ChannelError as exc:
+            raise DemoError(str(exc)) from None
         finally:
             channels.stop()
             # the hub stops its worker first (bounded), then whatever is left of its group goes

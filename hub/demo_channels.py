@@ -21,7 +21,7 @@ import httpx
 from hub import processes
 from hub.documents.intake import intake_state
 
-__all__ = ["CLINIC_FAX", "REFERRER_FAX", "Channels"]
+__all__ = ["CLINIC_FAX", "REFERRER_FAX", "ChannelError", "Channels"]
 
 REFERRER_FAX = "+15035550147"
 CLINIC_FAX = "+15035550100"
@@ -31,9 +31,13 @@ FAX_PATH = "/inbound/default/fax/referrer-fax"
 CERTIFICATIONS = "code.coding.where(code='certification').exists() and status = 'requested'"
 
 
+class ChannelError(RuntimeError):
+    """A step of the fax or Direct round trip failed (the demo says so and stops)."""
+
+
 def _answer(response: httpx.Response, what: str) -> None:
     if response.status_code >= 400:
-        raise RuntimeError(f"{what} failed: HTTP {response.status_code} {response.text[:300]}")
+        raise ChannelError(f"{what} failed: HTTP {response.status_code} {response.text[:300]}")
 
 
 class Channels:
@@ -74,7 +78,7 @@ class Channels:
         line = self.listener.stdout.readline().decode()
         found = re.search(r"127\.0\.0\.1:(\d+)", line)
         if found is None:
-            raise RuntimeError("hub direct did not start; see the hub log")
+            raise ChannelError("hub direct did not start; see the hub log")
         self.listener_port = int(found.group(1))
         return self.listener_port
 
@@ -93,7 +97,7 @@ class Channels:
         signed = faxed.files[0]  # the pages the referrer signs and sends back
         status = self.fax.inject_inbound(self.base + FAX_PATH, signed, sender=REFERRER_FAX, recipient=CLINIC_FAX)
         if status != 202:
-            raise RuntimeError(f"the signed fax was not stored (HTTP {status})")
+            raise ChannelError(f"the signed fax was not stored (HTTP {status})")
         self.hisp.send_signed_plan(received, signed, host="127.0.0.1", port=self.listener_port)  # 250: stored
         lines = [f"plan of care faxed (fax {faxed.fax_id}, {len(faxed.files)} file(s)) and sent by Direct "
                  f"({received.message_id}); the signed pages came back by fax (stored, HTTP 202) and by "
