@@ -1,10 +1,12 @@
 """``hub demo``: the whole referral loop on embedded defaults, against the sandbox partners.
 
 Starts the sandbox partners (the referring physician's system as a webhook receiver, the clinic's
-EMR as a FHIR server with SMART Backend Services, a legacy system as an HL7 v2 MLLP peer), the hub
-(API + embedded worker, SQLite, no services), wires connectors and
-routes, and walks one referral through intake, acceptance, plan of care, signature, visits, the
-progress report and discharge, printing each step. Only 127.0.0.1 is used.
+EMR as a FHIR server with SMART Backend Services, a legacy system as an HL7 v2 MLLP peer, the
+referrer's fax vendor and Direct HISP), the hub (API + embedded worker, SQLite, no services, and
+``hub direct`` for the HISP's replies), wires connectors and routes, and walks one referral through
+intake, acceptance, plan of care (also sent for signature by fax and by Direct, the signed pages
+coming back on both: :mod:`hub.demo_channels`), signature, visits, the progress report and
+discharge, printing each step. Only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
@@ -65,7 +67,10 @@ def _check(response: httpx.Response, what: str) -> Any:
 
 def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callable[[str], None]) -> int:
     # deferred: the demo loads the sandbox partners only when it runs
+    from hub.demo_channels import FAX_WEBHOOK_SECRET, REFERRER_FAX, ChannelError, Channels
     from sandboxes.emr import SandboxEmr
+    from sandboxes.fax import SandboxFaxServer
+    from sandboxes.hisp import PHYSICIAN_ADDRESS, SandboxHisp
     from sandboxes.mllp import SandboxPeer
     from sandboxes.webhook import SandboxReceiver
 
@@ -86,13 +91,17 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
 
     credentials = _clients(env["HUB_DATABASE_URL"])
     key_pem, public_pem = _key_pair()
-    with SandboxReceiver(secret=SECRET) as referrer_system, SandboxEmr() as emr, SandboxPeer() as legacy:
+    with SandboxReceiver(secret=SECRET) as referrer_system, SandboxEmr() as emr, SandboxPeer() as legacy, \
+            SandboxFaxServer(api_key="demo-fax-key", api_secret="demo-fax-secret",
+                             webhook_secret=FAX_WEBHOOK_SECRET) as fax, SandboxHisp() as hisp:
         emr.register_client("therapy-hub", public_pem, "system/*.cruds", kid="demo-key")
         step(1, f"sandbox partners up: referrer's system {referrer_system.url}, clinic EMR {emr.url} "
-                f"(SMART Backend Services), legacy scheduling system MLLP {legacy.address}")
+                f"(SMART Backend Services), legacy scheduling system MLLP {legacy.address}, fax vendor {fax.url}, "
+                f"HISP {hisp.url}")
         log = open(data_dir / "hub.log", "wb")  # noqa: SIM115
         server = processes.spawn(processes.hub_command("serve", "--port", str(port)), cwd=data_dir, env=env,
                                  stdout=log, stderr=subprocess.STDOUT)
+        channels = Channels(fax, hisp, base, env, data_dir)
         try:
             with httpx.Client(base_url=base, timeout=30) as client, \
                     httpx.Client(base_url=base, timeout=30) as clinic, \
@@ -113,10 +122,16 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                 step(2, f"hub up at {base} (SQLite store and embedded worker in {data_dir}); signed in as "
                         "the administrator, the clinic and Dr. Okafor (OAuth2 client credentials)")
                 _wire(client, referrer_system.url, emr.url, key_pem, legacy.port)
+                channels.wire(client)
+                direct_port = channels.listen(log)
                 step(3, "connectors and routes: events to the referrer's system (webhook, signed), "
                         "referrals and plans to the clinic EMR (FHIR, SMART), referral status, visits and plan "
-                        "summaries to the legacy system (HL7 v2 RRI^I12, SIU^S12, MDM^T02 over MLLP)")
-                _loop(client, clinic, physician, emr, step)
+                        "summaries to the legacy system (HL7 v2 RRI^I12, SIU^S12, MDM^T02 over MLLP), plans for "
+                        f"signature to the referrer by fax and by Direct (hub direct on 127.0.0.1:{direct_port})")
+                _loop(client, clinic, physician, emr, step,
+                      contacts={"direct_address": PHYSICIAN_ADDRESS, "fax": REFERRER_FAX})
+                for line in channels.signed_back(client, _wait):
+                    echo(f"        {line}")
                 step(10, "waiting for every delivery ...")
                 _wait(lambda: _open_jobs(client) == 0, 120, "the deliveries")
                 jobs = _check(client.get("/admin/api/jobs", params={"limit": 500}), "jobs")["items"]
@@ -155,7 +170,10 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                         time.sleep(0.5)
                 except KeyboardInterrupt:
                     pass
+        except ChannelError as exc:
+            raise DemoError(str(exc)) from None
         finally:
+            channels.stop()
             # the hub stops its worker first (bounded), then whatever is left of its group goes
             processes.stop(server, timeout=SERVER_STOP_SECONDS)
             log.close()
@@ -274,14 +292,15 @@ def _clients(database_url: str) -> list[tuple[str, str]]:
 
 
 def _loop(client: httpx.Client, clinic: httpx.Client, physician: httpx.Client, emr: Any,
-          step: Callable[[int, str], None]) -> None:
+          step: Callable[[int, str], None], *, contacts: dict[str, str]) -> None:
+    """``contacts``: the referrer's Direct address and fax number (where the plan goes for signature)."""
     today = date.today()
     referral = {
         "identifier": {"system": "urn:oid:2.16.840.1.113883.3.9999.1", "value": f"DEMO-{int(time.time())}"},
         "discipline": "PT",
         "patient": PATIENT,
         "referrer": {"npi": "1234567893", "family": "Okafor", "given": ["Chidi"],
-                     "direct_address": "c.okafor@direct.example.org"},
+                     **contacts},
         "reason": {"icd10": "M54.50", "display": "Low back pain, unspecified"},
         "coverage": COVERAGE,
         "note": "Evaluate and treat",

@@ -101,6 +101,14 @@ class Settings(BaseSettings):
         "(an administrator's access token shows its own tenant's). Unset: administrators only.",
     )
     rate_limit_per_minute: int = Field(default=1200, ge=0, description="Requests a minute per client (0: no limit).")
+    fault_pause_before_commit: str = Field(
+        default="", description="Test environment only: a receive path (fax-receive, direct-receive) that "
+        "blocks just before its commit, until the process is killed (see hub.faults). Ignored elsewhere.",
+    )
+    fault_pause_after_commit: str = Field(
+        default="", description="Test environment only: a receive path that blocks just after its commit, "
+        "before it answers, until the process is killed (see hub.faults). Ignored elsewhere.",
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -1,4 +1,5 @@
-"""`hub demo` walks the whole referral loop on embedded defaults, with no services, finishes green,
+"""`hub demo` walks the whole referral loop on embedded defaults, with no services (the plan for signature
+also by fax and by Direct, signed pages back on both), finishes green,
 keeps its files in one directory, and writes no PHI to any log stream."""
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def test_hub_demo_finishes_green_with_no_services(demo_run) -> None:  # type: ig
     # sent for signature and its signed version: two documents)
     assert "RRI^I12 x" in out and "SIU^S12 x1" in out and "MDM^T02 x2" in out, out
     assert "SMART Backend Services" in out
+    # the plan for signature went out by fax and by Direct, and the signed pages came back on both
+    assert "plan of care faxed (fax " in out and "sent by Direct (<" in out, out
+    assert "came back by fax (stored, HTTP 202) and by Direct (stored, SMTP 250)" in out, out
+    assert "signed pages by fax: DocumentReference/" in out and "signed pages by Direct: DocumentReference/" in out
     assert (tmp_path / "var" / "demo" / "hub.db").exists()
 
 

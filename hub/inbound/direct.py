@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.direct import DirectConfig, message, smime, xdm
+from hub import faults
 from hub.broker import Enqueuer
 from hub.documents.inbound import InboundDocument, accept_document
 from hub.errors import HubError, describe
@@ -51,9 +52,12 @@ from hub.sync.config import SyncConfig
 from hub.sync.inbox import Inbox
 from hub.unit_of_work import savepoint, unit_of_work
 
-__all__ = ["CHANNEL", "DirectIdentity", "DirectListener", "load_identity", "receive_direct", "run_listener"]
+__all__ = ["CHANNEL", "FAULT_POINT", "DirectIdentity", "DirectListener", "load_identity", "receive_direct",
+           "run_listener"]
 
 CHANNEL = "direct"
+#: the test-only fault point of a received message (:mod:`hub.faults`)
+FAULT_POINT = "direct-receive"
 log = logging.getLogger("hub.inbound.direct")
 
 
@@ -135,9 +139,12 @@ def receive_direct(settings: Settings, *, tenant: str, source: str, identity: Di
                     answer = _store_documents(fhir, inbox, record, verified.content, policy=policy,
                                               message_id=message_id, source=source, sender=from_address,
                                               recipient=identity.address, address=address)
+            session.flush()
+            faults.pause(settings, "before", FAULT_POINT)  # test environment only: killed here, uncommitted
     except Exception:  # noqa: BLE001 - the store could not be written: the HISP must send again
         log.exception("hub.direct.store_failed", extra={"source": source, "tenant": tenant})
         return 451, "4.3.0 could not store the message, try again later"
+    faults.pause(settings, "after", FAULT_POINT)  # test environment only: committed, not yet answered
     return answer
 
 

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from connectors.fax import FaxConfig
 from connectors.fax.model import FaxStatus, ReceivedFax
 from connectors.fax.profiles import PROFILES, WebhookRefused
+from hub import faults
 from hub.documents.inbound import InboundDocument, accept_document
 from hub.security.inbound import InboundPolicy
 from hub.services import fhir_service
@@ -47,10 +48,12 @@ from hub.sync.inbox import Inbox
 from hub.sync.outbox import ORIGIN_KEY
 from hub.unit_of_work import unit_of_work
 
-__all__ = ["CHANNEL", "receive_fax_webhook"]
+__all__ = ["CHANNEL", "FAULT_POINT", "receive_fax_webhook"]
 
 CHANNEL = "fax"
 KIND = "fax"
+#: the test-only fault point of a received fax (:mod:`hub.faults`)
+FAULT_POINT = "fax-receive"
 
 
 def _stand_in_secret(settings: Settings, tenant: str, connector: str) -> str:
@@ -107,6 +110,8 @@ def receive_fax_webhook(settings: Settings, *, tenant: str, connector: str, body
                                        content=event.content, content_type=event.content_type,
                                        sender=event.sender, recipient=event.recipient)
             stored = accept_document(fhir, inbox, message, document, policy=policy, address=address)
+            session.flush()
+            faults.pause(settings, "before", FAULT_POINT)  # test environment only: killed here, uncommitted
             return 202, {"message": message.id, "status": message.status, "duplicate": False,
                          "document": stored.get("id")}
         applied = _apply_status(session, settings, inbox, message, connector_id=connector_id, tenant=tenant,
