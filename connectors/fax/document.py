@@ -2,7 +2,8 @@
 
 The payload is the ``collection`` Bundle of the ``references`` and ``documents`` contexts: the Task
 first, then what it references (CarePlan, owner PractitionerRole, Patient, Organization ...) and
-the DocumentReferences of the plan (the certification page, identified by its return code).
+the DocumentReferences of the plan (the certification page, identified by its return code), read by
+:mod:`connectors.certification`.
 The fax is one PDF: the cover sheet (:mod:`mappings.fax.cover`) followed by the plan's pages,
 combined with pypdfium2 so the cover can state the total page count and any vendor takes it as
 one file.
@@ -10,10 +11,7 @@ one file.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
-import json
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -21,9 +19,9 @@ from typing import Any
 import pypdfium2 as pdfium
 
 from connectors.base import PermanentError
+from connectors.certification import DeliveryProblem, Problem, read_delivery
 from connectors.fax.model import valid_fax_number
 from mappings.fax.cover import CoverSheet, render_cover_sheet
-from mappings.plan_of_care.pdf import RETURN_CODE_SYSTEM
 
 __all__ = ["CertificationFax", "certification_fax", "combine_pdfs", "fax_number_of"]
 
@@ -37,23 +35,12 @@ class CertificationFax:
     plan_pdf: bytes = field(repr=False)
 
 
-def _resources(payload: bytes) -> list[dict[str, Any]]:
-    try:
-        bundle = json.loads(payload)
-    except ValueError:
-        raise PermanentError("fax: the payload is not JSON") from None
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise PermanentError("fax: the payload is not a Bundle (the connector needs its context)")
-    entries = bundle.get("entry")
-    if not isinstance(entries, list):
-        return []
-    return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
-
-
-def _local(reference: Any) -> str:
-    text = reference.get("reference", "") if isinstance(reference, dict) else ""
-    parts = str(text).split("/")
-    return "/".join(parts[-2:]) if len(parts) >= 2 else ""
+_PROBLEMS: dict[Problem, str] = {
+    "not_json": "fax: the payload is not JSON",
+    "not_bundle": "fax: the payload is not a Bundle (the connector needs its context)",
+    "no_task": "fax: only Task deliveries (certification of a plan of care) can be faxed",
+    "bad_base64": "fax: a document to fax is not valid base64",
+}
 
 
 def _name(resource: dict[str, Any] | None) -> str | None:
@@ -78,49 +65,30 @@ def fax_number_of(payload: bytes) -> str | None:
     """The E.164 fax number of the owner PractitionerRole of the Task first in the Bundle ``payload``;
     None when it is no such Bundle or the owner has none (the delivery cannot be faxed)."""
     try:
-        resources = _resources(payload)
-    except PermanentError:
+        delivery = read_delivery(payload)
+    except DeliveryProblem:
         return None
-    if not resources or resources[0].get("resourceType") != "Task":
-        return None
-    owner_key = _local(resources[0].get("owner"))
-    owner = next((r for r in resources[1:] if f"{r.get('resourceType')}/{r.get('id')}" == owner_key), None)
-    if owner is None or owner.get("resourceType") != "PractitionerRole":
-        return None
-    return _owner_fax(owner)
+    return _owner_fax(delivery.owner_role) if delivery.owner_role is not None else None
 
 
 def certification_fax(payload: bytes) -> CertificationFax:
     """The fax a certification Task asks for; :class:`PermanentError` when the delivery cannot be faxed."""
-    resources = _resources(payload)
-    if not resources or resources[0].get("resourceType") != "Task":
-        raise PermanentError("fax: only Task deliveries (certification of a plan of care) can be faxed")
-    task = resources[0]
-    by_key = {f"{r.get('resourceType')}/{r.get('id')}": r for r in resources[1:]}
-    plan_key = _local(task.get("focus"))
-    if not plan_key.startswith("CarePlan/"):
+    try:
+        delivery = read_delivery(payload)
+    except DeliveryProblem as exc:
+        raise PermanentError(_PROBLEMS[exc.code]) from None
+    if not delivery.care_plan_key:
         raise PermanentError("fax: the Task has no CarePlan focus")
-    owner = by_key.get(_local(task.get("owner")))
-    if owner is None or owner.get("resourceType") != "PractitionerRole":
+    if delivery.owner_role is None:
         raise PermanentError("fax: the Task's owner PractitionerRole is not known")
-    number = _owner_fax(owner)
+    number = _owner_fax(delivery.owner_role)
     if number is None:
         raise PermanentError("fax: the owner PractitionerRole has no E.164 fax number")
-    practitioner = by_key.get(_local(owner.get("practitioner")))
-    documents = [r for r in resources if r.get("resourceType") == "DocumentReference" and r.get("status") == "current"
-                 and any(_local(rel) == plan_key for rel in (r.get("context") or {}).get("related", []))]
-    for document in sorted(documents, key=lambda d: str(d.get("date", "")), reverse=True):
-        code = next((i.get("value") for i in document.get("identifier", [])
-                     if isinstance(i, dict) and i.get("system") == RETURN_CODE_SYSTEM), None)
-        attachment = ((document.get("content") or [{}])[0] or {}).get("attachment") or {}
-        if code and attachment.get("contentType") == "application/pdf" and attachment.get("data"):
-            try:
-                pdf = base64.b64decode(attachment["data"], validate=True)
-            except (binascii.Error, TypeError, ValueError):
-                continue
-            return CertificationFax(task_id=str(task.get("id")), to=number, recipient_name=_name(practitioner),
-                                    return_code=str(code), plan_pdf=pdf)
-    raise PermanentError("fax: no certification PDF (DocumentReference with a return code) for the plan")
+    document = delivery.certification
+    if document is None:
+        raise PermanentError("fax: no certification PDF (DocumentReference with a return code) for the plan")
+    return CertificationFax(task_id=delivery.task_id, to=number, recipient_name=_name(delivery.practitioner),
+                            return_code=document.return_code, plan_pdf=document.pdf)
 
 
 def combine_pdfs(first: bytes, second: bytes) -> tuple[bytes, int]:

@@ -99,6 +99,8 @@ async def list_messages(
     resource_type: str | None = None,
     resource: str | None = Query(None, max_length=200, description="Type/id: the messages about one resource"),
     version: int | None = Query(None, ge=1, le=MAX_INT, description="With resource: one version of it"),
+    source: str | None = Query(None, max_length=100,
+                               description='Exact match: the messages from one source ("fhir-api", a connector name)'),
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = Query(50, ge=1, le=500),
@@ -114,7 +116,8 @@ async def list_messages(
         settings,
         lambda s: AdminViews(s, tenant=tenant).messages(
             status=status, connector=connector, correlation_id=correlation_id, resource_type=resource_type,
-            resource=resource, version=version, since=naive(since), until=naive(until), limit=limit, offset=offset,
+            resource=resource, version=version, source=source, since=naive(since), until=naive(until), limit=limit,
+            offset=offset,
         ),
     )
 

@@ -97,6 +97,7 @@ class MessageFilter:
     resource_type: str | None = None
     resource_id: str | None = None
     resource_version: int | None = None
+    source: str | None = None
 
 
 def _message_conditions(f: MessageFilter) -> list:  # type: ignore[type-arg]
@@ -105,6 +106,8 @@ def _message_conditions(f: MessageFilter) -> list:  # type: ignore[type-arg]
         conditions.append(Message.status == f.status)
     if f.correlation_id:
         conditions.append(Message.correlation_id == f.correlation_id)
+    if f.source:
+        conditions.append(Message.source == f.source)
     if f.since:
         conditions.append(Message.created_at >= f.since)
     if f.until:

@@ -161,6 +161,7 @@ class AdminViews:
         resource_type: str | None = None,
         resource: str | None = None,
         version: int | None = None,
+        source: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> dict[str, Any]:
@@ -188,6 +189,7 @@ class AdminViews:
                 resource_type=resource_type,
                 resource_id=resource_id,
                 resource_version=version,
+                source=source,
             ),
             limit=limit,
             offset=offset,

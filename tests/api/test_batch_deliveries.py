@@ -4,7 +4,7 @@ after its write was routed (its savepoint rolled back) leaves no job to publish.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,27 +12,10 @@ from fastapi.testclient import TestClient
 from hub.app import create_app
 from hub.settings import Settings
 from hub.unit_of_work import using_enqueuer
+from tests.enqueuers import RecordingEnqueuer
 
 FHIR = {"Content-Type": "application/fhir+json"}
 FULFILL = {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]}
-
-
-class RecordingEnqueuer:
-    """An enqueuer that records the job ids handed to it instead of sending them to a broker."""
-
-    def __init__(self) -> None:
-        self.sent: list[int] = []
-        self.taken_in: list[tuple[str, str]] = []  # (tenant, DocumentReference id) handed to the intake
-
-    def deliver(self, job_ids: Iterable[int], *, countdown: float | None = None) -> int:
-        ids = list(job_ids)
-        self.sent.extend(ids)
-        return len(ids)
-
-    def intake(self, documents: Iterable[tuple[str, str]]) -> int:
-        asked = list(documents)
-        self.taken_in.extend(asked)
-        return len(asked)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ document that matches nothing waits in triage until an administrator matches it,
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -18,24 +18,9 @@ from hub.unit_of_work import using_enqueuer
 from mappings.documents import CONTENT_HASH_SYSTEM, INTAKE_SYSTEM
 from sandboxes.scans import rewrap_pdf, scanned_pdf
 from tests.documents.plans import certification_page, receive, text_pdf
+from tests.enqueuers import RecordingEnqueuer
 from workers.app import make_celery
 from workers.tasks import document_intake, intake_document
-
-
-class RecordingEnqueuer:
-    def __init__(self) -> None:
-        self.sent: list[int] = []
-        self.taken_in: list[tuple[str, str]] = []  # (tenant, DocumentReference id) handed to the intake
-
-    def deliver(self, job_ids: Iterable[int], *, countdown: float | None = None) -> int:
-        ids = list(job_ids)
-        self.sent.extend(ids)
-        return len(ids)
-
-    def intake(self, documents: Iterable[tuple[str, str]]) -> int:
-        asked = list(documents)
-        self.taken_in.extend(asked)
-        return len(asked)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from hub.settings import Settings
 from hub.unit_of_work import using_enqueuer
 from mappings.fhir.validation import validate_resource
 from mappings.referral.certification import OBLIGATION_CODE_SYSTEM
+from tests.enqueuers import RecordingEnqueuer
 from tests.referrals.test_full_loop import PLAN, Clock, _encounter
 from tests.referrals.test_intake_and_task import referral
 
@@ -39,24 +40,6 @@ GOALS = [
 @pytest.fixture
 def clock() -> Clock:
     return Clock(datetime(2026, 3, 2, 9, 0, 0))
-
-
-class RecordingEnqueuer:
-    """An enqueuer that records the job ids handed to it instead of sending them to a broker."""
-
-    def __init__(self) -> None:
-        self.sent: list[int] = []
-        self.taken_in: list[tuple[str, str]] = []  # (tenant, DocumentReference id) handed to the intake
-
-    def deliver(self, job_ids: Iterable[int], *, countdown: float | None = None) -> int:
-        ids = list(job_ids)
-        self.sent.extend(ids)
-        return len(ids)
-
-    def intake(self, documents: Iterable[tuple[str, str]]) -> int:
-        asked = list(documents)
-        self.taken_in.extend(asked)
-        return len(asked)
 
 
 @pytest.fixture
