@@ -6,7 +6,9 @@ referrer's fax vendor and Direct HISP), the hub (API + embedded worker, SQLite, 
 ``hub direct`` for the HISP's replies), wires connectors and routes, and walks one referral through
 intake, acceptance, plan of care (also sent for signature by fax and by Direct, the signed pages
 coming back on both: :mod:`hub.demo_channels`), signature, visits, the progress report and
-discharge, printing each step. Only 127.0.0.1 is used.
+discharge, then two more referrals whose certifications are signed only on paper, one faxed back as
+a scanned image-only page and one sent back by Direct, completed by the document intake
+(:mod:`hub.demo_paper`), printing each step. Only 127.0.0.1 is used.
 """
 
 from __future__ import annotations

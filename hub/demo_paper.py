@@ -99,8 +99,8 @@ def paper_loops(client: httpx.Client, clinic: httpx.Client, physician: httpx.Cli
         paper.care_plan = plan["care_plan"]
         paper.task = next(o["task"] for o in plan["obligations"] if o["kind"] == "certification")
         # one referral at a time: the next fax and the next Direct message are this plan's
-        wait(lambda n=faxes: len(fax.sent) > n, 60, f"the {paper.what} plan by fax")  # type: ignore[misc]
-        wait(lambda n=messages: len(hisp.received) > n, 60, f"the {paper.what} plan by Direct")  # type: ignore[misc]
+        wait(lambda n=faxes: len(fax.sent) > n, 60, f"the {paper.what} plan by fax")
+        wait(lambda n=messages: len(hisp.received) > n, 60, f"the {paper.what} plan by Direct")
         sent[paper.discipline] = fax.sent[faxes] if paper.channel == "fax" else hisp.received[messages]
         echo(f"{paper.what} referral {view['service_request']} accepted; plan of care {paper.care_plan} sent for "
              f"signature by fax and by Direct ({paper.task}, to be signed on paper only)")
