@@ -123,11 +123,13 @@ def paper_loops(client: httpx.Client, clinic: httpx.Client, physician: httpx.Cli
 def _state(client: httpx.Client, paper: PaperCertification) -> tuple[str, str | None, str | None]:
     """(the Task's status, the signed document that completed it, its intake outcome)."""
     task = _check(client.get(f"/fhir/{paper.task}"), "reading the certification")
-    document = next((o["valueReference"]["reference"] for o in task.get("output") or []
-                     if str((o.get("valueReference") or {}).get("reference", "")).startswith("DocumentReference/")),
-                    None)
-    outcome = intake_state(_check(client.get(f"/fhir/{document}"), "reading the document")) if document else None
-    return str(task["status"]), document, outcome
+    for output in task.get("output") or []:
+        reference = str((output.get("valueReference") or {}).get("reference") or "")
+        if reference.startswith("DocumentReference/"):
+            outcome = intake_state(_check(client.get(f"/fhir/{reference}"), "reading the document"))
+            if outcome is not None:  # a received document (not the plan's own PDF)
+                return str(task["status"]), reference, outcome
+    return str(task["status"]), None, None
 
 
 def _wait_for_intake(client: httpx.Client, papers: list[PaperCertification], echo: Callable[[str], None]) -> None:
