@@ -6,7 +6,9 @@ referrer's fax vendor and Direct HISP), the hub (API + embedded worker, SQLite, 
 ``hub direct`` for the HISP's replies), wires connectors and routes, and walks one referral through
 intake, acceptance, plan of care (also sent for signature by fax and by Direct, the signed pages
 coming back on both: :mod:`hub.demo_channels`), signature, visits, the progress report and
-discharge, printing each step. Only 127.0.0.1 is used.
+discharge, then two more referrals whose certifications are signed only on paper, one faxed back as
+a scanned image-only page and one sent back by Direct, completed by the document intake
+(:mod:`hub.demo_paper`), printing each step. Only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
@@ -68,10 +70,12 @@ def _check(response: httpx.Response, what: str) -> Any:
 def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callable[[str], None]) -> int:
     # deferred: the demo loads the sandbox partners only when it runs
     from hub.demo_channels import FAX_WEBHOOK_SECRET, REFERRER_FAX, ChannelError, Channels
+    from hub.demo_paper import paper_loops
     from sandboxes.emr import SandboxEmr
     from sandboxes.fax import SandboxFaxServer
     from sandboxes.hisp import PHYSICIAN_ADDRESS, SandboxHisp
     from sandboxes.mllp import SandboxPeer
+    from sandboxes.scans import scanned_pdf
     from sandboxes.webhook import SandboxReceiver
 
     if data_dir.exists():
@@ -128,10 +132,13 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                         "referrals and plans to the clinic EMR (FHIR, SMART), referral status, visits and plan "
                         "summaries to the legacy system (HL7 v2 RRI^I12, SIU^S12, MDM^T02 over MLLP), plans for "
                         f"signature to the referrer by fax and by Direct (hub direct on 127.0.0.1:{direct_port})")
-                _loop(client, clinic, physician, emr, step,
-                      contacts={"direct_address": PHYSICIAN_ADDRESS, "fax": REFERRER_FAX})
+                contacts = {"direct_address": PHYSICIAN_ADDRESS, "fax": REFERRER_FAX}
+                _loop(client, clinic, physician, emr, step, contacts=contacts)
                 for line in channels.signed_back(client, _wait):
                     echo(f"        {line}")
+                paper_loops(client, clinic, physician, channels, patient=PATIENT, coverage=COVERAGE,
+                            contacts=contacts, wait=_wait, echo=lambda line: echo(f"        {line}"),
+                            scan=scanned_pdf)
                 step(10, "waiting for every delivery ...")
                 _wait(lambda: _open_jobs(client) == 0, 120, "the deliveries")
                 jobs = _check(client.get("/admin/api/jobs", params={"limit": 500}), "jobs")["items"]

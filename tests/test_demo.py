@@ -1,10 +1,13 @@
 """`hub demo` walks the whole referral loop on embedded defaults, with no services (the plan for signature
-also by fax and by Direct, signed pages back on both), finishes green,
+also by fax and by Direct, signed pages back on both; two more certifications signed only on paper, one
+faxed back as a scanned image-only page, one sent back by Direct, both completed by the document intake),
+finishes green,
 keeps its files in one directory, and writes no PHI to any log stream."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -36,15 +39,37 @@ def test_hub_demo_finishes_green_with_no_services(demo_run) -> None:  # type: ig
         assert expected in out, out
     assert "[11/11] done" in out
     assert "HL7 v2 messages acknowledged" in out and " 0 HL7 v2" not in out  # every connector kind is used
-    # the legacy system heard of the referral's status, the booked visit and the plan of care (the page
-    # sent for signature and its signed version: two documents)
-    assert "RRI^I12 x" in out and "SIU^S12 x1" in out and "MDM^T02 x2" in out, out
+    # the legacy system heard of the referrals' status, the booked visit and the three plans of care (each
+    # the page sent for signature and its signed version: six documents)
+    assert "RRI^I12 x" in out and "SIU^S12 x1" in out and "MDM^T02 x6" in out, out
     assert "SMART Backend Services" in out
     # the plan for signature went out by fax and by Direct, and the signed pages came back on both
     assert "plan of care faxed (fax " in out and "sent by Direct (<" in out, out
     assert "came back by fax (stored, HTTP 202) and by Direct (stored, SMTP 250)" in out, out
     assert "signed pages by fax: DocumentReference/" in out and "signed pages by Direct: DocumentReference/" in out
     assert (tmp_path / "var" / "demo" / "hub.db").exists()
+
+
+def test_both_paper_loops_close_by_fax_and_by_direct(demo_run) -> None:  # type: ignore[no-untyped-def]
+    """Two certifications nobody signs through the API: one comes back by fax as a scanned image-only
+    page, one by Direct as a signed plan, and the intake matches each and completes its Task."""
+    _, result, _ = demo_run
+    out = result.stdout
+    assert out.count("to be signed on paper only") == 2, out
+    assert "faxed back the signed occupational therapy plan: a scanned, image-only page (HTTP 202)" in out, out
+    assert "replied by Direct with the signed speech therapy plan (SMTP 250)" in out, out
+    assert "waiting for the document intake to complete both certifications" in out, out
+    closed = {}
+    for channel, plan, document, task in re.findall(
+            r"signed on paper, back by (fax|Direct): \w[\w ]+ plan (CarePlan/[\w-]+), document "
+            r"(DocumentReference/[\w-]+) \(intake: matched\); certification (Task/[\w-]+) completed", out):
+        closed[channel] = (plan, document, task)
+    assert set(closed) == {"fax", "Direct"}, out
+    # two plans, two documents, two Tasks; none of them the step-6 certification signed through the API
+    assert len({v[0] for v in closed.values()}) == len({v[1] for v in closed.values()}) == 2
+    assert len({v[2] for v in closed.values()}) == 2
+    assert "both paper certifications completed by the intake" in out, out
+    assert out.index("both paper certifications completed") < out.index("[10/11]")
 
 
 def test_after_exit_the_demo_tells_how_to_go_on_not_where_a_stopped_hub_was(demo_run) -> None:  # type: ignore[no-untyped-def]
