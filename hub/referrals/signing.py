@@ -162,6 +162,11 @@ class Signing(CertificationClocks):
         care_plan_ref = task["focus"]["reference"]
         care_plan = self._read(*care_plan_ref.split("/"))
         signer = (task.get("owner") or {}).get("reference")
+        if not str(signer or "").startswith("PractitionerRole/"):
+            # owned by the clinic (a referral without a referrer): nobody who may certify the plan
+            # signs it, and the clinic cannot attest its own plan; the completion is refused
+            raise Conflict("This certification names no referring physician to sign it: set Task.owner "
+                           "to the referrer's PractitionerRole first", expression="Task.owner")
         now_text = self._now().isoformat(timespec="seconds") + "Z"
         # what was really signed: the signed version of the page (application/pdf), its bytes the data;
         # a page signed by hand that came back (fax, Direct) is that version itself
