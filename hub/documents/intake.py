@@ -42,6 +42,7 @@ from typing import Any, Literal
 from hub.documents.referrers import known_sender, open_draft_referral
 from hub.errors import Conflict, NotFound
 from hub.fhir.service import FhirService
+from hub.fhir.stored import etag
 from hub.referrals.plan_records import REVISION_URL, obligation_code, plan_extension, plan_return_code
 from hub.referrals.plans import PlanService, SignIn
 from hub.referrals.signing import RECEIVED_SIGNATURE
@@ -52,6 +53,7 @@ from hub.store.repository import tenant_ids
 from hub.unit_of_work import unit_of_work
 from mappings.documents import CHANNEL_SYSTEM, CONTENT_HASH_SYSTEM, INTAKE_SYSTEM, INTAKE_URL
 from mappings.documents.barcodes import PdfReading, read_pdf, return_codes
+from mappings.fhir import jsonio
 from mappings.fhir.ids import deterministic_id
 from mappings.plan_of_care.pdf import RETURN_CODE_SYSTEM
 
@@ -210,12 +212,19 @@ class DocumentIntake(PlanService):
             raise Conflict("Only a readable PDF can be the signed page of a certification",
                            expression="DocumentReference.content")
         try:
-            task = self._read("Task", task_id)
+            stored = self.fhir.read("Task", task_id)
         except NotFound:
             raise NotFound("There is no certification with this id") from None
+        task = jsonio.loads(stored.content or "{}")
         if obligation_code(task) in CERTIFICATIONS and not _signed_by_a_physician(task):
             raise Conflict("This certification names no referring physician to sign it", expression="Task.owner")
-        self.sign(task_id, SignIn(), received=received)
+        try:  # over the version matched: a completion meanwhile (the portal, a copy of the scan) wins
+            self.sign(task_id, SignIn(), received=received, if_match=etag(stored.version_id))
+        except Conflict:
+            if task.get("status") != "requested":
+                raise  # completed before we looked (a match by hand): the administrator is told so
+            return self._mark(document, reading, IntakeOutcome(
+                document["id"], "duplicate", "the certification was signed already", task=task_id))
         return self._mark(document, reading, IntakeOutcome(document["id"], "matched", reason, task=task_id))
 
     def _mark(self, document: dict[str, Any], reading: PdfReading, outcome: IntakeOutcome) -> IntakeOutcome:

@@ -12,9 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from hub.errors import Conflict, NotFound
+from hub.errors import Conflict, NotFound, PreconditionFailed
+from hub.fhir.stored import etag
 from hub.referrals.clocks import CertificationClocks
 from hub.referrals.plan_records import CERTIFIED_URL, REVISION_URL, obligation_code, plan_extension, plan_return_code
+from mappings.fhir import jsonio
 from mappings.fhir.ids import deterministic_id
 from mappings.plan_of_care.pdf import RETURN_CODE_SYSTEM, Attestation, render_plan_pdf, signed_document_reference
 from mappings.plan_of_care.summary import plan_summary
@@ -66,7 +68,7 @@ class SignIn(BaseModel):
 
 class Signing(CertificationClocks):
     def sign(self, task_id: str, body: SignIn, *, signer: str | None = None,
-             received: str | None = None) -> dict[str, Any]:
+             received: str | None = None, if_match: str | None = None) -> dict[str, Any]:
         """Complete a certification; ``signer`` (a referrer's PractitionerRole) must be its owner.
 
         ``received``: the DocumentReference of the signed page that came back (a fax, a Direct
@@ -75,12 +77,18 @@ class Signing(CertificationClocks):
 
         Not there, not visible to the caller, not a certification, not the signer's: one answer (404,
         same text), so that signing is no way to learn what exists. The caller's policy reads the Task;
-        the hub writes the signature (a referring physician may not PUT a Task)."""
+        the hub writes the signature (a referring physician may not PUT a Task).
+
+        The Task is written only over the version read (``if_match``: the caller's, say the version
+        the intake matched, else the one read here): of two completions at once (the portal and a
+        page that came back, two copies of the same scan) the second is refused (409) and the first's
+        output stays."""
         unknown = NotFound("There is no certification with this id that you can sign")
         try:
-            task = self._read("Task", task_id)
+            stored = self.fhir.read("Task", task_id)
         except NotFound:
             raise unknown from None
+        task = jsonio.loads(stored.content or "{}")
         if obligation_code(task) not in ("certification", "recertification"):
             raise unknown
         if signer is not None and (task.get("owner") or {}).get("reference") != signer:
@@ -96,8 +104,12 @@ class Signing(CertificationClocks):
             outputs.append({"type": {"text": RECEIVED_SIGNATURE}, "valueReference": {"reference": received}})
         if outputs:
             signed["output"] = outputs
-        with self.fhir.internal():
-            self.fhir.update("Task", task_id, signed)
+        try:
+            with self.fhir.internal():
+                self.fhir.update("Task", task_id, signed, if_match=if_match or etag(stored.version_id))
+        except PreconditionFailed:
+            raise Conflict("This certification was completed or changed meanwhile",
+                           expression="Task.status") from None
         return self.obligation_view(self._read("Task", task_id))
 
     def _signed_document(self, care_plan: dict[str, Any], signer: str | None,
@@ -150,6 +162,11 @@ class Signing(CertificationClocks):
         care_plan_ref = task["focus"]["reference"]
         care_plan = self._read(*care_plan_ref.split("/"))
         signer = (task.get("owner") or {}).get("reference")
+        if not str(signer or "").startswith("PractitionerRole/"):
+            # owned by the clinic (a referral without a referrer): nobody who may certify the plan
+            # signs it, and the clinic cannot attest its own plan; the completion is refused
+            raise Conflict("This certification names no referring physician to sign it: set Task.owner "
+                           "to the referrer's PractitionerRole first", expression="Task.owner")
         now_text = self._now().isoformat(timespec="seconds") + "Z"
         # what was really signed: the signed version of the page (application/pdf), its bytes the data;
         # a page signed by hand that came back (fax, Direct) is that version itself

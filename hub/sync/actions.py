@@ -57,6 +57,7 @@ class SyncActions:
             raise NotFound(f"No delivery job {job_id}")
         if job.status not in (ev.DEAD, ev.RETRYING):
             raise Conflict(f"Job {job_id} is {job.status}; only dead or retrying jobs can be retried")
+        self._refuse_if_fallen_back(job)
         now = self.clock()
         if job.status == ev.DEAD:
             job.max_attempts = job.attempts + max(1, job.max_attempts)
@@ -74,6 +75,27 @@ class SyncActions:
         self.session.flush()
         enqueue_after_commit(self.session, [job.id])
         return job
+
+    def _fallback_of(self, job: DeliveryJob) -> DeliveryJob | None:
+        """The job a fallback chain queued for its next connector when ``job`` dead-lettered (same
+        message, ``replay_of`` this one; a replay is a new message), or None."""
+        if job.status != ev.DEAD:
+            return None
+        return next((j for j in repo.replay_family(self.session, job=job)
+                     if j.replay_of == job.id and j.message_id == job.message_id), None)
+
+    def _refuse_if_fallen_back(self, job: DeliveryJob) -> None:
+        """Retrying or replaying a dead letter whose delivery went on down its fallback chain would send
+        the document by two channels: refused while a fallback job of it (or of that one, and so on) is
+        open or delivered. When every fallback died (or was discarded), the dead letter may go again."""
+        fallback, seen = self._fallback_of(job), {job.id}
+        while fallback is not None and fallback.id not in seen:
+            if fallback.status != ev.DEAD:
+                raise Conflict(f"Job {job.id} dead-lettered and its delivery went on to fallback job {fallback.id} "
+                               f"({fallback.status}); retrying or replaying it would deliver twice. Retry or "
+                               f"replay job {fallback.id} instead")
+            seen.add(fallback.id)
+            fallback = self._fallback_of(fallback)
 
     def discard_job(self, job_id: int, *, reason: str, actor: str) -> DeliveryJob:
         """Give a dead letter up for good (say, a message for a partner that was retired): it is
@@ -137,6 +159,15 @@ class SyncActions:
             jobs = [j for j in jobs if j.id in job_ids]
         if not jobs:
             raise Conflict(f"Message {message_id} has no deliveries to replay")
+        chosen = {j.id for j in jobs}
+        kept = []
+        for job in jobs:
+            fallback = self._fallback_of(job)
+            if fallback is not None and fallback.id in chosen:
+                continue  # replayed with it: its fallback job stands for this delivery (ADR 0011)
+            self._refuse_if_fallen_back(job)
+            kept.append(job)
+        jobs = kept
         now = self.clock()
         replay = self.inbox.record_replay(original, resend=resend, at=now)
         seen: dict[int, DeliveryJob] = {}

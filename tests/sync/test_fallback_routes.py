@@ -30,8 +30,9 @@ def fax() -> Iterator[SandboxFaxServer]:
         yield server
 
 
-def connectors(client: TestClient, hisp: SandboxHisp, fax: SandboxFaxServer, **direct: Any) -> None:
-    fax_config = {"profile": "phaxio", "base_url": fax.url, "api_key": "key-1234", "api_secret": "secret-5678",
+def connectors(client: TestClient, hisp: SandboxHisp, fax: SandboxFaxServer, fax_secret: str = "secret-5678",
+               **direct: Any) -> None:
+    fax_config = {"profile": "phaxio", "base_url": fax.url, "api_key": "key-1234", "api_secret": fax_secret,
                   "webhook_secret": "vendor-webhook-token-0123", "sender_fax": CLINIC_FAX,
                   "clinic_name": "Riverside Rehab"}
     for name, kind, config in (("hisp", "direct", hisp.connector_config(**direct)), ("vendor", "fax", fax_config)):
@@ -137,3 +138,36 @@ def test_chains_are_validated_with_clear_errors(client: TestClient, hisp: Sandbo
     bad = "routes:\n  - name: chain\n    resource_type: Task\n    connector: [emr, hisp]\n"
     refused = client.post("/admin/api/routes/import", content=bad, headers={"Content-Type": "application/yaml"})
     assert refused.status_code == 400 and "routes[0]:" in refused.text
+
+
+def test_a_dead_letter_that_fell_back_is_not_sent_again_by_its_own_channel(
+        client: TestClient, settings: Settings, hisp: SandboxHisp, fax: SandboxFaxServer) -> None:
+    connectors(client, hisp, fax, password="not-the-password")
+    route(client)
+    [first] = store(client, email=True, fax_number=True)
+    deliver(settings, int(first["id"]))
+    fallback = next(j for j in client.get("/admin/api/jobs").json()["items"] if j["connector"] == "vendor")
+    refused = client.post(f"/admin/api/jobs/{first['id']}/retry")
+    assert refused.status_code == 409, refused.text
+    assert f"fallback job {fallback['id']}" in refused.text
+    deliver(settings, int(fallback["id"]))
+    assert fax.wait_for_sends(1)
+    assert client.post(f"/admin/api/jobs/{first['id']}/retry").status_code == 409  # delivered by fax
+    replay = client.post(f"/admin/api/messages/{first['message_id']}/replay")
+    assert replay.status_code == 201, replay.text
+    assert [j["connector"] for j in replay.json()["jobs"]] == ["vendor"]  # by fax again only, not by Direct too
+    assert client.get(f"/admin/api/jobs/{first['id']}").json()["status"] == "dead"
+
+
+def test_a_dead_letter_whose_fallback_died_too_may_be_retried(
+        client: TestClient, settings: Settings, hisp: SandboxHisp, fax: SandboxFaxServer) -> None:
+    connectors(client, hisp, fax, fax_secret="not-the-secret", password="not-the-password")
+    route(client)
+    [first] = store(client, email=True, fax_number=True)
+    deliver(settings, int(first["id"]))
+    fallback = next(j for j in client.get("/admin/api/jobs").json()["items"] if j["connector"] == "vendor")
+    deliver(settings, int(fallback["id"]))
+    assert client.get(f"/admin/api/jobs/{fallback['id']}").json()["status"] == "dead"
+    retried = client.post(f"/admin/api/jobs/{first['id']}/retry")
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["status"] == "pending"
