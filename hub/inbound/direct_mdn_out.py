@@ -90,9 +90,9 @@ def queue_answer(settings: Settings, inbox: Inbox, record: Message, headers: Ema
         inbox.event(record, ev.DEFERRED, detail="no MDN: the message names no sender or Message-ID to answer")
         return 0
     certificate = signer.public_bytes(serialization.Encoding.PEM).decode()
-    base = {"to": recipient, "original_message_id": original, "recipient_cert_pem": certificate}
+    base: dict[str, object] = {"to": recipient, "original_message_id": original, "recipient_cert_pem": certificate}
     if stored:
-        answers = [{**base, "disposition": "processed"}]
+        answers: list[dict[str, object]] = [{**base, "disposition": "processed"}]
         if asks_final_destination(headers):
             answers.append({**base, "disposition": "dispatched", "final_destination": True})
     else:
