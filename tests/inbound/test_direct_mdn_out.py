@@ -7,7 +7,7 @@ from __future__ import annotations
 import smtplib
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -17,6 +17,8 @@ from connectors.direct import DirectConnector, message, smime
 from connectors.direct.message import Attachment
 from hub.app import ensure_default_tenant
 from hub.inbound.direct import DirectListener, load_identity
+from hub.inbound.direct_mdn import sweep_mdn_timeouts
+from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store.db import transaction
 from hub.store.models import DeliveryJob
@@ -108,6 +110,8 @@ def test_stored_plan_is_answered_by_processed_and_dispatched_mdns(
     # the same plan again: answered 250, nothing stored, no second MDN
     hisp.send_signed_plan(hisp.received[0], SIGNED, host="127.0.0.1", port=listener.port)
     assert len(recorder.jobs) == 2
+    # an MDN expects no MDN: the timeout sweep leaves the delivered MDN jobs alone
+    assert sweep_mdn_timeouts(settings, now=utcnow() + timedelta(days=2)) == 0
 
 
 def test_mdn_survives_a_hisp_outage(settings: Settings, hisp: SandboxHisp, listener: DirectListener,
