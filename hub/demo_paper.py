@@ -89,8 +89,11 @@ def paper_loops(client: httpx.Client, clinic: httpx.Client, physician: httpx.Cli
     fax, hisp = channels.fax, channels.hisp
     papers = certifications()
     sent: dict[str, Any] = {}
+    def plans() -> list[Any]:  # what the HISP received that carries a document (not the hub's MDNs)
+        return [r for r in hisp.received if r.documents]
+
     for paper in papers:
-        faxes, messages = len(fax.sent), len(hisp.received)
+        faxes, messages = len(fax.sent), len(plans())
         view = _check(physician.post("/referrals", json=paper.referral(patient, coverage, contacts)),
                       f"the {paper.what} referral")
         task_id = view["task"].split("/")[1]
@@ -100,8 +103,8 @@ def paper_loops(client: httpx.Client, clinic: httpx.Client, physician: httpx.Cli
         paper.task = next(o["task"] for o in plan["obligations"] if o["kind"] == "certification")
         # one referral at a time: the next fax and the next Direct message are this plan's
         wait(lambda n=faxes: len(fax.sent) > n, 60, f"the {paper.what} plan by fax")
-        wait(lambda n=messages: len(hisp.received) > n, 60, f"the {paper.what} plan by Direct")
-        sent[paper.discipline] = fax.sent[faxes] if paper.channel == "fax" else hisp.received[messages]
+        wait(lambda n=messages: len(plans()) > n, 60, f"the {paper.what} plan by Direct")
+        sent[paper.discipline] = fax.sent[faxes] if paper.channel == "fax" else plans()[messages]
         echo(f"{paper.what} referral {view['service_request']} accepted; plan of care {paper.care_plan} sent for "
              f"signature by fax and by Direct ({paper.task}, to be signed on paper only)")
     for paper in papers:

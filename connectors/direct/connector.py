@@ -14,6 +14,11 @@ A delivery's payload is the ``collection`` Bundle of the certification Task (con
 
 ``SendResult.remote_id`` is the Message-ID (MDNs name it in Original-Message-ID).
 
+A delivery of content type ``message/disposition-notification`` (:data:`message.MDN_CONTENT_TYPE`, queued
+by the hub's Direct listener) is an MDN the clinic answers a received message with
+(:meth:`DirectConnector.build_mdn`): signed as the clinic, encrypted to the certificate that signed the
+message it answers, and it asks for no MDN itself.
+
 Outcome: accepted by the HISP -> ``SendResult``; the Bundle lacks the recipient, the PDF or the
 patient's identifier, or the recipient has no certificate -> ``PermanentError``/``ConfigError``;
 authentication refused (535) -> ``AuthError``; 4xx replies, timeouts, connection failures ->
@@ -22,6 +27,7 @@ authentication refused (535) -> ``AuthError``; 4xx replies, timeouts, connection
 
 from __future__ import annotations
 
+import json
 import smtplib
 import socket
 import ssl
@@ -179,6 +185,37 @@ class DirectConnector:
                                subject=self.config.subject, message_id=message_id, date=now)
         return parts.recipient, message_id, head + envelope
 
+    def build_mdn(self, delivery: Delivery) -> tuple[str, str, bytes]:
+        """(recipient, Message-ID, the message bytes) of an MDN delivery; its payload is JSON with
+        ``to``, ``original_message_id``, ``disposition``, ``recipient_cert_pem`` (the certificate that
+        signed the message it answers, verified when it arrived), optional ``failure`` and
+        ``final_destination``. Raises PermanentError when the payload is not one."""
+        try:
+            spec = json.loads(delivery.payload)
+            recipient = _address(str(spec["to"]))
+            certificate = x509.load_pem_x509_certificate(str(spec["recipient_cert_pem"]).encode())
+            original = str(spec["original_message_id"])
+            disposition = str(spec["disposition"])
+            failure = spec.get("failure")
+            final_destination = bool(spec.get("final_destination"))
+        except (ValueError, KeyError, TypeError):
+            raise PermanentError("direct: the MDN delivery's payload is not an MDN description") from None
+        message_id = message.message_id_for(delivery.idempotency_key, self._domain)
+        try:
+            inner = message.mdn_content(
+                original_message_id=original, final_recipient=self.config.sender_address,
+                reporting_ua=f"{self._domain}; therapy-interop-hub", disposition=disposition,
+                boundary=message.boundary_for(message_id, "report"), final_destination=final_destination,
+                failure=str(failure) if failure else None)
+            head = message.headers(sender=self.config.sender_address, recipients=[recipient],
+                                   subject=f"{disposition.split('/')[0].capitalize()}: {original}",
+                                   message_id=message_id, date=self._clock(), request_mdn=False)
+        except ValueError:
+            raise PermanentError("direct: the MDN delivery's fields are not printable ASCII") from None
+        signed = smime.sign(inner, self._certificate, self._key, boundary=message.boundary_for(message_id, "signed"))
+        envelope = smime.encrypt(signed, [certificate], aes256=self.config.aes256)
+        return recipient, message_id, head + envelope.removeprefix(b"MIME-Version: 1.0\r\n")
+
     def _submission(self, parts: PlanParts, key: str, now: datetime) -> xdm.XdmSubmission:
         stamp = now.astimezone(UTC).strftime("%Y%m%d%H%M%S")
         documents = [xdm.XdmDocument(
@@ -214,7 +251,10 @@ class DirectConnector:
         return client
 
     def send(self, delivery: Delivery) -> SendResult:
-        recipient, message_id, wire = self.build(delivery)
+        if delivery.content_type == message.MDN_CONTENT_TYPE:
+            recipient, message_id, wire = self.build_mdn(delivery)
+        else:
+            recipient, message_id, wire = self.build(delivery)
         what = f"direct SMTP {self.config.smtp_host}:{self.config.smtp_port}"
         started = time.perf_counter()
         try:

@@ -27,6 +27,7 @@ from typing import Final
 __all__ = [
     "Attachment",
     "DIRECT_OPTIONS",
+    "MDN_CONTENT_TYPE",
     "Mdn",
     "boundary_for",
     "content",
@@ -40,6 +41,9 @@ __all__ = [
 ]
 
 DIRECT_OPTIONS: Final = "X-DIRECT-FINAL-DESTINATION-DELIVERY=optional,true"
+#: the content type of a delivery that is an MDN the hub answers with (a JSON description, see
+#: :meth:`connectors.direct.DirectConnector.build_mdn`)
+MDN_CONTENT_TYPE: Final = "message/disposition-notification"
 _HEADER_SAFE = re.compile(r"[\x20-\x7e]*")
 _DISPOSITIONS: Final = frozenset({"processed", "dispatched", "failed", "displayed", "deleted", "denied"})
 
@@ -250,14 +254,17 @@ def dsn_content(*, original_message_id: str, final_recipient: str, reporting_mta
 
 
 def mdn_content(*, original_message_id: str, final_recipient: str, reporting_ua: str, disposition: str,
-                boundary: str, final_destination: bool = False) -> bytes:
-    """A ``multipart/report`` MDN entity for ``original_message_id`` (``disposition``: e.g. processed)."""
+                boundary: str, final_destination: bool = False, failure: str | None = None) -> bytes:
+    """A ``multipart/report`` MDN entity for ``original_message_id`` (``disposition``: e.g. processed);
+    ``failure``: the ``Failure:`` field of a ``failed`` one (RFC 3798 section 3.2.7)."""
     human = f"Your message was {disposition.split('/')[0]} by {final_recipient}.\r\n"
     fields = [
         ("Reporting-UA", reporting_ua), ("Final-Recipient", f"rfc822;{final_recipient}"),
         ("Original-Message-ID", original_message_id),
         ("Disposition", f"automatic-action/MDN-sent-automatically;{disposition}"),
     ]
+    if failure:
+        fields.append(("Failure", failure))
     if final_destination:
         fields.append(("X-DIRECT-FINAL-DESTINATION-DELIVERY", ""))
     block = "".join(f"{k}: {_header_value(v)}\r\n" for k, v in fields)

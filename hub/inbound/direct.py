@@ -12,7 +12,9 @@ config holds the clinic's Direct address, its certificate and key (to decrypt) a
    ``accept_document``; an MDN (``multipart/report``) is applied to the delivery job whose Message-ID
    it names (:func:`hub.inbound.direct_mdn.apply_mdn`: an event, or back to retry when it failed).
    A message we refuse (not for us, unsigned, untrusted, expired, tampered) is kept ``rejected``
-   with the refusal code and audited.
+   with the refusal code and audited. A verified message that is not an MDN or DSN is answered by
+   a ``processed`` (and ``dispatched``) MDN, or a ``failed`` one when its content was refused, queued
+   in the same transaction as a delivery job (:mod:`hub.inbound.direct_mdn_out`); refused mail gets none.
 3. Commit, THEN answer: ``250`` when stored, ``554 5.7.x`` for a refusal, ``451`` when the store
    could not be written (the HISP sends again). After the commit, the unit of work publishes the
    intake of each stored document (``hub.intake_document``): a signed plan completes its certification.
@@ -42,6 +44,7 @@ from hub.documents.inbound import InboundDocument, accept_document
 from hub.errors import HubError, describe
 from hub.fhir.service import FhirService
 from hub.inbound.direct_mdn import apply_mdn
+from hub.inbound.direct_mdn_out import queue_answer
 from hub.kit import utcnow
 from hub.security.inbound import InboundPolicy
 from hub.services import fhir_service
@@ -139,6 +142,9 @@ def receive_direct(settings: Settings, *, tenant: str, source: str, identity: Di
                     answer = _store_documents(fhir, inbox, record, verified.content, policy=policy,
                                               message_id=message_id, source=source, sender=from_address,
                                               recipient=identity.address, address=address)
+                    queue_answer(settings, inbox, record, headers, tenant=tenant, source=source,
+                                 own_address=identity.address, signer=verified.signer,
+                                 content=verified.content, stored=answer[0] == 250)
             session.flush()
             faults.pause(settings, "before", FAULT_POINT)  # test environment only: killed here, uncommitted
     except Exception:  # noqa: BLE001 - the store could not be written: the HISP must send again

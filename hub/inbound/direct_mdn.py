@@ -10,7 +10,7 @@ A Direct delivery keeps its Message-ID as ``delivery_jobs.remote_id``; an MDN na
 
 :func:`sweep_mdn_timeouts` (beat task ``hub.direct_mdn_timeouts``): a delivered Direct job without a
 processed (or dispatched) MDN within its connector's ``mdn_timeout_minutes`` of its delivery fails
-the same way.
+the same way; the MDNs the listener sends (:mod:`hub.inbound.direct_mdn_out`) expect no answer.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from hub.store import sync_repository as repo
 from hub.store.models import DeliveryJob, Message, MessageEvent
 from hub.sync import events as ev
 from hub.sync.config import SyncConfig
+from hub.sync.delivery import DIRECT_MDN_EVENT
 from hub.sync.engine import DeliveryEngine
 from hub.sync.inbox import Inbox
 from hub.unit_of_work import unit_of_work
@@ -63,15 +64,18 @@ def apply_mdn(session: Session, settings: Settings, inbox: Inbox, record: Messag
 
 
 def _overdue(session: Session, *, connector_id: int, before: datetime, limit: int) -> list[DeliveryJob]:
-    """Delivered jobs of a connector, delivered before ``before``, with no processed MDN since."""
+    """Delivered jobs of a connector, delivered before ``before``, with no processed MDN since (not the
+    MDNs the listener sent: an MDN is never answered by one)."""
     answered = exists().where(
         MessageEvent.job_id == DeliveryJob.id, MessageEvent.event == ev.ACKNOWLEDGED,
         MessageEvent.at >= DeliveryJob.finished_at,
         or_(*(MessageEvent.detail.like(prefix + "%") for prefix in _RECEIVED)))
     return list(session.scalars(
         select(DeliveryJob)
+        .join(Message, Message.id == DeliveryJob.message_id)
         .where(DeliveryJob.connector_id == connector_id, DeliveryJob.status == ev.SUCCEEDED,
-               DeliveryJob.remote_id.is_not(None), DeliveryJob.finished_at < before, ~answered)
+               DeliveryJob.remote_id.is_not(None), DeliveryJob.finished_at < before, ~answered,
+               Message.event != DIRECT_MDN_EVENT)
         .order_by(DeliveryJob.id).limit(limit)))
 
 

@@ -22,6 +22,10 @@ log = logging.getLogger("hub.sync.delivery")
 ORDER_WAIT_SECONDS = 1.0
 #: a job behind a dead letter is woken when that one is retried or replayed; this is only the fallback
 HELD_WAIT_SECONDS = 30.0
+#: the event of an MDN the Direct listener queues, and its payload's content type (a JSON description
+#: the Direct connector turns into a signed, encrypted MDN)
+DIRECT_MDN_EVENT = "direct.MDN"
+DIRECT_MDN = "message/disposition-notification"
 
 _connectors: dict[tuple[int, str], Any] = {}
 _lock = threading.Lock()
@@ -48,8 +52,13 @@ def _connector(claimed: ClaimedJob) -> Any:
 
 def content_type_of(event: str) -> str:
     """What a job's payload is: FHIR JSON, or a message the hub made in a partner's format
-    (:meth:`hub.sync.outbox.Outbox.send_raw`, events ``hl7v2.*``)."""
-    return HL7_V2_ER7 if event.startswith("hl7v2.") else "application/fhir+json"
+    (:meth:`hub.sync.outbox.Outbox.send_raw`, events ``hl7v2.*``; ``direct.MDN``: an MDN the Direct
+    listener answers with, :mod:`hub.inbound.direct_mdn_out`)."""
+    if event.startswith("hl7v2."):
+        return HL7_V2_ER7
+    if event == DIRECT_MDN_EVENT:
+        return DIRECT_MDN
+    return "application/fhir+json"
 
 
 def attempt(claimed: ClaimedJob) -> Outcome:

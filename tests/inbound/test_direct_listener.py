@@ -86,7 +86,10 @@ def test_signed_plan_reply_is_stored_as_a_document_reference(
     attachment = bundle_["entry"][0]["resource"]["content"][0]["attachment"]
     assert base64.b64decode(attachment["data"]) == SIGNED and attachment["contentType"] == "application/pdf"
     messages = client.get("/admin/api/messages", params={"source": "clinic-direct"}).json()["items"]
-    assert len(messages) == 1 and messages[0]["status"] != "rejected"
+    inbound = [m for m in messages if m["direction"] == "inbound"]
+    assert len(inbound) == 1 and inbound[0]["status"] != "rejected"
+    # answered by a processed and a dispatched MDN, queued once (tests/inbound/test_direct_mdn_out.py)
+    assert sorted(m["event"] for m in messages if m["direction"] == "outbound") == ["direct.MDN"] * 2
     # handed to the intake once, after the commit (the repeat stored nothing, published nothing)
     assert recorder.taken_in == [(settings.default_tenant, bundle_["entry"][0]["resource"]["id"])]
 
@@ -147,7 +150,10 @@ def test_broken_package_from_a_trusted_sender_is_refused_not_retried(
         hisp.send_reply(received, [Attachment("plan.zip", "application/zip", buffer.getvalue())],
                         host="127.0.0.1", port=listener.port)
     assert caught.value.smtp_code == 554
-    [stored] = client.get("/admin/api/messages", params={"source": "clinic-direct"}).json()["items"]
+    messages = client.get("/admin/api/messages", params={"source": "clinic-direct"}).json()["items"]
+    [stored] = [m for m in messages if m["direction"] == "inbound"]
     assert stored["status"] == "rejected"
+    # the sender is trusted: answered by a failed MDN (tests/inbound/test_direct_mdn_out.py)
+    assert [m["event"] for m in messages if m["direction"] == "outbound"] == ["direct.MDN"]
     assert client.get("/fhir/DocumentReference").json()["total"] == 0
     assert recorder.taken_in == []

@@ -121,10 +121,10 @@ class _Attempt(threading.Thread):
 
 
 def _counts(settings: Settings, source: str) -> tuple[int, int]:
-    """(messages of ``source``, DocumentReferences) in the store."""
+    """(inbound messages of ``source``, DocumentReferences) in the store (not the MDNs it answers with)."""
     with TestClient(create_app(settings), base_url="http://testserver") as client:
         items = client.get("/admin/api/messages", params={"limit": 500}).json()["items"]
-        messages = sum(1 for m in items if m["source"] == source)
+        messages = sum(1 for m in items if m["source"] == source and m["direction"] == "inbound")
         documents = client.get("/fhir/DocumentReference").json()["total"]
     return messages, documents
 
