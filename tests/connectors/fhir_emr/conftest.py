@@ -140,7 +140,8 @@ def referral(hub_id: str = "sr1", number: str = "R-1", **fields: Any) -> dict[st
 def in_context(focus: dict[str, Any], *referenced: dict[str, Any]) -> bytes:
     """The payload the hub delivers to a connector whose context asks for references."""
     entries = [
-        {"fullUrl": f"http://hub.test/fhir/{r['resourceType']}/{r['id']}", "resource": r} for r in (focus, *referenced)
+        {"fullUrl": f"http://hub.test/fhir/{r['resourceType']}/{r['id']}", "resource": r}
+        for r in (focus, *referenced)
     ]
     return json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}).encode()
 

@@ -32,7 +32,9 @@ from tests.connectors.fhir_emr.conftest import ROOT, Clock, MakeConnector, body,
 # -------------------------------------------------------------------------------- rate limits
 
 
-def test_429_with_retry_after_is_transient(emr: SandboxEmr, make_connector: MakeConnector, clock: Clock) -> None:
+def test_429_with_retry_after_is_transient(
+    emr: SandboxEmr, make_connector: MakeConnector, clock: Clock
+) -> None:
     emr.configure(rate_limit=2, rate_window=30)
     connector = make_connector()
     connector.send(make_delivery("job-1", body(patient("p1", "M1"))))
@@ -73,7 +75,9 @@ def test_registry_and_health(emr: SandboxEmr, rsa_key: rsa.RSAPrivateKey) -> Non
         assert not result.ok and "invalid_client" in result.detail
 
 
-def test_config_validation_never_shows_the_key(rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey) -> None:
+def test_config_validation_never_shows_the_key(
+    rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
     pem = private_pem(rsa_key)
     config = registry.validate_config(
         "fhir_emr",
@@ -145,7 +149,9 @@ def test_sandbox_conditional_interactions(emr: SandboxEmr) -> None:
     with httpx.Client(base_url=emr.url, trust_env=False, headers=headers) as http:
         assert http.put("/Task", params={"identifier": "urn:s|1"}, json=task).status_code == 201
         assert http.put("/Task", params={"identifier": "urn:s|1"}, json=task).status_code == 200
-        assert http.put("/Task", params={"identifier": "urn:s|2"}, json=task).status_code == 400  # not in body
+        assert (
+            http.put("/Task", params={"identifier": "urn:s|2"}, json=task).status_code == 400
+        )  # not in body
         assert http.put("/Task", params={"identifier": "1"}, json=task | {"id": "other"}).status_code == 400
         assert http.put("/Task", params={"status": "x"}, json=task).status_code == 400
         assert http.put("/Task", json=task).status_code == 400

@@ -34,6 +34,8 @@ from tests.connectors.fhir_emr.conftest import (
 # -------------------------------------------------------------------------------- references
 
 
+
+
 def test_the_connector_asks_for_references() -> None:
     assert FhirEmrConnector.context == frozenset({"references"})
     assert "context" not in vars(FhirRestConnector)  # fhir_rest mirrors ids: bare resources
@@ -64,7 +66,9 @@ def test_a_referenced_patient_missing_on_the_emr_is_written_first(
     assert "references: 1 resolved to EMR ids (0 from cache), 1 dependencies written, 0 logical" in result.detail
     assert "M1" not in result.detail and "the patient" not in result.detail
     # both writes are the hub's own: a later poll skips them (SendResult.written, as poll names them)
-    assert result.written == (f"Patient/{stored_patient['id']}/_history/1", f"ServiceRequest/{stored['id']}/_history/1")
+    assert result.written == (
+        f"Patient/{stored_patient['id']}/_history/1", f"ServiceRequest/{stored['id']}/_history/1"
+    )
 
 
 def test_a_second_delivery_resolves_from_the_cache(emr: SandboxEmr, make_connector: MakeConnector) -> None:
@@ -81,14 +85,8 @@ def test_a_second_delivery_resolves_from_the_cache(emr: SandboxEmr, make_connect
     assert "1 resolved to EMR ids (1 from cache), 0 dependencies written" in result.detail
 
     # the resource a delivery writes is remembered too: a Task about the referral needs no search
-    task = {
-        "resourceType": "Task",
-        "id": "t1",
-        "status": "requested",
-        "intent": "order",
-        "focus": {"reference": "ServiceRequest/sr1"},
-        "for": {"reference": "Patient/p1"},
-    }
+    task = {"resourceType": "Task", "id": "t1", "status": "requested", "intent": "order",
+            "focus": {"reference": "ServiceRequest/sr1"}, "for": {"reference": "Patient/p1"}}
     before = len(emr.requests)
     connector.send(make_delivery("job-3", in_context(task, referral(), patient())))
     assert [r.method for r in emr.requests[before:]] == ["PUT"]
@@ -96,7 +94,9 @@ def test_a_second_delivery_resolves_from_the_cache(emr: SandboxEmr, make_connect
     assert emr_task["focus"]["reference"] == "ServiceRequest/" + emr.resources("ServiceRequest")[0]["id"]
 
 
-def test_a_patient_already_on_the_emr_is_found_not_duplicated(emr: SandboxEmr, make_connector: MakeConnector) -> None:
+def test_a_patient_already_on_the_emr_is_found_not_duplicated(
+    emr: SandboxEmr, make_connector: MakeConnector
+) -> None:
     emr.seed({"resourceType": "Patient", "id": "emr-7", "identifier": [{"system": "urn:emr:mrn", "value": "M1"}]})
     result = make_connector().send(make_delivery("job-1", in_context(referral(), patient(gender="male"))))
 
@@ -124,17 +124,10 @@ def test_an_identifier_not_unique_on_the_emr_is_permanent(emr: SandboxEmr, make_
 
 def test_dependencies_are_resolved_recursively(emr: SandboxEmr, make_connector: MakeConnector) -> None:
     organization = {"resourceType": "Organization", "id": "org1", "name": "Ortho Associates"}
-    practitioner = {
-        "resourceType": "Practitioner",
-        "id": "dr1",
-        "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}],
-    }
-    role = {
-        "resourceType": "PractitionerRole",
-        "id": "role1",
-        "practitioner": {"reference": "Practitioner/dr1"},
-        "organization": {"reference": "Organization/org1"},
-    }
+    practitioner = {"resourceType": "Practitioner", "id": "dr1",
+                    "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}]}
+    role = {"resourceType": "PractitionerRole", "id": "role1", "practitioner": {"reference": "Practitioner/dr1"},
+            "organization": {"reference": "Organization/org1"}}
     request = referral(requester={"reference": "PractitionerRole/role1"})
     connector = make_connector(scope="system/*.cruds")
     result = connector.send(make_delivery("job-1", in_context(request, patient(), role, practitioner, organization)))
@@ -156,20 +149,10 @@ def test_references_without_a_target_become_logical(emr: SandboxEmr, make_connec
     request = referral(
         subject={"reference": "Patient/gone", "display": "the patient"},  # not in the hub's store any more
         performer=[{"reference": "Organization/o9", "identifier": {"system": "urn:hub:mrn", "value": "O-9"}}],
-        supportingInfo=[
-            {"reference": "#local"},
-            {"reference": "urn:uuid:0d6f7a9e-1c1b-4c54-9b52-2d0d4f1e5f0a"},
-            {"reference": "https://elsewhere.example/fhir/Binary/b1"},
-        ],
-        contained=[
-            {
-                "resourceType": "Observation",
-                "id": "local",
-                "status": "final",
-                "code": {"text": "x"},
-                "subject": {"reference": "Patient/gone"},
-            }
-        ],
+        supportingInfo=[{"reference": "#local"}, {"reference": "urn:uuid:0d6f7a9e-1c1b-4c54-9b52-2d0d4f1e5f0a"},
+                        {"reference": "https://elsewhere.example/fhir/Binary/b1"}],
+        contained=[{"resourceType": "Observation", "id": "local", "status": "final",
+                    "code": {"text": "x"}, "subject": {"reference": "Patient/gone"}}],
     )
     emr.configure(check_references=False)  # the contained reference is not the connector's to rewrite
     result = make_connector().send(make_delivery("job-1", body(request)))  # a bare resource: no context
@@ -188,23 +171,15 @@ def test_references_without_a_target_become_logical(emr: SandboxEmr, make_connec
 
 
 def test_a_target_that_cannot_be_keyed_stays_logical(emr: SandboxEmr, make_connector: MakeConnector) -> None:
-    letter = {
-        "resourceType": "Composition",
-        "id": "c1",
-        "status": "final",
-        "type": {"text": "letter"},
-        "identifier": {"system": "urn:hub:letter", "value": "L-1"},
-        "date": "2024-01-01",
-        "title": "t",
-        "author": [{"display": "x"}],
-    }  # a single identifier, not a list: not writable by identifier
+    letter = {"resourceType": "Composition", "id": "c1", "status": "final", "type": {"text": "letter"},
+              "identifier": {"system": "urn:hub:letter", "value": "L-1"}, "date": "2024-01-01", "title": "t",
+              "author": [{"display": "x"}]}  # a single identifier, not a list: not writable by identifier
     request = referral(supportingInfo=[{"reference": "Composition/c1"}])
     result = make_connector().send(make_delivery("job-1", in_context(request, patient(), letter)))
 
     [stored] = emr.resources("ServiceRequest")
-    assert stored["supportingInfo"] == [
-        {"type": "Composition", "identifier": {"system": "urn:therapy-hub:id", "value": "c1"}}
-    ]
+    assert stored["supportingInfo"] == [{"type": "Composition",
+                                         "identifier": {"system": "urn:therapy-hub:id", "value": "c1"}}]
     assert emr.resources("Composition") == [] and "1 resolved to EMR ids" in result.detail
 
 
@@ -214,23 +189,17 @@ def test_cycles_and_depth_end_in_logical_references(emr: SandboxEmr, make_connec
     connector = make_connector(scope="system/*.cruds")
     connector.send(make_delivery("job-1", in_context(one, two)))
     stored = {p["identifier"][0]["value"]: p for p in emr.resources("Patient")}
-    assert stored["M2"]["link"][0]["other"] == {
-        "type": "Patient",
-        "identifier": {"system": "urn:therapy-hub:id", "value": "p1"},
-    }
+    assert stored["M2"]["link"][0]["other"] == {"type": "Patient",
+                                               "identifier": {"system": "urn:therapy-hub:id", "value": "p1"}}
     assert stored["M1"]["link"][0]["other"] == {"reference": f"Patient/{stored['M2']['id']}"}
 
-    chain = [
-        {"resourceType": "Organization", "id": f"o{n}", "partOf": {"reference": f"Organization/o{n + 1}"}}
-        for n in range(6)
-    ]
+    chain = [{"resourceType": "Organization", "id": f"o{n}", "partOf": {"reference": f"Organization/o{n + 1}"}}
+             for n in range(6)]
     result = connector.send(make_delivery("job-2", in_context(*chain)))
     written = {o["identifier"][0]["value"]: o for o in emr.resources("Organization")}
     assert sorted(written) == ["o0", "o1", "o2", "o3"]  # o1..o3: three dependency levels
-    assert written["o3"]["partOf"] == {
-        "type": "Organization",
-        "identifier": {"system": "urn:therapy-hub:id", "value": "o4"},
-    }
+    assert written["o3"]["partOf"] == {"type": "Organization",
+                                       "identifier": {"system": "urn:therapy-hub:id", "value": "o4"}}
     assert written["o0"]["partOf"] == {"reference": f"Organization/{written['o1']['id']}"}
     assert "3 dependencies written" in result.detail
 
@@ -243,20 +212,16 @@ def test_a_type_the_hub_may_not_write_stays_logical(
     result = connector.send(make_delivery("job-1", in_context(referral(), patient())))
 
     assert [(r.method, r.path, r.status) for r in emr.requests] == [
-        ("GET", "/fhir/Patient", 200),
-        ("PUT", "/fhir/Patient", 403),
-        ("PUT", "/fhir/ServiceRequest", 201),
-    ]
+        ("GET", "/fhir/Patient", 200), ("PUT", "/fhir/Patient", 403), ("PUT", "/fhir/ServiceRequest", 201)]
     [stored] = emr.resources("ServiceRequest")
-    assert stored["subject"] == {
-        "display": "the patient",
-        "type": "Patient",
-        "identifier": {"system": "urn:therapy-hub:id", "value": "p1"},
-    }
+    assert stored["subject"] == {"display": "the patient", "type": "Patient",
+                                 "identifier": {"system": "urn:therapy-hub:id", "value": "p1"}}
     assert "1 logical" in result.detail
 
 
-def test_a_refused_write_makes_a_retry_look_the_ids_up_again(emr: SandboxEmr, make_connector: MakeConnector) -> None:
+def test_a_refused_write_makes_a_retry_look_the_ids_up_again(
+    emr: SandboxEmr, make_connector: MakeConnector
+) -> None:
     connector = make_connector()
     connector.send(make_delivery("job-1", in_context(referral(), patient())))
     emr.reset()  # the EMR lost the Patient (merged away, restored from a backup...): the cache is stale
@@ -273,7 +238,9 @@ def test_a_refused_write_makes_a_retry_look_the_ids_up_again(emr: SandboxEmr, ma
     assert stored["subject"]["reference"] == f"Patient/{stored_patient['id']}" and stored["status"] == "on-hold"
 
 
-def test_the_cache_is_bounded(emr: SandboxEmr, make_connector: MakeConnector, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_is_bounded(
+    emr: SandboxEmr, make_connector: MakeConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("connectors.fhir_emr.connector.REFERENCE_CACHE_SIZE", 2)
     connector = make_connector()
     for n in range(3):
@@ -298,9 +265,8 @@ def test_a_malformed_context_bundle_is_refused_without_a_request(
     emr: SandboxEmr, make_connector: MakeConnector
 ) -> None:
     empty = json.dumps({"resourceType": "Bundle", "type": "collection", "entry": []}).encode()
-    without_id = json.dumps(
-        {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Patient"}}]}
-    ).encode()
+    without_id = json.dumps({"resourceType": "Bundle", "type": "collection",
+                             "entry": [{"resource": {"resourceType": "Patient"}}]}).encode()
     for payload in (empty, without_id):
         with pytest.raises(PermanentError, match="payload is not a FHIR resource with an id"):
             make_connector().send(make_delivery(payload=payload))
@@ -315,13 +281,9 @@ def test_the_sandbox_refuses_a_dangling_reference(emr: SandboxEmr, make_connecto
 
     emr.configure(require_token=False)
     headers = {"Content-Type": "application/fhir+json"}
-    task = {
-        "resourceType": "Task",
-        "status": "requested",
-        "intent": "order",
-        "identifier": [{"system": "urn:s", "value": "1"}],
-        "basedOn": [{"reference": "ServiceRequest/x/_history/2"}],
-    }
+    task = {"resourceType": "Task", "status": "requested", "intent": "order",
+            "identifier": [{"system": "urn:s", "value": "1"}],
+            "basedOn": [{"reference": "ServiceRequest/x/_history/2"}]}
     with httpx.Client(base_url=emr.url, trust_env=False, headers=headers) as http:
         refused = http.put("/Task", params={"identifier": "urn:s|1"}, json=task)
         assert refused.status_code == 400
@@ -332,12 +294,9 @@ def test_the_sandbox_refuses_a_dangling_reference(emr: SandboxEmr, make_connecto
         assert http.put("/Task/t1", json=task | {"id": "t1"}).status_code == 400
         emr.seed({"resourceType": "ServiceRequest", "id": "x", "status": "active", "intent": "order"})
         assert http.put("/Task", params={"identifier": "urn:s|1"}, json=task).status_code == 201
-        itself = task | {
-            "id": "t2",
-            "partOf": [{"reference": "Task/t2"}],
-            "focus": {"reference": "Binary-less/none"},
-            "owner": {"reference": "Device/not-served"},
-        }
+        itself = task | {"id": "t2", "partOf": [{"reference": "Task/t2"}],
+                         "focus": {"reference": "Binary-less/none"},
+                         "owner": {"reference": "Device/not-served"}}
         assert http.put("/Task/t2", json=itself).status_code == 201  # itself, a bad type, an unserved type
         emr.configure(check_references=False)
         unchecked = task | {"id": "t3", "focus": {"reference": "Patient/nobody"}}
@@ -348,44 +307,21 @@ def test_the_sandbox_refuses_a_dangling_reference(emr: SandboxEmr, make_connecto
 
 
 def test_poll_returns_references_the_hub_can_resolve(emr: SandboxEmr, make_connector: MakeConnector) -> None:
-    emr.seed(
-        {
-            "resourceType": "Patient",
-            "id": "emr-p",
-            "identifier": [{"system": "urn:x", "value": "X"}, {"system": "urn:emr:mrn", "value": "M1"}],
-        }
-    )
-    emr.seed(
-        {
-            "resourceType": "ServiceRequest",
-            "id": "emr-sr",
-            "status": "active",
-            "intent": "order",
+    emr.seed({"resourceType": "Patient", "id": "emr-p",
+              "identifier": [{"system": "urn:x", "value": "X"}, {"system": "urn:emr:mrn", "value": "M1"}]})
+    emr.seed({"resourceType": "ServiceRequest", "id": "emr-sr", "status": "active", "intent": "order",
+              "identifier": [{"system": "urn:emr:referral", "value": "R-1"}],
+              "subject": {"reference": "Patient/emr-p"}})
+    emr.seed({"resourceType": "Organization", "id": "emr-o",
+              "identifier": [{"system": "urn:emr:npi", "value": "N"}, {"system": "urn:therapy-hub:id", "value": "o1"}]})
+    task = {"resourceType": "Task", "id": "emr-t", "status": "accepted", "intent": "order",
             "identifier": [{"system": "urn:emr:referral", "value": "R-1"}],
-            "subject": {"reference": "Patient/emr-p"},
-        }
-    )
-    emr.seed(
-        {
-            "resourceType": "Organization",
-            "id": "emr-o",
-            "identifier": [{"system": "urn:emr:npi", "value": "N"}, {"system": "urn:therapy-hub:id", "value": "o1"}],
-        }
-    )
-    task = {
-        "resourceType": "Task",
-        "id": "emr-t",
-        "status": "accepted",
-        "intent": "order",
-        "identifier": [{"system": "urn:emr:referral", "value": "R-1"}],
-        "focus": {"reference": "ServiceRequest/emr-sr", "display": "the referral"},
-        "for": {"reference": f"{emr.url}/Patient/emr-p"},
-        "owner": {"reference": "Organization/emr-o/_history/1"},
-        "requester": {"reference": "Practitioner/not-there"},
-        "input": [{"type": {"text": "d"}, "valueReference": {"reference": "Device/emr-d"}}],  # not served
-        "basedOn": [{"reference": "#x"}],
-        "contained": [{"resourceType": "Patient", "id": "x"}],
-    }
+            "focus": {"reference": "ServiceRequest/emr-sr", "display": "the referral"},
+            "for": {"reference": f"{emr.url}/Patient/emr-p"},
+            "owner": {"reference": "Organization/emr-o/_history/1"},
+            "requester": {"reference": "Practitioner/not-there"},
+            "input": [{"type": {"text": "d"}, "valueReference": {"reference": "Device/emr-d"}}],  # not served
+            "basedOn": [{"reference": "#x"}], "contained": [{"resourceType": "Patient", "id": "x"}]}
     emr.seed(task)
     connector = make_connector(resource_types=["Task"])
     [item] = connector.poll(None, 10).items
@@ -393,36 +329,23 @@ def test_poll_returns_references_the_hub_can_resolve(emr: SandboxEmr, make_conne
 
     assert item.external_id == "Task/emr-t/_history/1"
     assert polled["identifier"] == [{"system": "urn:hub:referral", "value": "R-1"}]
-    assert polled["focus"] == {
-        "display": "the referral",
-        "type": "ServiceRequest",
-        "identifier": {"system": "urn:hub:referral", "value": "R-1"},
-    }
+    assert polled["focus"] == {"display": "the referral", "type": "ServiceRequest",
+                               "identifier": {"system": "urn:hub:referral", "value": "R-1"}}
     assert polled["for"] == {"type": "Patient", "identifier": {"system": "urn:hub:mrn", "value": "M1"}}
     assert polled["owner"] == {"type": "Organization", "identifier": {"system": "urn:therapy-hub:id", "value": "o1"}}
-    assert polled["requester"] == {
-        "type": "Practitioner",
-        "identifier": {"system": f"{emr.url}/Practitioner", "value": "not-there"},
-    }
+    assert polled["requester"] == {"type": "Practitioner",
+                                   "identifier": {"system": f"{emr.url}/Practitioner", "value": "not-there"}}
     assert polled["input"][0]["valueReference"] == {
-        "type": "Device",
-        "identifier": {"system": f"{emr.url}/Device", "value": "emr-d"},
-    }
+        "type": "Device", "identifier": {"system": f"{emr.url}/Device", "value": "emr-d"}}
     assert polled["basedOn"] == [{"reference": "#x"}]
     reads = [r.path for r in emr.requests if r.method == "GET" and r.path.count("/") == 3]
-    assert sorted(reads) == [
-        "/fhir/Device/emr-d",
-        "/fhir/Organization/emr-o",
-        "/fhir/Patient/emr-p",
-        "/fhir/Practitioner/not-there",
-        "/fhir/ServiceRequest/emr-sr",
-    ]
+    assert sorted(reads) == ["/fhir/Device/emr-d", "/fhir/Organization/emr-o", "/fhir/Patient/emr-p",
+                             "/fhir/Practitioner/not-there", "/fhir/ServiceRequest/emr-sr"]
 
     # the hub turns them into its own ids (hub.sync.polling), here with the hub's resources faked
     hub = {("ServiceRequest", "urn:hub:referral", "R-1"): ["sr1"], ("Patient", "urn:hub:mrn", "M1"): ["p1"]}
-    resolved = resolve_references(
-        polled, find=lambda t, s, v: hub.get((t, s, v), []), exists=lambda t, i: (t, i) == ("Organization", "o1")
-    )
+    resolved = resolve_references(polled, find=lambda t, s, v: hub.get((t, s, v), []),
+                                  exists=lambda t, i: (t, i) == ("Organization", "o1"))
     assert resolved["focus"]["reference"] == "ServiceRequest/sr1" and resolved["for"]["reference"] == "Patient/p1"
     assert resolved["owner"]["reference"] == "Organization/o1"
     assert "reference" not in resolved["requester"] and "reference" not in resolved["input"][0]["valueReference"]
@@ -435,16 +358,8 @@ def test_poll_returns_references_the_hub_can_resolve(emr: SandboxEmr, make_conne
 def test_poll_reads_each_referenced_resource_once(emr: SandboxEmr, make_connector: MakeConnector) -> None:
     emr.seed({"resourceType": "Patient", "id": "emr-p", "identifier": [{"system": "urn:emr:mrn", "value": "M1"}]})
     for n in range(3):
-        emr.seed(
-            {
-                "resourceType": "Task",
-                "id": f"t{n}",
-                "status": "requested",
-                "intent": "order",
-                "for": {"reference": "Patient/emr-p"},
-                "owner": {"reference": "Patient/emr-p"},
-            }
-        )
+        emr.seed({"resourceType": "Task", "id": f"t{n}", "status": "requested", "intent": "order",
+                  "for": {"reference": "Patient/emr-p"}, "owner": {"reference": "Patient/emr-p"}})
     items = make_connector(resource_types=["Task"]).poll(None, 10).items
     assert len(items) == 3
     assert all(json.loads(i.payload)["for"]["identifier"] == {"system": "urn:hub:mrn", "value": "M1"} for i in items)

@@ -87,7 +87,9 @@ def test_the_token_is_renewed_shortly_before_it_expires(
     assert 401 not in [r.status for r in emr.requests]  # renewed before the server refused it
 
 
-def test_a_short_server_lifetime_is_honoured(emr: SandboxEmr, make_connector: MakeConnector, clock: Clock) -> None:
+def test_a_short_server_lifetime_is_honoured(
+    emr: SandboxEmr, make_connector: MakeConnector, clock: Clock
+) -> None:
     emr.configure(token_lifetime=2)
     connector = make_connector()
     connector.send(make_delivery("job-1", body(patient())))
@@ -218,7 +220,9 @@ def test_an_algorithm_the_server_does_not_accept_is_a_config_error(
     assert emr.token_requests == []  # refused before the key was used
 
 
-def test_the_token_endpoint_checks_every_claim(emr: SandboxEmr, rsa_key: rsa.RSAPrivateKey, clock: Clock) -> None:
+def test_the_token_endpoint_checks_every_claim(
+    emr: SandboxEmr, rsa_key: rsa.RSAPrivateKey, clock: Clock
+) -> None:
     def assertion(header: dict[str, Any] | None = None, algorithm: str = "RS384", **changes: Any) -> str:
         claims = {"iss": "hub", "sub": "hub", "aud": emr.token_url, "exp": int(clock.now) + 60}
         claims["jti"] = uuid.uuid4().hex
@@ -282,7 +286,9 @@ def test_the_token_endpoint_checks_every_claim(emr: SandboxEmr, rsa_key: rsa.RSA
     assert httpx.get(emr.url + "/metadata", trust_env=False).status_code == 200
 
 
-def test_a_scope_too_narrow_for_writes_is_an_auth_error(emr: SandboxEmr, make_connector: MakeConnector) -> None:
+def test_a_scope_too_narrow_for_writes_is_an_auth_error(
+    emr: SandboxEmr, make_connector: MakeConnector
+) -> None:
     emr.seed(patient("ignored", "M9") | {"id": "e1"})
     connector = make_connector(client_id="narrow", scope="system/*.rs")
 

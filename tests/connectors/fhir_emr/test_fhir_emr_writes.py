@@ -48,12 +48,16 @@ def test_conditional_update_creates_then_updates(emr: SandboxEmr, make_connector
 
 
 def test_the_key_identifier_prefers_a_mapped_system(emr: SandboxEmr, make_connector: MakeConnector) -> None:
-    resource = patient(identifier=[{"system": "urn:other", "value": "X"}, {"system": "urn:hub:mrn", "value": "M1"}])
+    resource = patient(
+        identifier=[{"system": "urn:other", "value": "X"}, {"system": "urn:hub:mrn", "value": "M1"}]
+    )
     make_connector().send(make_delivery(payload=body(resource)))
     assert fhir_requests(emr, "PUT")[0].query == "identifier=urn%3Aemr%3Amrn%7CM1"
 
 
-def test_a_resource_without_identifier_is_keyed_by_the_hub_id(emr: SandboxEmr, make_connector: MakeConnector) -> None:
+def test_a_resource_without_identifier_is_keyed_by_the_hub_id(
+    emr: SandboxEmr, make_connector: MakeConnector
+) -> None:
     connector = make_connector()
     task = {"resourceType": "Task", "id": "t1", "status": "requested", "intent": "order"}
     connector.send(make_delivery("job-1", body(task)))
@@ -131,7 +135,9 @@ def test_identifier_systems_are_mapped_both_ways(emr: SandboxEmr, make_connector
         "identifier": [{"system": "urn:hub:referral", "value": "R-1"}, {"system": "urn:x", "value": "1"}],
         "subject": {"reference": "Patient/p1", "identifier": {"system": "urn:hub:mrn", "value": "M1"}},
         "code": {"coding": [{"system": "urn:hub:mrn", "code": "not-an-identifier"}]},
-        "contained": [{"resourceType": "Patient", "id": "c", "identifier": [{"system": "urn:hub:mrn", "value": "M2"}]}],
+        "contained": [
+            {"resourceType": "Patient", "id": "c", "identifier": [{"system": "urn:hub:mrn", "value": "M2"}]}
+        ],
     }
     connector.send(make_delivery(payload=body(referral)))
 
