@@ -6,7 +6,7 @@ import json
 
 from fastapi.testclient import TestClient
 
-from tests.test_validation import MINIMAL as VALIDATION_MINIMAL
+from tests.validation_cases import MINIMAL as VALIDATION_MINIMAL
 
 FHIR = {"Content-Type": "application/fhir+json"}
 

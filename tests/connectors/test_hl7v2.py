@@ -429,7 +429,7 @@ def _delivery(payload: dict[str, Any] | bytes, key: str, *, previous: dict[str, 
 
 
 def test_appointments_go_as_siu_chosen_from_the_replaced_version(peer: SandboxPeer) -> None:
-    from tests.mappings.test_hl7v2_scheduling import appointment, context_bundle
+    from tests.mappings.scheduling_support import appointment, context_bundle
 
     booked = appointment(status="booked")
     moved = appointment(status="booked", start="2024-05-07T10:00:00-04:00", end="2024-05-07T10:45:00-04:00")
@@ -447,7 +447,7 @@ def test_appointments_go_as_siu_chosen_from_the_replaced_version(peer: SandboxPe
 
 @pytest.mark.parametrize("status", ["proposed", "pending", "waitlist"])
 def test_an_appointment_not_booked_yet_is_not_news_and_not_a_dead_letter(peer: SandboxPeer, status: str) -> None:
-    from tests.mappings.test_hl7v2_scheduling import appointment
+    from tests.mappings.scheduling_support import appointment
 
     with make(peer) as connector:
         result = connector.send(_delivery(appointment(status=status), "p.v1"))

@@ -18,8 +18,8 @@ from hub.deps import get_clock
 from hub.settings import Settings
 from tests.conftest import _truncate
 from tests.dashboard.conftest import csrf_of, signed_in
+from tests.security.access_matrix_world import ADMIN, ROLES, Clock, Tenant, _build_tenant
 from tests.security.conftest import bearer, secured
-from tests.security.test_access_matrix import ADMIN, ROLES, Clock, Tenant, _build_tenant
 
 NOWHERE = {"message": "00000000-0000-4000-8000-000000000000", "job": "2147483000", "connector": "hook-nowhere",
            "route": "2147483001", "client": "clinic-00000000deadbeef"}

@@ -1,6 +1,6 @@
 """``/referrals`` and ``/certifications`` under the caller's access policy (issue #10, items 1, 2, 3, 8).
 
-The same two tenants as the access matrix (:mod:`tests.security.test_access_matrix`): tenant ``a``
+The same two tenants as the access matrix (:mod:`tests.security.access_matrix_world`): tenant ``a``
 has two referring physicians (NPI_1, the tenant's referrer client, and NPI_2); tenant ``b``'s
 referrer is NPI_1 again. Every entry point x role (admin, clinic, referrer, system, and a system
 client whose scopes do not grant Task) x own/other referrer x own/other tenant, for reads and writes;
@@ -18,9 +18,8 @@ import httpx
 import pytest
 
 from tests.referrals.test_intake_and_task import referral
-from tests.security import test_access_matrix
-from tests.security.conftest import get_token, role_of
-from tests.security.test_access_matrix import (
+from tests.security import access_matrix_world
+from tests.security.access_matrix_world import (
     NPI_1,
     NPI_2,
     Caller,
@@ -30,8 +29,9 @@ from tests.security.test_access_matrix import (
     absent,
     problem,
 )
+from tests.security.conftest import get_token, role_of
 
-world = test_access_matrix.world  # the access matrix's two tenants, built again for this module
+world = access_matrix_world.world  # the access matrix's two tenants, built again for this module
 
 _numbers = itertools.count(1)
 ROLES = ["admin", "clinic", "referrer", "system", "narrow"]  # narrow: system/Patient.rs only

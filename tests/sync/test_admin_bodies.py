@@ -14,7 +14,7 @@ from hub.store.db import transaction
 from hub.sync.admin import AdminViews
 from hub.sync.delivery import deliver
 from sandboxes.webhook import SandboxReceiver
-from tests.sync.test_admin_api import ADMIN, Recorder, create, dead_job, jobs, post_route, put_webhook
+from tests.sync.admin_api_support import ADMIN, Recorder, create, dead_job, jobs, post_route, put_webhook
 
 
 def _pairs(value: Any) -> Any:

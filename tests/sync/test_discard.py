@@ -14,13 +14,13 @@ from hub.cli import app as cli
 from hub.settings import Settings
 from hub.sync.delivery import HELD_WAIT_SECONDS, deliver
 from sandboxes.webhook import SandboxReceiver
-from tests.sync.test_admin_api import Recorder, create, jobs, problem
-from tests.sync.test_admin_api import api as api  # noqa: F401  (fixture)
-from tests.sync.test_admin_api import emr as emr  # noqa: F401  (fixture)
+from tests.sync.admin_api_support import Recorder, create, jobs, problem
+from tests.sync.admin_api_support import api as api  # noqa: F401  (fixture)
+from tests.sync.admin_api_support import emr as emr  # noqa: F401  (fixture)
+from tests.sync.service.conftest import make_due
 from tests.sync.test_cli import hub as hub  # noqa: F401  (fixture)
 from tests.sync.test_cli import two_dead as two_dead  # noqa: F401  (fixture)
 from tests.sync.test_delivery_guarantees import accepted_versions, job, update
-from tests.sync.test_service import make_due
 
 ADMIN = "/admin/api"
 REASON = "partner emr retired on 1 March"

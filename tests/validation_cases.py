@@ -1,0 +1,79 @@
+"""Minimal valid resources of every supported type, and the helpers of the validation unit tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mappings.fhir.validation import Issue, validate_resource
+
+SECRET = "Wilhelmina Gruffydd-Oyelaran"  # must never come back in a diagnostic or an expression
+
+MINIMAL: dict[str, dict[str, Any]] = {
+    "Patient": {},
+    "Practitioner": {},
+    "PractitionerRole": {},
+    "Organization": {"name": "Riverside Rehab"},
+    "ServiceRequest": {"status": "active", "intent": "order", "subject": {"reference": "Patient/p1"}},
+    "Task": {"status": "requested", "intent": "order"},
+    "CarePlan": {"status": "active", "intent": "plan", "subject": {"reference": "Patient/p1"}},
+    "Goal": {
+        "lifecycleStatus": "active",
+        "description": {"text": "Walk"},
+        "subject": {"reference": "Patient/p1"},
+    },
+    "Condition": {"subject": {"reference": "Patient/p1"}},
+    "Coverage": {
+        "status": "active",
+        "beneficiary": {"reference": "Patient/p1"},
+        "payor": [{"reference": "Organization/o"}],
+    },
+    "Encounter": {
+        "status": "planned",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+    },
+    "Appointment": {
+        "status": "booked",
+        "start": "2024-03-04T09:00:00Z",
+        "end": "2024-03-04T09:45:00Z",
+        "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"}],
+    },
+    "Observation": {"status": "final", "code": {"text": "Pain"}},
+    "DocumentReference": {
+        "status": "current",
+        "content": [{"attachment": {"contentType": "application/pdf"}}],
+    },
+    "Communication": {"status": "completed"},
+    "Provenance": {
+        "target": [{"reference": "Patient/p1"}],
+        "recorded": "2024-03-01T10:00:00Z",
+        "agent": [{"who": {"reference": "Practitioner/pr1"}}],
+    },
+    "AuditEvent": {
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+        "recorded": "2024-03-01T10:00:00Z",
+        "agent": [{"requestor": True, "altId": "client-1"}],
+        "source": {"observer": {"display": "therapy-hub"}},
+    },
+    "Composition": {
+        "status": "final",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
+        "date": "2024-03-01T10:00:00Z",
+        "author": [{"reference": "Practitioner/pr1"}],
+        "title": "Referral feedback",
+    },
+}
+
+
+def resource(resource_type: str, **fields: Any) -> dict[str, Any]:
+    out = {"resourceType": resource_type, **MINIMAL[resource_type], **fields}
+    return {k: v for k, v in out.items() if v is not ...}
+
+
+def found(issues: list[Issue]) -> set[tuple[str, str | None]]:
+    return {(i.code, i.expression) for i in issues}
+
+
+def errors(value: Any, expected: str | None = None) -> list[Issue]:
+    issues = validate_resource(value, expected)
+    assert all(i.severity in ("error", "fatal") for i in issues)
+    return issues
