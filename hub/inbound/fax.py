@@ -2,7 +2,8 @@
 
 The tenant's ``fax`` connector of that name says which vendor profile speaks
 (:mod:`connectors.fax.profiles`) and holds the webhook secret. The signature is checked first, with
-the URL the vendor signed (the connector's ``callback_url``, else the URL the request came to);
+the URL the vendor signed (the connector's ``callback_url``, else the hub's public URL of the request:
+``HUB_BASE_URL`` + path when it is set, as behind a proxy, else the URL the request came to);
 a name that is no enabled fax connector gets the same 401 after the same work (an HMAC with a
 stand-in secret), and a refused request stores nothing.
 

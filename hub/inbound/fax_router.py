@@ -11,8 +11,18 @@ from starlette.concurrency import run_in_threadpool
 from hub import faults
 from hub.deps import SettingsDep
 from hub.inbound.fax import FAULT_POINT, receive_fax_webhook
+from hub.settings import Settings
 
 router = APIRouter(tags=["inbound"])
+
+
+def public_url(settings: Settings, request: Request) -> str:
+    """The URL the vendor called, as it knows it: behind a proxy the request reaches the hub under
+    another host, so with ``HUB_BASE_URL`` set the signed URL is that base + the request's path."""
+    if not settings.base_url:
+        return str(request.url)
+    query = f"?{request.url.query}" if request.url.query else ""
+    return f"{settings.base_url}{request.url.path}{query}"
 
 
 @router.post("/inbound/{tenant}/fax/{connector}", status_code=202,
@@ -24,7 +34,7 @@ async def inbound_fax(tenant: str, connector: str, request: Request, settings: S
 
     def receive() -> tuple[int, dict[str, Any]]:
         answer = receive_fax_webhook(settings, tenant=tenant, connector=connector, body=body, headers=headers,
-                                     url=str(request.url), address=address)
+                                     url=public_url(settings, request), address=address)
         if answer[0] == 202 and "document" in answer[1]:  # a received fax, committed, not yet answered
             faults.pause(settings, "after", FAULT_POINT)  # test environment only
         return answer
