@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 from fastapi.testclient import TestClient
 
-FHIR = {"Content-Type": "application/fhir+json"}
-BASE = "http://testserver/fhir"
-
-
-def create(client: TestClient, resource: dict) -> dict:
-    response = client.post(f"/fhir/{resource['resourceType']}", content=json.dumps(resource), headers=FHIR)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def put(client: TestClient, resource: dict) -> dict:
-    response = client.put(
-        f"/fhir/{resource['resourceType']}/{resource['id']}", content=json.dumps(resource), headers=FHIR
-    )
-    assert response.status_code in (200, 201), response.text
-    return response.json()
-
-
-def delete(client: TestClient, resource_type: str, resource_id: str) -> None:
-    assert client.delete(f"/fhir/{resource_type}/{resource_id}").status_code == 204
+from tests.api.search_support import BASE, create, delete, put
 
 
 def history(client: TestClient, path: str, params=None, status: int = 200) -> dict:  # type: ignore[no-untyped-def]

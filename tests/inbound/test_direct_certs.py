@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from hub.cli import app
 from hub.inbound.direct import DirectListener, load_identity
-from hub.settings import Settings, get_settings
+from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.store.models import DirectCertificate
 from hub.sync.config import SyncConfig
@@ -25,6 +25,7 @@ from hub.sync.delivery import deliver
 from hub.sync.outbox import Outbox
 from hub.unit_of_work import unit_of_work
 from sandboxes.hisp import CLINIC_ADDRESS, PHYSICIAN_ADDRESS, SandboxHisp
+from tests.cli_env import cli_environment
 from tests.connectors.direct.test_connector import bundle
 
 API = "/admin/api/direct/certs"
@@ -39,15 +40,8 @@ def hisp() -> Iterator[SandboxHisp]:
 @pytest.fixture
 def hub(settings: Settings, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     """The store behind the API ``client`` is also the CLI's, through the HUB_* environment."""
-    monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("HUB_BROKER_URL", settings.broker_url)
-    monkeypatch.setenv("HUB_ENVIRONMENT", "test")
-    monkeypatch.setenv("HUB_SECRET_KEY", settings.secret_key.get_secret_value())
-    monkeypatch.setenv("HUB_SECRET_KEY_PREVIOUS", settings.secret_key_previous)
-    monkeypatch.setenv("HUB_DEFAULT_TENANT", settings.default_tenant)
-    get_settings.cache_clear()
-    yield client
-    get_settings.cache_clear()
+    with cli_environment(settings, monkeypatch):
+        yield client
 
 
 def cli(*args: str) -> Result:

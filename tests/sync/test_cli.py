@@ -16,9 +16,10 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from hub.cli import app
-from hub.settings import Settings, get_settings
+from hub.settings import Settings
 from hub.sync.delivery import deliver
 from sandboxes.webhook import SandboxReceiver
+from tests.cli_env import cli_environment
 from tests.sync.conftest import SECRET, queued_tasks
 
 ADMIN = "/admin/api"
@@ -27,15 +28,8 @@ ADMIN = "/admin/api"
 @pytest.fixture
 def hub(settings: Settings, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     """The store behind the API ``client`` is also the CLI's, through the HUB_* environment."""
-    monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("HUB_BROKER_URL", settings.broker_url)
-    monkeypatch.setenv("HUB_ENVIRONMENT", "test")
-    monkeypatch.setenv("HUB_SECRET_KEY", settings.secret_key.get_secret_value())
-    monkeypatch.setenv("HUB_SECRET_KEY_PREVIOUS", settings.secret_key_previous)
-    monkeypatch.setenv("HUB_DEFAULT_TENANT", settings.default_tenant)
-    get_settings.cache_clear()
-    yield client
-    get_settings.cache_clear()
+    with cli_environment(settings, monkeypatch):
+        yield client
 
 
 def cli(*args: str) -> Result:
