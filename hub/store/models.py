@@ -393,3 +393,47 @@ class DirectCertificate(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (Index("ix_direct_certificates_address", "tenant_id", "address", "fingerprint", unique=True),)
+
+
+class BillingClaim(Base):
+    """The billing state of one FHIR ``Claim`` (its content stays in the FHIR store): what listings,
+    the denial analytics and the X12 imports read and move (ADR 0013). Amounts in cents; findings
+    are the scrubber's rule ids and messages, which never name the patient."""
+
+    __tablename__ = "billing_claims"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    claim_id: Mapped[str] = mapped_column(String(64))  # FHIR Claim id
+    #: CLM01 / CLP01, at most 20 characters, unique per tenant
+    patient_control_number: Mapped[str] = mapped_column(String(20))
+    encounter_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    payer_id: Mapped[str] = mapped_column(String(80))
+    #: draft|blocked|ready|submitted|accepted|rejected|acknowledged|payer_rejected|paid|partially_paid|denied|reversed
+    status: Mapped[str] = mapped_column(String(20))
+    status_detail: Mapped[str | None] = mapped_column(Text, nullable=True)  # codes and short wording, no PHI
+    findings: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of findings
+    frequency_code: Mapped[str] = mapped_column(String(1), default="1")
+    charge_cents: Mapped[int] = mapped_column(Integer, default=0)
+    paid_cents: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    patient_responsibility_cents: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    service_from: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    service_to: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    #: the 837P file that carried it: its message and its control numbers
+    file_message_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    interchange_control: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    transaction_control: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    payer_claim_number: Mapped[str | None] = mapped_column(String(50), nullable=True)  # REF*1K / CLP07
+    claim_response_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    __table_args__ = (
+        Index("uq_billing_claims_claim", "tenant_id", "claim_id", unique=True),
+        Index("uq_billing_claims_pcn", "tenant_id", "patient_control_number", unique=True),
+        Index("ix_billing_claims_status", "tenant_id", "status"),
+        Index("ix_billing_claims_file", "file_message_id"),
+    )
