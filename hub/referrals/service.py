@@ -344,11 +344,19 @@ class ReferralService:
         if not self._may_search("CarePlan", "Task"):
             return {}  # the caller's scopes do not reach the plans: the referrals are shown without them
         plan_of: dict[str, str] = {}  # CarePlan/id -> Task/id of the referral
-        for view in referrals:
-            task_id = view["task"].split("/", 1)[1]
-            for plan in self._search("CarePlan", [("identifier", f"{PLAN_SYSTEM}|{task_id}")]):
-                if any(i.get("reference") == view["service_request"] for i in plan.get("supportingInfo") or []):
-                    plan_of[f"CarePlan/{plan['id']}"] = view["task"]
+        by_task = {view["task"].split("/", 1)[1]: view for view in referrals}
+        task_ids = sorted(by_task)
+        for start in range(0, len(task_ids), PLAN_SEARCH_CHUNK):
+            # one search for a chunk of referrals (a token search ORs comma-separated values)
+            chunk = ",".join(f"{PLAN_SYSTEM}|{task_id}" for task_id in task_ids[start:start + PLAN_SEARCH_CHUNK])
+            for plan in self._search("CarePlan", [("identifier", chunk)]):
+                for identifier in plan.get("identifier") or []:
+                    if identifier.get("system") != PLAN_SYSTEM:
+                        continue
+                    view = by_task.get(str(identifier.get("value")))
+                    if view is not None and any(i.get("reference") == view["service_request"]
+                                                for i in plan.get("supportingInfo") or []):
+                        plan_of[f"CarePlan/{plan['id']}"] = view["task"]
         if not plan_of:
             return {}
         tasks = [t for t in self._search("Task", [("code", f"{OBLIGATION_CODE_SYSTEM}|"), ("_sort", "_lastUpdated")])
@@ -363,6 +371,10 @@ class ReferralService:
                 "document": DOCUMENT_OF.get(str(kind), str(kind)), "task": f"Task/{task['id']}", "care_plan": plan_ref,
                 "status": task.get("status"), "deliveries": sent.get(str(task["id"]), [])})
         return found
+
+
+#: referrals whose plans one CarePlan search asks for (GET /referrals lists a page of referrals)
+PLAN_SEARCH_CHUNK = 50
 
 
 def _first(bundle: dict[str, Any], resource_type: str) -> dict[str, Any]:
