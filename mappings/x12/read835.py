@@ -16,226 +16,23 @@ difference is reported in :attr:`Remittance.warnings`, never refused. Money is `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date
-from decimal import Decimal, InvalidOperation
-
-from mappings.x12.carc import carc_description, group_description, plb_description, rarc_description
 from mappings.x12.reader import Segment, TransactionSet, X12Error, read_interchanges
+from mappings.x12.remittance import (
+    ZERO,
+    Adjustment,
+    ClaimPayment,
+    Party,
+    Procedure,
+    ProviderAdjustment,
+    Remark,
+    Remittance,
+    RemittanceFile,
+    ServicePayment,
+)
+from mappings.x12.values import BadSegment, amount_of, date_of, money_of
 
-#: CLP02 claim status codes
-CLAIM_STATUS: dict[str, str] = {
-    "1": "Processed as primary",
-    "2": "Processed as secondary",
-    "3": "Processed as tertiary",
-    "4": "Denied",
-    "19": "Processed as primary, forwarded to additional payer(s)",
-    "20": "Processed as secondary, forwarded to additional payer(s)",
-    "21": "Processed as tertiary, forwarded to additional payer(s)",
-    "22": "Reversal of previous payment",
-    "23": "Not our claim, forwarded to additional payer(s)",
-    "25": "Predetermination pricing only, no payment",
-}
-#: BPR04 payment method
-PAYMENT_METHODS: dict[str, str] = {
-    "CHK": "Check",
-    "ACH": "Automated clearing house (EFT)",
-    "NON": "Non-payment data",
-    "BOP": "Financial institution option",
-    "FWT": "Federal reserve funds/wire transfer",
-}
-ZERO = Decimal("0.00")
-
-
-@dataclass(frozen=True, slots=True)
-class Adjustment:
-    """One reason/amount/quantity of a CAS segment."""
-
-    group: str  # CAS01: CO, PR, OA, PI, CR
-    reason: str  # CARC
-    amount: Decimal
-    quantity: Decimal | None = None
-
-    @property
-    def group_description(self) -> str | None:
-        return group_description(self.group)
-
-    @property
-    def reason_description(self) -> str | None:
-        return carc_description(self.reason)
-
-
-@dataclass(frozen=True, slots=True)
-class Remark:
-    code: str  # RARC (LQ*HE, MOA, MIA) or NCPDP reject code (LQ*RX)
-    qualifier: str = "HE"
-
-    @property
-    def description(self) -> str | None:
-        return rarc_description(self.code) if self.qualifier == "HE" else None
-
-
-@dataclass(frozen=True, slots=True)
-class Procedure:
-    """A composite procedure (SVC01, SVC06): qualifier (HC, AD, ER, IV, N4, NU...), code, modifiers."""
-
-    qualifier: str
-    code: str
-    modifiers: tuple[str, ...] = ()
-    description: str | None = None
-
-
-@dataclass(slots=True)
-class Party:
-    """A payer, payee or person named in the 835 (N1 or NM1 and what follows it)."""
-
-    entity: str  # N101 / NM101: PR, PE, QC, IL, 82, 74, TT, PR...
-    name: str = ""
-    first_name: str | None = None
-    middle_name: str | None = None
-    id_qualifier: str | None = None  # N103 / NM108: XX (NPI), FI (TIN), MI, PI, XV...
-    identifier: str | None = None
-    address_lines: tuple[str, ...] = ()
-    city: str | None = None
-    state: str | None = None
-    postal_code: str | None = None
-    references: list[tuple[str, str]] = field(default_factory=list)  # (REF01, REF02): 2U, TJ, EO...
-    contacts: list[tuple[str, str, str]] = field(default_factory=list)  # (PER01 function, name, first number)
-
-
-@dataclass(slots=True)
-class ServicePayment:
-    """2110: one service line paid (SVC) and what came with it."""
-
-    procedure: Procedure
-    charge: Decimal
-    paid: Decimal
-    position: int
-    revenue_code: str | None = None
-    units: Decimal | None = None
-    original_procedure: Procedure | None = None  # SVC06: the code billed when the payer paid another
-    original_units: Decimal | None = None
-    dates: dict[str, date] = field(default_factory=dict)  # DTM01: 472 service, 150 start, 151 end
-    adjustments: list[Adjustment] = field(default_factory=list)
-    references: list[tuple[str, str]] = field(default_factory=list)
-    amounts: dict[str, Decimal] = field(default_factory=dict)  # AMT01: B6 allowed, KH late filing...
-    quantities: dict[str, Decimal] = field(default_factory=dict)
-    remarks: list[Remark] = field(default_factory=list)
-
-    @property
-    def line_control_number(self) -> str | None:
-        return next((value for qualifier, value in self.references if qualifier == "6R"), None)
-
-    @property
-    def allowed(self) -> Decimal | None:
-        return self.amounts.get("B6")
-
-
-@dataclass(slots=True)
-class ClaimPayment:
-    """2100: one claim paid, denied or reversed (CLP) with its adjustments and service lines."""
-
-    patient_control_number: str  # CLP01: the hub's claim number (837P CLM01)
-    status_code: str  # CLP02
-    charge: Decimal  # CLP03
-    paid: Decimal  # CLP04
-    position: int
-    patient_responsibility: Decimal | None = None  # CLP05
-    filing_indicator: str | None = None  # CLP06: MB, MC, CI, 12...
-    payer_claim_control_number: str | None = None  # CLP07
-    facility_type: str | None = None  # CLP08: place of service for professional claims
-    frequency: str | None = None  # CLP09: 1 original, 7 replacement, 8 void
-    header_number: str | None = None  # LX01 of the header it is listed under
-    adjustments: list[Adjustment] = field(default_factory=list)
-    patient: Party | None = None  # NM1*QC
-    insured: Party | None = None  # NM1*IL
-    corrected_patient: Party | None = None  # NM1*74
-    rendering: Party | None = None  # NM1*82
-    crossover: Party | None = None  # NM1*TT
-    corrected_payer: Party | None = None  # NM1*PR
-    references: list[tuple[str, str]] = field(default_factory=list)  # REF*EA, 1K, 1L, F8, G1...
-    dates: dict[str, date] = field(default_factory=dict)  # DTM01: 232/233 statement, 050 received, 036...
-    contacts: list[tuple[str, str, str]] = field(default_factory=list)
-    amounts: dict[str, Decimal] = field(default_factory=dict)  # AMT01: AU coverage, DY, F5 patient paid...
-    quantities: dict[str, Decimal] = field(default_factory=dict)
-    remarks: list[Remark] = field(default_factory=list)  # MOA / MIA remark codes
-    services: list[ServicePayment] = field(default_factory=list)
-
-    @property
-    def status_description(self) -> str | None:
-        return CLAIM_STATUS.get(self.status_code)
-
-    @property
-    def is_reversal(self) -> bool:
-        return self.status_code == "22"
-
-    @property
-    def is_denied(self) -> bool:
-        return self.status_code == "4"
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderAdjustment:
-    """One reason/amount pair of a PLB segment (positive amounts reduce the payment)."""
-
-    provider_id: str  # PLB01
-    fiscal_period_date: date | None  # PLB02
-    reason: str  # PLB03-1
-    reference: str | None  # PLB03-2: the claim or the letter the adjustment is about
-    amount: Decimal
-    position: int
-
-    @property
-    def description(self) -> str | None:
-        return plb_description(self.reason)
-
-
-@dataclass(slots=True)
-class Remittance:
-    """One 835 transaction set: one payment (or non-payment) to one payee."""
-
-    control_number: str  # ST02
-    handling_code: str = ""  # BPR01: I remittance + payment, H notification only, X...
-    total_paid: Decimal = ZERO  # BPR02
-    credit_debit: str = ""  # BPR03: C credit, D debit
-    payment_method: str = ""  # BPR04
-    payment_format: str | None = None  # BPR05: CCP, CTX
-    payment_date: date | None = None  # BPR16
-    trace_number: str = ""  # TRN02: check or EFT number
-    trace_payer_id: str | None = None  # TRN03: 1 + payer's TIN, or another payer id
-    trace_originating_company: str | None = None  # TRN04
-    receiver_id: str | None = None  # REF*EV
-    version_id: str | None = None  # REF*F2
-    production_date: date | None = None  # DTM*405
-    currency: str | None = None  # CUR02
-    payment_position: int = 0  # position of BPR in the file
-    payer: Party = field(default_factory=lambda: Party("PR"))
-    payee: Party = field(default_factory=lambda: Party("PE"))
-    headers: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # LX01 with its TS3 elements
-    claims: list[ClaimPayment] = field(default_factory=list)
-    provider_adjustments: list[ProviderAdjustment] = field(default_factory=list)
-    errors: list[X12Error] = field(default_factory=list)  # segments not read (claims left out)
-    warnings: list[X12Error] = field(default_factory=list)  # sums that do not balance
-
-    @property
-    def payer_id(self) -> str:
-        """The payer's id as the 835 gives it: REF*2U of 1000A, else N104, else TRN03."""
-        ref = next((value for qualifier, value in self.payer.references if qualifier == "2U"), None)
-        return ref or self.payer.identifier or self.trace_payer_id or ""
-
-    @property
-    def payment_method_description(self) -> str | None:
-        return PAYMENT_METHODS.get(self.payment_method)
-
-
-@dataclass(slots=True)
-class RemittanceFile:
-    remittances: list[Remittance]
-    errors: list[X12Error]  # every problem: envelopes, transaction sets and segments
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
+__all__ = ["Adjustment", "ClaimPayment", "Party", "Procedure", "ProviderAdjustment", "Remark", "Remittance",
+           "RemittanceFile", "ServicePayment", "read835", "read_remittance"]
 
 
 def read835(text: str | bytes) -> RemittanceFile:
@@ -249,7 +46,7 @@ def read835(text: str | bytes) -> RemittanceFile:
                                    f"transaction set {transaction.id} is not an 835", 1, transaction.control_number))
             continue
         remittance = read_remittance(transaction)
-        errors.extend(remittance.errors)
+        errors.extend(remittance.errors[len(transaction.errors):])  # the set's own are in x12.errors
         out.append(remittance)
     return RemittanceFile(out, errors)
 
@@ -257,46 +54,6 @@ def read835(text: str | bytes) -> RemittanceFile:
 def read_remittance(transaction: TransactionSet) -> Remittance:
     """One 835 transaction set; the reader's own errors of the set come first in ``errors``."""
     return _Reader(transaction).read()
-
-
-class _BadSegment(Exception):
-    def __init__(self, element: int, message: str, rule: str = "x835.element") -> None:
-        super().__init__(message)
-        self.element = element
-        self.rule = rule
-
-
-def _amount(seg: Segment, index: int, *, required: bool = False) -> Decimal | None:
-    value = seg.get(index).strip()
-    if not value:
-        if required:
-            raise _BadSegment(index, f"{seg.id}{index:02d} is required (an amount)", "x835.required")
-        return None
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise _BadSegment(index, f"{seg.id}{index:02d} is not a number", "x835.number") from None
-    if not amount.is_finite():
-        raise _BadSegment(index, f"{seg.id}{index:02d} is not a number", "x835.number")
-    return amount
-
-
-def _money(seg: Segment, index: int) -> Decimal:
-    amount = _amount(seg, index, required=True)
-    assert amount is not None
-    return amount
-
-
-def _date(seg: Segment, index: int) -> date | None:
-    value = seg.get(index).strip()
-    if not value:
-        return None
-    if len(value) != 8 or not value.isdigit():
-        raise _BadSegment(index, f"{seg.id}{index:02d} is not a date CCYYMMDD", "x835.date")
-    try:
-        return date(int(value[:4]), int(value[4:6]), int(value[6:]))
-    except ValueError:
-        raise _BadSegment(index, f"{seg.id}{index:02d} is not a valid date", "x835.date") from None
 
 
 def _procedure(seg: Segment, index: int) -> Procedure | None:
@@ -310,15 +67,15 @@ def _procedure(seg: Segment, index: int) -> Procedure | None:
 def _adjustments(seg: Segment) -> list[Adjustment]:
     group = seg.get(1).strip()
     if not group:
-        raise _BadSegment(1, "CAS01 (claim adjustment group code) is required", "x835.required")
+        raise BadSegment(1, "CAS01 (claim adjustment group code) is required", "x12.required")
     out = []
     for start in range(2, 20, 3):
         reason = seg.get(start).strip()
         if not reason:
             continue
-        out.append(Adjustment(group, reason, _money(seg, start + 1), _amount(seg, start + 2)))
+        out.append(Adjustment(group, reason, money_of(seg, start + 1), amount_of(seg, start + 2)))
     if not out:
-        raise _BadSegment(2, "CAS02 (an adjustment reason code) is required", "x835.required")
+        raise BadSegment(2, "CAS02 (an adjustment reason code) is required", "x12.required")
     return out
 
 
@@ -339,7 +96,7 @@ class _Reader:
         for seg in self.transaction.body:
             try:
                 self._segment(seg)
-            except _BadSegment as exc:
+            except BadSegment as exc:
                 if seg.id in ("CLP", "SVC"):
                     self.skipping = True
                     if seg.id == "CLP":
@@ -399,11 +156,11 @@ class _Reader:
         if sid == "BPR":
             out.handling_code = seg.get(1)
             out.payment_position = seg.position
-            out.total_paid = _money(seg, 2)
+            out.total_paid = money_of(seg, 2)
             out.credit_debit = seg.get(3)
             out.payment_method = seg.get(4)
             out.payment_format = seg.get(5) or None
-            out.payment_date = _date(seg, 16)
+            out.payment_date = date_of(seg, 16)
         elif sid == "TRN":
             out.trace_number = seg.get(2)
             out.trace_payer_id = seg.get(3) or None
@@ -411,7 +168,7 @@ class _Reader:
         elif sid == "CUR":
             out.currency = seg.get(2) or None
         elif sid == "DTM" and seg.get(1) == "405":
-            out.production_date = _date(seg, 2)
+            out.production_date = date_of(seg, 2)
         elif sid == "N1":
             entity = seg.get(1)
             party = out.payer if entity == "PR" else out.payee if entity == "PE" else Party(entity)
@@ -435,17 +192,17 @@ class _Reader:
         if sid == "CAS":
             (target or claim).adjustments.extend(_adjustments(seg))
         elif sid == "DTM":
-            when = _date(seg, 2)
+            when = date_of(seg, 2)
             if when is not None:
                 (target or claim).dates[seg.get(1)] = when
         elif sid == "REF":
             (target or claim).references.append((seg.get(1), seg.get(2)))
         elif sid == "AMT":
-            amount = _amount(seg, 2)
+            amount = amount_of(seg, 2)
             if amount is not None:
                 (target or claim).amounts[seg.get(1)] = amount
         elif sid == "QTY":
-            quantity = _amount(seg, 2)
+            quantity = amount_of(seg, 2)
             if quantity is not None:
                 (target or claim).quantities[seg.get(1)] = quantity
         elif sid == "LQ" and target is not None:
@@ -466,16 +223,16 @@ class _Reader:
 
 def _claim(seg: Segment, header: str | None) -> ClaimPayment:
     if not seg.get(1):
-        raise _BadSegment(1, "CLP01 (patient control number) is required", "x835.required")
+        raise BadSegment(1, "CLP01 (patient control number) is required", "x12.required")
     if not seg.get(2):
-        raise _BadSegment(2, "CLP02 (claim status code) is required", "x835.required")
+        raise BadSegment(2, "CLP02 (claim status code) is required", "x12.required")
     return ClaimPayment(
         patient_control_number=seg.get(1),
         status_code=seg.get(2),
-        charge=_money(seg, 3),
-        paid=_money(seg, 4),
+        charge=money_of(seg, 3),
+        paid=money_of(seg, 4),
         position=seg.position,
-        patient_responsibility=_amount(seg, 5),
+        patient_responsibility=amount_of(seg, 5),
         filing_indicator=seg.get(6) or None,
         payer_claim_control_number=seg.get(7) or None,
         facility_type=seg.get(8) or None,
@@ -487,16 +244,16 @@ def _claim(seg: Segment, header: str | None) -> ClaimPayment:
 def _service(seg: Segment) -> ServicePayment:
     procedure = _procedure(seg, 1)
     if procedure is None:
-        raise _BadSegment(1, "SVC01 (composite procedure: qualifier and code) is required", "x835.required")
+        raise BadSegment(1, "SVC01 (composite procedure: qualifier and code) is required", "x12.required")
     return ServicePayment(
         procedure=procedure,
-        charge=_money(seg, 2),
-        paid=_money(seg, 3),
+        charge=money_of(seg, 2),
+        paid=money_of(seg, 3),
         position=seg.position,
         revenue_code=seg.get(4) or None,
-        units=_amount(seg, 5),
+        units=amount_of(seg, 5),
         original_procedure=_procedure(seg, 6),
-        original_units=_amount(seg, 7),
+        original_units=amount_of(seg, 7),
     )
 
 
@@ -522,16 +279,16 @@ def _party_detail(party: Party, seg: Segment) -> None:
 
 def _plb(seg: Segment) -> list[ProviderAdjustment]:
     provider = seg.get(1)
-    period = _date(seg, 2)
+    period = date_of(seg, 2)
     out = []
     for start in range(3, 15, 2):
         parts = seg.components(start)
         if not parts or not parts[0]:
             continue
         reference = parts[1] if len(parts) > 1 and parts[1] else None
-        out.append(ProviderAdjustment(provider, period, parts[0], reference, _money(seg, start + 1), seg.position))
+        out.append(ProviderAdjustment(provider, period, parts[0], reference, money_of(seg, start + 1), seg.position))
     if not out:
-        raise _BadSegment(3, "PLB03 (an adjustment reason and amount) is required", "x835.required")
+        raise BadSegment(3, "PLB03 (an adjustment reason and amount) is required", "x12.required")
     return out
 
 
@@ -560,5 +317,5 @@ def _check_balance(out: Remittance) -> None:
     withheld = sum((plb.amount for plb in out.provider_adjustments), ZERO)
     total = -out.total_paid if out.credit_debit == "D" else out.total_paid
     if paid - withheld != total:
-        warn("BPR", out.payment_position, f"BPR02 is {out.total_paid}; claims paid {paid} minus provider adjustments {withheld} make "
-             f"{paid - withheld}", "x835.balance-total")
+        warn("BPR", out.payment_position, f"BPR02 is {out.total_paid}; claims paid {paid} minus provider "
+             f"adjustments {withheld} make {paid - withheld}", "x835.balance-total")
