@@ -68,8 +68,10 @@ def coverage_eligibility_response(result: EligibilityResult, *, patient_ref: str
         "purpose": ["benefits"],
         "patient": {"reference": patient_ref},
         "created": created.isoformat(),
-        "request": {"reference": request_ref} if request_ref else {"identifier": {"system": TRACE_SYSTEM, "value": trace or "unknown"}},
-        "insurer": {"reference": insurer_ref} if insurer_ref else {"display": (payer.name if payer else "") or "payer"},
+        "request": ({"reference": request_ref} if request_ref
+                    else {"identifier": {"system": TRACE_SYSTEM, "value": trace or "unknown"}}),
+        "insurer": ({"reference": insurer_ref} if insurer_ref
+                    else {"display": (payer.name if payer else "") or "payer"}),
     }
     if payer is not None and payer.name and insurer_ref:
         resource["insurer"]["display"] = payer.name
