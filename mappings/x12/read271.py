@@ -311,8 +311,9 @@ class _Reader:
             if self.level == "22" or (self.level == "23" and self.result is None):
                 self.result = self._new_result()
                 self.results.append(self.result)
-            elif self.level == "23" and self.result is not None:
-                subscriber = self.result.subscriber
+            elif self.level == "23" and self.result is not None and (
+                    self.result.dependent is not None or self.result.benefits or self.result.rejections):
+                subscriber = self.result.subscriber  # another person under the same subscriber
                 self.result = self._new_result()
                 self.result.subscriber = subscriber
                 self.results.append(self.result)
