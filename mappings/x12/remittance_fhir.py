@@ -2,9 +2,10 @@
 
 Choices made where R4 leaves room (the hub and its readers rely on them):
 
-* ``outcome`` is ``complete`` for every adjudicated claim, denied ones included (a denial is a
-  finished adjudication); ``disposition`` carries the CLP02 status description ("Denied",
-  "Reversal of previous payment"...). ``partial`` is used for CLP02 25 (predetermination only).
+* ``outcome`` is ``complete`` for every claim of an 835, denied ones included (a denial is a
+  finished adjudication; an 835 carries no claim the payer could not process, those come back in a
+  999 or 277CA); ``disposition`` carries the CLP02 status description ("Denied", "Reversal of
+  previous payment", "Predetermination pricing only, no payment"...).
 * the CLP02 status is also an extension (:data:`CLAIM_STATUS_EXTENSION`, a Coding of
   :data:`CLAIM_STATUS_SYSTEM`), and a reversal (CLP02 22) carries :data:`REVERSAL_EXTENSION`
   ``valueBoolean true``; its amounts stay negative as the payer sent them.
@@ -85,7 +86,7 @@ def claim_response(payment: ClaimPayment, remittance: Remittance, *, request_ref
         "patient": {"reference": patient_ref},
         "created": created.isoformat(),
         "insurer": {"reference": insurer_ref} if insurer_ref else {"display": remittance.payer.name or "payer"},
-        "outcome": "partial" if payment.status_code == "25" else "complete",
+        "outcome": "complete",
         "disposition": payment.status_description or f"Claim status {payment.status_code}",
     }
     if remittance.payer.name and insurer_ref:

@@ -131,6 +131,12 @@ def test_commercial_separators_two_interchanges_and_unknown_codes(commercial: Re
     unknown = secondary.adjustments[1]
     assert (unknown.reason, unknown.reason_description, unknown.amount) == ("ZZ9", None, Decimal("40.00"))
     assert secondary.status_description == "Processed as secondary"
+    denied = _claim(first, "PCN2003", "4")
+    assert [(a.group, a.reason, a.amount) for a in denied.services[0].adjustments] == [
+        ("CO", "197", Decimal("150.00"))]
+    assert denied.services[0].adjustments[0].reason_description == (
+        "Precertification, authorization or notification absent")
+    assert [r.code for r in denied.services[0].remarks] == ["N386"]
     (refund,) = first.provider_adjustments
     assert (refund.reason, refund.reference, refund.amount) == ("72", "REFUND01", Decimal("-20.00"))
     assert first.warnings == []
@@ -139,8 +145,8 @@ def test_commercial_separators_two_interchanges_and_unknown_codes(commercial: Re
 def test_truncated_claim_and_missing_se_are_errors_while_the_rest_is_read(commercial: RemittanceFile) -> None:
     broken = commercial.remittances[1]
     rules = {(e.rule, e.segment_id, e.position) for e in broken.errors}
-    assert ("x12.missing-se", "GE", 44) in rules
-    assert ("x12.required", "CLP", 37) in rules
+    assert ("x12.missing-se", "GE", 51) in rules
+    assert ("x12.required", "CLP", 44) in rules
     clp_error = next(e for e in broken.errors if e.segment_id == "CLP")
     assert clp_error.element == 3 and clp_error.transaction == "1002"
     assert "LOE" not in str(clp_error) and "PCN3001" not in str(clp_error)  # no content in messages
@@ -179,3 +185,18 @@ def test_other_transaction_sets_are_reported_not_read() -> None:
     result = read835(text)
     assert [r.control_number for r in result.remittances] == ["0001"]
     assert any(e.rule == "x835.not-835" and e.transaction == "0002" for e in result.errors)
+
+
+def test_a_file_cut_short_keeps_the_claims_read_before_the_cut() -> None:
+    text = _medicare_text()
+    text = text[: text.index("CLP*PCN1002")]  # ends inside the first transaction set
+    result = read835(text)
+    (remittance,) = result.remittances
+    assert [c.patient_control_number for c in remittance.claims] == ["PCN1001"]
+    assert any(e.rule == "x12.truncated" and e.transaction == "0001" for e in remittance.errors)
+    assert len(remittance.claims[0].services) == 2
+
+
+def test_unknown_claim_status_is_kept_without_description() -> None:
+    claim = read835(_medicare_text().replace("CLP*PCN1002*4*", "CLP*PCN1002*99*")).remittances[0].claims[1]
+    assert (claim.status_code, claim.status_description, claim.is_denied) == ("99", None, False)
