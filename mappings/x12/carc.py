@@ -69,7 +69,7 @@ RARC: dict[str, str] = {
     "M51": "Missing, incomplete or invalid procedure code",
     "M76": "Missing, incomplete or invalid diagnosis or condition",
     "M77": "Missing, incomplete or invalid place of service",
-    "M80": "Not covered when performed during the same session or date as another service",
+    "M80": "Not covered when performed on the same day or visit as another service",
     "MA01": "If you do not agree with the decision you may appeal within the stated time limit",
     "MA04": "Secondary payment cannot be considered without the primary payer's information",
     "MA18": "Claim information is also being forwarded to the patient's supplemental insurer",

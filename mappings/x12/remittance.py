@@ -200,7 +200,7 @@ class Remittance:
     headers: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # LX01 with its TS3 elements
     claims: list[ClaimPayment] = field(default_factory=list)
     provider_adjustments: list[ProviderAdjustment] = field(default_factory=list)
-    errors: list[X12Error] = field(default_factory=list)  # segments not read (claims left out)
+    errors: list[X12Error] = field(default_factory=list)  # the set's envelope errors, then segments not read
     warnings: list[X12Error] = field(default_factory=list)  # sums that do not balance
 
     @property

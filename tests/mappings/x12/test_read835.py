@@ -200,3 +200,14 @@ def test_a_file_cut_short_keeps_the_claims_read_before_the_cut() -> None:
 def test_unknown_claim_status_is_kept_without_description() -> None:
     claim = read835(_medicare_text().replace("CLP*PCN1002*4*", "CLP*PCN1002*99*")).remittances[0].claims[1]
     assert (claim.status_code, claim.status_description, claim.is_denied) == ("99", None, False)
+
+
+def test_six_reason_triplets_with_quantities_in_one_cas() -> None:
+    text = _medicare_text().replace(
+        "CAS*CO*50*120.00~", "CAS*CO*50*20.00*1*4*20.00**16*20.00**18*20.00**45*20.00**96*20.00*2~")
+    first = read835(text).remittances[0]
+    (line,) = first.claims[1].services
+    assert [(a.reason, a.amount, a.quantity) for a in line.adjustments] == [
+        ("50", Decimal("20.00"), Decimal("1")), ("4", Decimal("20.00"), None), ("16", Decimal("20.00"), None),
+        ("18", Decimal("20.00"), None), ("45", Decimal("20.00"), None), ("96", Decimal("20.00"), Decimal("2"))]
+    assert first.warnings == [] and first.errors == []
