@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,7 +26,7 @@ DISCIPLINE_SERVICE_TYPES: dict[str, str] = {"PT": "PT", "OT": "AD", "SLP": "AF"}
 #: http://terminology.hl7.org/CodeSystem/subscriber-relationship -> X12 individual relationship code
 RELATIONSHIP_CODES = {"self": "18", "spouse": "01", "child": "19", "common": "53", "parent": "G8",
                       "other": "G8", "injured": "G8"}
-_GENDERS = {"male": "M", "female": "F"}
+_GENDERS: dict[str, Literal["M", "F", "U"]] = {"male": "M", "female": "F"}
 
 
 class InquiryError(ValueError):
@@ -161,7 +161,7 @@ def _person(resource: Mapping[str, Any], kind: str, *, member_id: str | None) ->
     lines = [str(x) for x in home["line"]]
     return Person(
         last_name=str(name["family"]), first_name=given[0], middle_name=given[1] if len(given) > 1 else None,
-        member_id=member_id, birth_date=birth_date, gender=_GENDERS.get(str(resource.get("gender", "")), "U"),  # type: ignore[arg-type]
+        member_id=member_id, birth_date=birth_date, gender=_GENDERS.get(str(resource.get("gender", "")), "U"),
         address=Address(line1=lines[0], line2=lines[1] if len(lines) > 1 else None, city=str(home["city"]),
                         state=str(home["state"]), postal_code=str(home["postalCode"])),
     )

@@ -10,8 +10,8 @@ runs those loggers are silenced and do not propagate; the issues it returns name
 position, the element and pyx12's error code, and the offending value is removed from the message.
 
 pyx12 4.0.0 ships maps for 005010X222A1 (837P) but none for the 270 of 005010X279A1 (its map index
-keeps the 5010 270 commented out): such a file gets one issue ``map-not-available`` rather than a
-false pass.
+keeps the 5010 270 commented out): such a file has its envelope checked by our reader and gets a
+``map-not-available`` warning rather than a false pass.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from mappings.x12.reader import X12SyntaxError, read_interchanges
 
@@ -57,6 +57,7 @@ class ValidationIssue:
     element: str | None  # e.g. "NM109", "SE01"; None for a segment-level issue
     code: str  # the 999 / pyx12 error code (IK304, IK403, IK502, AK905 or TA1 code)
     message: str  # never the value at fault
+    severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
         where = f"{self.segment_id}" + (f" (segment {self.position})" if self.position else "")
@@ -64,14 +65,31 @@ class ValidationIssue:
 
 
 def validate(text: str) -> list[ValidationIssue]:
-    """Every error pyx12 finds in ``text``; an empty list means the file conforms to its guide."""
-    version = _group_version(text)
-    if version is None:
-        return [ValidationIssue("GS", None, "GS08", "map-not-available",
-                                "no functional group header (GS) to tell the implementation guide")]
-    if version not in SUPPORTED_VERSIONS:
-        return [ValidationIssue("GS", None, "GS08", "map-not-available",
-                                f"no pyx12 map for the implementation guide {version}")]
+    """Every problem found in ``text``; no issue of severity ``error`` means the file may go out.
+
+    A file whose guide pyx12 has a map for is checked by pyx12 in full. Any other file (the 270 of
+    005010X279A1) is checked for its envelope only (ISA..IEA, ST/SE counts and control numbers, by
+    :func:`mappings.x12.reader.read_interchanges`) and gets one ``map-not-available`` warning.
+    """
+    try:
+        parsed = read_interchanges(text)
+    except X12SyntaxError as exc:
+        return [ValidationIssue("ISA", exc.position, None, exc.rule, str(exc))]
+    versions = {group.version for interchange in parsed.interchanges for group in interchange.groups}
+    if not versions:
+        return [ValidationIssue("GS", None, None, "x12.missing-gs", "no functional group (GS) in the file")]
+    if not versions <= SUPPORTED_VERSIONS:
+        issues = [ValidationIssue(e.segment_id, e.position, f"{e.segment_id}{e.element:02d}" if e.element else None,
+                                  e.rule, e.message) for e in parsed.errors]
+        for version in sorted(versions - SUPPORTED_VERSIONS):
+            issues.append(ValidationIssue("GS", None, "GS08", "map-not-available",
+                                          f"pyx12 has no map for {version}: only the envelope was checked",
+                                          severity="warning"))
+        return issues
+    return _pyx12_issues(text)
+
+
+def _pyx12_issues(text: str) -> list[ValidationIssue]:
     import pyx12.params  # imported here: loading pyx12 and its maps is slow and only export needs it
     import pyx12.x12n_document
 
@@ -81,22 +99,12 @@ def validate(text: str) -> list[ValidationIssue]:
             ok = pyx12.x12n_document.x12n_document(pyx12.params.params(), io.StringIO(text), io.StringIO(), None,
                                                    fd_json=report)
         except Exception as exc:  # pyx12 raises EngineError and others on files it cannot walk at all
-            return [ValidationIssue("ISA", None, None, "unreadable", f"pyx12 could not read the file ({type(exc).__name__})")]
+            return [ValidationIssue("ISA", None, None, "unreadable",
+                                    f"pyx12 could not read the file ({type(exc).__name__})")]
     issues = list(_issues(json.loads(report.getvalue() or '{"interchanges": []}')))
     if not ok and not issues:
         issues.append(ValidationIssue("ISA", None, None, "invalid", "pyx12 rejected the file without naming an error"))
     return issues
-
-
-def _group_version(text: str) -> str | None:
-    try:
-        parsed = read_interchanges(text)
-    except X12SyntaxError:
-        return None
-    for interchange in parsed.interchanges:
-        for group in interchange.groups:
-            return group.version
-    return None
 
 
 @contextlib.contextmanager

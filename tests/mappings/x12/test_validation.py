@@ -60,8 +60,13 @@ def test_pyx12_loggers_are_restored_after_validation(week: str) -> None:
 
 
 def test_not_x12_and_unknown_guides_are_issues_not_passes() -> None:
-    assert [i.code for i in validate("hello")] == ["map-not-available"]
+    ((not_x12),) = validate("hello")
+    assert (not_x12.segment_id, not_x12.code, not_x12.severity) == ("ISA", "x12.interchange-header", "error")
     other = write_837p(week_of_claims(), submitter(), control(), created=CREATED).replace(
         "005010X222A1", "005010X999A1")
     (issue,) = validate(other)
-    assert isinstance(issue, ValidationIssue) and issue.code == "map-not-available"
+    assert isinstance(issue, ValidationIssue)
+    assert (issue.code, issue.severity, issue.element) == ("map-not-available", "warning", "GS08")
+    broken = re.sub(r"SE\*\d+\*", "SE*7*", other)
+    assert {(i.segment_id, i.element, i.code, i.severity) for i in validate(broken)} == {
+        ("SE", "SE01", "x12.se-count", "error"), ("GS", "GS08", "map-not-available", "warning")}

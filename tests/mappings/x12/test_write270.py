@@ -101,3 +101,12 @@ def test_270_structure() -> None:
     assert ids.index("EQ", ids.index("HL", ids.index("TRN") + 1)) > [i for i, s in enumerate(segments)
                                                                      if s.id == "HL"][-1]
     assert out == write_270(_inquiries(), submitter(), control(9), created=CREATED)
+
+
+def test_270_envelope_is_checked_and_the_missing_pyx12_map_is_a_warning() -> None:
+    out = write_270(_inquiries(), submitter(), control(9), created=CREATED)
+    issues = validate(out)
+    assert [i for i in issues if i.severity == "error"] == []
+    assert [(i.code, i.element) for i in issues] == [("map-not-available", "GS08")]
+    broken = out.replace("SE*", "SE*1", 1)
+    assert [(i.segment_id, i.code) for i in validate(broken) if i.severity == "error"] == [("SE", "x12.se-count")]
