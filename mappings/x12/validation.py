@@ -90,13 +90,12 @@ def validate(text: str) -> list[ValidationIssue]:
 
 
 def _pyx12_issues(text: str) -> list[ValidationIssue]:
-    import pyx12.params  # imported here: loading pyx12 and its maps is slow and only export needs it
-    import pyx12.x12n_document
+    import pyx12.x12n_document  # imported here: loading pyx12 and its maps is slow and only export needs it
 
     report = io.StringIO()
     with _quiet_pyx12():
         try:
-            ok = pyx12.x12n_document.x12n_document(pyx12.params.params(), io.StringIO(text), io.StringIO(), None,
+            ok = pyx12.x12n_document.x12n_document(_params(), io.StringIO(text), io.StringIO(), None,
                                                    fd_json=report)
         except Exception as exc:  # pyx12 raises EngineError and others on files it cannot walk at all
             return [ValidationIssue("ISA", None, None, "unreadable",
@@ -105,6 +104,13 @@ def _pyx12_issues(text: str) -> list[ValidationIssue]:
     if not ok and not issues:
         issues.append(ValidationIssue("ISA", None, None, "invalid", "pyx12 rejected the file without naming an error"))
     return issues
+
+
+def _params() -> Any:
+    """pyx12's defaults (extended character set), without the config files it would read from disk."""
+    import pyx12.params
+
+    return pyx12.params.ParamsBase()
 
 
 @contextlib.contextmanager

@@ -165,20 +165,23 @@ class _Body:
 
     def name(self, entity: str, party: Party, loop: str) -> None:
         person = party.first_name is not None
-        self.add("NM1", entity, "1" if person else "2", text(party.last_or_org_name, 60),
+        self.add("NM1", entity, "1" if person else "2", _required(party.last_or_org_name, 60, loop, "NM103"),
                  text(party.first_name, 35) if person else None, text(party.middle_name, 25) if person else None,
                  None, None, "XX" if party.npi else None, ident(party.npi, 80, loop=loop, element="NM109"))
 
     def person(self, entity: str, person: Person, loop: str, *, member_id: str | None) -> None:
-        self.add("NM1", entity, "1", text(person.last_name, 60), text(person.first_name, 35),
+        self.add("NM1", entity, "1", _required(person.last_name, 60, loop, "NM103"),
+                 _required(person.first_name, 35, loop, "NM104"),
                  text(person.middle_name, 25), None, None, "MI" if member_id else None,
                  ident(member_id, 80, loop=loop, element="NM109"))
         self.address(person.address)
         self.add("DMG", "D8", ccyymmdd(person.birth_date), person.gender)
 
     def address(self, address: Address) -> None:
-        self.add("N3", text(address.line1, 55), text(address.line2, 55) or None)
-        self.add("N4", text(address.city, 30), text(address.state, 2), digits(address.postal_code)[:15])
+        self.add("N3", _required(address.line1, 55, "N3", "N301"), text(address.line2, 55) or None)
+        self.add("N4", _required(address.city, 30, "N4", "N401"), _required(address.state, 2, "N4", "N402"),
+                 digits(address.postal_code)[:15])
+
 
     def claim(self, claim: ProfessionalClaim) -> None:
         loop = "2300"
@@ -234,3 +237,11 @@ class _Body:
         self.add("REF", "6R", ident(line.control_number, 50, loop=loop, element="REF02"))
         if line.rendering is not None and line.rendering != claim.rendering_provider:
             self.rendering(line.rendering, "2420A")
+
+
+def _required(value: str, max_length: int, loop: str, element: str) -> str:
+    out = text(value, max_length)
+    if not out:
+        raise X12WriteError("empty once cleaned of characters X12 does not carry", loop=loop, element=element,
+                            rule="837p.required")
+    return out

@@ -7,6 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from mappings.billing.model import Person
 from mappings.x12.envelope import X12WriteError, amount, clean
@@ -164,6 +166,9 @@ def test_long_names_are_cut_to_the_element_maximum_and_long_ids_refused() -> Non
 
 
 def test_claims_the_writer_refuses() -> None:
+    with pytest.raises(X12WriteError, match=r"2010BA NM103: .*837p.required"):
+        write_837p([pt_evaluation().model_copy(update={"subscriber": JONES.model_copy(update={"last_name": "*~"})})],
+                   submitter(), control(), created=CREATED)
     with pytest.raises(X12WriteError, match="837p.original-reference"):
         write_837p([replacement().model_copy(update={"original_reference": None})], submitter(), control(),
                    created=CREATED)
@@ -189,3 +194,20 @@ def test_dependent_claim_hangs_under_the_patient_level() -> None:
     ids = [s.id for s in _segments(out)]
     assert ids.index("PAT") < ids.index("CLM")
     assert re.search(r"HL\*3\*2\*23\*0~PAT\*19~NM1\*QC\*1\*Smith\*Tommy~", out)
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(last=st.text(min_size=1, max_size=80), first=st.text(min_size=1, max_size=50),
+       line1=st.text(min_size=1, max_size=70))
+def test_any_name_or_address_keeps_the_segments_whole(last: str, first: str, line1: str) -> None:
+    assume(clean(last) and clean(first) and clean(line1))  # nothing left after cleaning is refused (below)
+    person = JONES.model_copy(update={"last_name": last, "first_name": first,
+                                      "address": JONES.address.model_copy(update={"line1": line1})})
+    out = write_837p([pt_evaluation().model_copy(update={"subscriber": person})], submitter(), control(),
+                     created=CREATED)
+    segments = _segments(out)
+    assert [s.id for s in segments] == [s.id for s in _segments(
+        write_837p([pt_evaluation()], submitter(), control(), created=CREATED))]
+    subscriber = _all(segments, "NM1", "IL")[0]
+    assert len(subscriber.elements) == 10 and len(subscriber.get(3)) <= 60 and len(subscriber.get(4)) <= 35
+    assert out.isascii()
