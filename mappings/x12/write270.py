@@ -26,6 +26,7 @@ def write_270(
     *,
     created: datetime,
     newline: bool = False,
+    ack_requested: bool = False,
 ) -> str:
     """The whole 270 file for ``inquiries`` (any number of payers and providers)."""
     if not inquiries:
@@ -59,7 +60,8 @@ def write_270(
                     segments.append(_trace(inquiry, submitter))
                     segments.extend(_member("03", inquiry.patient, inquiry, asks=True))
     return interchange([segments], transaction_id="270", functional_id="HS", version=VERSION,
-                       submitter=submitter, control=control, created=created, newline=newline)
+                       submitter=submitter, control=control, created=created, newline=newline,
+                       ack_requested=ack_requested)
 
 
 def _provider_name(provider: Party) -> str:

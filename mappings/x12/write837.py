@@ -49,6 +49,7 @@ def write_837p(
     *,
     created: datetime,
     newline: bool = False,
+    ack_requested: bool = False,
 ) -> str:
     """The whole 837P file for ``claims`` (one submitter; any number of billing providers and payers)."""
     if not claims:
@@ -58,7 +59,8 @@ def write_837p(
     for provider, subscribers in _hierarchy(claims):
         body.billing_provider(provider, subscribers)
     return interchange([body.segments], transaction_id="837", functional_id="HC", version=VERSION,
-                       submitter=submitter, control=control, created=created, newline=newline)
+                       submitter=submitter, control=control, created=created, newline=newline,
+                       ack_requested=ack_requested)
 
 
 #: a 2000B: (subscriber, payer, responsibility, group, patient is subscriber) -> its claims by patient

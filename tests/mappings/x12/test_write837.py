@@ -211,3 +211,9 @@ def test_any_name_or_address_keeps_the_segments_whole(last: str, first: str, lin
     subscriber = _all(segments, "NM1", "IL")[0]
     assert len(subscriber.elements) == 10 and len(subscriber.get(3)) <= 60 and len(subscriber.get(4)) <= 35
     assert out.isascii()
+
+
+def test_ack_requested_sets_isa14() -> None:
+    out = write_837p([pt_evaluation()], submitter(), control(), created=CREATED, ack_requested=True)
+    assert out[:106].split("*")[14] == "1"
+    assert validate(out) == []
