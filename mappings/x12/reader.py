@@ -128,6 +128,7 @@ class Interchange:
     control_number: str  # ISA13
     usage: str  # ISA15 P or T
     groups: list[FunctionalGroup] = field(default_factory=list)
+    acknowledgements: list[Segment] = field(default_factory=list)  # TA1 segments, outside any group
 
 
 @dataclass(slots=True)
@@ -277,6 +278,8 @@ class _Structure:
                 interchange = None
             elif transaction is not None:
                 transaction.segments.append(seg)
+            elif seg.id == "TA1":
+                interchange.acknowledgements.append(seg)  # an interchange acknowledgement stands outside GS..GE
             else:
                 self._error("x12.outside-transaction", seg, "segment outside a transaction set (between SE and ST)")
         last = self.segments[-1] if self.segments else None
