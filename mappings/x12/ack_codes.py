@@ -222,7 +222,9 @@ CLAIM_STATUS_CATEGORY: dict[str, str] = {
 }
 
 _ACCEPTED_CATEGORIES = frozenset({"A0", "A1", "A2", "A5", "DR01", "DR02", "DR08"})
-_REJECTED_CATEGORIES = frozenset({"A3", "A4", "A6", "A7", "A8", "DR03", "DR04", "DR05", "DR06", "DR07", "E0", "E3", "E4"})
+_REJECTED_CATEGORIES = frozenset(
+    {"A3", "A4", "A6", "A7", "A8", "DR03", "DR04", "DR05", "DR06", "DR07", "E0", "E3", "E4"}
+)
 
 
 def classify_category(code: str) -> Classification:
@@ -246,7 +248,7 @@ def overall(classifications: list[Classification]) -> Classification:
     """One classification from several statuses: any rejection wins, then pending, then acceptance."""
     for candidate in ("rejected", "pending", "accepted"):
         if candidate in classifications:
-            return candidate  # type: ignore[return-value]
+            return candidate
     return "other"
 
 
