@@ -194,7 +194,9 @@ def split_segments(text: str, separators: Separators, *, first_position: int = 1
 def read_interchanges(text: str | bytes) -> X12File:
     """Read every interchange of a file. See the module docstring for what is an error and what is fatal."""
     if isinstance(text, bytes):
+        text = text.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark some systems write
         text = text.decode("latin-1")  # X12 basic/extended character sets are within latin-1
+    text = text.removeprefix("\ufeff")
     start = text.find("ISA")
     if start < 0 or text[:start].strip():
         raise X12SyntaxError("the file does not start with an ISA interchange header")
@@ -239,6 +241,8 @@ class _Structure:
                 if transaction is not None:
                     self._close_unterminated(transaction, seg)
                     transaction = None
+                if group is not None:
+                    self._error("x12.missing-ge", seg, "a new functional group starts before the previous one's GE")
                 group = FunctionalGroup(seg.get(1), seg.get(2), seg.get(3), seg.get(6), seg.get(8))
                 interchange.groups.append(group)
             elif seg.id == "ST":
