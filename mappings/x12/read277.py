@@ -87,6 +87,7 @@ class LevelStatus:
     statuses: tuple[StatusInfo, ...]
     quantities: tuple[tuple[str, Decimal], ...]  # QTY: (90 accepted | AA rejected | QA | QC, count)
     amounts: tuple[tuple[str, Decimal], ...]  # AMT: (YU accepted | YY rejected, amount)
+    dates: tuple[tuple[str, date], ...] = ()  # DTP: (050 received | 009 processed, date)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,7 @@ class ClaimAck:
     payer_claim_control_number: str  # REF*1K ('' when not assigned, e.g. rejected)
     clearinghouse_trace: str  # REF*D9
     bill_type: str  # REF*BLT (institutional)
+    references: tuple[tuple[str, str], ...]  # every REF of the claim (1K, D9, BLT, EA medical record...)
     service_from: date | None  # DTP*472 (D8 or RD8)
     service_to: date | None
     statuses: tuple[StatusInfo, ...]
@@ -159,6 +161,7 @@ class _Level:
     statuses: list[StatusInfo] = field(default_factory=list)
     quantities: list[tuple[str, Decimal]] = field(default_factory=list)
     amounts: list[tuple[str, Decimal]] = field(default_factory=list)
+    dates: list[tuple[str, date]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -272,7 +275,7 @@ class _Reader277:
     def level_status(self, hl: str) -> LevelStatus:
         level = self.levels[hl]
         return LevelStatus(level.code, level.party, level.trace, tuple(level.statuses), tuple(level.quantities),
-                           tuple(level.amounts))
+                           tuple(level.amounts), tuple(level.dates))
 
     def parties(self, hl: str) -> dict[str, Party | None]:
         found: dict[str, Party | None] = {}
@@ -305,6 +308,7 @@ class _Reader277:
             payer_claim_control_number=claim.references.get("1K", ""),
             clearinghouse_trace=claim.references.get("D9", ""),
             bill_type=claim.references.get("BLT", ""),
+            references=tuple(claim.references.items()),
             service_from=claim.dates[0],
             service_to=claim.dates[1],
             statuses=tuple(claim.statuses),
@@ -353,11 +357,16 @@ class _Reader277:
             elif self.claim is not None:
                 self.claim.references.setdefault(seg.get(1), seg.get(2))
         elif sid == "DTP":
-            if seg.get(1) == "472":
-                if self.line is not None:
+            if self.line is not None:
+                if seg.get(1) == "472":
                     self.line.dates = self.period(seg)
-                elif self.claim is not None:
+            elif self.claim is not None:
+                if seg.get(1) == "472":
                     self.claim.dates = self.period(seg)
+            else:
+                start, _ = self.period(seg)
+                if start is not None:
+                    level.dates.append((seg.get(1), start))
         elif sid == "SVC":
             if self.claim is None:
                 self.error("x12.277.sequence", seg, "SVC outside a claim (no TRN before it at the patient level)")

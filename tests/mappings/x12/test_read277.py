@@ -99,6 +99,7 @@ def test_claims_in_several_branches_with_their_parties_statuses_and_keys() -> No
     accepted, rejected, unknown, with_bad_line = report.claims
     assert (accepted.payer_claim_control_number, accepted.clearinghouse_trace) == ("PAYER-CLM-77", "CH-TRACE-1001")
     assert (accepted.service_from, accepted.service_to) == (date(2026, 1, 2), date(2026, 1, 3))
+    assert accepted.references == (("1K", "PAYER-CLM-77"), ("D9", "CH-TRACE-1001"))
     assert accepted.payer is not None and accepted.payer.id == "60054"
     assert accepted.receiver is not None and accepted.receiver.id == "TC001"
     assert accepted.provider is not None and accepted.provider.id == "1234567893"
@@ -145,6 +146,7 @@ def test_statuses_above_the_claims_are_kept_per_level() -> None:
     assert receiver.statuses[0].classification == "accepted"
     assert receiver.quantities == (("90", Decimal("2")), ("AA", Decimal("2")))
     assert report.levels[2].amounts == (("YU", Decimal("150")), ("YY", Decimal("100")))
+    assert report.levels[0].dates == (("050", date(2026, 1, 6)), ("009", date(2026, 1, 6)))
 
 
 def test_classification_of_categories() -> None:

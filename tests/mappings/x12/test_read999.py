@@ -107,12 +107,13 @@ def test_unknown_codes_are_kept_without_description_and_missing_optional_segment
     assert report.version == ""
     (response,) = report.transactions
     assert response.implementation_reference == ""
-    assert (response.status is not None and response.status.code, response.status and response.status.description) == (
-        "Q", None)
+    assert response.status is not None
+    assert (response.status.code, response.status.description, response.accepted) == ("Q", None, False)
     (error,) = response.segment_errors
     assert (error.loop_id, error.error.code, error.error.description, error.business_unit) == ("", "Z9", None, None)
     assert (error.elements[0].error.code, error.elements[0].error.description) == ("I99", None)
-    assert [(c.code, c.description) for c in response.errors] == [("I5", "Implementation one or more segments in error")]
+    assert [(c.code, c.description) for c in response.errors] == [
+        ("I5", "Implementation one or more segments in error")]
 
 
 def test_a_999_without_ak1_names_the_rule_and_the_rest_is_read() -> None:
