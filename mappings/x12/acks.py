@@ -1,4 +1,4 @@
-"""Reading a whole acknowledgement file: every TA1, 999 and 277CA in it, each on its own.
+"""Reading a whole acknowledgement file: every TA1, 999 (or 997) and 277CA in it, each on its own.
 
 :func:`read_acknowledgements` never raises: a file that is not X12 at all, an envelope problem (a GE
 count, a missing IEA) or a transaction set that is not an acknowledgement becomes an
@@ -31,7 +31,7 @@ AckDocument = InterchangeAck | AckReport | ClaimAckReport | Unread
 
 
 def _transaction(ts: TransactionSet) -> AckDocument:
-    if ts.id == "999":
+    if ts.id in ("999", "997"):
         return read_999(ts)
     if ts.id == "277" and (not ts.version or ts.version.startswith(CLAIM_ACK_VERSION)):
         return read_277(ts)

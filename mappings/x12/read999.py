@@ -28,6 +28,8 @@ from mappings.x12.ack_codes import (
 from mappings.x12.reader import Segment, TransactionSet, X12Error
 
 SITUATIONAL_TRIGGER = "SITUATIONAL TRIGGER"
+# the 997 functional acknowledgement that some partners still send has the same shape with AK3/AK4/AK5
+_FROM_997 = {"AK3": "IK3", "AK4": "IK4", "AK5": "IK5"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,9 +255,9 @@ class _Reader999:
         self.segment_errors = []
 
     def read(self) -> AckReport:
-        if self.ts.id != "999":
+        if self.ts.id not in ("999", "997"):
             self.error("x12.999.not-999", self.ts.segments[0], f"transaction set {self.ts.id or '(none)'} "
-                       "is not a 999", element=1)
+                       "is not a 999 (nor a 997)", element=1)
         for seg in self.ts.body:
             self.segment(seg)
         end = self.ts.segments[-1]
@@ -280,7 +282,7 @@ class _Reader999:
         )
 
     def segment(self, seg: Segment) -> None:
-        sid = seg.id
+        sid = _FROM_997.get(seg.id, seg.id) if self.ts.id == "997" else seg.id
         if sid == "AK1":
             if self.ak1 is not None:
                 self.error("x12.999.repeated-ak1", seg, "a second AK1: a 999 acknowledges one group")
@@ -326,5 +328,8 @@ class _Reader999:
 
 
 def read_999(ts: TransactionSet) -> AckReport:
-    """Read one 999 transaction set (see the module docstring for what becomes an error)."""
+    """Read one 999 transaction set (see the module docstring for what becomes an error).
+
+    A 997 is read the same way: its AK3/AK4/AK5 are the IK3/IK4/IK5 of the 999.
+    """
     return _Reader999(ts).read()

@@ -166,3 +166,15 @@ def test_a_truncated_999_keeps_what_it_has() -> None:
     assert rules[0] == "x12.truncated" and "x12.999.missing-ik5" in rules and "x12.999.missing-ak9" in rules
     (response,) = report.transactions
     assert response.segment_errors[0].error.description == "Required segment missing"
+
+
+def test_a_997_is_read_like_a_999() -> None:
+    text = _file(["ST*997*0001~", "AK1*HC*1008~", "AK2*837*0001~", "AK3*N4*14*2010AA*8~", "AK4*2*19*1~",
+                  "AK5*R*5~", "AK9*R*1*1*0~", "SE*8*0001~"])
+    report = _only_999(text)
+    assert report.ok, report.errors
+    (response,) = report.transactions
+    assert not response.accepted
+    (error,) = response.segment_errors
+    assert (error.segment_id, error.position, error.loop_id) == ("N4", 14, "2010AA")
+    assert error.elements[0].error.description == "Required data element missing"
