@@ -3,8 +3,10 @@
 The separators come from the ISA segment itself (element separator = the 4th character, component
 separator = ISA16, repetition separator = ISA11 from version 00501 on, segment terminator = the
 character after ISA16), so ``*``/``:``/``^``/``~`` are not assumed. Line breaks after (or instead of
-nothing after) the segment terminator are tolerated, as are several interchanges in one file and
-spaces padding the fixed-width ISA fields.
+nothing after) the segment terminator are tolerated, as are several interchanges in one file (each
+split with the separators its own ISA declares), a byte order mark and spaces padding the fixed-width
+ISA fields. TA1 interchange acknowledgements, which stand outside any group, are kept on their
+:class:`Interchange`.
 
 :func:`read_interchanges` never raises on a bad transaction set: it returns every transaction set
 it could delimit (ST..SE) and an :class:`X12Error` for each problem, naming the segment, its position
@@ -16,6 +18,7 @@ only that set; the others are read. Only a file whose first interchange header c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -201,16 +204,34 @@ def read_interchanges(text: str | bytes) -> X12File:
     if start < 0 or text[:start].strip():
         raise X12SyntaxError("the file does not start with an ISA interchange header")
     separators = separators_of(text, start)
-    segments = split_segments(text[start:], separators)
-    return _Structure(segments).read()
+    segments: list[Segment] = []
+    errors: list[X12Error] = []
+    while True:  # each interchange is split with the separators its own ISA declares
+        following = _next_interchange(text, start + 3, separators.segment)
+        chunk = text[start:following] if following >= 0 else text[start:]
+        segments.extend(split_segments(chunk, separators, first_position=len(segments) + 1))
+        if following < 0:
+            break
+        start = following
+        try:
+            separators = separators_of(text, start)
+        except X12SyntaxError as exc:  # keep the previous separators; the interchange is reported
+            errors.append(X12Error("x12.interchange-header", "ISA", len(segments) + 1, str(exc)))
+    return _Structure(segments, errors).read()
+
+
+def _next_interchange(text: str, start: int, terminator: str) -> int:
+    """Where the next ISA segment begins after ``start`` (after a terminator and line breaks), or -1."""
+    found = re.compile(re.escape(terminator) + r"[\r\n \t]*(ISA)(?=[^A-Za-z0-9\s])").search(text, start)
+    return found.start(1) if found else -1
 
 
 class _Structure:
     """Walks the flat list of segments into interchanges, groups and transaction sets."""
 
-    def __init__(self, segments: list[Segment]) -> None:
+    def __init__(self, segments: list[Segment], errors: list[X12Error] | None = None) -> None:
         self.segments = segments
-        self.errors: list[X12Error] = []
+        self.errors: list[X12Error] = list(errors or [])
         self.interchanges: list[Interchange] = []
 
     def _error(self, rule: str, seg: Segment, message: str, *, element: int | None = None,

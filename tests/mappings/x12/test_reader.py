@@ -111,3 +111,25 @@ def test_what_is_not_an_interchange_at_all(text: str) -> None:
     with pytest.raises(X12SyntaxError) as caught:
         read_interchanges(text)
     assert caught.value.rule == "x12.interchange-header" and caught.value.position == 1
+
+
+def test_each_interchange_is_split_with_its_own_separators() -> None:
+    star = _interchange("GS*FA*CH*TC*20260105*1200*1*X*005010X231A1~", *_set("0001", "AK1*HC*1~"), "GE*1*1~",
+                        control="000000001")
+    pipe = "\n".join([ISA_PIPE, "GS|HN|CH|TC|20260105|1200|2|X|005010X214~", "ST|277|0002|005010X214~",
+                       "BHT|0085|08|R|20260105|1200|TH~", "SE|3|0002~", "GE|1|2~", "IEA|1|000000101~"])
+    x12 = read_interchanges(star + "\n" + pipe)
+    assert x12.errors == []
+    assert [i.separators.element for i in x12.interchanges] == ["*", "|"]
+    assert [(t.id, t.control_number, [s.id for s in t.segments]) for t in x12.transactions] == [
+        ("999", "0001", ["ST", "AK1", "SE"]), ("277", "0002", ["ST", "BHT", "SE"])]
+    assert [s.position for s in next(iter(x12.interchanges[1].groups)).transactions[0].segments] == [10, 11, 12]
+
+
+def test_a_later_interchange_with_a_broken_header_is_reported_and_read_with_the_previous_separators() -> None:
+    one = _interchange("GS*FA*CH*TC*20260105*1200*1*X*005010X231A1~", *_set("0001", "AK1*HC*1~"), "GE*1*1~",
+                       control="000000001")
+    broken = "ISA*00*short~GS*FA*CH*TC*20260105*1200*2*X*005010X231A1~" + "".join(_set("0002", "AK1*HC*2~"))
+    x12 = read_interchanges(one + broken + "GE*1*2~IEA*1*000000002~")
+    assert x12.errors[0].rule == "x12.interchange-header" and x12.errors[0].position == 8
+    assert [t.control_number for t in x12.transactions] == ["0001", "0002"]
