@@ -130,7 +130,11 @@ class ClaimAck:
 
     @property
     def classification(self) -> Classification:
-        """Of the claim's own statuses; when it has none, of its lines."""
+        """Of the claim's own statuses; when it has none, of its lines.
+
+        A rejected line under an accepted claim leaves the claim accepted (the payer took the claim
+        in); the line's own classification says it was not.
+        """
         if self.statuses:
             return overall([s.classification for s in self.statuses])
         return overall([line.classification for line in self.lines])
