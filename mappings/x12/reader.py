@@ -3,8 +3,10 @@
 The separators come from the ISA segment itself (element separator = the 4th character, component
 separator = ISA16, repetition separator = ISA11 from version 00501 on, segment terminator = the
 character after ISA16), so ``*``/``:``/``^``/``~`` are not assumed. Line breaks after (or instead of
-nothing after) the segment terminator are tolerated, as are several interchanges in one file and
-spaces padding the fixed-width ISA fields.
+nothing after) the segment terminator are tolerated, as are several interchanges in one file (each
+split with the separators its own ISA declares), a byte order mark and spaces padding the fixed-width
+ISA fields. TA1 interchange acknowledgements, which stand outside any group, are kept on their
+:class:`Interchange`.
 
 :func:`read_interchanges` never raises on a bad transaction set: it returns every transaction set
 it could delimit (ST..SE) and an :class:`X12Error` for each problem, naming the segment, its position
@@ -16,6 +18,7 @@ only that set; the others are read. Only a file whose first interchange header c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -128,6 +131,7 @@ class Interchange:
     control_number: str  # ISA13
     usage: str  # ISA15 P or T
     groups: list[FunctionalGroup] = field(default_factory=list)
+    acknowledgements: list[Segment] = field(default_factory=list)  # TA1 segments, outside any group
 
 
 @dataclass(slots=True)
@@ -193,21 +197,41 @@ def split_segments(text: str, separators: Separators, *, first_position: int = 1
 def read_interchanges(text: str | bytes) -> X12File:
     """Read every interchange of a file. See the module docstring for what is an error and what is fatal."""
     if isinstance(text, bytes):
+        text = text.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark some systems write
         text = text.decode("latin-1")  # X12 basic/extended character sets are within latin-1
+    text = text.removeprefix("\ufeff")
     start = text.find("ISA")
     if start < 0 or text[:start].strip():
         raise X12SyntaxError("the file does not start with an ISA interchange header")
     separators = separators_of(text, start)
-    segments = split_segments(text[start:], separators)
-    return _Structure(segments).read()
+    segments: list[Segment] = []
+    errors: list[X12Error] = []
+    while True:  # each interchange is split with the separators its own ISA declares
+        following = _next_interchange(text, start + 3, separators.segment)
+        chunk = text[start:following] if following >= 0 else text[start:]
+        segments.extend(split_segments(chunk, separators, first_position=len(segments) + 1))
+        if following < 0:
+            break
+        start = following
+        try:
+            separators = separators_of(text, start)
+        except X12SyntaxError as exc:  # keep the previous separators; the interchange is reported
+            errors.append(X12Error("x12.interchange-header", "ISA", len(segments) + 1, str(exc)))
+    return _Structure(segments, errors).read()
+
+
+def _next_interchange(text: str, start: int, terminator: str) -> int:
+    """Where the next ISA segment begins after ``start`` (after a terminator and line breaks), or -1."""
+    found = re.compile(re.escape(terminator) + r"[\r\n \t]*(ISA)(?=[^A-Za-z0-9\s])").search(text, start)
+    return found.start(1) if found else -1
 
 
 class _Structure:
     """Walks the flat list of segments into interchanges, groups and transaction sets."""
 
-    def __init__(self, segments: list[Segment]) -> None:
+    def __init__(self, segments: list[Segment], errors: list[X12Error] | None = None) -> None:
         self.segments = segments
-        self.errors: list[X12Error] = []
+        self.errors: list[X12Error] = list(errors or [])
         self.interchanges: list[Interchange] = []
 
     def _error(self, rule: str, seg: Segment, message: str, *, element: int | None = None,
@@ -238,6 +262,8 @@ class _Structure:
                 if transaction is not None:
                     self._close_unterminated(transaction, seg)
                     transaction = None
+                if group is not None:
+                    self._error("x12.missing-ge", seg, "a new functional group starts before the previous one's GE")
                 group = FunctionalGroup(seg.get(1), seg.get(2), seg.get(3), seg.get(6), seg.get(8))
                 interchange.groups.append(group)
             elif seg.id == "ST":
@@ -277,6 +303,8 @@ class _Structure:
                 interchange = None
             elif transaction is not None:
                 transaction.segments.append(seg)
+            elif seg.id == "TA1":
+                interchange.acknowledgements.append(seg)  # an interchange acknowledgement stands outside GS..GE
             else:
                 self._error("x12.outside-transaction", seg, "segment outside a transaction set (between SE and ST)")
         last = self.segments[-1] if self.segments else None
