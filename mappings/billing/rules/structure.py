@@ -87,8 +87,10 @@ def _ncci(claim: ProfessionalClaim, context: ScrubContext) -> Iterator[Finding]:
                     severity="error",
                     line=line.line_number,
                     message=f"{second} with {first} on {day.isoformat()} is an NCCI pair without a distinct modifier",
-                    fix=f"add {' or '.join(rules.distinct_modifiers[:2])} (or an X modifier) if the services were "
-                    f"separate and distinct, else do not bill {second}",
+                    fix=(
+                        f"add a distinct-service modifier ({', '.join(rules.distinct_modifiers)}) if the services "
+                        f"were separate and distinct, else do not bill {second}"
+                    ),
                 )
 
 
