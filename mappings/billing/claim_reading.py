@@ -212,10 +212,14 @@ def _date(value: Any) -> date | None:
 
 
 def _supporting(claim: dict[str, Any], code: str) -> dict[str, Any] | None:
+    """The supportingInfo entry with ``code`` in the hub's claim-information system (``onset``: the
+    HL7 category ``onset``)."""
     for info in claim.get("supportingInfo") or []:
-        if coding_in(info.get("code"), CLAIM_INFO_SYSTEM) and info["code"]["coding"][0].get("code") == code:
+        coding = coding_in(info.get("code"), CLAIM_INFO_SYSTEM)
+        if coding is not None and coding.get("code") == code:
             return dict(info)
-        if code == "onset" and any(c.get("code") == "onset" for c in (info.get("category") or {}).get("coding") or []):
+        categories = (info.get("category") or {}).get("coding") or []
+        if code == "onset" and any(c.get("code") == "onset" for c in categories):
             return dict(info)
     return None
 

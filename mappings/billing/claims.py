@@ -133,8 +133,11 @@ class _Line:
         self.reasons: list[dict[str, Any]] = []
 
 
-def _read_charge(number: int, charge: dict[str, Any], encounters: Mapping[str, dict[str, Any]]) -> _Line:
+def _read_charge(number: int, charge: dict[str, Any], encounters: Mapping[str, dict[str, Any]], patient: str) -> _Line:
     where = f"ChargeItem[{number}]"
+    subject = reference_text(charge.get("subject"))
+    if subject is not None and subject != patient:
+        raise ClaimDataError(f"{where}.subject", "the charge is not for the claim's patient")
     coding = coding_in(charge.get("code"), CPT_SYSTEM) or coding_in(charge.get("code"), HCPCS_SYSTEM)
     if coding is None or not coding.get("code"):
         raise ClaimDataError(f"{where}.code", "no CPT or HCPCS coding")
@@ -265,7 +268,8 @@ def claim_from_visits(
         raise ClaimDataError("claim_number", "the patient control number is empty")
     visits = {ref_of(e, f"Encounter[{n}]"): e for n, e in enumerate(encounters)}
     by_ref = {ref_of(c, f"Condition[{n}]"): c for n, c in enumerate(conditions)}
-    lines = _merge([_read_charge(n, c, visits) for n, c in enumerate(charges)])
+    patient_ref = ref_of(patient, "Patient")
+    lines = _merge([_read_charge(n, c, visits, patient_ref) for n, c in enumerate(charges)])
     _set_units(lines, units_rule)
     lines = [line for line in lines if line.units]
     if not lines:
@@ -421,7 +425,7 @@ def claim_from_visits(
         "status": "active",
         "type": _concept(CLAIM_TYPE_SYSTEM, "professional"),
         "use": "claim",
-        "patient": {"reference": ref_of(patient, "Patient")},
+        "patient": {"reference": patient_ref},
         "billablePeriod": {"start": lines[0].date, "end": max(x.date for x in lines)},
         "created": created.isoformat(),
         "provider": {"reference": ref_of(billing_org, "billing Organization")},

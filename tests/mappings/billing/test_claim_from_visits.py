@@ -255,3 +255,41 @@ def test_price_override_on_the_charge_wins_over_the_fee_schedule() -> None:
     w.charges["PT"][0]["priceOverride"] = {"value": 150, "currency": "USD"}
     claim = call(w)
     assert claim["item"][0]["unitPrice"]["value"] == Decimal("150.00")
+
+
+def test_diagnoses_from_the_encounter_reason_code_when_it_names_no_condition() -> None:
+    w = week()
+    visit = encounter("e1", "2025-03-17", [])
+    visit["reasonCode"] = [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M25.511"}]}]
+    w.encounters["PT"] = [visit]
+    w.charges["PT"] = [charge("a", "97110", "e1", "2025-03-17", "pt", minutes=30)]
+    claim = claim_for(w, "PT")
+    assert [d["diagnosisCodeableConcept"]["coding"][0]["code"] for d in claim["diagnosis"]] == ["M25.511"]
+    assert claim["item"][0]["diagnosisSequence"] == [1]
+
+
+def test_without_a_plan_of_care_the_discipline_comes_from_the_evaluation_and_the_referral_from_the_visit() -> None:
+    w = week()
+    claim = call(w, careplan=None)
+    assert lines(claim)[0][3] == ("GP",) and lines(claim)[1][3] == ("GP",)
+    assert claim["referral"] == {"reference": "ServiceRequest/referral-1"}
+    assert [s["category"]["coding"][0]["code"] for s in claim["supportingInfo"]] == ["onset"]
+    model_class("Claim").model_validate(claim)
+
+
+def test_a_line_by_another_therapist_joins_the_care_team() -> None:
+    w = week()
+    w.charges["PT"][2]["performer"][0]["actor"] = {"reference": "Practitioner/ot"}
+    w.charges["PT"][3]["performer"][0]["actor"] = {"reference": "Practitioner/ot"}
+    claim = claim_for(w, "PT")
+    roles = [(m["provider"]["reference"], m["role"]["coding"][0]["code"]) for m in claim["careTeam"]]
+    assert roles == [("Practitioner/pt", "primary"), ("Practitioner/ot", "other"), ("Practitioner/pta", "assist")]
+    assert [i["careTeamSequence"] for i in claim["item"]][2:5] == [[2], [2], [1, 3]]
+
+
+def test_a_charge_for_another_patient_is_refused() -> None:
+    w = week()
+    w.charges["PT"][4]["subject"] = {"reference": "Patient/someone-else"}
+    with pytest.raises(ClaimDataError) as caught:
+        call(w)
+    assert caught.value.path == "ChargeItem[4].subject" and "someone-else" not in str(caught.value)

@@ -220,3 +220,12 @@ def test_missing_data_raises_naming_the_fhir_path_without_patient_data(breaks: A
     assert caught.value.path == path
     for phi in ("Park", "Rae", "Lee", "XJ-2231", "2015", "1980", "Elm"):
         assert phi not in str(caught.value)
+
+
+def test_a_line_rendered_by_another_therapist_names_its_own_rendering_provider() -> None:
+    w = week()
+    w.charges["PT"][2]["performer"][0]["actor"] = {"reference": "Practitioner/ot"}
+    flat = professional_claim(claim_for(w, "PT"), resources_of(w))
+    assert flat.rendering_provider is not None and flat.rendering_provider.npi == NPI["pt"]
+    renderings = [x.rendering.npi if x.rendering else None for x in flat.lines]
+    assert renderings == [None, None, NPI["ot"], None, None, None, None, None]
