@@ -32,31 +32,8 @@ ICD10CM_SYSTEM = "http://hl7.org/fhir/sid/icd-10-cm"
 MODIFIER_SYSTEM = "http://www.ama-assn.org/go/cpt"  # CPT/HCPCS level II modifiers (GP, KX, 59...)
 POS_SYSTEM = "https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set"
 #: X12 claim filing indicator (SBR09) per payer kind: MB Medicare Part B, MC Medicaid, CI commercial...
-FilingIndicator = Literal[
-    "MA",
-    "MB",
-    "MC",
-    "CI",
-    "BL",
-    "HM",
-    "16",
-    "WC",
-    "ZZ",
-    "11",
-    "12",
-    "13",
-    "14",
-    "15",
-    "17",
-    "AM",
-    "CH",
-    "DS",
-    "FI",
-    "LM",
-    "OF",
-    "TV",
-    "VA",
-]
+FilingIndicator = Literal["MA", "MB", "MC", "CI", "BL", "HM", "16", "WC", "ZZ", "11", "12", "13", "14", "15",
+                          "17", "AM", "CH", "DS", "FI", "LM", "OF", "TV", "VA"]
 Discipline = Literal["PT", "OT", "SLP"]
 #: how timed codes become units: CMS 8-minute rule over the visit's total timed minutes, or per code
 UnitsRule = Literal["cms-8-minute", "per-code"]
