@@ -7,6 +7,10 @@ charges as ``net`` or ``unitPrice`` x ``quantity``, references as ``Type/id``, a
 ``#contained``. What the 837P cannot go without raises :class:`ClaimDataError` naming the FHIR path
 (``Claim.provider -> Organization.identifier (NPI)``); messages never carry patient data.
 
+Replacement and void: ``related`` with relationship ``prior`` and the payer's claim number in
+``reference.value`` makes frequency 7 (replacement) with that number as the original reference, or
+8 (void) when the Claim's status is ``cancelled`` or ``entered-in-error``.
+
 Where things come from: billing provider ``Claim.provider`` (Organization, or Practitioner) with
 NPI, EIN (``TAX_ID_SYSTEM``) and a NUCC taxonomy in ``Organization.type``; rendering provider the
 ``careTeam`` member with role ``primary`` (else ``responsible``, else the first therapist), a
@@ -433,9 +437,21 @@ def professional_claim(claim: dict[str, Any], resources: Mapping[str, dict[str, 
     onset = _supporting(claim, "onset")
     initial = _supporting(claim, "initial-treatment")
     sequence = insurance.get("sequence", 1)
+    prior = next(
+        (
+            r["reference"]["value"]
+            for r in claim.get("related") or []
+            if (r.get("reference") or {}).get("value")
+            and any(c.get("code") == "prior" for c in (r.get("relationship") or {}).get("coding") or [])
+        ),
+        None,
+    )
+    frequency = "1" if prior is None else ("8" if claim.get("status") in ("cancelled", "entered-in-error") else "7")
     return ProfessionalClaim(
         patient_control_number=str(pcn),
         claim_ref=f"Claim/{claim['id']}" if claim.get("id") else None,
+        frequency_code=frequency,  # type: ignore[arg-type]
+        original_reference=str(prior) if prior is not None else None,
         place_of_service=claim_place,
         billing_provider=billing,
         rendering_provider=rendering,

@@ -84,6 +84,7 @@ __all__ = ["ClaimDataError", "claim_from_visits", "professional_claim"]
 CLAIM_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/claim-type"
 PRIORITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/processpriority"
 CARE_TEAM_ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/claimcareteamrole"
+RELATED_SYSTEM = "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship"
 INFO_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/claiminformationcategory"
 _ASSISTANT_CODES = {"assistant", "PTA", "COTA", "OTA"}
 
@@ -258,8 +259,12 @@ def claim_from_visits(
     conditions: Sequence[dict[str, Any]] = (),
     fee_schedule: Mapping[str, Decimal] | None = None,
     kx: bool = False,
+    replaces: str | None = None,
 ) -> dict[str, Any]:
     """The FHIR R4 ``Claim`` (a dict) billing ``charges`` (ChargeItems) of ``encounters`` to ``coverage``.
+
+    ``replaces``: the payer's claim number of the claim this one replaces (837P frequency 7 with
+    REF*F8), written as ``related`` with relationship ``prior``.
 
     Raises :class:`ClaimDataError` naming the FHIR path of what is missing."""
     if created.tzinfo is None or created.utcoffset() is None:
@@ -436,6 +441,8 @@ def claim_from_visits(
         "item": items,
         "total": _money(total),
     }
+    if replaces:
+        claim["related"] = [{"relationship": _concept(RELATED_SYSTEM, "prior"), "reference": {"value": replaces}}]
     if referral is not None:
         claim["referral"] = {"reference": referral}
     if supporting:

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from mappings.billing.claims import ClaimDataError, professional_claim
+from mappings.billing.claims import ClaimDataError, claim_from_visits, professional_claim
 from mappings.billing.model import HCPCS_SYSTEM, ICD10CM_SYSTEM, NPI_SYSTEM, POS_SYSTEM, TAX_ID_SYSTEM
-from tests.mappings.billing.visits_support import NPI, claim_for, resources_of, week
+from mappings.fhir import model_class
+from tests.mappings.billing.visits_support import CREATED, FEES, NPI, claim_for, resources_of, week
 
 
 def test_our_pt_claim_reads_back_into_the_flat_claim() -> None:
@@ -229,3 +230,28 @@ def test_a_line_rendered_by_another_therapist_names_its_own_rendering_provider()
     assert flat.rendering_provider is not None and flat.rendering_provider.npi == NPI["pt"]
     renderings = [x.rendering.npi if x.rendering else None for x in flat.lines]
     assert renderings == [None, None, NPI["ot"], None, None, None, None, None]
+
+
+def test_a_replacement_claim_names_the_payers_claim_number_and_a_cancelled_one_voids_it() -> None:
+    w = week()
+    claim = claim_for(w, "OT")
+    assert professional_claim(claim, resources_of(w)).frequency_code == "1"
+    replacing = claim_from_visits(
+        w.encounters["OT"],
+        w.charges["OT"],
+        w.coverage,
+        w.patient,
+        billing_org=w.clinic,
+        careplan=w.careplans["OT"],
+        claim_number="W11-OT-R",
+        created=CREATED,
+        units_rule="cms-8-minute",
+        conditions=w.conditions,
+        fee_schedule=FEES,
+        replaces="PAYER-123",
+    )
+    model_class("Claim").model_validate(replacing)
+    flat = professional_claim(replacing, resources_of(w))
+    assert (flat.frequency_code, flat.original_reference) == ("7", "PAYER-123")
+    voided = professional_claim({**replacing, "status": "cancelled"}, resources_of(w))
+    assert (voided.frequency_code, voided.original_reference) == ("8", "PAYER-123")
