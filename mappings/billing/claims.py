@@ -351,7 +351,7 @@ def claim_from_visits(
         pointers = [seq_of[k] for k in (reason_keys or per_visit[line.encounter]) if k in seq_of][:4]
         therapist = line.therapists[0] if line.therapists else therapists[0]
         extensions: list[dict[str, Any]] = []
-        if line.minutes is not None:
+        if line.minutes is not None and line.code not in UNTIMED_CODES:  # untimed codes have no timed minutes
             extensions.append({"url": TIMED_MINUTES_EXTENSION, "valueInteger": line.minutes})
         extensions.append(
             {

@@ -76,7 +76,7 @@ def test_pt_week_lines_units_and_modifiers_by_the_cms_rule() -> None:
     assert nets == [Decimal(v) for v in ("180.00", "90.00", "90.00", "42.00", "90.00", "48.00", "15.00", "20.00")]
     assert claim["total"] == {"value": Decimal("575.00"), "currency": "USD"}
     minutes = [(ext(i, TIMED_MINUTES_EXTENSION) or {}).get("valueInteger") for i in claim["item"]]
-    assert minutes == [None, 23, 33, 7, 24, 23, None, 15]
+    assert minutes == [None, 23, 33, 7, 24, 23, None, None]  # G0283 is untimed: its 15 minutes are not timed
     controls = [ext(i, LINE_CONTROL_EXTENSION)["valueIdentifier"]["value"] for i in claim["item"]]
     assert controls == [f"W11-PT-{n}" for n in range(1, 9)]
 
