@@ -34,7 +34,7 @@ assistants (role ``assist``, qualification ``assistant``), ``referral`` the refe
 CarePlan (code ``plan-of-care``), the initial treatment date (the plan's start) and the onset
 (principal Condition's ``onsetDateTime``), ``diagnosis`` ICD-10-CM codeable concepts, one ``item``
 per line (with the timed minutes and the line control number ``<claim number>-<sequence>`` as
-extensions), ``total``. Its id is uuid5 over Claim + patient control number; amounts are ``Decimal``
+extensions), ``total``. Its id is uuid5 over Claim + patient control number (+ ``id_scope``); amounts are ``Decimal``
 (serialise with :func:`mappings.fhir.jsonio.dumps`).
 
 Pure: no I/O, no clock (``created`` is passed in), no randomness.
@@ -260,11 +260,13 @@ def claim_from_visits(
     fee_schedule: Mapping[str, Decimal] | None = None,
     kx: bool = False,
     replaces: str | None = None,
+    id_scope: str | None = None,
 ) -> dict[str, Any]:
     """The FHIR R4 ``Claim`` (a dict) billing ``charges`` (ChargeItems) of ``encounters`` to ``coverage``.
 
     ``replaces``: the payer's claim number of the claim this one replaces (837P frequency 7 with
-    REF*F8), written as ``related`` with relationship ``prior``.
+    REF*F8), written as ``related`` with relationship ``prior``. ``id_scope`` (e.g. the tenant) joins
+    the patient control number in the uuid5 of the Claim's id, for control numbers unique per tenant.
 
     Raises :class:`ClaimDataError` naming the FHIR path of what is missing."""
     if created.tzinfo is None or created.utcoffset() is None:
@@ -425,7 +427,7 @@ def claim_from_visits(
 
     claim: dict[str, Any] = {
         "resourceType": "Claim",
-        "id": deterministic_id("Claim", PATIENT_CONTROL_SYSTEM, claim_number),
+        "id": deterministic_id("Claim", PATIENT_CONTROL_SYSTEM, claim_number, id_scope),
         "identifier": [{"system": PATIENT_CONTROL_SYSTEM, "value": claim_number}],
         "status": "active",
         "type": _concept(CLAIM_TYPE_SYSTEM, "professional"),

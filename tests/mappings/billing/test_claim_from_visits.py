@@ -210,6 +210,9 @@ def test_extra_modifiers_from_the_charge_and_kx_when_asked() -> None:
 def test_the_same_visits_always_give_the_same_claim() -> None:
     assert claim_for(week(), "OT") == claim_for(week(), "OT")
     assert claim_for(week(), "OT", number="X1")["id"] != claim_for(week(), "OT")["id"]
+    w = week()
+    assert call(w, id_scope="tenant-a")["id"] != call(w, id_scope="tenant-b")["id"] != call(w)["id"]
+    assert call(w, id_scope="tenant-a")["id"] == deterministic_id("Claim", PATIENT_CONTROL_SYSTEM, "N1", "tenant-a")
 
 
 def call(w: Week, **overrides: Any) -> dict[str, Any]:
