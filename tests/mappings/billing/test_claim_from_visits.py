@@ -296,3 +296,20 @@ def test_a_charge_for_another_patient_is_refused() -> None:
     with pytest.raises(ClaimDataError) as caught:
         call(w)
     assert caught.value.path == "ChargeItem[4].subject" and "someone-else" not in str(caught.value)
+
+
+def test_the_weeks_visits_are_valid_fhir_r4_resources() -> None:
+    w = week()
+    resources = [
+        w.patient,
+        w.coverage,
+        w.clinic,
+        w.payer,
+        w.referral,
+        *w.practitioners.values(),
+        *w.conditions,
+        *w.careplans.values(),
+        *(r for rs in [*w.encounters.values(), *w.charges.values()] for r in rs),
+    ]
+    for resource in resources:
+        model_class(resource["resourceType"]).model_validate(resource)
