@@ -1,0 +1,1 @@
+"""The scrubber's rules, by subject; each module has ``check(claim, context) -> Iterator[Finding]``."""
