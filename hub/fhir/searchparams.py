@@ -421,7 +421,8 @@ def extract(resource_type: str, resource: dict[str, Any]) -> IndexValues:
         for path in param.paths:
             for value in _walk(resource, path.split(".")):
                 if param.type == "token" and param.contact is not None:
-                    out.tokens.extend((param.name, s[:255] if s else s, c[:255]) for s, c in contact_tokens(param, value))
+                    out.tokens.extend((param.name, s[:255] if s else s, c[:255])
+                                      for s, c in contact_tokens(param, value))
                 elif param.type == "token":
                     # the columns hold 255 characters; search values are cut the same way (search._token_values)
                     out.tokens.extend((param.name, s[:255] if s else s, c[:255]) for s, c in _tokens(value))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.api.search_support import STRICT, create, found, search, put
+from tests.api.search_support import STRICT, create, found, put, search
 from tests.validation_cases import MINIMAL
 
 CPT = "http://www.ama-assn.org/go/cpt"
@@ -52,8 +52,8 @@ def test_claims_by_status_use_encounter_provider_insurer_care_team_and_facility(
 
 
 def test_claim_responses_and_eligibility(client: TestClient) -> None:
-    put(client, of("ClaimResponse", "cr1", request={"reference": "Claim/cl1"}, disposition="Claim settled as per contract",
-                   requestor={"reference": "Organization/o"}, payment={
+    put(client, of("ClaimResponse", "cr1", request={"reference": "Claim/cl1"},
+                   disposition="Claim settled as per contract", requestor={"reference": "Organization/o"}, payment={
                        "type": {"coding": [{"code": "complete"}]}, "date": "2024-03-28",
                        "amount": {"value": 80, "currency": "USD"}}))
     put(client, of("ClaimResponse", "cr2", outcome="error", use="preauthorization"))
@@ -68,7 +68,8 @@ def test_claim_responses_and_eligibility(client: TestClient) -> None:
     put(client, of("CoverageEligibilityRequest", "er1", provider={"reference": "Organization/o"}))
     put(client, of("CoverageEligibilityResponse", "es1", request={"reference": "CoverageEligibilityRequest/er1"},
                    disposition="Policy is currently in effect", requestor={"reference": "Organization/o"}))
-    assert found(client, "CoverageEligibilityRequest", {"provider": "Organization/o", "created": "2024-03-01"}) == {"er1"}
+    assert found(client, "CoverageEligibilityRequest",
+                 {"provider": "Organization/o", "created": "2024-03-01"}) == {"er1"}
     assert found(client, "CoverageEligibilityResponse", {
         "request": "CoverageEligibilityRequest/er1", "outcome": "complete", "insurer": "Organization/payer",
         "requestor": "Organization/o", "disposition": "policy", "patient": "Patient/p1"}) == {"es1"}
