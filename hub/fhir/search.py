@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from hub.errors import BadRequest, NotAcceptable
+from hub.fhir.dates import date_range
 from hub.fhir.searchparams import (
     RESULT_PARAMS,
     SearchParam,
-    date_range,
     normalise_string,
     params_for,
 )
