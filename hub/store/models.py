@@ -410,4 +410,3 @@ class DirectCertificate(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (Index("ix_direct_certificates_address", "tenant_id", "address", "fingerprint", unique=True),)
-
