@@ -71,3 +71,24 @@ def test_the_command_reports_and_refuses_unknown_types(settings: Settings, tmp_p
     refused = subprocess.run([hub, "db", "reindex", "--type", "Appointmnet"], env=env, capture_output=True,
                              text=True, timeout=120, cwd=tmp_path)
     assert refused.returncode == 2 and "unknown resource type" in refused.stderr
+
+
+def test_reindex_covers_the_billing_types(client: TestClient, settings: Settings) -> None:
+    from tests.validation_cases import MINIMAL
+
+    billing = ("ChargeItem", "Claim", "ClaimResponse", "CoverageEligibilityRequest", "CoverageEligibilityResponse")
+    for resource_type in billing:
+        body = {"resourceType": resource_type, "id": "b1", **MINIMAL[resource_type]}
+        assert client.put(f"/fhir/{resource_type}/b1", content=json.dumps(body), headers=FHIR).status_code == 201
+    with transaction(settings.database_url) as session:
+        for table in (SearchToken, SearchReference, SearchDate):
+            session.execute(delete(table).where(table.resource_type.in_(billing)))
+
+    def patients_of(resource_type: str) -> list[str]:
+        bundle = client.get(f"/fhir/{resource_type}", params={"patient": "Patient/p1"}).json()
+        return [e["resource"]["id"] for e in bundle.get("entry", [])]
+
+    assert all(patients_of(t) == [] for t in billing)
+    report = reindex(settings.database_url)
+    assert {t: report.by_type.get(t) for t in billing} == dict.fromkeys(billing, 1)
+    assert all(patients_of(t) == ["b1"] for t in billing)

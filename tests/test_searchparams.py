@@ -6,7 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from hub.fhir.searchparams import MAX_DATE, MIN_DATE, date_range, extract, normalise_string, parse_reference
+from hub.fhir.dates import MAX_DATE, MIN_DATE, date_range
+from hub.fhir.searchparams import extract, normalise_string, parse_reference
 
 US = 999999
 
@@ -295,3 +296,21 @@ def test_extract_ignores_unknown_types_and_absent_values() -> None:
     assert extract("Basic", {"resourceType": "Basic", "code": {"text": "x"}}).tokens == []
     empty = extract("Task", {"resourceType": "Task", "status": "ready", "intent": "order"})
     assert empty.references == [] and empty.dates == []
+
+
+# ------------------------------------------------------------------ contact points
+
+
+def test_telecom_is_indexed_as_written_and_in_comparable_form() -> None:
+    role = {"resourceType": "PractitionerRole", "telecom": [
+        {"system": "fax", "value": "+1 (555) 010-2000"}, {"system": "phone", "value": "15550103000"},
+        {"system": "email", "value": "mailto:Dr.Lee@Direct.Example"}, {"system": "url", "value": "https://x.org"}]}
+    tokens = {(p, s, c) for p, s, c in extract("PractitionerRole", role).tokens}
+    assert {t for t in tokens if t[0] == "telecom"} == {
+        ("telecom", "fax", "+1 (555) 010-2000"), ("telecom", "fax", "15550102000"),
+        ("telecom", "phone", "15550103000"),
+        ("telecom", "email", "mailto:Dr.Lee@Direct.Example"), ("telecom", "email", "dr.lee@direct.example"),
+        ("telecom", "url", "https://x.org"),
+    }
+    assert {t for t in tokens if t[0] == "phone"} == {("phone", "phone", "15550103000")}
+    assert {c for p, _, c in tokens if p == "email"} == {"mailto:Dr.Lee@Direct.Example", "dr.lee@direct.example"}

@@ -61,6 +61,47 @@ MINIMAL: dict[str, dict[str, Any]] = {
         "author": [{"reference": "Practitioner/pr1"}],
         "title": "Referral feedback",
     },
+    "Location": {"name": "Riverside Rehab, Main St"},
+    "ChargeItem": {
+        "status": "billable",
+        "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "97110"}]},
+        "subject": {"reference": "Patient/p1"},
+    },
+    "Claim": {
+        "status": "active",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+        "use": "claim",
+        "patient": {"reference": "Patient/p1"},
+        "created": "2024-03-05",
+        "provider": {"reference": "Organization/o"},
+        "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal"}]},
+        "insurance": [{"sequence": 1, "focal": True, "coverage": {"reference": "Coverage/c1"}}],
+    },
+    "ClaimResponse": {
+        "status": "active",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+        "use": "claim",
+        "patient": {"reference": "Patient/p1"},
+        "created": "2024-03-20",
+        "insurer": {"reference": "Organization/payer"},
+        "outcome": "complete",
+    },
+    "CoverageEligibilityRequest": {
+        "status": "active",
+        "purpose": ["benefits"],
+        "patient": {"reference": "Patient/p1"},
+        "created": "2024-03-01",
+        "insurer": {"reference": "Organization/payer"},
+    },
+    "CoverageEligibilityResponse": {
+        "status": "active",
+        "purpose": ["benefits"],
+        "patient": {"reference": "Patient/p1"},
+        "created": "2024-03-01",
+        "request": {"reference": "CoverageEligibilityRequest/e1"},
+        "outcome": "complete",
+        "insurer": {"reference": "Organization/payer"},
+    },
 }
 
 

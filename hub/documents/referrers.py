@@ -6,8 +6,11 @@ sender, an address more than one PractitionerRole gives, or a referrer who has a
 sign (the document is then more likely that signed page, its return code unreadable), it stays in
 triage.
 
-The sender is compared with every PractitionerRole's ``telecom`` of the same system (fax / email),
-numbers by their digits (:func:`mappings.referral.draft.same_contact`). Nothing here logs an address.
+The sender is looked up by the ``telecom`` search parameter of PractitionerRole, whose index holds
+each fax number and Direct address in comparable form (numbers as digits with the country code,
+addresses lowercased: :func:`mappings.fhir.contact.normal_contact`), so ``+1 (555) 010-2000`` finds
+``15550102000`` without reading the directory; roles stored before that index existed need
+``hub db reindex --type PractitionerRole``. Nothing here logs an address.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from hub.referrals.service import ReferralService
 from mappings.documents import CHANNEL_SYSTEM, SENDER_URL
+from mappings.fhir.contact import normal_contact
 from mappings.referral.certification import OBLIGATION_CODE_SYSTEM
 from mappings.referral.draft import draft_referral, same_contact
 
@@ -40,7 +44,11 @@ def known_sender(service: ReferralService, document: dict[str, Any]) -> tuple[st
     sender = sender_of(document)
     if sender is None:
         return None, "no sender address"
-    roles = [role for role in service._search("PractitionerRole", [])
+    address = normal_contact(sender.get("system"), sender.get("value"))
+    if address is None:
+        return None, "unknown sender"
+    # the telecom index holds each number in this comparable form too (hub.fhir.searchparams.contact_tokens)
+    roles = [role for role in service._search("PractitionerRole", [("telecom", f"{sender.get('system')}|{address}")])
              if any(isinstance(t, dict) and same_contact(sender, t) for t in role.get("telecom") or [])]
     if not roles:
         return None, "unknown sender"

@@ -49,6 +49,8 @@ _SHARED_R4: dict[str, frozenset[str]] = {
     "individual-given": frozenset({"Patient", "Practitioner"}),
     "individual-gender": frozenset({"Patient", "Person", "Practitioner", "RelatedPerson"}),
     "individual-telecom": frozenset({"Patient", "Person", "Practitioner", "PractitionerRole", "RelatedPerson"}),
+    "individual-phone": frozenset({"Patient", "Person", "Practitioner", "PractitionerRole", "RelatedPerson"}),
+    "individual-email": frozenset({"Patient", "Person", "Practitioner", "PractitionerRole", "RelatedPerson"}),
     "individual-birthdate": frozenset({"Patient", "Person", "RelatedPerson"}),
 }
 

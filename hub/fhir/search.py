@@ -6,15 +6,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from hub.errors import BadRequest, NotAcceptable
+from hub.fhir.dates import date_range
 from hub.fhir.searchparams import (
     RESULT_PARAMS,
     SearchParam,
-    date_range,
     normalise_string,
     params_for,
 )
 from hub.kit import parse_reference
 from hub.store.repository import Criterion, TokenMatch
+from mappings.fhir.contact import normal_contact
 from mappings.fhir.validation import Issue
 
 DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
@@ -44,6 +45,18 @@ def _token_values(raw: str) -> list[TokenMatch]:
             out.append(TokenMatch(system[:255] or None, code[:255] or None, any_system=False))
         else:  # cut to the 255 characters the index keeps (searchparams.extract)
             out.append(TokenMatch(None, value[:255], any_system=True))
+    return out
+
+
+def _with_normal_contacts(tokens: list[TokenMatch]) -> list[TokenMatch]:
+    """A contact value also in the comparable form it is indexed in (searchparams.contact_tokens):
+    ``+1 (555) 010-2000`` finds ``15550102000``; without a system, a number is read as a phone one."""
+    out = list(tokens)
+    for t in tokens:
+        system = t.system if not t.any_system else ("email" if "@" in (t.code or "") else "phone")
+        normal = normal_contact(system, t.code)
+        if normal is not None and normal != t.code:
+            out.append(TokenMatch(t.system, normal, t.any_system))
     return out
 
 
@@ -155,7 +168,10 @@ def _criterion(param: SearchParam, modifier: str, raw: str, base_url: str, unkno
         if modifier not in ("", "not"):
             unknown(f"{param.name}:{modifier}", f"Modifier :{modifier} is not supported on {param.name}")
             return None
-        return Criterion(param=param.name, kind="token", negate=modifier == "not", tokens=_token_values(raw))
+        tokens = _token_values(raw)
+        if param.contact is not None:
+            tokens = _with_normal_contacts(tokens)
+        return Criterion(param=param.name, kind="token", negate=modifier == "not", tokens=tokens)
     if param.type == "string":
         if modifier not in ("", "exact"):
             unknown(f"{param.name}:{modifier}", f"Modifier :{modifier} is not supported on {param.name}")

@@ -13,7 +13,7 @@ import simplejson
 from sqlalchemy.orm import Session
 
 from hub.errors import BadRequest, NotFound, operation_outcome
-from hub.fhir import searchparams
+from hub.fhir import dates, searchparams
 from hub.fhir.policy import StorePolicy
 from hub.fhir.search import ParsedSearch
 from hub.fhir.stored import Stored, check_type, instant
@@ -147,7 +147,7 @@ class SearchBundles:
                 elif key == "_offset":
                     offset = min(max(0, int(value)), 2**31 - 1)  # past any result; a database integer
                 elif key == "_since":  # a '+' of the offset that was not percent-encoded arrives as a space
-                    since = searchparams.date_range(value.strip().replace(" ", "+"))[0]
+                    since = dates.date_range(value.strip().replace(" ", "+"))[0]
             except ValueError:
                 raise BadRequest(f"Invalid value for {key}", expression=key) from None
         if resource_id and resource_type:

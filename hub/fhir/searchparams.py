@@ -6,14 +6,15 @@ an indexed parameter is an index lookup, never a scan of the JSON.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
+from hub.fhir.dates import MAX_DATE, MIN_DATE, date_range
 from hub.kit import parse_reference
+from mappings.fhir.contact import normal_contact
 
 ParamType = Literal["token", "string", "reference", "date"]
 
@@ -29,6 +30,9 @@ class SearchParam:
     targets: tuple[str, ...] | None = None
     definition: str = ""
     documentation: str = ""
+    #: token parameters over ContactPoints: the system they keep ("*" any, "phone", "email"); their
+    #: values are indexed as written and in comparable form (:func:`mappings.fhir.contact.normal_contact`)
+    contact: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +43,18 @@ class IndexValues:
     dates: list[tuple[str, datetime, datetime]] = field(default_factory=list)  # (param, low, high)
 
 
-def _p(name: str, type_: ParamType, *paths: str, targets: tuple[str, ...] | None = None, doc: str = "") -> SearchParam:
-    return SearchParam(name, type_, paths, targets, documentation=doc)
+def _p(name: str, type_: ParamType, *paths: str, targets: tuple[str, ...] | None = None, doc: str = "",
+       contact: str | None = None) -> SearchParam:
+    return SearchParam(name, type_, paths, targets, documentation=doc, contact=contact)
+
+
+def _telecom(path: str = "telecom") -> list[SearchParam]:
+    """``telecom``, ``phone`` and ``email`` (R4): numbers match whatever their punctuation."""
+    return [
+        _p("telecom", "token", path, contact="*", doc="The value in any kind of contact"),
+        _p("phone", "token", path, contact="phone", doc="A value in a phone contact"),
+        _p("email", "token", path, contact="email", doc="A value in an email contact"),
+    ]
 
 
 PATIENT = ("Patient",)
@@ -60,7 +74,7 @@ _PERSON = [
     _p("family", "string", "name.family", doc="A portion of the family name"),
     _p("given", "string", "name.given", doc="A portion of a given name"),
     _p("gender", "token", "gender"),
-    _p("telecom", "token", "telecom"),
+    *_telecom(),
     _p("active", "token", "active"),
 ]
 
@@ -79,6 +93,8 @@ SEARCH_PARAMS: dict[str, list[SearchParam]] = {
         _p("role", "token", "code"),
         _p("specialty", "token", "specialty"),
         _p("active", "token", "active"),
+        _p("location", "reference", "location", targets=("Location",)),
+        *_telecom(),
     ],
     "Organization": [
         IDENTIFIER,
@@ -235,6 +251,68 @@ SEARCH_PARAMS: dict[str, list[SearchParam]] = {
         _p("outcome", "token", "outcome"),
         _p("patient", "reference", "entity.what", targets=PATIENT),
     ],
+    "Location": [
+        IDENTIFIER,
+        _p("name", "string", "name", "alias"),
+        _p("status", "token", "status"),
+        _p("type", "token", "type"),
+        _p("address", "string", "address"),
+        _p("organization", "reference", "managingOrganization", targets=("Organization",)),
+        _p("partof", "reference", "partOf", targets=("Location",)),
+    ],
+    # billing (issue #14)
+    "ChargeItem": [
+        IDENTIFIER,
+        *_subject("subject"),
+        _p("code", "token", "code"),
+        _p("context", "reference", "context"),
+        _p("occurrence", "date", "occurrenceDateTime", "occurrencePeriod"),
+        _p("performer-actor", "reference", "performer.actor"),
+        _p("entered-date", "date", "enteredDate"),
+    ],
+    "Claim": [
+        IDENTIFIER,
+        _p("patient", "reference", "patient", targets=PATIENT),
+        _p("status", "token", "status"),
+        _p("use", "token", "use"),
+        _p("created", "date", "created"),
+        _p("encounter", "reference", "item.encounter", targets=("Encounter",)),
+        _p("provider", "reference", "provider"),
+        _p("insurer", "reference", "insurer", targets=("Organization",)),
+        _p("care-team", "reference", "careTeam.provider"),
+        _p("facility", "reference", "facility", targets=("Location",)),
+    ],
+    "ClaimResponse": [
+        IDENTIFIER,
+        _p("patient", "reference", "patient", targets=PATIENT),
+        _p("status", "token", "status"),
+        _p("request", "reference", "request", targets=("Claim",)),
+        _p("outcome", "token", "outcome"),
+        _p("created", "date", "created"),
+        _p("insurer", "reference", "insurer", targets=("Organization",)),
+        _p("disposition", "string", "disposition"),
+        _p("payment-date", "date", "payment.date"),
+        _p("requestor", "reference", "requestor"),
+        _p("use", "token", "use"),
+    ],
+    "CoverageEligibilityRequest": [
+        IDENTIFIER,
+        _p("patient", "reference", "patient", targets=PATIENT),
+        _p("status", "token", "status"),
+        _p("created", "date", "created"),
+        _p("provider", "reference", "provider"),
+    ],
+    "CoverageEligibilityResponse": [
+        IDENTIFIER,
+        _p("patient", "reference", "patient", targets=PATIENT),
+        _p("status", "token", "status"),
+        _p("created", "date", "created"),
+        _p("request", "reference", "request", targets=("CoverageEligibilityRequest",)),
+        _p("outcome", "token", "outcome"),
+        _p("insurer", "reference", "insurer", targets=("Organization",)),
+        _p("requestor", "reference", "requestor"),
+        _p("disposition", "string", "disposition"),
+    ],
     "Provenance": [
         _p("target", "reference", "target"),
         _p("patient", "reference", "target", targets=PATIENT),
@@ -291,6 +369,19 @@ def _tokens(value: Any) -> Iterator[tuple[str | None, str]]:
             yield value.get("system"), value["value"]
 
 
+def contact_tokens(param: SearchParam, value: Any) -> Iterator[tuple[str | None, str]]:
+    """The index tokens of one ContactPoint: (system, value as written) and (system, comparable form)."""
+    if not isinstance(value, dict) or not isinstance(value.get("value"), str):
+        return
+    system = value.get("system")
+    if param.contact not in ("*", system):
+        return
+    yield system, value["value"]
+    normal = normal_contact(system, value["value"])
+    if normal is not None and normal != value["value"]:
+        yield system, normal
+
+
 def _strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
@@ -311,60 +402,6 @@ def _references(value: Any) -> Iterator[tuple[str, str]]:
             yield parsed
 
 
-# ------------------------------------------------------------------ FHIR date ranges
-
-MIN_DATE = datetime(1, 1, 1)
-MAX_DATE = datetime(9999, 12, 31, 23, 59, 59, 999999)
-
-_DATE = re.compile(
-    r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
-    r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?P<fraction>\.\d+)?)?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
-)
-
-
-def date_range(text: str) -> tuple[datetime, datetime]:
-    """The closed UTC interval that a FHIR date, dateTime or instant of any precision covers.
-
-    Raises ValueError for text that is not such a value.
-    """
-    match = _DATE.match(text.strip())
-    if not match:
-        raise ValueError("not a FHIR date, dateTime or instant")
-    g = match.groupdict()
-    year = int(g["year"])
-    if g["month"] is None:
-        return datetime(year, 1, 1), datetime(year, 12, 31, 23, 59, 59, 999999)
-    month = int(g["month"])
-    if g["day"] is None:
-        start = datetime(year, month, 1)
-        end = datetime(year + (month == 12), month % 12 + 1, 1) - timedelta(microseconds=1)
-        return start, end
-    day = int(g["day"])
-    if g["hour"] is None:
-        start = datetime(year, month, day)
-        return start, start + timedelta(days=1, microseconds=-1)
-    hour, minute = int(g["hour"]), int(g["minute"])
-    if g["second"] is None:
-        start = datetime(year, month, day, hour, minute)
-        width = timedelta(minutes=1)
-    elif g["fraction"]:
-        micro = int((g["fraction"][1:] + "000000")[:6])
-        start = datetime(year, month, day, hour, minute, int(g["second"]), micro)
-        width = timedelta(microseconds=1)
-    else:
-        start = datetime(year, month, day, hour, minute, int(g["second"]))
-        width = timedelta(seconds=1)
-    tz = g["tz"]
-    if tz and tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        try:  # in UTC the value may fall outside year 1..9999: not representable, so not a date here
-            start -= sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
-        except OverflowError:
-            raise ValueError("date outside the supported range") from None
-    return start, start + (width - timedelta(microseconds=1))
-
-
 def _dates(value: Any) -> Iterator[tuple[datetime, datetime]]:
     try:
         if isinstance(value, str):
@@ -383,7 +420,10 @@ def extract(resource_type: str, resource: dict[str, Any]) -> IndexValues:
     for param in SEARCH_PARAMS.get(resource_type, []):
         for path in param.paths:
             for value in _walk(resource, path.split(".")):
-                if param.type == "token":
+                if param.type == "token" and param.contact is not None:
+                    out.tokens.extend((param.name, s[:255] if s else s, c[:255])
+                                      for s, c in contact_tokens(param, value))
+                elif param.type == "token":
                     # the columns hold 255 characters; search values are cut the same way (search._token_values)
                     out.tokens.extend((param.name, s[:255] if s else s, c[:255]) for s, c in _tokens(value))
                 elif param.type == "string":

@@ -15,7 +15,7 @@ from hub.kit import parse_reference
 from hub.security.principal import Forbidden, Principal
 from hub.store.repository import patients_of_requester
 
-DIRECTORY_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole"})
+DIRECTORY_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole", "Location"})
 READ_ONLY_TYPES = frozenset({"AuditEvent"})
 
 

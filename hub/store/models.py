@@ -375,6 +375,23 @@ class SignInFailure(Base):
                       Index("ix_signin_failures_failed_at", "failed_at"))
 
 
+class X12ControlNumber(Base):
+    """The last X12 control number given out per tenant, sender id and kind (``interchange`` ISA13,
+    ``group`` GS06, ``transaction`` ST02): numbers never repeat until they wrap after 999,999,999
+    (:func:`hub.store.billing_repository.allocate_control_numbers`)."""
+
+    __tablename__ = "x12_control_numbers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    sender: Mapped[str] = mapped_column(String(64))  # the interchange sender (ISA05:ISA06 or the GS02 id)
+    kind: Mapped[str] = mapped_column(String(16))
+    last: Mapped[int] = mapped_column(Integer)  # 0 before the first number
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_x12_control_numbers_key", "tenant_id", "sender", "kind", unique=True),)
+
+
 class DirectCertificate(Base):
     """A Direct address's certificate (with its private key, encrypted, when it is one of ours) or a
     trust anchor for that address, managed outside the connector config (``hub direct certs``)."""

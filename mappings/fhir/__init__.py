@@ -33,6 +33,13 @@ SUPPORTED_TYPES: tuple[str, ...] = (
     "Provenance",
     "Composition",
     "AuditEvent",
+    "Location",
+    # billing (issue #14): what a visit charges, the claim, the payer's answer, and eligibility checks
+    "ChargeItem",
+    "Claim",
+    "ClaimResponse",
+    "CoverageEligibilityRequest",
+    "CoverageEligibilityResponse",
 )
 
 

@@ -33,6 +33,11 @@ ADDRESS_USE = _codes("home work temp old billing")
 ADDRESS_TYPE = _codes("postal physical both")
 GENDER = _codes("male female other unknown")
 NARRATIVE_STATUS = _codes("generated extensions additional empty")
+FINANCIAL_STATUS = _codes("active cancelled draft entered-in-error")
+CLAIM_USE = _codes("claim preauthorization predetermination")
+REMITTANCE_OUTCOME = _codes("queued complete error partial")
+ELIGIBILITY_PURPOSE = _codes("auth-requirements benefits discovery validation")
+NOTE_TYPE = _codes("display print printoper")
 
 _COMMON: tuple[Binding, ...] = (
     Binding("text.status", NARRATIVE_STATUS),
@@ -188,6 +193,39 @@ REQUIRED_BINDINGS: dict[str, tuple[Binding, ...]] = {
         Binding("outcome", _codes("0 4 8 12")),
     ),
     "Provenance": (Binding("entity.role", _codes("derivation revision quotation source removal")),),
+    "Location": (
+        Binding("status", _codes("active suspended inactive")),
+        Binding("mode", _codes("instance kind")),
+        Binding("telecom.system", CONTACT_SYSTEM),
+        Binding("telecom.use", CONTACT_USE),
+        Binding("address.use", ADDRESS_USE),
+        Binding("address.type", ADDRESS_TYPE),
+        Binding("hoursOfOperation.daysOfWeek", _codes("mon tue wed thu fri sat sun")),
+    ),
+    # billing (issue #14)
+    "ChargeItem": (
+        Binding("status", _codes("planned billable not-billable aborted billed entered-in-error unknown"),
+                required=True),
+    ),
+    "Claim": (
+        Binding("status", FINANCIAL_STATUS, required=True),
+        Binding("use", CLAIM_USE, required=True),
+    ),
+    "ClaimResponse": (
+        Binding("status", FINANCIAL_STATUS, required=True),
+        Binding("use", CLAIM_USE, required=True),
+        Binding("outcome", REMITTANCE_OUTCOME, required=True),
+        Binding("processNote.type", NOTE_TYPE),
+    ),
+    "CoverageEligibilityRequest": (
+        Binding("status", FINANCIAL_STATUS, required=True),
+        Binding("purpose", ELIGIBILITY_PURPOSE, required=True),
+    ),
+    "CoverageEligibilityResponse": (
+        Binding("status", FINANCIAL_STATUS, required=True),
+        Binding("purpose", ELIGIBILITY_PURPOSE, required=True),
+        Binding("outcome", REMITTANCE_OUTCOME, required=True),
+    ),
 }
 
 

@@ -9,10 +9,10 @@ complete. Ids are uuid5 over the received document's id: the same document opens
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
+from mappings.fhir.contact import normal_contact
 from mappings.fhir.ids import deterministic_id
 from mappings.referral.task_state import fhir_datetime, referral_task
 
@@ -21,22 +21,6 @@ __all__ = ["DRAFT_SYSTEM", "draft_referral", "normal_contact", "same_contact"]
 #: identifier system of a draft referral: the value is the id of the received DocumentReference
 DRAFT_SYSTEM = "https://therapy-hub.example/sid/draft-referral"
 UNKNOWN_PATIENT = "Patient not identified yet: see the received document"
-
-
-def normal_contact(system: str | None, value: str | None) -> str | None:
-    """A contact point in comparable form: a fax or phone number as digits (a 10-digit North American
-    number with its country code 1), an email (Direct) address lowercased without ``mailto:``."""
-    if not value:
-        return None
-    if system == "email":
-        text = value.strip().lower().removeprefix("mailto:")
-        return text if text.count("@") == 1 else None
-    if system in ("fax", "phone"):
-        digits = re.sub(r"\D", "", value)
-        if len(digits) == 10:
-            digits = "1" + digits
-        return digits if len(digits) >= 7 else None
-    return None
 
 
 def same_contact(sender: dict[str, Any], telecom: dict[str, Any]) -> bool:

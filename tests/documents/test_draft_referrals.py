@@ -8,10 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import delete
 
 from hub.app import create_app
 from hub.documents.intake import run_intake
 from hub.settings import Settings
+from hub.store.db import transaction
+from hub.store.models import SearchToken
+from hub.store.reindex import reindex
 from mappings.documents import INTAKE_SYSTEM
 from mappings.referral.draft import DRAFT_SYSTEM
 from tests.documents.plans import certification_page, receive, text_pdf
@@ -89,3 +93,22 @@ def test_a_referrer_with_a_certification_to_sign_stays_in_triage(hub: TestClient
     assert hub.put(f"/fhir/{owner}", json=role, headers=FHIR).status_code == 200
     document_id = receive(settings, REFERRAL_LETTER, "fax-4", sender="+15551230000")
     assert run_intake(settings, settings.default_tenant, document_id).outcome == "triage"
+
+
+def test_the_sender_is_found_through_the_telecom_index(hub: TestClient, settings: Settings) -> None:
+    """The lookup is a search on the index, not a read of every role: a role whose index rows are
+    missing (stored before the telecom index existed) is not found until ``hub db reindex``."""
+    for number in range(12):
+        referrer(hub, f"other-{number}", {"system": "fax", "value": f"+1555987{number:04d}"})
+    referrer(hub, "reyes", {"system": "fax", "value": "+1 (555) 010-2000"})
+    with transaction(settings.database_url) as session:
+        session.execute(delete(SearchToken).where(SearchToken.resource_type == "PractitionerRole",
+                                                  SearchToken.resource_id == "reyes"))
+    first = receive(settings, REFERRAL_LETTER, "fax-5", sender="15550102000")
+    assert run_intake(settings, settings.default_tenant, first).outcome == "triage"
+
+    reindex(settings.database_url, resource_type="PractitionerRole")
+    second = receive(settings, REFERRAL_LETTER, "fax-6", sender="15550102000")
+    outcome = run_intake(settings, settings.default_tenant, second)
+    assert outcome.outcome == "referral" and outcome.task
+    assert hub.get(f"/fhir/Task/{outcome.task}").json()["requester"]["reference"] == "PractitionerRole/reyes"
