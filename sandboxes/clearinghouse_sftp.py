@@ -102,7 +102,8 @@ class _Sftp(asyncssh.SFTPServer):
 
     def _arrived(self, client_path: bytes) -> None:
         local = Path(os.fsdecode(self.map_path(client_path)))
-        if local.parent == self.root / "inbound" and local.is_file():
+        hidden = local.name.startswith(".") or local.name.endswith(".part")  # an upload in progress
+        if not hidden and local.parent == self.root / "inbound" and local.is_file():
             self.house.receive(self.user, local.name, local.read_bytes(), channel="sftp", path=local)
 
 
