@@ -129,7 +129,7 @@ class X12BillingConfig(ConnectorConfig):
     @model_validator(mode="after")
     def _one_transport(self) -> X12BillingConfig:
         if self.transport == "sftp" and self.sftp is None:
-            raise PydanticCustomError("section_required", "transport sftp needs the sftp section")
+            raise PydanticCustomError("sftp_section_required", "transport sftp needs the sftp section")
         if self.transport == "https" and self.https is None:
-            raise PydanticCustomError("section_required", "transport https needs the https section")
+            raise PydanticCustomError("https_section_required", "transport https needs the https section")
         return self
