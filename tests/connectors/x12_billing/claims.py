@@ -7,7 +7,7 @@ from decimal import Decimal
 
 
 @dataclass
-class TestLine:
+class LineSpec:
     code: str
     charge: str
     units: str = "1"
@@ -16,9 +16,9 @@ class TestLine:
 
 
 @dataclass
-class TestClaim:
+class ClaimSpec:
     control: str
-    lines: list[TestLine] = field(default_factory=list)
+    lines: list[LineSpec] = field(default_factory=list)
     payer_id: str = "60054"
     member_id: str = "MEM0001"
 
@@ -27,7 +27,7 @@ class TestClaim:
         return sum((Decimal(line.charge) for line in self.lines), Decimal(0))
 
 
-def claim_file(claims: list[TestClaim], *, control: int = 101, charge_override: dict[str, str] | None = None) -> bytes:
+def claim_file(claims: list[ClaimSpec], *, control: int = 101, charge_override: dict[str, str] | None = None) -> bytes:
     """An 837P interchange with one transaction set holding ``claims`` (one subscriber each)."""
     overrides = charge_override or {}
     body = ["BHT*0019*00*BATCH1*20261204*1200*CH", "NM1*41*2*REHAB CLINIC*****46*CLINICSUB",
@@ -54,5 +54,5 @@ def claim_file(claims: list[TestClaim], *, control: int = 101, charge_override: 
 
 
 def simple_file(control: int = 101) -> bytes:
-    return claim_file([TestClaim("PCN1", [TestLine("97110", "150", control="L1"),
-                                          TestLine("97140", "97.33", units="2", control="L2")])], control=control)
+    return claim_file([ClaimSpec("PCN1", [LineSpec("97110", "150", control="L1"),
+                                          LineSpec("97140", "97.33", units="2", control="L2")])], control=control)
