@@ -59,7 +59,7 @@ def test_835_pays_to_the_cent_and_adds_up(house: SandboxClearinghouse, connect: 
         "97110": ("150", "120", "24", "96"), "97140": ("97.33", "77.86", "15.57", "62.29"),
         "97750": ("100", "0", "0", "0"), "97530": ("80.05", "64.04", "12.81", "51.23")}
     total_paid = Decimal(0)
-    for pcn, segments in payments.items():
+    for segments in payments.values():
         clp = segments[0]
         assert clp.get(2) == "1"  # processed as primary
         services = [s for s in segments if s.id == "SVC"]
