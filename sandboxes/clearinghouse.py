@@ -46,18 +46,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-from urllib.parse import unquote, urlsplit
 
 import asyncssh
 
 from sandboxes import clearinghouse_x12 as x12
-from sandboxes.base import HOST, MisbehaviourControls, SandboxHandler, ThreadedHttpSandbox, is_number
+from sandboxes.base import HOST, MisbehaviourControls, ThreadedHttpSandbox, is_number
+from sandboxes.clearinghouse_http import ClearinghouseHandler
 from sandboxes.clearinghouse_sftp import SftpServerThread
 
 __all__ = ["ClearinghouseControls", "ReceivedClaimFile", "SandboxClearinghouse", "main"]
 
 USER = "clinic"
-_NAME_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
 @dataclass(frozen=True)
@@ -112,6 +111,7 @@ class SandboxClearinghouse(ThreadedHttpSandbox[ClearinghouseControls]):
         self._now = now or (lambda: datetime.now(UTC))
         self.password = secrets.token_urlsafe(18)
         self.token = secrets.token_urlsafe(24)
+        self.http_user = USER  # the account the HTTP API files claims under
         self.client_key = asyncssh.generate_private_key("ssh-ed25519")
         self.host_key = asyncssh.generate_private_key("ssh-ed25519")
         self._sftp: SftpServerThread | None = None
@@ -385,76 +385,7 @@ class SandboxClearinghouse(ThreadedHttpSandbox[ClearinghouseControls]):
         return [name for _, name, _ in pending]
 
 
-def _safe_name(name: str) -> bool:
-    return 0 < len(name) <= 200 and set(name) <= _NAME_OK and not name.startswith(".")
-
-
-class _Handler(SandboxHandler):
-    summary_path = "/_summary"
-
-    def _partner(self, body: bytes) -> None:
-        house: SandboxClearinghouse = self.sandbox
-        controls, fail, stopped = house._draw()
-        if stopped:
-            return
-        if controls.slow_seconds and house._stopping.wait(controls.slow_seconds):
-            return
-        if controls.status_override is not None or fail:
-            status = controls.status_override or 503
-            self._send_json(status, {"error": "unavailable"}, controls.retry_after_headers(status))
-            return
-        if not house.check_http(self.headers.get("Authorization", "")):
-            with house._lock:
-                house.auth_failures += 1
-            self._send_json(401, {"error": "unauthorized"}, {"WWW-Authenticate": "Bearer"})
-            return
-        path = urlsplit(self.path).path.rstrip("/")
-        if path == "/claims" and self.command == "POST":
-            self._claim(house, body)
-        elif path == "/responses" and self.command == "GET":
-            self._send_json(200, {"responses": [{"name": n, "size": len(house.response(n))}
-                                                for n in house.responses()]})
-        elif path.startswith("/responses/") and self.command in ("GET", "DELETE"):
-            name = unquote(path.removeprefix("/responses/"))
-            file = house.user_root(USER) / "outbound" / name
-            if not _safe_name(name) or not file.is_file():
-                self._send_json(404, {"error": "not found"})
-            elif self.command == "GET":
-                self._send(200, {"Content-Type": "application/edi-x12"}, file.read_bytes())
-            else:
-                file.unlink(missing_ok=True)
-                self._send(204, {}, b"")
-        else:
-            self._send_json(404, {"error": "not found"})
-
-    def _claim(self, house: SandboxClearinghouse, body: bytes) -> None:
-        key = self.headers.get("Idempotency-Key", "")
-        if not key:
-            self._send_json(400, {"error": "Idempotency-Key required"})
-            return
-        name = self.headers.get("X-Filename") or f"claims-{hashlib.sha256(key.encode()).hexdigest()[:16]}.x12"
-        if not _safe_name(name):
-            self._send_json(400, {"error": "bad X-Filename"})
-            return
-        record, duplicate = house.receive(USER, name, body, channel="http", key=key)
-        self._send_json(202, {"id": record.sha256[:24] if record else None, "name": name, "duplicate": duplicate})
-
-    def do_POST(self) -> None:
-        limit = self.sandbox.controls.drop_after_bytes
-        if limit is not None and urlsplit(self.path).path == "/claims":
-            length = int(self.headers.get("Content-Length", "0") or 0)
-            if length > limit:
-                self.rfile.read(limit)
-                self.close_connection = True
-                self.connection.shutdown(2)  # the line goes dead mid-upload: no answer
-                return
-        super().do_POST()
-
-    def do_DELETE(self) -> None:
-        self._partner(b"")
-
-
-SandboxClearinghouse.handler_class = _Handler
+SandboxClearinghouse.handler_class = ClearinghouseHandler
 
 
 def main(argv: list[str] | None = None) -> int:
