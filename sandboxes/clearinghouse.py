@@ -1,14 +1,14 @@
 """A sandbox clearinghouse on 127.0.0.1: an SFTP drop and an HTTP API for 837P claim files, answering
 with a 999, a 277CA per transaction set and (now, later, or when released) an 835.
 
-At start it makes, in a private temporary directory: an Ed25519 host key (pin it with
+At start it makes, in a private temporary directory (gone at stop): an Ed25519 host key (pin it with
 :attr:`SandboxClearinghouse.host_key_line` or ``.host_key_fingerprint``), one user ``clinic`` with a
 generated password, a generated client key pair and an HTTP bearer token (all in
 ``credentials.json`` there, mode 0600), and the user's directories ``/inbound``, ``/outbound``, ``/archive``.
 
 SFTP (:mod:`sandboxes.clearinghouse_sftp`): a complete file under ``/inbound`` (dot-files and ``*.part``
 are uploads in progress, never read) is taken away and answered in ``/outbound`` as ``<stem>.999``,
-``<stem>.277`` and ``<stem>.835``. HTTP (``url``)::
+``<stem>.277`` and ``<stem>.835``. HTTP (``url``; HTTPS with ``tls=True``, its CA in ``ca_path``)::
 
     POST   /claims             the file (Idempotency-Key, X-Filename) -> 202 {"id", "name", "duplicate"}
     GET    /responses          -> {"responses": [{"name", "size"}]}
@@ -38,6 +38,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -53,6 +54,7 @@ from sandboxes import clearinghouse_x12 as x12
 from sandboxes.base import HOST, MisbehaviourControls, ThreadedHttpSandbox, is_number
 from sandboxes.clearinghouse_http import ClearinghouseHandler
 from sandboxes.clearinghouse_sftp import SftpServerThread
+from sandboxes.direct_ca import TestCA
 
 __all__ = ["ClearinghouseControls", "ReceivedClaimFile", "SandboxClearinghouse", "main"]
 
@@ -104,7 +106,11 @@ class SandboxClearinghouse(ThreadedHttpSandbox[ClearinghouseControls]):
     controls_class: ClassVar[type[MisbehaviourControls]] = ClearinghouseControls
     thread_name = "sandbox-clearinghouse"
 
-    def __init__(self, port: int = 0, *, sftp_port: int = 0, now: Any = None, **controls: Any) -> None:
+    def __init__(self, port: int = 0, *, sftp_port: int = 0, tls: bool = False, now: Any = None,
+                 **controls: Any) -> None:
+        self.tls = tls
+        self.tls_context: ssl.SSLContext | None = None
+        self.ca_path: Path | None = None  # with tls: the PEM of the CA that signed the HTTPS certificate
         self._root_dir: tempfile.TemporaryDirectory[str] | None = None
         self.base_dir: Path | None = None
         self.sftp_port = sftp_port
@@ -139,7 +145,7 @@ class SandboxClearinghouse(ThreadedHttpSandbox[ClearinghouseControls]):
 
     @property
     def root_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}"
 
     def check_password(self, user: str, password: str) -> bool:
         ok = not self.controls.refuse_auth and user == USER and hmac.compare_digest(password, self.password)
@@ -179,11 +185,27 @@ class SandboxClearinghouse(ThreadedHttpSandbox[ClearinghouseControls]):
         (self.base_dir / "received").mkdir()
         credentials = self.base_dir / "credentials.json"
         credentials.touch(mode=0o600)
+        if self.tls:
+            self._tls_setup(self.base_dir)
         super().start()
         self._sftp = SftpServerThread(self, self.host_key, HOST, self.sftp_port)
         self.sftp_port = self._sftp.start()
         credentials.write_text(json.dumps(self.credentials(), indent=2))
         return self
+
+    def _tls_setup(self, folder: Path) -> None:
+        """A throw-away CA and a certificate for 127.0.0.1 (``ca_path`` trusts it); ssl loads files only."""
+        ca = TestCA("Sandbox Clearinghouse CA")
+        issued = ca.issue_tls(HOST)
+        cert, key = folder / "tls-cert.pem", folder / "tls-key.pem"
+        cert.write_text(issued.cert_pem)
+        key.touch(mode=0o600)
+        key.write_text(issued.key_pem)
+        self.ca_path = folder / "ca.pem"
+        self.ca_path.write_text(ca.cert_pem)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(cert), str(key))
+        self.tls_context = context
 
     def stop(self) -> None:
         for timer in self._timers:
@@ -215,7 +237,7 @@ class SandboxClearinghouse(ThreadedHttpSandbox[ClearinghouseControls]):
                          "private_key": self.client_key_pem, "known_host_key": self.host_key_line,
                          "fingerprint": self.host_key_fingerprint},
                 "http": {"url": self.root_url, "bearer_token": self.token, "username": USER,
-                         "password": self.password}}
+                         "password": self.password, "ca_bundle_path": str(self.ca_path) if self.tls else None}}
 
     def connector_config(self, transport: Literal["sftp", "https"] = "sftp", *, key: bool = False,
                          **overrides: Any) -> dict[str, Any]:
@@ -228,6 +250,8 @@ class SandboxClearinghouse(ThreadedHttpSandbox[ClearinghouseControls]):
             config["sftp"] = section
         else:
             config["https"] = {"base_url": self.root_url, "bearer_token": self.token}
+            if self.tls:
+                config["https"]["ca_bundle_path"] = str(self.ca_path)
         for name, value in overrides.items():
             if name in ("sftp", "https"):
                 config[name] = {**config.get(name, {}), **value}
@@ -393,11 +417,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0, help="HTTP API port (0: any free port)")
     parser.add_argument("--sftp-port", type=int, default=0, help="SFTP port (0: any free port)")
+    parser.add_argument("--tls", action="store_true", help="HTTPS with a certificate made at start (CA in ca.pem)")
     parser.add_argument("--remit", choices=("immediate", "manual"), default="immediate")
     parser.add_argument("--payment-method", choices=("ACH", "CHK"), default="ACH")
     parser.add_argument("--known-payer", action="append", default=None, help="payer id accepted (repeatable)")
     args = parser.parse_args(argv)
-    house = SandboxClearinghouse(args.port, sftp_port=args.sftp_port, remit=args.remit,
+    house = SandboxClearinghouse(args.port, sftp_port=args.sftp_port, tls=args.tls, remit=args.remit,
                                  payment_method=args.payment_method, known_payers=args.known_payer)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -23,6 +23,12 @@ def _safe_name(name: str) -> bool:
 class ClearinghouseHandler(SandboxHandler):
     summary_path = "/_summary"
 
+    def setup(self) -> None:
+        context = self.server.sandbox.tls_context
+        if context is not None:  # the handshake happens here, in this connection's own thread
+            self.request = context.wrap_socket(self.request, server_side=True)
+        super().setup()
+
     def _partner(self, body: bytes) -> None:
         house: SandboxClearinghouse = self.sandbox
         controls, fail, stopped = house._draw()

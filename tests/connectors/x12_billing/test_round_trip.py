@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from connectors.base import Delivery
+from connectors.base import ConnectorError, Delivery
 from connectors.x12_billing import X12_CONTENT_TYPE, X12BillingConnector, remote_name
 from mappings.x12.reader import read_interchanges
 from sandboxes.clearinghouse import SandboxClearinghouse
@@ -89,3 +89,14 @@ def test_manual_remittance_is_released_later(connect: Connect, house: SandboxCle
     assert house.responses() == [f"{stem}.277", f"{stem}.999"]
     assert house.release_remittance() == [f"{stem}.835"]
     assert f"{stem}.835" in [f.name for f in connector.poll_responses()]
+
+
+def test_https_with_the_clearinghouse_ca() -> None:
+    with SandboxClearinghouse(tls=True) as house:
+        assert house.url.startswith("https://127.0.0.1:")
+        with X12BillingConnector(house.connector_config("https")) as connector:
+            connector.submit("claims.837", simple_file(), "tls-1")
+            assert len(connector.poll_responses()) == 3
+        untrusted = house.connector_config("https", https={"ca_bundle_path": None})
+        with X12BillingConnector(untrusted) as connector, pytest.raises(ConnectorError):
+            connector.poll_responses()  # the system trust store does not know the sandbox's CA
