@@ -119,7 +119,12 @@ class HttpsTransport:
         for name in names:
             if not _NAME.fullmatch(name) or is_temporary(name):
                 continue
-            _, content, _ = self._request("GET", f"{path}/{quote(name)}", limit=self._max_bytes + 1)
+            try:
+                _, content, _ = self._request("GET", f"{path}/{quote(name)}", limit=self._max_bytes + 1)
+            except PermanentError as exc:
+                if exc.status == 404:
+                    continue  # taken away since the listing (another poller acknowledged it)
+                raise
             if len(content) > self._max_bytes:
                 raise PermanentError(f"{self.what} GET responses: a response file is larger than max_response_bytes")
             found.append(RemoteFile(name=name, size=len(content), content=content))

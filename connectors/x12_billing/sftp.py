@@ -192,8 +192,11 @@ class SftpTransport:
                     continue
                 if entry.attrs.size is not None and entry.attrs.size > limit:
                     raise PermanentError(f"{self.what} poll: a response file is larger than max_response_bytes")
-                async with sftp.open(_join(folder, name), "rb") as handle:
-                    data = cast(bytes, await handle.read(limit + 1))
+                try:
+                    async with sftp.open(_join(folder, name), "rb") as handle:
+                        data = cast(bytes, await handle.read(limit + 1))
+                except asyncssh.SFTPNoSuchFile:
+                    continue  # taken away since the listing (another poller acknowledged it)
                 if len(data) > limit:
                     raise PermanentError(f"{self.what} poll: a response file is larger than max_response_bytes")
                 found.append(RemoteFile(name=name, size=len(data), content=data))
