@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from connectors.base import ConnectorError, Delivery
@@ -100,3 +101,33 @@ def test_https_with_the_clearinghouse_ca() -> None:
         untrusted = house.connector_config("https", https={"ca_bundle_path": None})
         with X12BillingConnector(untrusted) as connector, pytest.raises(ConnectorError):
             connector.poll_responses()  # the system trust store does not know the sandbox's CA
+
+
+@pytest.mark.parametrize("transport", ["sftp", "https"])
+def test_unacknowledged_files_come_again(house: SandboxClearinghouse, connect: Connect, transport: str) -> None:
+    connector = connect(transport)
+    connector.submit("claims.837", simple_file(), "crash-1")
+    first = connector.poll_responses()  # ... and the hub crashed before storing them: no acknowledge
+    again = connector.poll_responses()
+    assert [(f.name, f.sha256) for f in again] == [(f.name, f.sha256) for f in first] and len(first) == 3
+
+
+def test_controls_and_summary_over_http(house: SandboxClearinghouse, connect: Connect) -> None:
+    with httpx.Client(base_url=house.url, trust_env=False) as http:
+        assert http.post("/_control", json={"refuse_auth": True}).status_code == 200
+        with pytest.raises(ConnectorError):
+            connect("sftp").submit("claims.837", simple_file(), "ctl-1")
+        assert http.post("/_control", json={"refuse_auth": False, "remit": "manual"}).status_code == 200
+        assert http.post("/_control", json={"remit": "never"}).status_code == 400
+        connect("sftp").submit("claims.837", simple_file(), "ctl-1")
+        summary = http.get("/_summary").json()
+        assert summary["pending_remittances"] == 1 and summary["auth_failures"] >= 1
+        assert [f["claims"] for f in summary["claim_files"]] == [1]
+
+
+def test_a_delayed_remittance_arrives_later(house: SandboxClearinghouse, connect: Connect) -> None:
+    house.configure(remit_delay_seconds=0.3)
+    receipt = connect("sftp").submit("claims.837", simple_file(), "late-1")
+    stem = receipt.remote_name.rsplit(".", 1)[0]
+    assert f"{stem}.835" not in house.responses()
+    assert f"{stem}.835" in house.wait_for_responses(3, timeout=10)
