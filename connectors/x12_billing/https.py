@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from connectors.base import ConfigError, PermanentError
+from connectors.base import X12_EDI, ConfigError, PermanentError
 from connectors.httputil import (
     error_for_status,
     ms_since,
@@ -40,7 +40,7 @@ from connectors.x12_billing.model import RemoteFile, SubmitReceipt, is_temporary
 
 __all__ = ["X12_CONTENT_TYPE", "HttpsTransport"]
 
-X12_CONTENT_TYPE = "application/edi-x12"
+X12_CONTENT_TYPE = X12_EDI
 _TRANSPORT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError)
 _ANSWER_LIMIT = 1024 * 1024
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
