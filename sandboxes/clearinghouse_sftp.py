@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,7 @@ class _Ssh(asyncssh.SSHServer):
 
 
 class _Sftp(asyncssh.SFTPServer):
-    def __init__(self, chan: asyncssh.SSHServerChannel, house: SandboxClearinghouse) -> None:
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], house: SandboxClearinghouse) -> None:
         self.house = house
         self.user = str(chan.get_extra_info("username"))
         self.root = house.user_root(self.user)
@@ -85,9 +86,9 @@ class _Sftp(asyncssh.SFTPServer):
             self._arrived(entry[0])
         return result
 
-    async def scandir(self, path: bytes) -> Any:  # type: ignore[override]
+    async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         await self._slow()
-        async for entry in super().scandir(path):  # type: ignore[attr-defined]
+        async for entry in super().scandir(path):
             yield entry
 
     def rename(self, oldpath: bytes, newpath: bytes) -> Any:
