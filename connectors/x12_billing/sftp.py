@@ -213,7 +213,10 @@ class SftpTransport:
         async def done(sftp: asyncssh.SFTPClient) -> None:
             try:
                 if move:
-                    await sftp.posix_rename(source, archive)
+                    try:
+                        await sftp.posix_rename(source, archive)
+                    except asyncssh.SFTPOpUnsupported:
+                        await sftp.rename(source, archive)
                 else:
                     await sftp.remove(source)
             except asyncssh.SFTPNoSuchFile:
