@@ -71,6 +71,7 @@ __all__ = [
     "SendResult",
     "Sender",
     "TransientError",
+    "X12_EDI",
     "can_address",
     "supports_polling",
     "validate_config",
@@ -149,6 +150,8 @@ _TEXT = re.compile(r"[\x20-\x7e]{0,255}")
 #: ``Delivery.content_type`` of a message the hub made in HL7 v2's pipe-delimited encoding (ER7),
 #: e.g. an enhanced-mode application ACK; every other payload is ``application/fhir+json``
 HL7_V2_ER7 = "x-application/hl7-v2+er7"
+#: ``Delivery.content_type`` of an ASC X12 interchange the hub made (an 837P claim file, event ``x12.*``)
+X12_EDI = "application/edi-x12"
 
 
 @dataclass(frozen=True)

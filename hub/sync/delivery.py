@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from connectors import registry
-from connectors.base import HL7_V2_ER7, ConnectorError, Delivery, PermanentError, TransientError
+from connectors.base import HL7_V2_ER7, X12_EDI, ConnectorError, Delivery, PermanentError, TransientError
 from hub.settings import Settings
 from hub.sync.engine import ClaimedJob, DeliveryEngine, Outcome
 from hub.unit_of_work import unit_of_work
@@ -53,9 +53,12 @@ def _connector(claimed: ClaimedJob) -> Any:
 def content_type_of(event: str) -> str:
     """What a job's payload is: FHIR JSON, or a message the hub made in a partner's format
     (:meth:`hub.sync.outbox.Outbox.send_raw`, events ``hl7v2.*``; ``direct.MDN``: an MDN the Direct
-    listener answers with, :mod:`hub.inbound.direct_mdn_out`)."""
+    listener answers with, :mod:`hub.inbound.direct_mdn_out`; ``x12.*``: an X12 interchange such as an
+    837P claim file for the ``x12_billing`` connector)."""
     if event.startswith("hl7v2."):
         return HL7_V2_ER7
+    if event.startswith("x12."):
+        return X12_EDI
     if event == DIRECT_MDN_EVENT:
         return DIRECT_MDN
     return "application/fhir+json"
