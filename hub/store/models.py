@@ -425,7 +425,10 @@ class BillingClaim(Base):
     #: CLM01 / CLP01, at most 20 characters, unique per tenant
     patient_control_number: Mapped[str] = mapped_column(String(20))
     encounter_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # FHIR Patient id (KX year totals)
+    discipline: Mapped[str | None] = mapped_column(String(3), nullable=True)  # PT | OT | SLP
     payer_id: Mapped[str] = mapped_column(String(80))
+    connector_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the clearinghouse it goes through
     #: draft|blocked|ready|submitted|accepted|rejected|acknowledged|payer_rejected|paid|partially_paid|denied|reversed
     status: Mapped[str] = mapped_column(String(20))
     status_detail: Mapped[str | None] = mapped_column(Text, nullable=True)  # codes and short wording, no PHI
@@ -453,4 +456,5 @@ class BillingClaim(Base):
         Index("uq_billing_claims_pcn", "tenant_id", "patient_control_number", unique=True),
         Index("ix_billing_claims_status", "tenant_id", "status"),
         Index("ix_billing_claims_file", "file_message_id"),
+        Index("ix_billing_claims_patient", "tenant_id", "patient_id", "service_from"),
     )

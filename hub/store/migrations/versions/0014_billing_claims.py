@@ -24,7 +24,10 @@ def upgrade() -> None:
         sa.Column("claim_id", sa.String(length=64), nullable=False),
         sa.Column("patient_control_number", sa.String(length=20), nullable=False),
         sa.Column("encounter_id", sa.String(length=64), nullable=True),
+        sa.Column("patient_id", sa.String(length=64), nullable=True),
+        sa.Column("discipline", sa.String(length=3), nullable=True),
         sa.Column("payer_id", sa.String(length=80), nullable=False),
+        sa.Column("connector_id", sa.Integer(), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("status_detail", sa.Text(), nullable=True),
         sa.Column("findings", sa.Text(), nullable=True),
@@ -51,10 +54,11 @@ def upgrade() -> None:
     op.create_index("uq_billing_claims_pcn", "billing_claims", ["tenant_id", "patient_control_number"], unique=True)
     op.create_index("ix_billing_claims_status", "billing_claims", ["tenant_id", "status"])
     op.create_index("ix_billing_claims_file", "billing_claims", ["file_message_id"])
+    op.create_index("ix_billing_claims_patient", "billing_claims", ["tenant_id", "patient_id", "service_from"])
 
 
 def downgrade() -> None:
-    for name in ("ix_billing_claims_file", "ix_billing_claims_status", "uq_billing_claims_pcn",
+    for name in ("ix_billing_claims_patient", "ix_billing_claims_file", "ix_billing_claims_status", "uq_billing_claims_pcn",
                  "uq_billing_claims_claim"):
         op.drop_index(name, table_name="billing_claims")
     op.drop_table("billing_claims")
