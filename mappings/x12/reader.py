@@ -236,7 +236,7 @@ class _Structure:
 
     def _error(self, rule: str, seg: Segment, message: str, *, element: int | None = None,
                transaction: TransactionSet | None = None) -> None:
-        error = X12Error(rule, seg.id, seg.position, message, element,
+        error = X12Error(rule, seg.id[:3], seg.position, message, element,
                          transaction.control_number if transaction else None)
         self.errors.append(error)
         if transaction is not None:

@@ -133,3 +133,13 @@ def test_a_later_interchange_with_a_broken_header_is_reported_and_read_with_the_
     x12 = read_interchanges(one + broken + "GE*1*2~IEA*1*000000002~")
     assert x12.errors[0].rule == "x12.interchange-header" and x12.errors[0].position == 8
     assert [t.control_number for t in x12.transactions] == ["0001", "0002"]
+
+
+def test_an_error_names_at_most_the_segment_id_never_the_content() -> None:
+    from mappings.x12.reader import read_interchanges
+
+    isa = "ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*RECEIVER       *261204*0930*^*00501*000000001*0*T*:~"
+    text = isa + "GS*HC*S*R*20261204*0930*1*X*005010X222A1~GE*0*1~IEA*1*000000001~NM1|IL|1|RIVERA|ANA~"
+    errors = read_interchanges(text).errors
+    assert errors and all(len(e.segment_id) <= 3 for e in errors)
+    assert not any("RIVERA" in str(e) for e in errors)
