@@ -17,10 +17,18 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from typing import Any
 
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from mappings.documents.barcodes import MAX_IMAGE_PIXELS, MAX_PAGES, PdfReading, decode_barcodes, page_hash, square_pixels
+from mappings.documents.barcodes import (
+    MAX_IMAGE_PIXELS,
+    MAX_PAGES,
+    PdfReading,
+    decode_barcodes,
+    page_hash,
+    square_pixels,
+)
 
 __all__ = ["MAX_FRAMES", "MAX_FRAME_PIXELS", "PDF", "TIFF", "document_kind", "read_tiff", "sniff", "tiff_pdf"]
 
@@ -59,7 +67,7 @@ def document_kind(content_type: str | None, data: bytes) -> str | None:
 
 
 def _dpi(frame: Image.Image) -> tuple[float, float]:
-    dpi = frame.info.get("dpi")
+    dpi: Any = frame.info.get("dpi")
     try:
         x, y = float(dpi[0]), float(dpi[1])
     except (TypeError, ValueError, IndexError):
