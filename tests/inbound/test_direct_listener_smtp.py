@@ -10,13 +10,16 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from hub.cli import app
 from hub.inbound.direct import DirectListener, ListenerOptions
 from hub.settings import Settings
 from hub.sync.config import SyncConfig
 from hub.unit_of_work import unit_of_work
 from sandboxes.direct_ca import Issued
 from sandboxes.hisp import SandboxHisp
+from tests.cli_env import cli_environment
 from tests.inbound.direct_wire import send, signed_plan
 
 
@@ -104,3 +107,19 @@ def test_auth_off_by_default_and_required_when_configured(client: TestClient, se
         assert stored(client) == 0
         send(listener.port, signed_plan(hisp), tls=trusting(hisp), login=("hisp", "s3cret-pass"))
     assert client.get("/fhir/DocumentReference").json()["total"] == 1
+
+
+def test_hub_direct_refuses_options_it_cannot_use(client: TestClient, settings: Settings, connector: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    with cli_environment(settings, monkeypatch):
+        runner = CliRunner()
+        bad_network = runner.invoke(app, ["direct", connector, "--port", "0", "--allow", "hisp-network"])
+        assert bad_network.exit_code == 2 and "not a CIDR" in bad_network.output
+        half_tls = runner.invoke(app, ["direct", connector, "--port", "0", "--tls-cert", "cert.pem"])
+        assert half_tls.exit_code == 2 and "go together" in half_tls.output
+        monkeypatch.delenv("HUB_DIRECT_AUTH_PASSWORD", raising=False)
+        no_password = runner.invoke(app, ["direct", connector, "--port", "0", "--auth-user", "hisp"])
+        assert no_password.exit_code == 2 and "HUB_DIRECT_AUTH_PASSWORD" in no_password.output
+        missing = runner.invoke(app, ["direct", connector, "--port", "0", "--tls-cert", "/nonexistent/c.pem",
+                                      "--tls-key", "/nonexistent/k.pem"])
+        assert missing.exit_code == 2 and "cannot be loaded" in missing.output
