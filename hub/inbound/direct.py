@@ -100,6 +100,9 @@ def receive_direct(settings: Settings, *, tenant: str, source: str, identity: Di
                              description=f"Direct message refused: {exc.code}")
                 answer = (554, f"5.7.5 message refused: {exc.code}")
             else:
+                if verified.others:  # a message with several signers: one was enough, the others are told
+                    log.warning("hub.direct.other_signers_refused", extra={
+                        "source": source, "tenant": tenant, "codes": [o.code for o in verified.others]})
                 mdn = message.parse_mdn(verified.content) or message.parse_dsn(verified.content)
                 if mdn is not None:
                     apply_mdn(session, settings, inbox, record, mdn, tenant=tenant, source=source)
