@@ -138,7 +138,7 @@ def read_pdf(data: bytes, *, max_pages: int = MAX_PAGES, dpi: int = DPI) -> PdfR
                 image = page.render(scale=scale, grayscale=True).to_pil()
                 try:
                     own = _page_image(page)
-                except pdfium.PdfiumError:
+                except (pdfium.PdfiumError, ValueError, OSError):  # an image pdfium cannot hand over
                     own = None
                 images.append(own if own is not None else image)
                 barcodes.extend(decode_barcodes(image))
