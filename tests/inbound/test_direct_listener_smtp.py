@@ -7,20 +7,24 @@ from __future__ import annotations
 import smtplib
 import ssl
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from connectors.direct import message, smime
 from hub.cli import app
 from hub.inbound.direct import DirectListener, ListenerOptions
 from hub.settings import Settings
 from hub.sync.config import SyncConfig
 from hub.unit_of_work import unit_of_work
-from sandboxes.direct_ca import Issued
-from sandboxes.hisp import SandboxHisp
+from sandboxes.direct_ca import Issued, TestCA
+from sandboxes.hisp import CLINIC_ADDRESS, PHYSICIAN_ADDRESS, SandboxHisp
 from tests.cli_env import cli_environment
-from tests.inbound.direct_wire import send, signed_plan
+from tests.inbound.direct_wire import SIGNED, send, signed_plan
 
 
 @pytest.fixture
@@ -123,3 +127,21 @@ def test_hub_direct_refuses_options_it_cannot_use(client: TestClient, settings: 
         missing = runner.invoke(app, ["direct", connector, "--port", "0", "--tls-cert", "/nonexistent/c.pem",
                                       "--tls-key", "/nonexistent/k.pem"])
         assert missing.exit_code == 2 and "cannot be loaded" in missing.output
+
+
+def test_a_message_with_two_signers_is_accepted_by_the_trusted_one(client: TestClient, settings: Settings,
+                                                                   hisp: SandboxHisp, connector: str) -> None:
+    stranger = TestCA("Unknown CA").issue(PHYSICIAN_ADDRESS)
+    inner = message.content(text="Signed plan.", boundary="b-two", attachments=[
+        message.Attachment("signed-plan.pdf", "application/pdf", SIGNED)])
+    builder = pkcs7.PKCS7SignatureBuilder().set_data(smime.canonical(inner))
+    for signer in (stranger, hisp.physician):
+        builder = builder.add_signer(signer.certificate, signer.key, hashes.SHA256())
+    signed = builder.sign(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature])
+    envelope = smime.encrypt(signed, [hisp.clinic.certificate]).removeprefix(b"MIME-Version: 1.0\r\n")
+    head = message.headers(sender=PHYSICIAN_ADDRESS, recipients=[CLINIC_ADDRESS], subject="Signed plan",
+                           message_id="<two-signers@direct.physician.test>", date=datetime.now(UTC),
+                           request_mdn=False)
+    with listening(settings, connector) as listener:
+        send(listener.port, head + envelope)
+    assert client.get("/fhir/DocumentReference").json()["total"] == 1
