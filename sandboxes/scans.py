@@ -11,7 +11,7 @@ import random
 import pypdfium2 as pdfium
 from PIL import Image, ImageDraw
 
-__all__ = ["DPI", "page_range", "rewrap_pdf", "scanned_pdf"]
+__all__ = ["DPI", "faxed_tiff", "page_range", "rewrap_pdf", "scanned_pdf"]
 
 DPI = 200
 
@@ -104,4 +104,27 @@ def _save(pages: list[Image.Image], dpi: int) -> bytes:
     buffer = io.BytesIO()
     first, *rest = pages
     first.save(buffer, format="PDF", save_all=True, append_images=rest, resolution=float(dpi), title="Scan")
+    return buffer.getvalue()
+
+
+def faxed_tiff(pdf: bytes, *, dpi: tuple[int, int] = (204, 196), signed: bool = True, seed: int = 7,
+               cover: bool = False) -> bytes:
+    """``pdf`` as a fax service delivers it: printed, signed (``signed``), then sent as a multi-page
+    bilevel TIFF, CCITT G4 compressed, at ``dpi`` (fax "fine" mode 204 x 196: the pixels are not
+    square). ``cover``: a fax cover sheet first. Deterministic for a given ``seed``."""
+    rng = random.Random(seed)
+    xdpi, ydpi = dpi
+    pages = []
+    for page in _render(pdf, xdpi):
+        if signed:
+            _scrawl(page, rng)
+        page = page.resize((page.width, round(page.height * ydpi / xdpi)), Image.Resampling.BOX)
+        pages.append(page.point(lambda value: 255 if value > 160 else 0).convert("1"))
+    if cover:
+        sheet = Image.new("1", pages[0].size, 1)
+        ImageDraw.Draw(sheet).text((100, 100), "FAX COVER SHEET", fill=0)
+        pages.insert(0, sheet)
+    buffer = io.BytesIO()
+    first, *rest = pages
+    first.save(buffer, format="TIFF", save_all=True, append_images=rest, compression="group4", dpi=(xdpi, ydpi))
     return buffer.getvalue()

@@ -49,6 +49,7 @@ from pyhanko_certvalidator.errors import (
 
 __all__ = [
     "REFUSALS",
+    "SignerReport",
     "SmimeError",
     "Verified",
     "canonical",
@@ -84,11 +85,23 @@ class SmimeError(Exception):
 
 
 @dataclass(frozen=True)
+class SignerReport:
+    """A signer of a multi-signer message that was not the one accepted, and why (safe to log)."""
+
+    subject: str  # the signer certificate's subject (RFC 4514), or "unknown" when it is not in the message
+    code: RefusalCode
+    message: str
+
+
+@dataclass(frozen=True)
 class Verified:
-    """A verified signed entity: ``content`` (the signed MIME entity as signed) and its signer."""
+    """A verified signed entity: ``content`` (the signed MIME entity as signed) and its signer (the
+    first SignerInfo that is valid, trusted and bound to the From address); ``others``: what was
+    wrong with each of the other signers that were looked at (empty for a message with one signer)."""
 
     content: bytes
     signer: x509.Certificate
+    others: tuple[SignerReport, ...] = ()
 
 
 def canonical(data: bytes) -> bytes:
@@ -228,14 +241,36 @@ def verify(entity: bytes, trust_roots: Iterable[x509.Certificate], *, moment: da
     signer_infos = list(signed_data["signer_infos"])
     if not signer_infos:
         raise SmimeError("unsigned", "the signature has no signer")
-    signer_info = signer_infos[0]
+    roots = list(trust_roots)
+    refused: list[tuple[SignerReport, SmimeError]] = []
+    for signer_info in signer_infos:  # every SignerInfo: one that is valid, trusted and bound suffices
+        try:
+            signer_x509 = _verify_signer(signer_info, certificates, content, roots, moment, from_address)
+        except SmimeError as exc:
+            refused.append((SignerReport(_subject_of(signer_info, certificates), exc.code, exc.message), exc))
+            continue
+        return Verified(content=content, signer=signer_x509, others=tuple(report for report, _ in refused))
+    raise refused[0][1]  # none is acceptable: the first signer's reason, as for a message with one signer
+
+
+def _verify_signer(signer_info: cms.SignerInfo, certificates: list[asn1_x509.Certificate], content: bytes,
+                   trust_roots: list[x509.Certificate], moment: datetime, from_address: str | None
+                   ) -> x509.Certificate:
     signer = _signer_certificate(signer_info, certificates)
     _check_signature(signer_info, signer, content)
-    _check_chain(signer, certificates, list(trust_roots), moment)
+    _check_chain(signer, certificates, trust_roots, moment)
     signer_x509 = x509.load_der_x509_certificate(signer.dump())
     if from_address is not None:
         _check_address(signer_x509, from_address)
-    return Verified(content=content, signer=signer_x509)
+    return signer_x509
+
+
+def _subject_of(signer_info: cms.SignerInfo, certificates: list[asn1_x509.Certificate]) -> str:
+    try:
+        signer = _signer_certificate(signer_info, certificates)
+    except SmimeError:
+        return "unknown"
+    return x509.load_der_x509_certificate(signer.dump()).subject.rfc4514_string()
 
 
 def _signed_data(der: bytes) -> cms.SignedData:

@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field, SecretStr
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from hub import boundary
 from hub.admin.schemas import (
     BulkReplayOut,
     ConnectorOut,
@@ -27,6 +28,7 @@ from hub.admin.schemas import (
     PollOut,
     RouteOut,
 )
+from hub.boundary import Audit, Caller
 from hub.deps import PrincipalDep, SettingsDep, TenantDep, require_roles
 from hub.errors import PROBLEMS, BadRequest
 from hub.jsonbody import JsonBodyRoute
@@ -346,6 +348,8 @@ class DirectCertIn(BaseModel):
     cert: str = Field(min_length=1, max_length=100_000, description="PEM, or base64 of DER")
     key: SecretStr | None = Field(default=None, description="PEM, or base64 of DER; never returned")
     trust_anchor: bool = False
+    replace: bool = Field(default=False, description="Remove the address's other entries of the same kind "
+                          "(certificates, or trust anchors); without it the old ones stay in use until they expire")
 
 
 def _file_bytes(text: str) -> bytes:
@@ -370,4 +374,21 @@ async def add_direct_cert(body: DirectCertIn, settings: SettingsDep, tenant: Ten
     cert = _file_bytes(body.cert)
     key = _file_bytes(body.key.get_secret_value()) if body.key is not None else None
     return await run(settings, lambda s: certificate_view(DirectCerts(s, tenant=tenant, settings=settings).add(
-        address=body.address, cert=cert, key=key, trust_anchor=body.trust_anchor)))
+        address=body.address, cert=cert, key=key, trust_anchor=body.trust_anchor, replace=body.replace)))
+
+
+@router.delete("/direct/certs/{entry_id}", response_model=DirectCertOut,
+               summary="Remove a Direct certificate or trust anchor (the listener and connectors stop using it)")
+async def remove_direct_cert(request: Request, settings: SettingsDep, tenant: TenantDep,
+                             entry_id: JobId) -> dict[str, Any]:
+    what = f"DELETE {request.url.path}"
+
+    def failure(exc: BaseException) -> tuple[int, str]:
+        status = getattr(exc, "status_code", 500)
+        return (4 if status < 500 else 8), f"{what} HTTP {status}"
+
+    caller = Caller(principal=request.state.principal, address=request.client.host if request.client else None,
+                    base_url=settings.fhir_base or "/fhir")
+    audit = Audit(interaction="delete", description=what, failure=failure)
+    return await run_in_threadpool(boundary.run, settings, tenant, caller, audit, lambda work: certificate_view(
+        DirectCerts(work.session, tenant=tenant, settings=settings).remove_id(entry_id)))

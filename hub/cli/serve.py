@@ -176,12 +176,27 @@ def direct(
     connector: str = typer.Argument(..., help="Name of the tenant's direct connector (its address, certificate, key)."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(2525, help="TCP port of the SMTP listener."),
+    allow: list[str] | None = typer.Option(None, "--allow", envvar="HUB_DIRECT_ALLOW",
+                                           help="A client network (CIDR) of the HISP; repeatable. Connections from "
+                                           "elsewhere get 554 5.7.1. Default: any."),
+    tls_cert: str | None = typer.Option(None, "--tls-cert", envvar="HUB_DIRECT_TLS_CERT",
+                                        help="PEM certificate (chain) file, or PEM text: STARTTLS is offered."),
+    tls_key: str | None = typer.Option(None, "--tls-key", envvar="HUB_DIRECT_TLS_KEY",
+                                       help="Its PEM key file, or PEM text."),
+    require_starttls: bool = typer.Option(False, "--require-starttls", envvar="HUB_DIRECT_REQUIRE_STARTTLS",
+                                          help="Refuse mail before STARTTLS."),
+    auth_user: str | None = typer.Option(None, "--auth-user", envvar="HUB_DIRECT_AUTH_USER",
+                                         help="Require SMTP AUTH as this user (password: HUB_DIRECT_AUTH_PASSWORD). "
+                                         "Default: AUTH off."),
     tenant: str | None = TenantOpt,
 ) -> None:
     """Receive Direct messages over SMTP from the clinic's HISP: stored first, decrypted and verified,
-    each document kept as a DocumentReference, then answered."""
+    each document kept as a DocumentReference, then answered. Certificates and trust anchors changed
+    meanwhile (hub direct certs) are used from the next message on."""
+    import os
+
     from hub import logs, processes
-    from hub.inbound.direct import run_listener
+    from hub.inbound.direct import ListenerOptions, run_listener
     from hub.settings import get_settings
 
     logs.install()
@@ -192,8 +207,21 @@ def direct(
     def ready(listener) -> None:  # type: ignore[no-untyped-def]
         typer.echo(f"Direct SMTP listener on {host}:{listener.port} (tenant {tenant}); Ctrl-C stops")
 
+    password = os.environ.get("HUB_DIRECT_AUTH_PASSWORD", "")
+    if auth_user and not password:
+        typer.echo("--auth-user needs the password in HUB_DIRECT_AUTH_PASSWORD", err=True)
+        raise typer.Exit(2)
+    if bool(tls_cert) != bool(tls_key) or (require_starttls and not tls_cert):
+        typer.echo("--tls-cert and --tls-key go together (and --require-starttls needs them)", err=True)
+        raise typer.Exit(2)
+    options = ListenerOptions(allow=allow or None, tls_cert=tls_cert, tls_key=tls_key,
+                              require_starttls=require_starttls, auth={auth_user: password} if auth_user else None)
     try:
-        run_listener(settings, tenant=tenant, connector=connector, host=host, port=port, ready=ready)
+        run_listener(settings, tenant=tenant, connector=connector, host=host, port=port, ready=ready,
+                     options=options)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except LookupError:
         typer.echo(f"no enabled direct connector named {connector!r} in tenant {tenant!r}", err=True)
         raise typer.Exit(2) from None

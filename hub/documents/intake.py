@@ -1,12 +1,15 @@
 """The document intake: a received document (fax, Direct) matched to the certification it answers.
 
 :func:`match_document` reads a DocumentReference stored by :func:`hub.documents.inbound.accept_document`,
-renders and decodes its PDF (:func:`mappings.documents.barcodes.read_pdf`) and looks for the return
+renders and decodes its PDF (:func:`mappings.documents.barcodes.read_pdf`) or its TIFF fax
+(:func:`mappings.documents.tiff.read_tiff`; the content type in any case, ``application/octet-stream``
+told by its bytes) and looks for the return
 code of a plan's certification page: in its barcodes first, else in its text layer. The pending
 certification (or recertification) Task of the plan revision that code names is completed through
 :meth:`hub.referrals.signing.Signing.sign`, the signer its owner and the received document the
 signature: the Provenance names it as a source entity, and its PDF is kept as the signed version of
-the page. Nobody types anything.
+the page (a TIFF fax first gets a PDF rendition kept beside it, as its second ``content``; the signed
+version keeps both, the PDF first). Nobody types anything.
 
 What the intake found is written on the DocumentReference: the intake category (``matched``,
 ``duplicate``, ``triage``; ``received`` before), an extension with the reason and the Task, and the
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,6 +57,7 @@ from hub.store.repository import tenant_ids
 from hub.unit_of_work import unit_of_work
 from mappings.documents import CHANNEL_SYSTEM, CONTENT_HASH_SYSTEM, INTAKE_SYSTEM, INTAKE_URL
 from mappings.documents.barcodes import PdfReading, read_pdf, return_codes
+from mappings.documents.tiff import PDF, TIFF, document_kind, read_tiff, tiff_pdf
 from mappings.fhir import jsonio
 from mappings.fhir.ids import deterministic_id
 from mappings.plan_of_care.pdf import RETURN_CODE_SYSTEM
@@ -61,6 +66,8 @@ __all__ = ["DocumentIntake", "INTAKE_AGENT", "IntakeOutcome", "RECEIVED_SIGNATUR
            "run_intake", "sweep_received", "triage_documents"]
 
 log = logging.getLogger("hub.documents.intake")
+#: the format of the PDF rendition the intake keeps beside a received TIFF
+RENDITION_SYSTEM = "https://therapy-hub.example/CodeSystem/document-format"
 
 Outcome = Literal["matched", "duplicate", "triage", "referral"]
 CERTIFICATIONS = ("certification", "recertification")
@@ -137,7 +144,7 @@ class DocumentIntake(PlanService):
                 document_id, "duplicate", "the same pages were matched already",
                 task=previous.task if previous else None, duplicate_of=earlier["id"]))
         if reading.pages == 0:
-            return self._mark(document, reading, IntakeOutcome(document_id, "triage", "not a readable PDF"))
+            return self._mark(document, reading, IntakeOutcome(document_id, "triage", "not a readable PDF or TIFF"))
         barcodes, texts = return_codes(reading)
         reason = "no return code found"
         for codes, how in ((barcodes, "barcode"), (texts, "return code in the text")):
@@ -208,8 +215,8 @@ class DocumentIntake(PlanService):
 
     def _complete(self, document: dict[str, Any], reading: PdfReading, task_id: str, reason: str) -> IntakeOutcome:
         received = f"DocumentReference/{document['id']}"
-        if document["content"][0]["attachment"].get("contentType") != "application/pdf" or reading.pages == 0:
-            raise Conflict("Only a readable PDF can be the signed page of a certification",
+        if reading.pages == 0:
+            raise Conflict("Only a readable PDF or TIFF can be the signed page of a certification",
                            expression="DocumentReference.content")
         try:
             stored = self.fhir.read("Task", task_id)
@@ -218,6 +225,8 @@ class DocumentIntake(PlanService):
         task = jsonio.loads(stored.content or "{}")
         if obligation_code(task) in CERTIFICATIONS and not _signed_by_a_physician(task):
             raise Conflict("This certification names no referring physician to sign it", expression="Task.owner")
+        if _pdf_of(document) is None:  # a TIFF fax: the signed version of the page needs a PDF
+            self._add_pdf_rendition(document)
         try:  # over the version matched: a completion meanwhile (the portal, a copy of the scan) wins
             self.sign(task_id, SignIn(), received=received, if_match=etag(stored.version_id))
         except Conflict:
@@ -226,6 +235,26 @@ class DocumentIntake(PlanService):
             return self._mark(document, reading, IntakeOutcome(
                 document["id"], "duplicate", "the certification was signed already", task=task_id))
         return self._mark(document, reading, IntakeOutcome(document["id"], "matched", reason, task=task_id))
+
+    def _add_pdf_rendition(self, document: dict[str, Any]) -> None:
+        """Keep a PDF rendition of a received TIFF beside it (a second ``content``): what signing keeps
+        as the signed version of the page, the TIFF staying the first content, as it came."""
+        kind, data = _kind(document)
+        created = datetime.fromisoformat(str(document.get("date") or "1970-01-01T00:00:00Z").replace("Z", "+00:00"))
+        pdf = tiff_pdf(data, created=created) if kind == TIFF and data is not None else None
+        if pdf is None:
+            raise Conflict("Only a readable PDF or TIFF can be the signed page of a certification",
+                           expression="DocumentReference.content")
+        current = self._read("DocumentReference", document["id"])
+        title = (current["content"][0].get("attachment") or {}).get("title") or "Received fax"
+        rendition = {"attachment": {
+            "contentType": PDF, "data": base64.b64encode(pdf).decode("ascii"), "size": len(pdf),
+            "hash": base64.b64encode(hashlib.sha1(pdf, usedforsecurity=False).digest()).decode("ascii"),
+            "title": f"{title} (PDF rendition)"}, "format": {"code": "pdf-rendition", "system": RENDITION_SYSTEM}}
+        updated = {**current, "content": [current["content"][0], rendition]}
+        updated.pop("meta", None)
+        with self.fhir.internal():
+            self.fhir.update("DocumentReference", document["id"], updated)
 
     def _mark(self, document: dict[str, Any], reading: PdfReading, outcome: IntakeOutcome) -> IntakeOutcome:
         """Write ``outcome`` on the DocumentReference (reread: signing may have changed nothing on it,
@@ -268,21 +297,48 @@ def _signed_by_a_physician(task: dict[str, Any]) -> bool:
     return str((task.get("owner") or {}).get("reference", "")).startswith("PractitionerRole/")
 
 
-def _read_document(document: dict[str, Any]) -> PdfReading:
+def _kind(document: dict[str, Any]) -> tuple[str | None, bytes | None]:
+    """(what the first content of ``document`` is: PDF, TIFF or None, its bytes)."""
     attachment = (document.get("content") or [{}])[0].get("attachment") or {}
-    if attachment.get("contentType") != "application/pdf" or not attachment.get("data"):
-        return _EMPTY
+    if not attachment.get("data"):
+        return None, None
     try:
         data = base64.b64decode(attachment["data"], validate=True)
     except (binascii.Error, ValueError):
+        return None, None
+    return document_kind(attachment.get("contentType"), data), data
+
+
+def _pdf_of(document: dict[str, Any]) -> bytes | None:
+    """The PDF of ``document``: its content, or the PDF rendition kept beside a TIFF."""
+    kind, data = _kind(document)
+    if kind == PDF:
+        return data
+    for content in (document.get("content") or [])[1:]:
+        attachment = content.get("attachment") or {}
+        if attachment.get("contentType") == PDF and attachment.get("data"):
+            try:
+                return base64.b64decode(attachment["data"], validate=True)
+            except (binascii.Error, ValueError):
+                return None
+    return None
+
+
+def _read_document(document: dict[str, Any]) -> PdfReading:
+    kind, data = _kind(document)
+    if data is None:
         return _EMPTY
-    return read_pdf(data)
+    if kind == PDF:
+        return read_pdf(data)
+    if kind == TIFF:
+        return read_tiff(data)
+    return _EMPTY
 
 
 def match_document(fhir: FhirService, document_reference_id: str, *, task_id: str | None = None) -> IntakeOutcome:
     """Match a received document (see the module docstring) in ``fhir``'s unit of work; with
     ``task_id``, to that certification Task (by hand: 404 when it is no certification, 409 when it is
-    not pending or the document is no readable PDF)."""
+    not pending or the document is no readable PDF or TIFF)."""
     return DocumentIntake(fhir).match(document_reference_id, task_id=task_id)
 
 

@@ -27,72 +27,38 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connectors.direct import DirectConfig, message, smime, xdm
+from connectors.direct import message, smime, xdm
 from hub import faults
 from hub.broker import Enqueuer
 from hub.documents.inbound import InboundDocument, accept_document
 from hub.errors import HubError, describe
 from hub.fhir.service import FhirService
+from hub.inbound.direct_identity import DirectIdentity, IdentitySource, load_identity
 from hub.inbound.direct_mdn import apply_mdn
 from hub.inbound.direct_mdn_out import queue_answer
+from hub.inbound.direct_smtp import ListenerController, ListenerOptions
 from hub.kit import utcnow
 from hub.security.inbound import InboundPolicy
 from hub.services import fhir_service
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.store.models import Message
-from hub.sync.config import SyncConfig
 from hub.sync.inbox import Inbox
 from hub.unit_of_work import savepoint, unit_of_work
 
-__all__ = ["CHANNEL", "FAULT_POINT", "DirectIdentity", "DirectListener", "load_identity", "receive_direct",
-           "run_listener"]
+__all__ = ["CHANNEL", "FAULT_POINT", "DirectIdentity", "DirectListener", "ListenerOptions", "load_identity",
+           "receive_direct", "run_listener"]
 
 CHANNEL = "direct"
 #: the test-only fault point of a received message (:mod:`hub.faults`)
 FAULT_POINT = "direct-receive"
 log = logging.getLogger("hub.inbound.direct")
-
-
-@dataclass(frozen=True)
-class DirectIdentity:
-    """The clinic's receiving side: its address, decryption certificate and key, trust anchors."""
-
-    address: str
-    certificate: x509.Certificate
-    key: rsa.RSAPrivateKey
-    trust_roots: tuple[x509.Certificate, ...]
-
-
-def load_identity(settings: Settings, *, tenant: str, connector: str) -> DirectIdentity:
-    """The identity of the tenant's enabled ``direct`` connector named ``connector``."""
-    with unit_of_work(settings, readonly=True) as session:
-        instance = repo.connector_by_name(session, tenant=tenant, name=connector)
-        if instance is None or instance.kind != "direct" or not instance.enabled:
-            raise LookupError("no enabled direct connector of that name")
-        raw = SyncConfig(session, tenant=tenant, settings=settings).connector_config(instance)
-    config = DirectConfig.model_validate(raw)  # with the stored certificates where the config has none
-    if not config.sender_cert_pem or not config.sender_key_pem.get_secret_value():
-        raise ValueError("the Direct connector has no certificate and key for its address")
-    key = serialization.load_pem_private_key(config.sender_key_pem.get_secret_value().encode(), password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("the Direct connector's key must be an RSA key to decrypt")
-    return DirectIdentity(
-        address=config.sender_address,
-        certificate=x509.load_pem_x509_certificate(config.sender_cert_pem.encode()),
-        key=key,
-        trust_roots=tuple(x509.load_pem_x509_certificate(p.encode()) for p in config.trust_anchor_pems),
-    )
 
 
 def _documents(content: bytes) -> list[tuple[str, bytes, str]]:
@@ -134,6 +100,9 @@ def receive_direct(settings: Settings, *, tenant: str, source: str, identity: Di
                              description=f"Direct message refused: {exc.code}")
                 answer = (554, f"5.7.5 message refused: {exc.code}")
             else:
+                if verified.others:  # a message with several signers: one was enough, the others are told
+                    log.warning("hub.direct.other_signers_refused", extra={
+                        "source": source, "tenant": tenant, "codes": [o.code for o in verified.others]})
                 mdn = message.parse_mdn(verified.content) or message.parse_dsn(verified.content)
                 if mdn is not None:
                     apply_mdn(session, settings, inbox, record, mdn, tenant=tenant, source=source)
@@ -184,32 +153,53 @@ class _Handler:
     def __init__(self, listener: DirectListener) -> None:
         self.listener = listener
 
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if not self.listener.options.auth:  # AUTH off: not offered at all
+            responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
+        return responses
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         peer = session.peer[0] if isinstance(session.peer, tuple) else None
         loop = asyncio.get_running_loop()
-        code, text = await loop.run_in_executor(None, lambda: receive_direct(
-            self.listener.settings, tenant=self.listener.tenant, source=self.listener.source,
-            identity=self.listener.identity, wire=bytes(envelope.content), address=peer,
-            enqueuer=self.listener.enqueuer))
+        code, text = await loop.run_in_executor(None, lambda: self.listener.receive(bytes(envelope.content), peer))
         return f"{code} {text}"
 
 
 class DirectListener:
-    """The SMTP listener of one tenant's Direct connector (``with DirectListener(...) as listener``)."""
+    """The SMTP listener of one tenant's Direct connector (``with DirectListener(...) as listener``).
 
-    def __init__(self, settings: Settings, *, tenant: str, source: str, identity: DirectIdentity,
-                 host: str = "127.0.0.1", port: int = 0, enqueuer: Enqueuer | None = None) -> None:
+    ``identity``: fixed; None: read from the store for each message (:class:`IdentitySource`: a
+    certificate or trust anchor added or removed while it runs is used from the next message on).
+    ``options``: allowed client networks, STARTTLS, AUTH (:mod:`hub.inbound.direct_smtp`)."""
+
+    def __init__(self, settings: Settings, *, tenant: str, source: str, identity: DirectIdentity | None = None,
+                 host: str = "127.0.0.1", port: int = 0, enqueuer: Enqueuer | None = None,
+                 options: ListenerOptions | None = None) -> None:
         self.settings = settings
         self.enqueuer = enqueuer  # None: the Celery producer of the settings' broker
         self.tenant = tenant
         self.source = source
         self.identity = identity
+        self.identities = IdentitySource(settings, tenant=tenant, connector=source)
+        self.options = options or ListenerOptions()
         self.host = host
         self.port = port
         self._controller: Controller | None = None
 
+    def receive(self, wire: bytes, peer: str | None) -> tuple[int, str]:
+        """(SMTP code, text) for one message, with the identity current now."""
+        try:
+            identity = self.identity or self.identities.current()
+        except (LookupError, ValueError):
+            log.warning("hub.direct.no_identity", extra={"source": self.source, "tenant": self.tenant})
+            return 451, "4.3.5 the receiving Direct address is not configured, try again later"
+        return receive_direct(self.settings, tenant=self.tenant, source=self.source, identity=identity, wire=wire,
+                              address=peer, enqueuer=self.enqueuer)
+
     def start(self) -> DirectListener:
-        controller = _EphemeralController(_Handler(self), hostname=self.host, port=self.port)
+        controller = ListenerController(_Handler(self), self.options, hostname=self.host, port=self.port)
         controller.start()
         self._controller = controller
         self.port = controller.port
@@ -227,19 +217,15 @@ class DirectListener:
         self.stop()
 
 
-class _EphemeralController(Controller):
-    def _trigger_server(self) -> None:
-        if self.server is not None and self.port == 0:
-            self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-
 def run_listener(settings: Settings, *, tenant: str, connector: str, host: str, port: int,
-                 ready: Callable[[DirectListener], None] | None = None) -> None:
-    """``hub direct``: listen for the tenant's ``direct`` connector ``connector`` until interrupted."""
-    identity = load_identity(settings, tenant=tenant, connector=connector)
-    with DirectListener(settings, tenant=tenant, source=connector, identity=identity, host=host,
-                        port=port) as listener:
+                 ready: Callable[[DirectListener], None] | None = None,
+                 options: ListenerOptions | None = None) -> None:
+    """``hub direct``: listen for the tenant's ``direct`` connector ``connector`` until interrupted;
+    its identity is read from the store per message (checked once here: a connector that cannot
+    receive fails at start)."""
+    load_identity(settings, tenant=tenant, connector=connector)
+    with DirectListener(settings, tenant=tenant, source=connector, host=host, port=port,
+                        options=options) as listener:
         if ready is not None:
             ready(listener)
         while True:

@@ -113,11 +113,13 @@ class Signing(CertificationClocks):
         return self.obligation_view(self._read("Task", task_id))
 
     def _signed_document(self, care_plan: dict[str, Any], signer: str | None,
-                         received: bytes | None = None) -> dict[str, Any] | None:
+                         received: bytes | None = None, originals: list[dict[str, Any]] | None = None
+                         ) -> dict[str, Any] | None:
         """Render the signed version of the plan's certification page (the signer's electronic
         signature, name, NPI and the time) and store it as a DocumentReference that ``signs`` the
         unsigned one; None when the plan has no unsigned page (a plan written through /fhir).
-        ``received``: the PDF of the page signed by hand that came back, kept as it is instead."""
+        ``received``: the PDF of the page signed by hand that came back, kept as it is instead;
+        ``originals``: the other contents of what came back (a TIFF fax), kept after the PDF."""
         revision = int((plan_extension(care_plan, REVISION_URL) or {}).get("valueInteger", 1))
         return_code = plan_return_code(care_plan["id"], revision)
         try:
@@ -143,20 +145,28 @@ class Signing(CertificationClocks):
             pdf = render_plan_pdf(summary, return_code=return_code, generated_at=signed_at,
                                   attestation=attestation, **inputs)
         document = signed_document_reference(pdf, unsigned=unsigned, signer_ref=signer, signed_at=signed_at)
+        document["content"].extend({"attachment": c["attachment"]} for c in originals or [])
         self.fhir.update("DocumentReference", document["id"], document)
         return document
 
-    def _received_pdf(self, reference: str) -> bytes | None:
-        """The PDF of a received DocumentReference (``DocumentReference/<id>``), else None."""
+    def _received(self, reference: str) -> tuple[bytes, list[dict[str, Any]]] | None:
+        """(the PDF of a received DocumentReference: its content or a PDF rendition kept beside it,
+        the other contents as they are: the TIFF fax a rendition was made of), else None."""
         kind, _, document_id = reference.partition("/")
         if kind != "DocumentReference" or not document_id:
             return None
-        attachment = ((self._read(kind, document_id).get("content") or [{}])[0]).get("attachment") or {}
-        try:
-            data = base64.b64decode(attachment.get("data") or "", validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        return data if attachment.get("contentType") == "application/pdf" and data.startswith(b"%PDF-") else None
+        contents = self._read(kind, document_id).get("content") or []
+        for index, content in enumerate(contents):
+            attachment = content.get("attachment") or {}
+            if str(attachment.get("contentType", "")).lower() != "application/pdf":
+                continue
+            try:
+                data = base64.b64decode(attachment.get("data") or "", validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            if data.startswith(b"%PDF-"):
+                return data, [c for i, c in enumerate(contents) if i != index and c.get("attachment")]
+        return None
 
     def _record_signature(self, task: dict[str, Any]) -> None:
         care_plan_ref = task["focus"]["reference"]
@@ -173,10 +183,11 @@ class Signing(CertificationClocks):
         received_ref = next((o["valueReference"]["reference"] for o in task.get("output") or []
                              if (o.get("type") or {}).get("text") == RECEIVED_SIGNATURE
                              and "valueReference" in o), None)
-        received = self._received_pdf(received_ref) if received_ref else None
-        if received is None:
+        found = self._received(received_ref) if received_ref else None
+        if found is None:
             received_ref = None  # not a PDF (a Task written through /fhir): the hub renders the page
-        document = self._signed_document(care_plan, signer, received)
+        received, originals = found if found else (None, [])
+        document = self._signed_document(care_plan, signer, received, originals)
         signature: dict[str, Any] = {"type": [SIGNATURE_TYPE], "when": now_text, "who": {"reference": signer}}
         targets = [{"reference": f"{care_plan_ref}/_history/{care_plan['meta']['versionId']}"}]
         entities = [{"role": "source", "what": {"reference": f"Task/{task['id']}"}}]

@@ -408,6 +408,8 @@ class DirectCertificate(Base):
     cert_pem: Mapped[str] = mapped_column(Text)
     key_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)  # the hub's payload cipher
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    #: when it was removed (``hub direct certs remove``, replaced): kept, no longer used or listed
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     __table_args__ = (Index("ix_direct_certificates_address", "tenant_id", "address", "fingerprint", unique=True),)
 

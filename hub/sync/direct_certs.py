@@ -1,8 +1,15 @@
 """Direct certificates per address, outside the connector config: the clinic's own (certificate and
 private key, the key encrypted with the hub's payload cipher), a partner's (certificate only) and
-trust anchors (``trust_anchor``). ``hub direct certs`` and ``/admin/api/direct/certs`` add and list
-them; :func:`fill_direct_config` gives a ``direct`` connector's config the entries of the store for
+trust anchors (``trust_anchor``). ``hub direct certs`` and ``/admin/api/direct/certs`` add, list and
+remove them; :func:`fill_direct_config` gives a ``direct`` connector's config the entries of the store for
 what the config leaves empty (the sender's certificate and key, recipients' certificates, anchors).
+
+Replacing a certificate: adding a new one for an address keeps the old one too (both are used: the
+newest valid certificate with a key signs and decrypts, every valid anchor is trusted) until the old
+one expires or is removed; ``replace=True`` (``--replace``) removes the address's other entries of
+the same kind (certificates, or anchors) in the same transaction. Removed entries are kept with
+``removed_at`` (history, and so that :meth:`DirectCerts.changed_at` moves on a removal too), never
+used nor listed; adding the same certificate again brings it back.
 
 Files are PEM or DER. Refused (:class:`CertificateRefused`): what is no certificate or key, a key that
 is not the certificate's, a certificate that has expired (or is not yet valid)."""
@@ -22,7 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.crypto import cipher_for, decrypt, encrypt
-from hub.errors import BadRequest
+from hub.errors import BadRequest, NotFound
 from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store.models import DirectCertificate
@@ -97,9 +104,10 @@ class DirectCerts:
         self.clock = clock
         self.box = cipher_for(settings)
 
-    def add(self, *, address: str, cert: bytes, key: bytes | None = None, trust_anchor: bool = False
-            ) -> DirectCertificate:
-        """Store a certificate (and its key) for ``address``; the same certificate again replaces it."""
+    def add(self, *, address: str, cert: bytes, key: bytes | None = None, trust_anchor: bool = False,
+            replace: bool = False) -> DirectCertificate:
+        """Store a certificate (and its key) for ``address``; the same certificate again replaces it.
+        ``replace``: the address's other entries of the same kind are removed."""
         where = _address(address)
         certificate = read_certificate(cert)
         now = self.clock()
@@ -131,19 +139,62 @@ class DirectCerts:
         row.cert_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
         row.key_encrypted = encrypt(self.box, key_pem) if key_pem else None
         row.created_at = naive
+        row.removed_at = None
         self.session.flush()
+        if replace:
+            for other in self.list(address=where):
+                if other.id != row.id and other.trust_anchor == trust_anchor:
+                    other.removed_at = naive
+            self.session.flush()
         return row
 
+    def remove(self, *, address: str, kind: str | None = None, fingerprint: str | None = None
+               ) -> list[DirectCertificate]:
+        """Remove the entries of ``address`` (``kind``: ``cert`` or ``anchor`` only; ``fingerprint``:
+        the SHA-256 or a prefix of at least 8 hex digits, as listed); returns those removed."""
+        if kind not in (None, "cert", "anchor"):
+            raise CertificateRefused("kind must be cert or anchor")
+        wanted = (fingerprint or "").strip().lower().replace(":", "")
+        if fingerprint is not None and (len(wanted) < 8 or any(c not in "0123456789abcdef" for c in wanted)):
+            raise CertificateRefused("the fingerprint must be at least 8 hex digits of the SHA-256")
+        rows = [r for r in self.list(address=_address(address))
+                if (kind is None or r.trust_anchor == (kind == "anchor"))
+                and (not wanted or r.fingerprint.startswith(wanted))]
+        return self._remove(rows)
+
+    def remove_id(self, entry_id: int) -> DirectCertificate:
+        """Remove the entry ``entry_id`` of this tenant (404 when there is none, or it is removed)."""
+        row = self.session.scalars(select(DirectCertificate).where(
+            DirectCertificate.tenant_id == self.tenant, DirectCertificate.id == entry_id,
+            DirectCertificate.removed_at.is_(None))).one_or_none()
+        if row is None:
+            raise NotFound("There is no Direct certificate with this id")
+        return self._remove([row])[0]
+
+    def _remove(self, rows: list[DirectCertificate]) -> list[DirectCertificate]:
+        now = self.clock()
+        naive = now.replace(tzinfo=None) if now.tzinfo else now
+        for row in rows:
+            row.removed_at = naive
+        self.session.flush()
+        return rows
+
     def list(self, *, address: str | None = None) -> list[DirectCertificate]:
-        query = select(DirectCertificate).where(DirectCertificate.tenant_id == self.tenant)
+        """The entries in use (not removed), by address."""
+        query = select(DirectCertificate).where(DirectCertificate.tenant_id == self.tenant,
+                                                DirectCertificate.removed_at.is_(None))
         if address is not None:
             query = query.where(DirectCertificate.address == address.strip().lower())
         return list(self.session.scalars(query.order_by(DirectCertificate.address, DirectCertificate.id)))
 
     def changed_at(self) -> datetime | None:
-        """When the tenant's entries last changed (a connector built from them is rebuilt after)."""
-        return self.session.scalar(select(func.max(DirectCertificate.created_at))
-                                   .where(DirectCertificate.tenant_id == self.tenant))
+        """When the tenant's entries last changed, added or removed (a connector built from them is
+        rebuilt after; the listener reloads its identity)."""
+        added, removed = self.session.execute(
+            select(func.max(DirectCertificate.created_at), func.max(DirectCertificate.removed_at))
+            .where(DirectCertificate.tenant_id == self.tenant)).one()
+        stamps = [s for s in (added, removed) if s is not None]
+        return max(stamps) if stamps else None
 
     def _valid(self, rows: list[DirectCertificate]) -> list[DirectCertificate]:
         now = self.clock()

@@ -32,7 +32,8 @@ def certification_page(client: TestClient, number: str = "R-1001") -> tuple[dict
 
 
 def receive(settings: Settings, content: bytes, external_id: str, channel: str = "fax",
-            message_id: str | None = None, sender: str = "+15551230000") -> str:
+            message_id: str | None = None, sender: str = "+15551230000",
+            content_type: str = "application/pdf") -> str:
     """What a channel does: the message and its DocumentReference in one unit of work."""
     tenant = settings.default_tenant
     source = "fax-vendor" if channel == "fax" else "direct-listener"
@@ -42,7 +43,7 @@ def receive(settings: Settings, content: bytes, external_id: str, channel: str =
         policy = InboundPolicy(tenant=tenant, source=source, channel=channel)
         fhir = fhir_service(session, settings, tenant, "/fhir", policy=policy)
         document = InboundDocument(channel=channel, source=source, external_id=external_id, content=content,
-                                   content_type="application/pdf", sender=sender)
+                                   content_type=content_type, sender=sender)
         return str(accept_document(fhir, inbox, message, document, policy=policy)["id"])
 
 
