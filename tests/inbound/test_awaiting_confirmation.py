@@ -16,8 +16,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
 
 from connectors.fax.model import FaxStatus
+from hub.cli import app
 from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store import sync_repository as repo
@@ -25,7 +27,9 @@ from hub.sync.confirmations import sweep_unconfirmed
 from hub.sync.delivery import deliver
 from hub.unit_of_work import unit_of_work
 from sandboxes.fax import SandboxFaxServer
+from tests.cli_env import cli_environment
 from tests.inbound.test_fax_webhook import PATH, WEBHOOK_SECRET, events, hub_url, job, setup, store_certification
+from tests.sync.test_cli import table_rows
 
 __all__ = ["hub_url"]  # the fixture: the hub on a real port, for the vendor's webhooks
 
@@ -175,3 +179,16 @@ def test_a_job_that_succeeded_before_confirmations_were_awaited_is_never_swept(
     assert job(client, job_id)["status"] == "succeeded"
     assert vendor.send_status(vendor.sent[0].fax_id, "failed") == 202
     assert job(client, job_id)["status"] == "retrying"
+
+
+def test_hub_jobs_lists_the_awaiting_ones_with_their_deadline(client: TestClient, settings: Settings, hub_url: str,
+                                                              vendor: SandboxFaxServer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = _sent(client, settings, vendor, hub_url)
+    confirm_by = job(client, job_id)["confirm_by"]
+    with cli_environment(settings, monkeypatch):
+        listed = CliRunner().invoke(app, ["jobs", "--status", "awaiting"], catch_exceptions=False)
+        assert "(0 of 0)" in CliRunner().invoke(app, ["jobs", "--status", "succeeded"]).stdout
+    assert listed.exit_code == 0, listed.stdout
+    row = table_rows(listed.stdout)[str(job_id)]
+    assert row[3] == "awaiting" and confirm_by[:10] in row[5]

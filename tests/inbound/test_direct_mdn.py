@@ -20,8 +20,8 @@ from hub.inbound.direct_mdn import sweep_mdn_timeouts
 from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store import sync_repository as repo
-from hub.sync.confirmations import sweep_unconfirmed
 from hub.sync.config import SyncConfig
+from hub.sync.confirmations import sweep_unconfirmed
 from hub.sync.delivery import deliver
 from hub.sync.outbox import Outbox
 from hub.unit_of_work import unit_of_work
