@@ -199,7 +199,8 @@ class SyncActions:
 
     def replay_dead(self, *, connector: str | None = None, limit: int = 1000) -> list[Message]:
         """Replay the dead letters (of ``connector``) that were not replayed yet: one replay per message,
-        to the connectors of its dead jobs only. The dead jobs stay dead; a replay job links to each."""
+        to the connectors of its dead jobs only. The dead jobs stay dead; a replay job links to each.
+        A dead letter whose fallback job is still in flight is left for later."""
         connector_id = self.config.get_connector(connector).id if connector else None
         job_ids = repo.job_ids(
             self.session,
@@ -218,7 +219,10 @@ class SyncActions:
             message = repo.message_by_id(self.session, tenant=self.tenant, message_id=message_id)
             if message is None or (message.raw_payload is None and message.translated_payload is None):
                 continue  # erased by retention: nothing left to send (replay_message would refuse it)
-            replays.append(self.replay_message(message_id, only_dead=True, job_ids=ids))
+            try:
+                replays.append(self.replay_message(message_id, only_dead=True, job_ids=ids))
+            except Conflict:  # refused before writing anything: its delivery went on down its route's
+                continue      # fallback chain and is still under way there (say, a fax awaiting its status)
         return replays
 
     def purge(self) -> int:
