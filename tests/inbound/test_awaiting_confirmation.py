@@ -87,6 +87,9 @@ def test_a_fax_awaits_the_vendors_status_and_is_confirmed_once(client: TestClien
     assert client.get("/admin/api/jobs", params={"status": "succeeded"}).json()["total"] == 0
     assert client.get("/admin/api/messages", params={"status": "awaiting"}).json()["total"] == 1
     assert _jobs_metric(client, "awaiting") == 1 and _jobs_metric(client, "succeeded") == 0
+    page = client.get(f"/dashboard/messages/{waiting['message_id']}")
+    assert page.status_code == 200 and 's-awaiting">awaiting' in page.text and "confirmation due by" in page.text
+    assert ">Retry<" not in page.text
 
     # the vendor has it: neither a retry nor a replay sends it again meanwhile
     retried = client.post(f"/admin/api/jobs/{job_id}/retry")
