@@ -189,6 +189,10 @@ class SendResult:
     #: what this send wrote on the partner, named as this connector's ``poll`` will report it
     #: (``PolledItem.external_id``): the hub does not take its own writes back as news
     written: tuple[str, ...] = ()
+    #: "accepted, confirmation to follow": the partner only took the send on, and reports its real
+    #: outcome later (a fax vendor's status webhook, a Direct MDN naming ``remote_id``) within this
+    #: many seconds, after which the hub counts the attempt as failed. None: the send is the delivery
+    confirm_within_seconds: float | None = None
 
 
 @dataclass(frozen=True)

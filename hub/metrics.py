@@ -6,7 +6,8 @@ worker agrees, and nothing is lost when a process restarts):
 =========================================  ==============================================================
 ``therapy_hub_delivery_jobs``              delivery jobs by tenant, connector and status (``dead`` =
                                            dead letters waiting for a human; ``pending``/``retrying`` =
-                                           the backlog)
+                                           the backlog; ``awaiting`` = sent, the partner's confirmation
+                                           still to come)
 ``therapy_hub_dead_letters``               dead letters by tenant, connector and ``state``: ``outstanding``
                                            (alert on these) or ``resolved`` (a replay was delivered, or an
                                            operator discarded it)

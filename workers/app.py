@@ -20,7 +20,7 @@ from hub.store.db import close_engines
 #: the scheduled housekeeping tasks: their "received" / "succeeded" / "sending due task" lines are
 #: DEBUG, so that an idle hub is quiet; the tasks log at INFO themselves when they changed something
 HOUSEKEEPING = frozenset({"hub.sweep", "hub.purge", "hub.poll_all", "hub.poll", "hub.certification_clocks",
-                          "hub.document_intake", "hub.direct_mdn_timeouts"})
+                          "hub.document_intake", "hub.confirmation_timeouts", "hub.direct_mdn_timeouts"})
 
 
 def make_celery(
@@ -39,7 +39,7 @@ def make_celery(
             "poll-connectors": {"task": "hub.poll_all", "schedule": poll_interval},
             "certification-clocks": {"task": "hub.certification_clocks", "schedule": 6 * 3600.0},
             "document-intake": {"task": "hub.document_intake", "schedule": 60.0},
-            "direct-mdn-timeouts": {"task": "hub.direct_mdn_timeouts", "schedule": 60.0},
+            "confirmation-timeouts": {"task": "hub.confirmation_timeouts", "schedule": 60.0},
         },
     )
     return app

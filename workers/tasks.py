@@ -10,9 +10,9 @@ from celery import shared_task
 
 from connectors.base import ConnectorError
 from hub.documents.intake import run_intake, sweep_received
-from hub.inbound.direct_mdn import sweep_mdn_timeouts
 from hub.referrals.jobs import refresh_all_tenants
 from hub.settings import get_settings
+from hub.sync.confirmations import sweep_unconfirmed
 from hub.sync.delivery import deliver as deliver_job
 from hub.sync.polling import poll_connector, pollable_connectors
 from hub.unit_of_work import current_enqueuer, unit_of_work
@@ -99,8 +99,15 @@ def document_intake() -> int:
     return done
 
 
+@shared_task(name="hub.confirmation_timeouts", ignore_result=True)
+def confirmation_timeouts() -> int:
+    """Every delivery still awaiting its partner's confirmation (a fax status, a Direct MDN) past its
+    ``confirm_by`` counts as a failed attempt: retry, then dead letter (every minute)."""
+    return sweep_unconfirmed(get_settings())
+
+
 @shared_task(name="hub.direct_mdn_timeouts", ignore_result=True)
 def direct_mdn_timeouts() -> int:
-    """Every delivered Direct message without a processed MDN within its connector's
-    ``mdn_timeout_minutes`` goes back to retry, then dead letter (every minute)."""
-    return sweep_mdn_timeouts(get_settings())
+    """The old name of ``hub.confirmation_timeouts`` (a beat or a queue of an earlier release may still
+    send it): the same sweep."""
+    return sweep_unconfirmed(get_settings())

@@ -12,7 +12,8 @@ A delivery's payload is the ``collection`` Bundle of the certification Task (con
       multipart/signed (SHA-256) of
         multipart/mixed: a text part, the XDM zip (the PDF, and a C-CDA when the Bundle has one)
 
-``SendResult.remote_id`` is the Message-ID (MDNs name it in Original-Message-ID).
+``SendResult.remote_id`` is the Message-ID (MDNs name it in Original-Message-ID); a plan's result
+asks for the recipient's processed MDN within ``mdn_timeout_minutes`` (``confirm_within_seconds``).
 
 A delivery of content type ``message/disposition-notification`` (:data:`message.MDN_CONTENT_TYPE`, queued
 by the hub's Direct listener) is an MDN the clinic answers a received message with
@@ -265,8 +266,10 @@ class DirectConnector:
                 _quit(client)
         except (smtplib.SMTPException, OSError) as exc:
             raise _translate(exc, what, ms_since(started)) from None
+        # the HISP only accepted it: the recipient's MDN confirms it later (an MDN itself asks for none)
+        confirm = None if delivery.content_type == message.MDN_CONTENT_TYPE else self.config.mdn_timeout_minutes * 60.0
         return SendResult(status=250, remote_id=message_id, detail=f"{what} -> 250",
-                          duration_ms=ms_since(started))
+                          duration_ms=ms_since(started), confirm_within_seconds=confirm)
 
     # ------------------------------------------------------------------------ HealthChecker
 

@@ -5,7 +5,9 @@ A route sends certification Tasks (focus the CarePlan, owner the referrer's Prac
 DocumentReferences (``context``), from which :mod:`connectors.fax.document` builds one PDF: the
 cover sheet with the return code and a QR code, then the plan. The vendor profile
 (:mod:`connectors.fax.profiles`) shapes the HTTP request; ``SendResult.remote_id`` is the vendor's
-fax id, by which the vendor's status webhook later finds the delivery.
+fax id, by which the vendor's status webhook later finds the delivery: the vendor only queues the fax,
+so the result says a confirmation is to follow (``confirm_within_seconds``, from
+``status_timeout_minutes``) and the hub keeps the delivery ``awaiting`` until the status arrives.
 
 Errors: 408/429/5xx, timeouts and connection failures -> ``TransientError``; 401/403 -> ``AuthError``;
 other 4xx -> ``PermanentError``; a delivery that cannot be faxed (not a Task, no fax number, no
@@ -61,6 +63,9 @@ class FaxConfig(ConnectorConfig):
     clinic_name: Annotated[str, Field(min_length=1, max_length=80)]
     #: where the vendor posts status and receive webhooks: the hub's /inbound/{tenant}/fax/{connector}
     callback_url: AnyHttpUrl | None = None
+    #: how long the vendor's status webhook may take: a fax not reported delivered by then counts as
+    #: failed (retry, then dead letter). 0: the vendor's acceptance is the delivery (no status webhooks)
+    status_timeout_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)
     timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     verify_tls: bool = True
 
@@ -124,9 +129,10 @@ class FaxConnector:
         if fax_id is None:
             raise PermanentError(f"{what} -> {response.status_code} without a fax id", status=response.status_code,
                                  duration_ms=duration_ms)
+        minutes = self.config.status_timeout_minutes
         return SendResult(status=response.status_code, remote_id=fax_id,
                           detail=f"{what} -> {response.status_code}: fax {fax_id} queued, {pages} pages",
-                          duration_ms=duration_ms)
+                          duration_ms=duration_ms, confirm_within_seconds=minutes * 60.0 if minutes else None)
 
     def health(self) -> HealthResult:
         what = f"fax {self.profile.name} GET {safe_target(self._base)}"

@@ -2,7 +2,7 @@
 
 Every field the views produce is declared, in their order, with the type they give it (timestamps
 are the views' ISO strings, not re-parsed). A job's fields that depend on its status
-(``next_attempt_at`` ... ``lease_until``) are absent when they do not apply: the routes that answer
+(``next_attempt_at`` ... ``confirm_by``) are absent when they do not apply: the routes that answer
 jobs leave unset fields out, so the JSON is the view's.
 """
 
@@ -67,6 +67,9 @@ class JobOut(BaseModel):
     holding: int | None = Field(default=None, description="How many later jobs wait behind this dead letter")
     # running
     lease_until: str | None = None
+    # awaiting
+    confirm_by: str | None = Field(default=None, description="When the partner's confirmation is due: "
+                                   "without it by then, the attempt counts as failed")
 
 
 class JobPage(BaseModel):

@@ -12,12 +12,12 @@ from hub.cli.common import TenantOpt, admin_context, print_table
 
 
 def jobs(
-    status: str | None = typer.Option(None, help="pending, running, retrying, succeeded or dead."),
+    status: str | None = typer.Option(None, help="pending, running, retrying, awaiting, succeeded or dead."),
     connector: str | None = typer.Option(None, help="Only jobs of this connector."),
     limit: int = typer.Option(50, min=1, max=500, help="How many, newest first."),
     tenant: str | None = TenantOpt,
 ) -> None:
-    """List delivery jobs: status, attempts, next attempt and last error."""
+    """List delivery jobs: status, attempts, next attempt (or confirmation due) and last error."""
     from hub.errors import HubError
     from hub.sync.admin import AdminViews
 
@@ -30,11 +30,11 @@ def jobs(
         raise typer.Exit(2) from None
     rows = [
         [j["id"], j["message_id"], j["connector"], j["status"], f"{j['attempts']}/{j['max_attempts']}",
-         j.get("next_attempt_at") or j.get("finished_at"), j["last_error"]]
+         j.get("next_attempt_at") or j.get("confirm_by") or j.get("finished_at"), j["last_error"]]
         for j in result["items"]
     ]
     print_table(f"Delivery jobs ({len(rows)} of {result['total']})",
-                ["job", "message", "connector", "status", "attempts", "next/finished", "last error"], rows)
+                ["job", "message", "connector", "status", "attempts", "next/due/finished", "last error"], rows)
 
 
 def replay(

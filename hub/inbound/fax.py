@@ -16,9 +16,11 @@ deduped by the vendor's event id: the same webhook twice is applied once and ans
   caller's fax number), whose intake (``hub.intake_document``) the unit of work publishes after
   the commit: a signed certification page completes its Task;
 * a status report is applied to the delivery job whose accepted attempt the vendor knows by that
-  fax id: ``delivered`` is recorded as the partner's acknowledgement; ``failed`` counts the attempt
-  as failed after all, so the job retries per its connector's policy or is dead-lettered
-  (:meth:`hub.sync.engine.DeliveryEngine.remote_failure`).
+  fax id (ADR 0012): ``delivered`` confirms the job ``awaiting`` it, now ``succeeded`` with an
+  ``acknowledged`` event (:meth:`hub.sync.engine.DeliveryEngine.confirm`); ``failed`` counts the
+  attempt as failed after all, so the job retries per its connector's policy or is dead-lettered
+  (:meth:`hub.sync.engine.DeliveryEngine.remote_failure`). A ``delivered`` for a job already
+  confirmed changes nothing; one for a job that was sent back to retry meanwhile is only an event.
 
 The vendor gets ``202`` only after the commit; ``409`` for a status of a fax no delivery knows
 (yet): kept as ``rejected`` but not as the event's copy, so the vendor's resend is applied. A signed
@@ -135,14 +137,22 @@ def _apply_status(session: Any, settings: Settings, inbox: Inbox, message: Any, 
         inbox.mark_rejected(message, "the delivery's message is gone")
         return False
     pages = f", {status.pages} pages" if status.pages else ""
+    engine = DeliveryEngine(session, settings=settings)
+    applied = "applied to"
     if status.state == "delivered":
-        inbox.event(sent, ev.ACKNOWLEDGED, job_id=job.id, attempt=job.attempts,
-                    detail=f"fax {status.fax_id} delivered{pages}")
+        delivered = f"fax {status.fax_id} delivered{pages}"
+        if engine.confirm(job, delivered):
+            applied = "confirmed"
+        elif job.status == ev.SUCCEEDED:
+            applied = "already confirmed: nothing changed for"  # a repeat of the vendor's report
+        else:  # sent back to retry (or dead) meanwhile: kept as what the vendor said, the state stays
+            applied = f"late ({job.status}): recorded for"
+            inbox.event(sent, ev.ACKNOWLEDGED, job_id=job.id, attempt=job.attempts,
+                        detail=f"{delivered}, reported after the job was {job.status}; its state is unchanged")
     elif status.state == "failed":
         code = f" (vendor code {status.vendor_code})" if status.vendor_code else ""
-        DeliveryEngine(session, settings=settings).remote_failure(
-            job, f"fax {status.fax_id} failed: {status.reason or 'no reason given'}{code}")
+        engine.remote_failure(job, f"fax {status.fax_id} failed: {status.reason or 'no reason given'}{code}")
     message.status = "unrouted"  # stored and applied; nothing to route
-    inbox.event(message, ev.TRANSLATED, detail=f"fax status {status.state} applied to job {job.id}")
+    inbox.event(message, ev.TRANSLATED, detail=f"fax status {status.state} {applied} job {job.id}")
     session.flush()
     return True

@@ -4,7 +4,8 @@ certification or progress-report obligation) or, failing those, about its CarePl
 
 One entry per connector that a document was routed to: its latest job (a retry, a replay or a
 fallback of a dead letter is the same delivery, later). Statuses are the sync engine's job statuses
-(``pending``, ``running``, ``retrying``, ``succeeded``, ``dead``); names of connectors, errors and
+(``pending``, ``running``, ``retrying``, ``awaiting`` the partner's confirmation, ``succeeded``,
+``dead``); names of connectors, errors and
 payloads are not shown here (the admin API has them).
 """
 

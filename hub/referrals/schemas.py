@@ -8,7 +8,8 @@ from pydantic import BaseModel, Field
 
 class DeliveryOut(BaseModel):
     channel: str = Field(description="fax, Direct, FHIR, HL7 or webhook: the connector kind it went by")
-    status: str = Field(description="the delivery job's status: pending, running, retrying, succeeded or dead")
+    status: str = Field(description="the delivery job's status: pending, running, retrying, awaiting "
+                        "(sent, the partner's confirmation to follow), succeeded or dead")
     at: str | None = Field(description="when that status was reached")
 
 

@@ -220,9 +220,11 @@ class DeliveryJob(Base):
     message_id: Mapped[str] = mapped_column(String(36), ForeignKey("messages.id"))
     connector_id: Mapped[int] = mapped_column(Integer, ForeignKey("connector_instances.id"))
     route_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    status: Mapped[str] = mapped_column(String(12))  # pending|running|retrying|succeeded|dead
+    status: Mapped[str] = mapped_column(String(12))  # pending|running|retrying|awaiting|succeeded|dead
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer)
+    #: when the job next needs the hub: its next attempt (pending, retrying), or, while it is
+    #: ``awaiting`` the partner's confirmation, the deadline of that confirmation (``confirm_by``)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     idempotency_key: Mapped[str] = mapped_column(String(100))
@@ -242,6 +244,11 @@ class DeliveryJob(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    @property
+    def confirm_by(self) -> datetime | None:
+        """The deadline of the partner's confirmation of an ``awaiting`` job (ADR 0012); None otherwise."""
+        return self.next_attempt_at if self.status == "awaiting" else None
 
     __table_args__ = (
         Index("ix_delivery_jobs_due", "status", "next_attempt_at"),

@@ -361,6 +361,18 @@ def due_jobs(session: Session, *, now: datetime, requeue_before: datetime, limit
     return list(session.scalars(stmt))
 
 
+def unconfirmed_jobs(session: Session, *, now: datetime, limit: int) -> list[DeliveryJob]:
+    """``awaiting`` jobs past their confirmation deadline (``next_attempt_at``, their ``confirm_by``),
+    of enabled connectors (a paused one's wait until it is enabled again), oldest first."""
+    return list(session.scalars(
+        select(DeliveryJob)
+        .where(DeliveryJob.status == "awaiting", DeliveryJob.next_attempt_at <= now,
+               DeliveryJob.connector_id.in_(select(ConnectorInstance.id).where(ConnectorInstance.enabled.is_(True))))
+        .order_by(DeliveryJob.id)
+        .limit(limit)
+    ))
+
+
 @dataclass(frozen=True, slots=True)
 class JobFilter:
     tenant: str

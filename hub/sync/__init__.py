@@ -13,6 +13,7 @@ One module per step, each class built from (session, tenant, settings, clock):
 (:class:`~hub.sync.outbox.Outbox`: a FHIR change or a raw send into delivery jobs), ``engine``
 (:class:`~hub.sync.engine.DeliveryEngine`: claim, finish, backoff, order, sweep), ``delivery`` (one
 attempt around the partner call), ``actions`` (:class:`~hub.sync.actions.SyncActions`: retry,
-replay, purge), ``admin`` (the read views), ``enqueue`` (publishing after commit), and the intakes
-``polling`` and ``inbound_webhook``.
+replay, purge), ``admin`` (the read views), ``confirmations`` (the deadline of the deliveries
+``awaiting`` their partner's confirmation, ADR 0012), ``enqueue`` (publishing after commit), and the
+intakes ``polling`` and ``inbound_webhook``.
 """

@@ -55,6 +55,10 @@ class SyncActions:
         job = repo.job_by_id(self.session, job_id=job_id, tenant=self.tenant)
         if job is None:
             raise NotFound(f"No delivery job {job_id}")
+        if job.status == ev.AWAITING:  # sent, accepted: a retry now would deliver it twice
+            raise Conflict(f"Job {job_id} is awaiting its partner's confirmation (due by "
+                           f"{job.next_attempt_at.isoformat(timespec='seconds')}Z); it retries by itself "
+                           f"if the partner reports a failure or stays silent until then")
         if job.status not in (ev.DEAD, ev.RETRYING):
             raise Conflict(f"Job {job_id} is {job.status}; only dead or retrying jobs can be retried")
         self._refuse_if_fallen_back(job)
@@ -117,7 +121,7 @@ class SyncActions:
             how = f"resolved by job {job.resolved_by}" if job.resolved_by is not None else "discarded"
             raise Conflict(f"Dead letter {job_id} is {how} already")
         family = repo.replay_family(self.session, job=job)
-        replaying = next((j.id for j in family if j.status in ev.OPEN_JOB_STATUSES), None)
+        replaying = next((j.id for j in family if j.status in ev.IN_FLIGHT_JOB_STATUSES), None)
         if replaying is not None:
             raise Conflict(f"Dead letter {job_id} is being replayed by job {replaying}; wait for it to finish")
         now = self.clock()
@@ -141,6 +145,10 @@ class SyncActions:
         """A new message with the original's payload, delivered again to the original's connectors
         (only those of its dead jobs with ``only_dead``; only those of ``job_ids`` when given).
 
+        Jobs still in flight (pending, running, retrying, or awaiting their partner's confirmation)
+        are left out: their delivery is under way, and a replay of it would deliver it twice; a
+        message with nothing else to replay is refused (409) naming them.
+
         The original keeps its status, errors and events; the replay links to it (``replay_of``).
         Each replay job keeps the idempotency key of the job it replays (a partner that already
         accepted that delivery treats the replay as a duplicate) and its place in the order of its
@@ -159,6 +167,12 @@ class SyncActions:
             jobs = [j for j in jobs if j.id in job_ids]
         if not jobs:
             raise Conflict(f"Message {message_id} has no deliveries to replay")
+        in_flight = [j for j in jobs if j.status in ev.IN_FLIGHT_JOB_STATUSES]
+        jobs = [j for j in jobs if j.status not in ev.IN_FLIGHT_JOB_STATUSES]
+        if not jobs:
+            busy = ", ".join(f"job {j.id} is {j.status}" for j in in_flight)
+            raise Conflict(f"Message {message_id} has no finished deliveries to replay ({busy}): wait until "
+                           f"they succeed or die, or retry a retrying one")
         chosen = {j.id for j in jobs}
         kept = []
         for job in jobs:
@@ -185,7 +199,8 @@ class SyncActions:
 
     def replay_dead(self, *, connector: str | None = None, limit: int = 1000) -> list[Message]:
         """Replay the dead letters (of ``connector``) that were not replayed yet: one replay per message,
-        to the connectors of its dead jobs only. The dead jobs stay dead; a replay job links to each."""
+        to the connectors of its dead jobs only. The dead jobs stay dead; a replay job links to each.
+        A dead letter whose fallback job is still in flight is left for later."""
         connector_id = self.config.get_connector(connector).id if connector else None
         job_ids = repo.job_ids(
             self.session,
@@ -204,7 +219,10 @@ class SyncActions:
             message = repo.message_by_id(self.session, tenant=self.tenant, message_id=message_id)
             if message is None or (message.raw_payload is None and message.translated_payload is None):
                 continue  # erased by retention: nothing left to send (replay_message would refuse it)
-            replays.append(self.replay_message(message_id, only_dead=True, job_ids=ids))
+            try:
+                replays.append(self.replay_message(message_id, only_dead=True, job_ids=ids))
+            except Conflict:  # refused before writing anything: its delivery went on down its route's
+                continue      # fallback chain and is still under way there (say, a fax awaiting its status)
         return replays
 
     def purge(self) -> int:

@@ -89,6 +89,8 @@ def job_view(job: DeliveryJob, connector_names: dict[int, str], message: Message
         view["holding"] = held
     if job.status == ev.RUNNING:
         view["lease_until"] = _ts(job.locked_until)
+    if job.status == ev.AWAITING:  # sent and accepted; failed (retry) if not confirmed by then
+        view["confirm_by"] = _ts(job.confirm_by)
     return view
 
 

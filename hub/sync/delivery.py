@@ -95,9 +95,12 @@ def attempt(claimed: ClaimedJob) -> Outcome:
                        duration_ms=(time.perf_counter() - started) * 1000)
     detail = getattr(result, "detail", "") or (f"HTTP {result.status}" if result.status else "delivered")
     remote_id = getattr(result, "remote_id", None)
+    confirm = getattr(result, "confirm_within_seconds", None)
     return Outcome(ok=True, detail=detail[:200], duration_ms=result.duration_ms,
                    written=tuple(getattr(result, "written", ()) or ()),
-                   remote_id=str(remote_id)[:200] if remote_id else None)
+                   remote_id=str(remote_id)[:200] if remote_id else None,
+                   # a confirmation can only find its delivery by the partner's id of it
+                   confirm_within=float(confirm) if confirm and remote_id else None)
 
 
 def deliver(settings: Settings, job_id: int) -> float | None:

@@ -7,6 +7,12 @@ jobs. Order per patient: a job waits (:meth:`~DeliveryEngine.postpone`) behind a
 its order, and is held (:meth:`~DeliveryEngine.hold`) behind a dead letter until that one is retried
 or replayed (:meth:`~DeliveryEngine.wake_held`). The sweeper (:meth:`~DeliveryEngine.sweep`)
 re-enqueues jobs whose task was lost. :mod:`hub.sync.delivery` runs one attempt around these calls.
+
+A send the partner only accepted (``Outcome.confirm_within``: a fax queued by the vendor, a Direct
+message taken by the HISP) leaves the job ``awaiting`` until its ``confirm_by``: the partner's
+confirmation makes it ``succeeded`` (:meth:`~DeliveryEngine.confirm`), its failure report or the
+deadline (:mod:`hub.sync.confirmations`) fails the attempt (:meth:`~DeliveryEngine.remote_failure`).
+See ADR 0012.
 """
 
 from __future__ import annotations
@@ -73,6 +79,9 @@ class Outcome:
     written: tuple[str, ...] = ()
     #: the partner's id of what the delivery made (SendResult.remote_id), kept on the job
     remote_id: str | None = None
+    #: accepted, confirmation to follow within this many seconds (SendResult.confirm_within_seconds):
+    #: the job is ``awaiting`` until then; None: the send is the delivery
+    confirm_within: float | None = None
 
 
 class DeliveryEngine:
@@ -213,12 +222,31 @@ class DeliveryEngine:
             return None  # the lease expired and another attempt took over: its outcome wins
         return self._record(job, message, instance, outcome, now)
 
+    def confirm(self, job: DeliveryJob, detail: str) -> bool:
+        """The partner confirmed a delivery it had accepted (a fax delivered, a processed MDN): an
+        ``awaiting`` job is ``succeeded``, with an ``acknowledged`` event. False, and nothing changes,
+        for a job in any other state (a duplicate confirmation, a late one after the job was retried)."""
+        if job.status != ev.AWAITING:
+            return False
+        message = repo.message_by_id(self.session, tenant=None, message_id=job.message_id)
+        assert message is not None
+        now = self.clock()
+        job.status = ev.SUCCEEDED
+        job.finished_at = job.updated_at = now
+        self._event(message, ev.ACKNOWLEDGED, job_id=job.id, detail=detail, attempt=job.attempts, at=now)
+        self._resolve(job, now)
+        self.refresh_message_status(message, now)
+        self.session.flush()
+        return True
+
     def remote_failure(self, job: DeliveryJob, detail: str) -> float | None:
         """The partner reported later that a delivery it had accepted failed (a fax that did not go
-        through): the attempt counts as failed after all, so the job retries per its connector's
-        policy (enqueued after commit, due after the backoff) or is dead-lettered. None when the job
-        is not a delivered one (already retried, replayed or dead)."""
-        if job.status != ev.SUCCEEDED:
+        through, a failed MDN), or did not confirm it in time: the attempt counts as failed after all,
+        so the job retries per its connector's policy (enqueued after commit, due after the backoff)
+        or is dead-lettered. For an ``awaiting`` job, and for a ``succeeded`` one (delivered before
+        confirmations were awaited, or a partner that takes its word back). None when the job is in
+        no such state (already retried, replayed or dead)."""
+        if job.status not in (ev.AWAITING, ev.SUCCEEDED):
             return None
         message = repo.message_by_id(self.session, tenant=None, message_id=job.message_id)
         instance = repo.connector_by_id(self.session, connector_id=job.connector_id)
@@ -235,7 +263,19 @@ class DeliveryEngine:
         job.updated_at = now
         job.locked_until = None
         delay = None
-        if outcome.ok:
+        if outcome.ok and outcome.confirm_within is not None:
+            # accepted, not yet delivered: awaiting the partner's word, no longer holding its order
+            job.status = ev.AWAITING
+            job.finished_at = None
+            job.remote_id = outcome.remote_id
+            job.next_attempt_at = now + timedelta(seconds=outcome.confirm_within)  # confirm_by
+            self._event(message, ev.SENT, job_id=job.id, duration_ms=outcome.duration_ms, attempt=job.attempts,
+                        at=now, detail=short_error(f"{outcome.detail}; awaiting confirmation within "
+                                                   f"{_minutes(outcome.confirm_within)} minutes"))
+            repo.record_written(self.session, tenant=job.tenant_id, connector_id=job.connector_id,
+                                external_ids=outcome.written, now=now)
+            self.wake_held(job.ordering_key, now)
+        elif outcome.ok:
             job.status = ev.SUCCEEDED
             job.finished_at = now
             job.remote_id = outcome.remote_id
@@ -303,22 +343,33 @@ class DeliveryEngine:
         return min(delay, instance.backoff_max_seconds)
 
     def refresh_message_status(self, message: Message, now: datetime) -> None:
-        """A message's status from its jobs' (delivered, dead, retrying, queued) and its first dead error."""
+        """A message's status from its jobs' (delivered, dead, retrying, awaiting: every job sent and
+        one or more still to be confirmed, queued) and its first dead error."""
         statuses = {j.status for j in repo.jobs_of(self.session, message_id=message.id)}
         if not statuses:
             return
         if statuses <= {ev.SUCCEEDED}:
             message.status = "delivered"
-        elif ev.DEAD in statuses and not statuses & set(ev.OPEN_JOB_STATUSES):
+        elif ev.DEAD in statuses and not statuses & set(ev.IN_FLIGHT_JOB_STATUSES):
             message.status = "dead"
         elif ev.RETRYING in statuses:
             message.status = "retrying"
+        elif not statuses & set(ev.OPEN_JOB_STATUSES):
+            message.status = "awaiting"
         else:
             message.status = "queued"
         message.error = next(
             (j.last_error for j in repo.jobs_of(self.session, message_id=message.id) if j.status == ev.DEAD), None
         ) or message.error
         message.updated_at = now
+
+    def unconfirmed(self, job: DeliveryJob, minutes: float, what: str = "confirmation") -> bool:
+        """An ``awaiting`` job past its ``confirm_by``: the attempt fails ("no <what> within N minutes")
+        and retries or dead-letters (:meth:`remote_failure`). False, and nothing changes, for any other job."""
+        if job.status != ev.AWAITING or job.next_attempt_at > self.clock():
+            return False
+        self.remote_failure(job, f"no {what} within {_minutes(minutes * 60)} minutes")
+        return True
 
     def sweep(self, limit: int = 500) -> list[int]:
         """Jobs whose task was lost (broker flushed, worker killed): make them due and enqueue them."""
@@ -339,3 +390,7 @@ class DeliveryEngine:
         self.session.flush()
         enqueue_after_commit(self.session, [j.id for j in jobs])
         return [j.id for j in jobs]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g}"

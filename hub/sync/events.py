@@ -21,10 +21,15 @@ DEFERRED = "deferred"
 PENDING = "pending"
 RUNNING = "running"
 RETRYING = "retrying"
+#: the partner accepted the send, its confirmation (a fax status, a Direct MDN) is to follow by the
+#: job's ``confirm_by`` (ADR 0012); not open: it neither waits to be sent nor holds its order
+AWAITING = "awaiting"
 SUCCEEDED = "succeeded"
 DEAD = "dead"
 OPEN_JOB_STATUSES = (PENDING, RUNNING, RETRYING)
-JOB_STATUSES = (PENDING, RUNNING, RETRYING, SUCCEEDED, DEAD)
+#: not finished: sent again, or about to be (open), or its outcome still to come (awaiting)
+IN_FLIGHT_JOB_STATUSES = (*OPEN_JOB_STATUSES, AWAITING)
+JOB_STATUSES = (PENDING, RUNNING, RETRYING, AWAITING, SUCCEEDED, DEAD)
 
 # message statuses
-MESSAGE_STATUSES = ("received", "rejected", "unrouted", "queued", "retrying", "delivered", "dead")
+MESSAGE_STATUSES = ("received", "rejected", "unrouted", "queued", "retrying", "awaiting", "delivered", "dead")

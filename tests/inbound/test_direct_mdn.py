@@ -1,7 +1,8 @@
 """Direct MDNs applied to the delivery they answer (matched by Original-Message-ID = the job's
-remote_id), against the sandbox HISP: processed and dispatched are events of the delivered message,
-failed sends the job back to retry then dead letter, and no MDN within the connector's timeout fails
-it the same way (the beat sweep)."""
+remote_id), against the sandbox HISP: a delivery the HISP accepted awaits its MDN; processed
+confirms it (succeeded), dispatched is one more event, failed sends the job back to retry then dead
+letter, and no MDN within the connector's timeout fails it the same way (the beat sweep), which
+never touches a job that succeeded before confirmations were awaited."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.sync.config import SyncConfig
+from hub.sync.confirmations import sweep_unconfirmed
 from hub.sync.delivery import deliver
 from hub.sync.outbox import Outbox
 from hub.unit_of_work import unit_of_work
@@ -70,12 +72,17 @@ def test_processed_and_dispatched_mdns_are_events_of_the_delivered_message(
         client: TestClient, settings: Settings, hisp: SandboxHisp, listener: DirectListener) -> None:
     message_id, job_id = _delivered(settings)
     [received] = hisp.wait_for(1)
-    hisp.send_mdn(received, host="127.0.0.1", port=listener.port)
-    hisp.send_mdn(received, host="127.0.0.1", port=listener.port, disposition="dispatched")
     job, events = _job(client, message_id)
-    assert job["status"] == "succeeded"
+    assert job["status"] == "awaiting" and job["confirm_by"] and job["finished_at"] is None
+    assert not any(e["event"] == "acknowledged" for e in events)  # accepted by the HISP, not confirmed yet
+    hisp.send_mdn(received, host="127.0.0.1", port=listener.port)
+    job, _ = _job(client, message_id)
+    assert job["status"] == "succeeded" and job["finished_at"]
+    hisp.send_mdn(received, host="127.0.0.1", port=listener.port, disposition="dispatched")
+    again, events = _job(client, message_id)
+    assert again == job  # the final destination's word: one more event, the job stays as it was
     details = [e["detail"] for e in events if e["event"] == "acknowledged" and e["job_id"] == job_id]
-    assert "MDN processed" in details and "MDN dispatched (final destination)" in details
+    assert details == ["MDN processed", "MDN dispatched (final destination)"]
     # a processed MDN was received: the timeout does not fail the job
     assert sweep_mdn_timeouts(settings, now=utcnow() + timedelta(minutes=5)) == 0
     assert _job(client, message_id)[0]["status"] == "succeeded"
@@ -123,6 +130,19 @@ def test_no_processed_mdn_within_the_timeout_fails_the_job(
     assert sweep_mdn_timeouts(settings, now=utcnow() + timedelta(minutes=2)) == 0  # not twice
 
 
+def test_a_job_that_succeeded_before_mdns_were_awaited_is_never_swept(
+        client: TestClient, settings: Settings, hisp: SandboxHisp, listener: DirectListener) -> None:
+    message_id, job_id = _delivered(settings)
+    hisp.wait_for(1)
+    with unit_of_work(settings) as session:  # as the hub recorded it before: succeeded at the HISP's 250
+        old = repo.job_by_id(session, job_id=job_id)
+        assert old is not None
+        old.status, old.finished_at = "succeeded", utcnow() - timedelta(days=2)
+    # the first sweep after the deploy: no MDN ever came, but the job is not awaiting one
+    assert sweep_unconfirmed(settings, now=utcnow() + timedelta(days=1)) == 0
+    assert _job(client, message_id)[0]["status"] == "succeeded"
+
+
 def test_mdn_for_no_known_delivery_is_kept_and_accepted(
         client: TestClient, settings: Settings, hisp: SandboxHisp, listener: DirectListener) -> None:
     with DirectConnector(hisp.connector_config()) as connector:  # sent outside the hub: no job knows it
@@ -135,6 +155,10 @@ def test_mdn_for_no_known_delivery_is_kept_and_accepted(
 
 
 def test_the_timeout_sweep_is_scheduled_every_minute_and_quiet() -> None:
-    entry = make_celery("memory://").conf.beat_schedule["direct-mdn-timeouts"]
-    assert entry == {"task": "hub.direct_mdn_timeouts", "schedule": 60.0}
-    assert "hub.direct_mdn_timeouts" in HOUSEKEEPING
+    app = make_celery("memory://")
+    assert app.conf.beat_schedule["confirmation-timeouts"] == {"task": "hub.confirmation_timeouts", "schedule": 60.0}
+    assert "direct-mdn-timeouts" not in app.conf.beat_schedule  # one sweep of every awaiting job
+    app.loader.import_default_modules()
+    # the old name stays a task, for a beat or a queue of an earlier release
+    assert {"hub.confirmation_timeouts", "hub.direct_mdn_timeouts"} <= set(app.tasks)
+    assert {"hub.confirmation_timeouts", "hub.direct_mdn_timeouts"} <= HOUSEKEEPING

@@ -110,7 +110,9 @@ def test_stored_plan_is_answered_by_processed_and_dispatched_mdns(
     # the same plan again: answered 250, nothing stored, no second MDN
     hisp.send_signed_plan(hisp.received[0], SIGNED, host="127.0.0.1", port=listener.port)
     assert len(recorder.jobs) == 2
-    # an MDN expects no MDN: the timeout sweep leaves the delivered MDN jobs alone
+    # an MDN expects no MDN: delivered once the HISP took it (never awaiting), and the sweep leaves it alone
+    with transaction(settings.database_url, readonly=True) as session:
+        assert set(session.scalars(select(DeliveryJob.status))) == {"succeeded"}
     assert sweep_mdn_timeouts(settings, now=utcnow() + timedelta(days=2)) == 0
 
 

@@ -1,7 +1,8 @@
 """Fax vendor webhooks into the hub, end to end against the fax vendor sandbox (both profiles): a
-certification Task is faxed with its cover sheet, the vendor's status callbacks mark it delivered
-or send it back to retry and dead letter, received faxes become DocumentReferences, bad
-signatures store nothing, and a webhook sent twice is applied once."""
+certification Task is faxed with its cover sheet and awaits the vendor's status, whose callbacks
+mark it delivered or send it back to retry and dead letter, received faxes become
+DocumentReferences, bad signatures store nothing, and a webhook sent twice is applied once.
+(Awaiting confirmation in more detail: tests/inbound/test_awaiting_confirmation.py.)"""
 
 from __future__ import annotations
 
@@ -103,9 +104,13 @@ def test_a_faxed_certification_is_marked_delivered(client: TestClient, settings:
     assert vendor.sent[0].to == REFERRER_FAX
     assert vendor.wait_for_callbacks(1) and vendor.callbacks[0][1:] == ("delivered", 202)
     done = job(client, job_id)
-    assert done["status"] == "succeeded"
-    details = [e["detail"] or "" for e in events(client, done["message_id"]) if e["event"] == "acknowledged"]
-    assert any(f"fax {vendor.sent[0].fax_id} delivered" in d for d in details)
+    assert done["status"] == "succeeded" and "confirm_by" not in done
+    trail = [(e["event"], e["detail"] or "") for e in events(client, done["message_id"]) if e["job_id"] == job_id]
+    # sent when the vendor queued it; acknowledged once, when the vendor reported it delivered
+    assert [name for name, _ in trail][-2:] == ["sent", "acknowledged"]
+    assert "awaiting confirmation within 60 minutes" in trail[-2][1]
+    assert f"fax {vendor.sent[0].fax_id} delivered" in trail[-1][1] and "pages" in trail[-1][1]
+    assert client.get(f"/admin/api/messages/{done['message_id']}").json()["status"] == "delivered"
 
 
 def test_a_failed_fax_retries_then_dead_letters(client: TestClient, settings: Settings, hub_url: str,

@@ -1,5 +1,6 @@
 """The referral views say how each document went to the referrer: the plan of care's certification
-Task delivered by Direct (sandbox HISP) and dead-lettered by fax (the referrer has no fax number),
+Task sent by Direct (sandbox HISP; awaiting the referrer's MDN) and dead-lettered by fax (the
+referrer has no fax number),
 in GET /referrals, GET /certifications and the dashboard's referral page."""
 
 from __future__ import annotations
@@ -68,11 +69,12 @@ def test_each_document_shows_its_channels_and_statuses(clinic_client: TestClient
     [listed] = client.get("/referrals").json()
     document = next(d for d in listed["documents"] if d["document"] == "plan-of-care")
     assert [(d["channel"], d["status"]) for d in document["deliveries"]] == [
-        ("Direct", "succeeded"), ("fax", "dead")]
+        ("Direct", "awaiting"), ("fax", "dead")]
     certification = next(o for o in client.get("/certifications").json() if o["kind"] == "certification")
     assert certification["document"] == "plan-of-care"
-    assert [(d["channel"], d["status"]) for d in certification["deliveries"]] == [("Direct", "succeeded"),
+    assert [(d["channel"], d["status"]) for d in certification["deliveries"]] == [("Direct", "awaiting"),
                                                                                    ("fax", "dead")]
     page = client.get("/dashboard/referrals")
     assert page.status_code == 200, page.text
     assert "plan-of-care" in page.text and "Direct" in page.text and "s-dead" in page.text
+    assert "s-awaiting" in page.text

@@ -16,6 +16,8 @@ from sandboxes.fax import SandboxFaxServer
 from sandboxes.hisp import PHYSICIAN_ADDRESS, SandboxHisp
 from tests.connectors.fax.support import CLINIC_FAX, REFERRER_FAX, plan_pdf, resources
 
+FAX_WEBHOOKS = "/inbound/default/fax/vendor"
+
 
 @pytest.fixture
 def hisp() -> Iterator[SandboxHisp]:
@@ -63,6 +65,14 @@ def store(client: TestClient, *, email: bool, fax_number: bool) -> list[dict[str
     return list(client.get("/admin/api/jobs").json()["items"])
 
 
+def fax_delivered(client: TestClient, fax: SandboxFaxServer, fax_id: str) -> None:
+    """The vendor's status webhook: the fax went through (what the accepted fax job awaits)."""
+    webhook = fax.status_webhook(fax_id, "delivered", url="http://testserver" + FAX_WEBHOOKS)
+    answer = client.post(FAX_WEBHOOKS, content=webhook.body,
+                         headers={"Content-Type": webhook.content_type, **webhook.headers})
+    assert answer.status_code == 202, answer.text
+
+
 def test_a_referrer_with_a_direct_address_gets_the_plan_by_direct(client: TestClient, settings: Settings,
                                                                   hisp: SandboxHisp, fax: SandboxFaxServer) -> None:
     connectors(client, hisp, fax)
@@ -72,7 +82,7 @@ def test_a_referrer_with_a_direct_address_gets_the_plan_by_direct(client: TestCl
     deliver(settings, int(job["id"]))
     [received] = hisp.wait_for(1)
     assert received.rcpt_tos == (PHYSICIAN_ADDRESS,)
-    assert client.get(f"/admin/api/jobs/{job['id']}").json()["status"] == "succeeded"
+    assert client.get(f"/admin/api/jobs/{job['id']}").json()["status"] == "awaiting"  # the referrer's MDN
     assert fax.sent == []
 
 
@@ -112,6 +122,11 @@ def test_a_dead_letter_moves_on_to_the_next_connector(client: TestClient, settin
     assert jobs["vendor"]["replay_of"] == first["id"]
     deliver(settings, int(jobs["vendor"]["id"]))
     assert fax.wait_for_sends(1)
+    assert client.get(f"/admin/api/jobs/{jobs['vendor']['id']}").json()["status"] == "awaiting"
+    assert len(client.get("/admin/api/dead-letters").json()["items"]) == 1  # until the fax is confirmed
+    bulk = client.post("/admin/api/replay", json={"all_dead_letters": True})  # its fax is under way: left out
+    assert bulk.status_code == 200 and bulk.json()["replayed"] == [], bulk.text
+    fax_delivered(client, fax, fax.sent[0].fax_id)
     assert client.get(f"/admin/api/jobs/{jobs['vendor']['id']}").json()["status"] == "succeeded"
     assert client.get("/admin/api/dead-letters").json()["items"] == []  # resolved by its fallback
 
@@ -152,6 +167,10 @@ def test_a_dead_letter_that_fell_back_is_not_sent_again_by_its_own_channel(
     assert f"fallback job {fallback['id']}" in refused.text
     deliver(settings, int(fallback["id"]))
     assert fax.wait_for_sends(1)
+    assert client.post(f"/admin/api/jobs/{first['id']}/retry").status_code == 409  # faxed, awaiting its status
+    refused = client.post(f"/admin/api/messages/{first['message_id']}/replay")
+    assert refused.status_code == 409 and f"fallback job {fallback['id']} (awaiting)" in refused.text
+    fax_delivered(client, fax, fax.sent[0].fax_id)
     assert client.post(f"/admin/api/jobs/{first['id']}/retry").status_code == 409  # delivered by fax
     replay = client.post(f"/admin/api/messages/{first['message_id']}/replay")
     assert replay.status_code == 201, replay.text

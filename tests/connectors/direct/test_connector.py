@@ -72,6 +72,8 @@ def test_the_same_delivery_keeps_its_message_id(hisp: SandboxHisp) -> None:
         first = connector.send(delivery(bundle()))
         second = connector.send(delivery(bundle()))
     assert first.remote_id == second.remote_id
+    # the HISP only accepted it: the recipient's MDN is awaited for mdn_timeout_minutes (60 by default)
+    assert first.confirm_within_seconds == 3600
 
 
 def test_wrong_password_is_an_auth_error(hisp: SandboxHisp) -> None:

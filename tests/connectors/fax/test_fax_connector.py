@@ -66,6 +66,14 @@ def test_a_certification_task_is_faxed_with_its_cover_sheet(vendor: SandboxFaxSe
     assert RETURN_CODE in pages[1]  # the plan itself follows the cover
     callback_field = "callback_url" if vendor.profile_name == "phaxio" else "callbackUrl"
     assert sent.fields[callback_field].endswith("/inbound/default/fax/vendor")
+    assert result.confirm_within_seconds == 3600  # queued, not delivered: the vendor's status is to follow
+
+
+def test_status_timeout_minutes_says_how_long_the_vendors_status_may_take(vendor: SandboxFaxServer) -> None:
+    with connector_for(vendor, status_timeout_minutes=15) as connector:
+        assert connector.send(delivery(bundle(resources(plan_pdf())))).confirm_within_seconds == 900
+    with connector_for(vendor, status_timeout_minutes=0) as connector:  # no status webhooks: sent is delivered
+        assert connector.send(delivery(bundle(resources(plan_pdf())), key="job-key-2")).confirm_within_seconds is None
 
 
 def test_the_fax_connector_is_registered() -> None:
