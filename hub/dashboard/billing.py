@@ -46,7 +46,7 @@ def sees_billing(user: User) -> bool:
     return all(user.principal.can(t, "s") and user.principal.can(t, "r") for t in BILLING_VIEW_TYPES)
 
 
-def _audited(request: Request, user: User, interaction: str, resource_id: str | None,
+def billing_work(request: Request, user: User, interaction: str, resource_id: str | None,
              work: Callable[[Session], T]) -> Callable[[Session], T]:
     """``work(session)`` in one transaction with the AuditEvent of the signed-in client's read."""
     base = fhir_base(request, user.settings)
@@ -88,7 +88,7 @@ async def billing(request: Request, user: UserDep) -> Response:
         return totals, (list_claims(session, tenant=user.tenant, status=status or None, limit=limit,
                                     offset=offset) if error is None else (0, []))
 
-    totals, (total, claims) = await run(user.settings, _audited(request, user, "search-type", None, work))
+    totals, (total, claims) = await run(user.settings, billing_work(request, user, "search-type", None, work))
     kept = {k: v for k, v in (("status", status), ("limit", str(limit) if limit != 50 else "")) if v}
 
     def link(at: int) -> str:
@@ -106,7 +106,7 @@ async def claim(claim_id: str, request: Request, user: UserDep) -> Response:
         return render(request, "error.html", status=403, error=NO_BILLING_SCOPE)
     if not _ID.fullmatch(claim_id):
         raise NotFound("No such claim")
-    found = await run(user.settings, _audited(
+    found = await run(user.settings, billing_work(
         request, user, "read", claim_id, lambda s: claim_detail(s, tenant=user.tenant, claim_id=claim_id)))
     if found is None:  # another tenant's claim does not exist here
         raise NotFound("No such claim")

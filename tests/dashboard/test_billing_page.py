@@ -109,6 +109,15 @@ def test_counts_amounts_and_totals(web: TestClient, admin: NewClient, claims: Cl
     assert re.search(r'<td class="num">2</td>\s*$', blocked_row), "two findings on the blocked claim"
 
 
+def test_the_overview_counts_the_claims_to_look_at(web: TestClient, admin: NewClient, claims: Claims) -> None:
+    signed_in(web, admin)
+    card = web.get("/dashboard").text.split('id="claims-card"', 1)[1].split("</section>", 1)[0]
+    assert {s: count_of(card, s) for s in ("blocked", "rejected", "payer_rejected", "denied")} == {
+        "blocked": 1, "rejected": 0, "payer_rejected": 0, "denied": 1}
+    assert 'href="/dashboard/billing?status=blocked"' in card
+    assert re.search(r'all claims</th><td class="num">5<', card)
+
+
 def test_no_claims_yet(web: TestClient, admin: NewClient) -> None:
     signed_in(web, admin)
     page = web.get("/dashboard/billing").text
@@ -197,6 +206,8 @@ def test_refused_without_the_claim_scopes(auth_settings: Settings, web: TestClie
         page = web.get(path)
         assert page.status_code == 403 and "do not allow reading and searching Claim" in page.text, path
         assert "PCN-" not in page.text and "$" not in page.text
+    card = web.get("/dashboard").text.split('id="claims-card"', 1)[1].split("</section>", 1)[0]
+    assert "do not allow reading and searching Claim" in card and "data-status" not in card
 
 
 def test_the_claim_scopes_are_enough(auth_settings: Settings, web: TestClient, claims: Claims) -> None:
