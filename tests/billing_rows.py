@@ -20,7 +20,7 @@ def add_claim(settings: Settings, tenant: str, pcn: str, *, status: str, charge_
     """Write one claim of ``tenant`` with patient control number ``pcn``; returns its claim id.
     ``findings`` as a list is stored as JSON; a string is stored as it is (to store a broken one)."""
     now = updated_at or utcnow()
-    claim_id = fields.pop("claim_id", f"claim-{tenant}-{pcn}".lower())
+    claim_id = str(fields.pop("claim_id", f"claim-{tenant}-{pcn}".lower()))
     values: dict[str, Any] = {
         "payer_id": "MEDICARE-JL", "discipline": "PT", "patient_id": f"patient-of-{pcn}",
         "encounter_id": f"encounter-of-{pcn}", "frequency_code": "1", "created_at": now, "updated_at": now,

@@ -165,7 +165,7 @@ def test_a_claims_findings(web: TestClient, admin: NewClient, auth_settings: Set
     assert "unreadable" in claims_table(web.get("/dashboard/billing").text)
 
     with unit_of_work(auth_settings) as session:  # each view is audited as the client's read of Claim
-        events = [r.content for r in session.scalars(
+        events = [r.content or "" for r in session.scalars(
             select(Resource).where(Resource.tenant_id == TENANT, Resource.resource_type == "AuditEvent"))]
     assert any(f"Claim/{claims.blocked}" in e and admin.client_id in e for e in events)
 
