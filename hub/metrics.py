@@ -16,13 +16,18 @@ worker agrees, and nothing is lost when a process restarts):
 ``therapy_hub_connector_enabled``          1 when the connector is enabled, 0 when paused
 ``therapy_hub_messages_24h``               messages created in the last 24 hours by direction and status
                                            (``rejected`` = refused input kept for inspection)
+``therapy_hub_billing_claims``             claims by tenant and billing status (every status, zeros included:
+                                           ``blocked`` = held by the scrubber, ``denied``, ``payer_rejected``)
+``therapy_hub_billing_charge_cents``       the sum of their charges in cents, by tenant and status
+``therapy_hub_billing_paid_cents``         the sum the payers paid on them in cents, by tenant and status
 ``therapy_hub_http_requests_total``        requests served by this process by method, route and status
 ``therapy_hub_http_request_seconds``       their latency (histogram), by method and route
 =========================================  ==============================================================
 
 Who may scrape: an administrator's bearer token (its own tenant's series only), or the
 ``HUB_METRICS_TOKEN`` a Prometheus ``authorization`` block sends (every tenant, and the HTTP series).
-Labels hold tenant and connector names, statuses and route templates, never patient data.
+Labels hold tenant and connector names, statuses and route templates, never patient data (no claim,
+patient control number or payer in the billing series either).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hub.deps import SettingsDep, current_principal
 from hub.kit import utcnow
 from hub.settings import Settings
+from hub.store.billing_views import claim_totals
 from hub.store.models import ConnectorInstance, DeliveryJob, Message
 from hub.sync import events as ev
 from hub.unit_of_work import unit_of_work
@@ -149,6 +155,24 @@ class StoreCollector(Collector):
         for tenant, direction, status, count in recent:
             messages.add_metric([tenant, direction, status], count)
         yield messages
+
+        yield from self._billing()
+
+    def _billing(self) -> Iterator[GaugeMetricFamily]:
+        claims = GaugeMetricFamily("therapy_hub_billing_claims", "Claims by billing status",
+                                   labels=["tenant", "status"])
+        charge = GaugeMetricFamily("therapy_hub_billing_charge_cents",
+                                   "Charges of the claims by billing status, in cents", labels=["tenant", "status"])
+        paid = GaugeMetricFamily("therapy_hub_billing_paid_cents", "Paid on the claims by billing status, in cents",
+                                 labels=["tenant", "status"])
+        for tenant, totals in claim_totals(self.session, tenant=self.tenant).items():
+            for status, t in totals.by_status.items():  # every status, zeros included
+                claims.add_metric([tenant, status], t.count)
+                charge.add_metric([tenant, status], t.charge_cents)
+                paid.add_metric([tenant, status], t.paid_cents)
+        yield claims
+        yield charge
+        yield paid
 
 
 def _bearer(request: Request) -> str:

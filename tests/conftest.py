@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+
+# Hypothesis keeps its example database under a storage directory (``.hypothesis/`` in the working
+# directory by default); it is read when the first property test runs, so setting it here, while
+# pytest loads this file, keeps the repository clean. A directory of the developer's choice wins.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "therapy-hub-hypothesis"))
 
 import pytest
 from fastapi.testclient import TestClient

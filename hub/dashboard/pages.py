@@ -42,6 +42,9 @@ templates = jinja2.Environment(
 templates.filters["ts"] = lambda v: (v or "").replace("T", " ").replace(".000Z", "Z") or "—"
 templates.filters["pct"] = lambda v: "—" if v is None else f"{v * 100:.1f} %"
 templates.filters["q"] = lambda v: quote(str(v), safe="")
+templates.filters["usd"] = lambda cents: "—" if cents is None else (
+    f"{'-' if cents < 0 else ''}${abs(cents) // 100:,}.{abs(cents) % 100:02d}")
+templates.filters["day"] = lambda v: v.isoformat() if v is not None else "—"
 
 
 # ------------------------------------------------------------------ signals of the dependencies

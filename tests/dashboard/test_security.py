@@ -14,7 +14,7 @@ from tests.dashboard.conftest import TENANT, Clock, csrf_of, sign_in, signed_in,
 from tests.security.conftest import add_client, revoke_client, role_of
 
 PAGES = ["/dashboard", "/dashboard/messages", "/dashboard/messages/some-id", "/dashboard/dead-letters",
-         "/dashboard/connectors", "/dashboard/referrals"]
+         "/dashboard/connectors", "/dashboard/referrals", "/dashboard/billing", "/dashboard/billing/claims/some-id"]
 ACTIONS = ["/dashboard/messages/some-id/replay", "/dashboard/jobs/1/retry", "/dashboard/dead-letters/emr/replay",
            "/dashboard/connectors/emr/test", "/dashboard/signout"]
 REFUSED = "Sign-in failed: unknown client, wrong secret, or not an administrator client."
