@@ -127,7 +127,10 @@ class ClaimBuilder:
         result = BuildResult()
         for encounter_id, charges in self.billable_visits(through).items():
             outcome = self.build_visit(encounter_id, charges)
-            (result.claims if isinstance(outcome, BuiltClaim) else result.skipped).append(outcome)
+            if isinstance(outcome, BuiltClaim):
+                result.claims.append(outcome)
+            else:
+                result.skipped.append(outcome)
         return result
 
     # ------------------------------------------------------------------ one visit

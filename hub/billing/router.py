@@ -72,7 +72,8 @@ async def build_claims(request: Request, settings: SettingsDep, tenant: TenantDe
 
 @router.get("/claims", response_model=list[ClaimOut], summary="Claims, newest date of service first")
 async def list_claims(request: Request, settings: SettingsDep, tenant: TenantDep,
-                      status: Annotated[str | None, Query(max_length=200, description="status, or several comma-separated")] = None,
+                      status: Annotated[str | None, Query(max_length=200,
+                                                          description="status, or several comma-separated")] = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 100,
                       offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> list[dict[str, Any]]:
     return await run(request, settings, tenant, lambda svc: svc.claims(status=status, limit=limit, offset=offset),

@@ -80,7 +80,8 @@ class BillingService:
             raise NotFound(f"The FHIR Claim {claim_id} is not in the store")
         house = next((h for h in self.houses if h.connector_id == row.connector_id), None)
         if house is None:
-            raise BadRequest("The claim's x12_billing connector is gone or has no billing profile: build the claims again")
+            raise BadRequest("The claim's x12_billing connector is gone or has no billing profile: "
+                             "build the claims again")
         _, findings = scrub_findings(self.session, self.reader, tenant=self.tenant, claim=claim,
                                      rules=house.profile.rules_for(row.payer_id), encounter_id=row.encounter_id)
         if row.status in EDITABLE:

@@ -90,8 +90,9 @@ class FileWriter:
         claims = [flat for _, flat in pairs]
         submitter = house.profile.submitter
         now = self.clock()
+        claim_ids = tuple(r.claim_id for r in rows)
         base = {
-            "connector": house.name, "payer_id": payer_id, "claim_ids": tuple(r.claim_id for r in rows),
+            "connector": house.name, "payer_id": payer_id, "claim_ids": claim_ids,
             "patient_control_numbers": tuple(r.patient_control_number for r in rows),
             "charge_cents": sum(r.charge_cents for r in rows),
         }
@@ -126,7 +127,7 @@ class FileWriter:
             message.updated_at = now
             inbox.event(message, ev.SENT, detail=f"written by export as {target.name}", at=now)
         inbox.event(message, ev.TRANSLATED, at=now,
-                    detail=f"837P of {len(rows)} claim(s) to payer {payer_id}: {' '.join(base['claim_ids'])}")
+                    detail=f"837P of {len(rows)} claim(s) to payer {payer_id}: {' '.join(claim_ids)}")
         for row in rows:
             row.status = "submitted"
             row.status_detail = None

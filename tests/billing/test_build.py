@@ -4,6 +4,7 @@ what only the store knows (plans on file and their certification, the year's the
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -21,10 +22,11 @@ WEEK = {"pt-mon", "pt-thu", "pt-fri", "ot-tue", "ot-thu", "slp-wed", "p2-wed", "
         "p3-jan1", "p3-jan2", "p3-jan3", "p3-mar"}
 
 
-def _claim(client: TestClient, claim_id: str) -> dict:
+def _claim(client: TestClient, claim_id: str) -> dict[str, Any]:
     response = client.get(f"/fhir/Claim/{claim_id}")
     assert response.status_code == 200, response.text
-    return response.json()
+    claim: dict[str, Any] = response.json()
+    return claim
 
 
 def test_a_claim_per_visit_scrubbed_with_the_stores_context(clinic: TestClient, settings: Settings) -> None:
@@ -42,7 +44,7 @@ def test_a_claim_per_visit_scrubbed_with_the_stores_context(clinic: TestClient, 
     assert claim["patient"]["reference"] == "Patient/pat-1"
     assert (pt_mon.patient_id, pt_mon.discipline, pt_mon.payer_id) == ("pat-1", "PT", MEDICARE)
     assert pt_mon.charge_cents == 27000  # 97162 $180 + 97110 23 min = 2 units x $45
-    assert str(pt_mon.service_from.date()) == "2025-03-10"
+    assert pt_mon.service_from is not None and str(pt_mon.service_from.date()) == "2025-03-10"
 
     # discipline and assistant modifiers; untimed codes one unit; minutes by the 8-minute rule
     fri = _claim(clinic, by_visit["pt-fri"].claim_id)

@@ -10,11 +10,11 @@ from typer.testing import CliRunner
 
 from hub.cli import app
 from hub.settings import Settings
+from mappings.x12.validation import validate
 from tests.billing.conftest import CONNECTOR
 from tests.billing.scenario import ACME, MEDICARE
 from tests.billing.support import claim_numbers, rows
 from tests.cli_env import cli_environment
-from mappings.x12.validation import validate
 
 
 def test_the_billing_commands(clinic: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch,
