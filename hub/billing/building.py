@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from connectors.x12_billing.profile import BillingProfile
 from hub.billing import repository as repo
 from hub.billing.context import plans_on_file, scrub_context
 from hub.billing.fhir_access import StoreReader
@@ -30,7 +31,7 @@ from mappings.billing.claims import claim_from_visits, professional_claim
 from mappings.billing.codes import EVALUATION_DISCIPLINE, PAYER_ID_SYSTEM
 from mappings.billing.errors import ClaimDataError
 from mappings.billing.fhir_read import careplan_discipline, reference_text
-from mappings.billing.model import Finding, PayerRules, PlanOnFile, ProfessionalClaim
+from mappings.billing.model import Finding, PlanOnFile, ProfessionalClaim
 from mappings.billing.scrubber import scrub
 from mappings.fhir import jsonio
 
@@ -53,19 +54,29 @@ def _normal(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in jsonio.loads(jsonio.dumps(resource)).items() if k != "meta"}
 
 
-def read_claim(reader: StoreReader, claim: dict[str, Any]) -> ProfessionalClaim | Finding:
-    """The flat claim of a stored FHIR Claim, or the error finding naming what is missing."""
+def read_claim(reader: StoreReader, claim: dict[str, Any],
+               profile: BillingProfile | None = None) -> ProfessionalClaim | Finding:
+    """The flat claim of a stored FHIR Claim, or the error finding naming what is missing. A payer the
+    billing ``profile`` lists is named as the clearinghouse knows it (NM1*PR name, SBR09 filing indicator)."""
     try:
-        return professional_claim(claim, reader.closure(claim))
+        flat = professional_claim(claim, reader.closure(claim))
     except ClaimDataError as exc:
         return Finding(rule="claim.data", severity="error", message=str(exc),
                        fix="complete the record the message names, then build the claims again")
+    listed = profile.payers.get(flat.payer.payer_id) if profile is not None else None
+    if listed is not None:
+        payer = flat.payer.model_copy(update={"name": listed.name, "filing_indicator": listed.filing_indicator})
+        flat = flat.model_copy(update={"payer": payer})
+    return flat
 
 
 def scrub_findings(session: Session, reader: StoreReader, *, tenant: str, claim: dict[str, Any],
-                   rules: PayerRules, encounter_id: str | None) -> tuple[ProfessionalClaim | None, list[Finding]]:
-    """Read and scrub a FHIR Claim with the store's context (plans on file, the year's amount)."""
-    flat = read_claim(reader, claim)
+                   profile: BillingProfile, payer_id: str,
+                   encounter_id: str | None) -> tuple[ProfessionalClaim | None, list[Finding]]:
+    """Read and scrub a FHIR Claim with the store's context (plans on file, the year's amount) and the
+    rules of its payer in the billing ``profile``."""
+    rules = profile.rules_for(payer_id)
+    flat = read_claim(reader, claim, profile)
     if isinstance(flat, Finding):
         return None, [flat]
     first = min(line.service_date for line in flat.lines)
@@ -191,12 +202,12 @@ class ClaimBuilder:
         def built(number: str, created: datetime, replaces: str | None,
                   ) -> tuple[dict[str, Any], ProfessionalClaim | None, list[Finding]]:
             claim = make(False, number, created, replaces)
-            flat, findings = scrub_findings(self.session, self.reader, tenant=self.tenant, claim=claim, rules=rules,
-                                            encounter_id=encounter_id)
+            flat, findings = scrub_findings(self.session, self.reader, tenant=self.tenant, claim=claim,
+                                            profile=profile, payer_id=payer_id, encounter_id=encounter_id)
             if any(f.rule == "modifier.kx" for f in findings):  # past the year's threshold: KX on its lines
                 claim = make(True, number, created, replaces)
                 flat, findings = scrub_findings(self.session, self.reader, tenant=self.tenant, claim=claim,
-                                                rules=rules, encounter_id=encounter_id)
+                                                profile=profile, payer_id=payer_id, encounter_id=encounter_id)
             return claim, flat, findings
 
         try:

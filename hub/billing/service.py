@@ -83,7 +83,7 @@ class BillingService:
             raise BadRequest("The claim's x12_billing connector is gone or has no billing profile: "
                              "build the claims again")
         _, findings = scrub_findings(self.session, self.reader, tenant=self.tenant, claim=claim,
-                                     rules=house.profile.rules_for(row.payer_id), encounter_id=row.encounter_id)
+                                     profile=house.profile, payer_id=row.payer_id, encounter_id=row.encounter_id)
         if row.status in EDITABLE:
             ClaimBuilder.apply_findings(row, findings, self.clock())
             self.session.flush()

@@ -67,12 +67,12 @@ class FileWriter:
                 results.append(result)
         return results
 
-    def _claims(self, rows: list[BillingClaim]) -> list[tuple[BillingClaim, ProfessionalClaim]]:
+    def _claims(self, rows: list[BillingClaim], house: Clearinghouse) -> list[tuple[BillingClaim, ProfessionalClaim]]:
         """The flat claims of ``rows``; a claim that cannot be read any more is blocked with its finding."""
         readable = []
         for row in rows:
             claim = self.reader.read(f"Claim/{row.claim_id}")
-            flat = read_claim(self.reader, claim) if claim is not None else Finding(
+            flat = read_claim(self.reader, claim, house.profile) if claim is not None else Finding(
                 rule="claim.data", severity="error", message="the FHIR Claim is not in the store",
                 fix="build the claims again")
             if isinstance(flat, Finding):
@@ -83,7 +83,7 @@ class FileWriter:
 
     def _file(self, house: Clearinghouse, payer_id: str, rows: list[BillingClaim],
               out_dir: Path | None) -> FileResult | None:
-        pairs = self._claims(rows)
+        pairs = self._claims(rows, house)
         if not pairs:
             return None
         rows = [row for row, _ in pairs]

@@ -32,7 +32,7 @@ def billing_profile(**overrides: Any) -> dict[str, Any]:
         "organization": "Organization/clinic",
         "submitter": SUBMITTER,
         "payers": {MEDICARE: {"name": "Medicare Part B", "filing_indicator": "MB"},
-                   ACME: {"name": "Acme Health Plan", "filing_indicator": "CI"}},
+                   ACME: {"name": "ACME HEALTH PLAN", "filing_indicator": "CI"}},
         "fee_schedule": {code: str(fee) for code, fee in FEES.items()},
         "default": True,
     }

@@ -43,6 +43,8 @@ def test_export_writes_one_valid_file_per_payer(clinic: TestClient, settings: Se
         assert [i for i in validate(text) if i.severity == "error"] == []
         assert set(claim_numbers(text)) == expected[result.payer_id] == set(result.patient_control_numbers)
         assert not result.job_ids
+        if result.payer_id == ACME:  # the payer as the billing profile names it
+            assert "NM1*PR*2*ACME HEALTH PLAN*****PI*ACME1~" in text and "SBR*P*18*******CI~" in text
 
     by_visit = rows(settings)
     assert by_visit["p2-wed"].status == "blocked" and by_visit["p2-wed"].file_message_id is None
