@@ -58,7 +58,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("ix_billing_claims_patient", "ix_billing_claims_file", "ix_billing_claims_status", "uq_billing_claims_pcn",
-                 "uq_billing_claims_claim"):
+    for name in ("ix_billing_claims_patient", "ix_billing_claims_file", "ix_billing_claims_status",
+                 "uq_billing_claims_pcn", "uq_billing_claims_claim"):
         op.drop_index(name, table_name="billing_claims")
     op.drop_table("billing_claims")
