@@ -128,3 +128,22 @@ def test_a_visit_changed_after_submission_gets_a_replacement(clinic: TestClient,
     assert "CLM*" + replacement.patient_control_number + "*315***11:B:7" in text and "REF*F8*PAYER-ICN-77" in text
     assert [i for i in validate(text) if i.severity == "error"] == []
     assert {c.action for c in service_call(settings, lambda svc: svc.build_claims()).claims} == {"unchanged"}
+
+
+def test_a_file_that_cannot_be_written_sends_nothing(client: TestClient, settings: Settings,
+                                                     house: SandboxClearinghouse) -> None:
+    from hub.sync.config import SyncConfig
+    from tests.billing.scenario import SUBMITTER, billing_profile, load_week
+
+    load_week(client)
+    profile = billing_profile(submitter={**SUBMITTER, "etin": "E" * 40})  # longer than ISA06 takes
+    with unit_of_work(settings) as session:
+        SyncConfig(session, tenant=settings.default_tenant, settings=settings).add_connector(
+            name=CONNECTOR, kind="x12_billing", config=house.connector_config("sftp", billing=profile))
+    service_call(settings, lambda svc: svc.build_claims())
+    ready = {eid for eid, r in rows(settings).items() if r.status == "ready"}
+    files = service_call(settings, lambda svc: svc.submit())
+    assert {f.status for f in files} == {"invalid"} and all(f.issues and f.message_id is None for f in files)
+    assert {eid for eid, r in rows(settings).items() if r.status == "ready"} == ready  # they stay ready
+    with unit_of_work(settings) as session:
+        assert session.scalars(select(Message).where(Message.event == "x12.837P")).first() is None
