@@ -18,8 +18,9 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_
 from pydantic_core import PydanticCustomError
 
 from connectors.base import ConnectorConfig
+from connectors.x12_billing.profile import BillingProfile
 
-__all__ = ["HttpsSettings", "SftpSettings", "X12BillingConfig", "host_key_fingerprint"]
+__all__ = ["BillingProfile", "HttpsSettings", "SftpSettings", "X12BillingConfig", "host_key_fingerprint"]
 
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}=?")
 _KEY_TYPE = re.compile(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+)")
@@ -125,6 +126,8 @@ class X12BillingConfig(ConnectorConfig):
     connect_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
     #: response files larger than this are refused (a sane bound for one 835)
     max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: what the hub bills through this clearinghouse (:mod:`connectors.x12_billing.profile`); None: no claims
+    billing: BillingProfile | None = None
 
     @model_validator(mode="after")
     def _one_transport(self) -> X12BillingConfig:

@@ -2,7 +2,7 @@
 
 The commands are added here, in the order ``hub --help`` lists them: ``serve``, the commands of other
 packages (``worker``, ``beat``), the admin commands, ``demo``, ``mllp``, ``direct``, ``token``, ``version``;
-then the groups ``db``, ``connectors``, ``routes``, ``clients`` and ``secrets``. Each command imports
+then the groups ``db``, ``connectors``, ``routes``, ``clients``, ``secrets`` and ``billing``. Each command imports
 what it needs when it runs (the modules beside this one import inside their functions), so that
 ``hub --help`` and every command start fast."""
 
@@ -28,13 +28,14 @@ from hub.cli.admin import (
     routes_list,
     routes_load,
 )
+from hub.cli.billing import billing_app
 from hub.cli.common import TenantOpt
 from hub.cli.direct import direct_app
 from hub.cli.ops import db_app, db_current, db_reindex, db_upgrade, secrets_app, secrets_rotate, token, version
 from hub.cli.serve import demo, direct, mllp, serve
 
 __all__ = [
-    "COMMANDS_GROUP", "TenantOpt", "app", "clients_add", "clients_app", "clients_list", "clients_revoke",
+    "COMMANDS_GROUP", "TenantOpt", "app", "billing_app", "clients_add", "clients_app", "clients_list", "clients_revoke",
     "connectors_app", "connectors_kinds", "connectors_list", "connectors_test", "db_app", "db_current",
     "db_reindex", "db_upgrade", "demo", "direct", "direct_app", "discard", "jobs", "main", "mllp", "replay",
     "routes_app", "routes_list", "routes_load", "secrets_app", "secrets_rotate", "serve", "token", "version",
@@ -71,6 +72,7 @@ app.add_typer(connectors_app, name="connectors")
 app.add_typer(routes_app, name="routes")
 app.add_typer(clients_app, name="clients")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(billing_app, name="billing")
 
 
 def main() -> None:
