@@ -9,6 +9,7 @@ from datetime import datetime
 from celery import shared_task
 
 from connectors.base import ConnectorError
+from hub.billing.imports_poll import poll_billing_all
 from hub.documents.intake import run_intake, sweep_received
 from hub.inbound.direct_mdn import sweep_mdn_timeouts
 from hub.referrals.jobs import refresh_all_tenants
@@ -104,3 +105,13 @@ def direct_mdn_timeouts() -> int:
     """Every delivered Direct message without a processed MDN within its connector's
     ``mdn_timeout_minutes`` goes back to retry, then dead letter (every minute)."""
     return sweep_mdn_timeouts(get_settings())
+
+
+@shared_task(name="hub.billing_poll", ignore_result=True)
+def billing_poll() -> int:
+    """Poll every enabled clearinghouse (``x12_billing``) for response files: each is recorded, then
+    acknowledged, then applied (:mod:`hub.billing.imports_poll`); returns how many files were new."""
+    new = poll_billing_all(get_settings())
+    if new:
+        log.info("hub.billing_poll.imported", extra={"documents": new})
+    return new
