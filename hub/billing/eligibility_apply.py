@@ -5,7 +5,7 @@ member id (identifier) of the answer. An answer that matches neither is kept as 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from hub.billing.imports_result import SetOutcome
@@ -48,7 +48,8 @@ def apply_271(fhir: FhirService, results: list[EligibilityResult], *, control_nu
             continue
         try:
             resource = coverage_eligibility_response(result, patient_ref=patient_ref, insurer_ref=insurer_ref,
-                                                     request_ref=request_ref, coverage_ref=coverage_ref, created=now)
+                                                     request_ref=request_ref, coverage_ref=coverage_ref,
+                                                     created=now.replace(tzinfo=UTC))
             written = fhir.update("CoverageEligibilityResponse", resource["id"], jsonio.loads(jsonio.dumps(resource)))
         except (HubError, ValueError) as exc:
             outcome.errors.append(f"271 {control_number}: the CoverageEligibilityResponse was refused: "

@@ -13,7 +13,7 @@ The ClaimResponse id is derived from the payer, the trace number, CLP01, CLP07 a
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -37,6 +37,17 @@ def to_cents(amount: Decimal | None) -> int:
     if amount is None:
         return 0
     return int((amount.quantize(CENT, ROUND_HALF_UP) * 100).to_integral_value())
+
+
+def _plain(value: Any) -> Any:
+    """Dates as ISO text (what the message store's JSON can hold); amounts stay exact."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 def claim_outcome(payment: ClaimPayment) -> str:
@@ -75,7 +86,7 @@ def apply_835(session: Session, fhir: FhirService, remittance: Remittance, *, te
                             "payer_id": remittance.payer_id, "trace_number": remittance.trace_number,
                             "total_paid_cents": to_cents(remittance.total_paid), "unmatched": []}
     if remittance.provider_adjustments:
-        kept["provider_adjustments"] = provider_adjustments(remittance)
+        kept["provider_adjustments"] = _plain(provider_adjustments(remittance))
     for payment in remittance.claims:
         claim = q.claim_by_pcn(session, tenant=tenant, patient_control_number=payment.patient_control_number)
         if claim is None:
@@ -86,9 +97,10 @@ def apply_835(session: Session, fhir: FhirService, remittance: Remittance, *, te
             continue
         try:
             _apply_payment(fhir, claim, payment, remittance, now, outcome)
-        except HubError as exc:
+        except (HubError, ValueError) as exc:
+            why = describe(exc) if isinstance(exc, HubError) else "it is not a valid ClaimResponse"
             outcome.errors.append(f"CLP (segment {payment.position}): the ClaimResponse was refused: "
-                                  f"{describe(exc)} [billing.835.claim-response]")
+                                  f"{why} [billing.835.claim-response]")
     return outcome, kept
 
 
@@ -105,7 +117,7 @@ def _apply_payment(fhir: FhirService, claim: BillingClaim, payment: ClaimPayment
         raise NotFound("the claim has no patient to address its ClaimResponse to")
     resource = claim_response(payment, remittance, request_ref=f"Claim/{claim.claim_id}", patient_ref=patient_ref,
                               insurer_ref=(content.get("insurer") or {}).get("reference"),
-                              line_sequences=_line_sequences(content), created=now)
+                              line_sequences=_line_sequences(content), created=now.replace(tzinfo=UTC))
     payload = jsonio.loads(jsonio.dumps(resource))
     written = fhir.update("ClaimResponse", resource["id"], payload)
     outcome.resources.append(f"ClaimResponse/{written.stored.id}")

@@ -144,3 +144,27 @@ def search(settings: Settings, resource_type: str, items: list[tuple[str, str]])
     with unit_of_work(settings, readonly=True) as session:
         bundle = fhir_service(session, settings, TENANT, "/fhir").search(resource_type, items, strict=True)
     return [e["resource"] for e in bundle.get("entry", []) if e.get("search", {}).get("mode") == "match"]
+
+
+def envelope(sets: Sequence[tuple[str, list[str]]], *, functional: str = "HP", version: str = "005010X221A1",
+             control: int = 900) -> bytes:
+    """An X12 file of transaction sets (ST01, body segments): ST, SE and the envelope counted right."""
+    isa = ("ISA*00*          *00*          *ZZ*CLEARHOUSE01   *ZZ*RRB000123      *260310*0930*^*00501*"
+           f"{control:09d}*0*T*:")
+    segments = [isa, f"GS*{functional}*CLEARHOUSE01*RRB000123*20260310*0930*{control}*X*{version}"]
+    for n, (kind, body) in enumerate(sets, start=1):
+        st = f"{n:04d}"
+        segments += [f"ST*{kind}*{st}*{version}", *body, f"SE*{len(body) + 2}*{st}"]
+    segments += [f"GE*{len(sets)}*{control}", f"IEA*1*{control:09d}"]
+    return ("~".join(segments) + "~").encode()
+
+
+def remit_body(*claims: list[str], total: str, trace: str = "EFT0001", plb: list[str] | None = None,
+               day: str = "20260320") -> list[str]:
+    """An 835 body: BPR/TRN/payer/payee, one LX per claim (its CLP and what follows), then PLB."""
+    head = [f"BPR*I*{total}*C*ACH*CCP*01*011000015*DA*0001234567*1999999999**01*021000021*DA*0007654321*{day}",
+            f"TRN*1*{trace}*1999999999", "N1*PR*Medicare Part B*XV*00952", "N1*PE*Riverside Rehab Clinic*XX*1234567893"]
+    body: list[str] = []
+    for n, segments in enumerate(claims, start=1):
+        body += [f"LX*{n}", *segments]
+    return head + body + (plb or [])
