@@ -16,10 +16,19 @@ from mappings.x12.eligibility_fhir import TRACE_SYSTEM, coverage_eligibility_res
 from mappings.x12.read271 import EligibilityResult
 
 
+def entry_resource(entry: dict[str, Any]) -> dict[str, Any]:
+    """The resource of a search Bundle entry (the store hands it as raw JSON text)."""
+    value = entry.get("resource")
+    encoded = getattr(value, "encoded_json", None)
+    if isinstance(encoded, str):
+        return dict(jsonio.loads(encoded))
+    return dict(value) if isinstance(value, dict) else {}
+
+
 def _first(fhir: FhirService, resource_type: str, token: str) -> dict[str, Any] | None:
     found = fhir.search(resource_type, [("identifier", token), ("_count", "2")], strict=True)
     matches = [e for e in found.get("entry", []) if e.get("search", {}).get("mode") == "match"]
-    return matches[0].get("resource") if len(matches) == 1 else None
+    return entry_resource(matches[0]) if len(matches) == 1 else None
 
 
 def apply_271(fhir: FhirService, results: list[EligibilityResult], *, control_number: str,

@@ -3,7 +3,7 @@ to the clearinghouse (ADR 0013). The 271 comes back as a response file (polled, 
 hand) and becomes a ``CoverageEligibilityResponse`` linked to this request by the trace number.
 
 The 270 is an outbound message delivered by the sync engine through the ``x12_billing`` connector
-(event ``billing.270``, idempotency key = its message id): sent after the commit, retried like any
+(event ``x12.270``, idempotency key = its message id): sent after the commit, retried like any
 delivery, never twice under two names. Its control numbers come from
 :func:`hub.store.billing_repository.allocate_control_numbers` in the same transaction.
 
@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from hub.billing.eligibility_apply import entry_resource
 from hub.errors import BadRequest, NotFound
 from hub.fhir.service import FhirService
 from hub.kit import utcnow
@@ -41,7 +42,7 @@ from mappings.x12.write270 import write_270
 
 __all__ = ["EligibilityRequested", "request_eligibility"]
 
-EVENT = "billing.270"
+EVENT = "x12.270"  # x12.*: delivered as an X12 interchange (hub.sync.delivery.content_type_of)
 _NAMESPACE = uuid.UUID("3c1f6a52-8e0b-5d47-a2c9-270000000001")
 
 
@@ -82,7 +83,7 @@ def _provider(fhir: FhirService, reference: str | None, payer_id: str) -> dict[s
         return _read(fhir, reference, "Organization")
     found = fhir.search("Organization", [("_count", "50")], strict=True)
     for entry in found.get("entry", []):
-        org = entry.get("resource") or {}
+        org = entry_resource(entry)
         if org.get("id") != payer_id and any(i.get("system") == NPI_SYSTEM for i in org.get("identifier") or []):
             return dict(org)
     raise BadRequest("no provider organization with an NPI: name it (provider)", expression="provider")

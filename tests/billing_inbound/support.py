@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from hub.billing.eligibility_apply import entry_resource
 from hub.services import fhir_service
 from hub.settings import Settings
 from hub.store.models import BillingClaim
@@ -83,7 +84,9 @@ def patient_and_coverage(settings: Settings, *, patient: str = "pat-jones", cove
             "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": CLINIC.npi}]})
         fhir.update("Patient", patient, {
             "resourceType": "Patient", "id": patient, "name": [{"family": "Jones", "given": ["Robert"]}],
-            "birthDate": "1950-03-14", "gender": "male"})
+            "birthDate": "1950-03-14", "gender": "male",
+            "address": [{"use": "home", "line": ["12 Elm Street"], "city": "Springfield", "state": "IL",
+                         "postalCode": "62704"}]})
         fhir.update("Coverage", coverage, {
             "resourceType": "Coverage", "id": coverage, "status": "active",
             "identifier": [{"system": MEMBER_SYSTEM, "value": JONES.member_id}],
@@ -143,7 +146,7 @@ def resource(settings: Settings, resource_type: str, resource_id: str) -> dict[s
 def search(settings: Settings, resource_type: str, items: list[tuple[str, str]]) -> list[dict[str, Any]]:
     with unit_of_work(settings, readonly=True) as session:
         bundle = fhir_service(session, settings, TENANT, "/fhir").search(resource_type, items, strict=True)
-    return [e["resource"] for e in bundle.get("entry", []) if e.get("search", {}).get("mode") == "match"]
+    return [entry_resource(e) for e in bundle.get("entry", []) if e.get("search", {}).get("mode") == "match"]
 
 
 def envelope(sets: Sequence[tuple[str, list[str]]], *, functional: str = "HP", version: str = "005010X221A1",
