@@ -42,7 +42,8 @@ def test_analytics_of_a_known_set(client: TestClient, settings: Settings) -> Non
         "submitted": {"count": 1, "charge_cents": 4000, "paid_cents": 0},
     }
     [co50] = body["denials"]["by_carc"]
-    assert (co50["group"], co50["carc"], co50["count"], co50["amount_cents"], co50["claims"]) == ("CO", "50", 2, 12500, 2)
+    assert (co50["group"], co50["carc"], co50["count"], co50["amount_cents"]) == ("CO", "50", 2, 12500)
+    assert co50["claims"] == 2
     assert co50["description"] and "medical necessity" in co50["description"].lower()
     [payer] = body["denials"]["by_payer"]
     assert payer["payer_id"] == "00952" and payer["count"] == 2
