@@ -13,10 +13,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from connectors import registry
 from connectors.base import ConnectorError
 from hub.billing import imports_queries as q
-from hub.billing.imports import import_x12
+from hub.billing.imports import external_id_for, import_x12
 from hub.billing.imports_result import ImportResult
 from hub.settings import Settings
 from hub.store import sync_repository as repo
@@ -74,9 +76,18 @@ def poll_billing(settings: Settings, connector_id: int) -> BillingPoll | None:
             report.ok, report.error = False, str(exc)
             return report
         for remote in remote_files:
-            with unit_of_work(settings) as session:  # committed before the clearinghouse forgets it
-                result = import_x12(session, settings, tenant=tenant, raw=remote.content, source=name,
-                                    name=remote.name, connector_id=connector_id)
+            try:
+                with unit_of_work(settings) as session:  # committed before the clearinghouse forgets it
+                    result = import_x12(session, settings, tenant=tenant, raw=remote.content, source=name,
+                                        name=remote.name, connector_id=connector_id)
+            except IntegrityError:  # a concurrent poll recorded the same file first: it is stored
+                with unit_of_work(settings, readonly=True) as session:
+                    earlier = repo.message_by_external_id(session, tenant=tenant, source=name,
+                                                          external_id=external_id_for(remote.name, remote.content,
+                                                                                      manual=False))
+                if earlier is None:
+                    raise
+                result = ImportResult(earlier.id, remote.name, duplicate=True)
             report.files.append(result)
             try:
                 connector.acknowledge(remote)

@@ -12,9 +12,10 @@ from hub.billing.imports import import_x12
 from hub.billing.imports_poll import poll_billing, poll_billing_all
 from hub.settings import Settings
 from hub.store.models import Message, ResourceVersion
+from hub.sync.config import SyncConfig
 from hub.unit_of_work import unit_of_work
 from sandboxes.clearinghouse import SandboxClearinghouse
-from tests.billing_inbound.support import TENANT, billing_claim, claim, sent_file
+from tests.billing_inbound.support import TENANT, billing_claim, claim, ensure, sent_file
 from workers.app import make_celery
 
 
@@ -85,3 +86,17 @@ def test_the_beat_task_polls_every_clearinghouse_and_the_admin_api_polls_now(
     assert client.post("/admin/api/billing/connectors/nosuch/poll").status_code == 404
     schedule = make_celery("memory://", billing_poll_interval=120.0).conf.beat_schedule
     assert schedule["billing-poll"] == {"task": "hub.billing_poll", "schedule": 120.0}
+
+
+def test_poll_over_https(settings: Settings, house: SandboxClearinghouse) -> None:
+    ensure(settings)
+    with unit_of_work(settings) as session:
+        connector_id = SyncConfig(session, tenant=TENANT, settings=settings).add_connector(
+            name="clearinghouse-api", kind="x12_billing", config=house.connector_config("https")).id
+    sent = sent_file(settings, [claim("TH951", ("97110", "100.00"))], 95, connector_id=connector_id)
+    with X12BillingConnector(house.connector_config("https")) as connector:  # type: ignore[arg-type]
+        connector.submit("claims.x12", sent.file, "file-95")
+    house.wait_for_responses(3)
+    report = poll_billing(settings, connector_id)
+    assert report is not None and report.ok and report.acknowledged == 3
+    assert house.responses() == [] and billing_claim(settings, "TH951").status == "paid"
