@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from fastapi.testclient import TestClient
+
 from connectors.x12_billing import X12BillingConnector
 from hub.billing.imports import MANUAL_SOURCE, ImportResult, import_x12
 from hub.settings import Settings
@@ -121,3 +123,19 @@ def test_a_payment_for_an_unknown_claim_is_kept_as_unmatched_and_the_plb_is_kept
     assert remittance["unmatched"][0]["paid_cents"] == 3200
     [plb] = remittance["provider_adjustments"]["adjustments"]
     assert plb["reason"] == "WO" and float(plb["amount"]) == 5
+
+
+def test_the_admin_api_imports_a_file(client: TestClient, settings: Settings) -> None:
+    sent_file(settings, [claim("TH9901", ("97110", "100.00"))], 9901)
+    raw = envelope([("835", remit_body(["CLP*TH9901*1*100*64*16*MB*P9901*11*1", "CAS*CO*45*20", "CAS*PR*2*16"],
+                                       total="64"))])
+    answer = client.post("/admin/api/billing/import", content=raw,
+                         headers={"Content-Type": "application/edi-x12", "X-Filename": "remit-9901.835"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["ok"] and body["name"] == "remit-9901.835" and body["claims"] == {"paid": 1}
+    assert body["paid_cents"] == 6400 and body["sets"][0]["resources"][0].startswith("ClaimResponse/")
+    again = client.post("/admin/api/billing/import", content=raw, headers={"Content-Type": "application/edi-x12"})
+    assert again.json()["duplicate"] is True and again.json()["message_id"] == body["message_id"]
+    assert client.post("/admin/api/billing/import", content=b"").status_code == 400
+    assert billing_claim(settings, "TH9901").paid_cents == 6400
