@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ from hub.billing.eligibility_apply import apply_271
 from hub.billing.imports_acks import apply_277ca, apply_999, apply_ta1
 from hub.billing.imports_result import ImportResult, SetOutcome
 from hub.billing.remits_apply import apply_835
-from hub.crypto import encrypt
+from hub.crypto import decrypt, encrypt
 from hub.kit import utcnow
 from hub.services import fhir_service
 from hub.settings import Settings
@@ -83,6 +84,7 @@ def import_x12(session: Session, settings: Settings, *, tenant: str, raw: bytes,
         return result
     fhir = fhir_service(session, settings, tenant, settings.fhir_base or "/fhir", lambda: when)
     kept: list[dict[str, Any]] = []
+    group_of = _group_reader(session, inbox, tenant)
     for interchange in x12.interchanges:
         for segment in interchange.acknowledgements:
             result.sets.append(_in_savepoint(session, lambda seg=segment: apply_ta1(
@@ -90,7 +92,7 @@ def import_x12(session: Session, settings: Settings, *, tenant: str, raw: bytes,
         for group in interchange.groups:
             for transaction in group.transactions:
                 outcome = _apply_set(session, fhir, transaction, tenant=tenant, connector_id=connector_id,
-                                     now=when, kept=kept)
+                                     now=when, kept=kept, group_of=group_of)
                 result.sets.append(outcome)
     envelope = [str(error) for error in x12.errors if error.transaction is None]
     if envelope:
@@ -126,8 +128,30 @@ def _set_errors(transaction: TransactionSet) -> list[str]:
     return [str(error) for error in transaction.errors]
 
 
+def _group_reader(session: Session, inbox: Inbox, tenant: str) -> Callable[[str], str | None]:
+    """GS06 of the 837P file message ``message_id`` (None when it is not on file or not readable)."""
+    seen: dict[str, str | None] = {}
+
+    def group_of(message_id: str) -> str | None:
+        if message_id not in seen:
+            message = repo.message_by_id(session, tenant=tenant, message_id=message_id)
+            raw = decrypt(inbox.box, message.raw_payload) if message is not None else None
+            group = None
+            if raw:
+                try:
+                    groups = [g for i in read_interchanges(raw).interchanges for g in i.groups]
+                    group = groups[0].control_number if groups else None
+                except X12SyntaxError:
+                    group = None
+            seen[message_id] = group
+        return seen[message_id]
+
+    return group_of
+
+
 def _apply_set(session: Session, fhir: Any, transaction: TransactionSet, *, tenant: str, connector_id: int | None,
-               now: datetime, kept: list[dict[str, Any]]) -> SetOutcome:
+               now: datetime, kept: list[dict[str, Any]],
+               group_of: Callable[[str], str | None] = lambda message_id: None) -> SetOutcome:
     kind, control = transaction.id, transaction.control_number
     label = "277CA" if kind == "277" else kind
     if transaction.errors:  # its envelope is broken: what it says cannot be trusted, it is kept, not applied
@@ -137,7 +161,7 @@ def _apply_set(session: Session, fhir: Any, transaction: TransactionSet, *, tena
         if report.errors:
             return SetOutcome(label, control, errors=[str(e) for e in report.errors])
         return _in_savepoint(session, lambda: apply_999(session, report, tenant=tenant, connector_id=connector_id,
-                                                        now=now), label, control)
+                                                        now=now, group_of=group_of), label, control)
     if kind == "277" and (not transaction.version or transaction.version.startswith(CLAIM_ACK_VERSION)):
         claims = read_277(transaction)
         if claims.errors:

@@ -7,6 +7,7 @@ values the payer copied back (IK404) nor its free text (STC12).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -70,9 +71,11 @@ def apply_ta1(session: Session, ack: InterchangeAck, *, tenant: str, connector_i
 
 
 def apply_999(session: Session, report: AckReport, *, tenant: str, connector_id: int | None,
-              now: datetime) -> SetOutcome:
+              now: datetime, group_of: Callable[[str], str | None] = lambda message_id: None) -> SetOutcome:
     """Each AK2 to the claims of the 837P set with that ST02: accepted, or rejected with the IK3/IK4
-    of the claim when a CTX names it (else the set's errors)."""
+    of the claim when a CTX names it (else the set's errors). ``group_of(file_message_id)``: the GS06
+    of the 837P file that carried a claim (None when unknown); a claim whose file has another GS06
+    than the AK102 is not this 999's."""
     outcome = SetOutcome("999", report.control_number)
     outcome.applied = True
     for response in report.transactions:
@@ -82,6 +85,12 @@ def apply_999(session: Session, report: AckReport, *, tenant: str, connector_id:
             outcome.errors.append("AK2: AK202 is not a control number [x12.999.control]")
             continue
         claims = q.claims_of_transaction(session, tenant=tenant, transaction_control=number, connector_id=connector_id)
+        files = {claim.file_message_id for claim in claims if claim.file_message_id}
+        other = {f for f in files if (group_of(f) or report.group_control_number) != report.group_control_number}
+        if other:
+            outcome.warnings.append(f"AK2 for ST02 {response.control_number}: {len(other)} claim files of another "
+                                    f"group (GS06) than AK102 {report.group_control_number} left alone")
+            claims = [claim for claim in claims if claim.file_message_id not in other]
         if not claims:
             outcome.warnings.append(f"AK2 for ST02 {response.control_number}: no claim file of the hub has it")
             continue

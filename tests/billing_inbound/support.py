@@ -18,6 +18,7 @@ from hub.services import fhir_service
 from hub.settings import Settings
 from hub.store.models import BillingClaim
 from hub.store.repository import ensure_tenant
+from hub.sync.inbox import Inbox
 from hub.unit_of_work import unit_of_work
 from mappings.billing.codes import LINE_CONTROL_EXTENSION
 from mappings.billing.model import (
@@ -104,12 +105,17 @@ class Sent:
 
 
 def sent_file(settings: Settings, claims: Sequence[ProfessionalClaim], number: int, *,
-              connector_id: int | None = None, submitted_at: datetime = NOW) -> Sent:
-    """Claims recorded as submitted in one 837P file with control numbers ``number``; the file."""
+              connector_id: int | None = None, submitted_at: datetime = NOW, group: int | None = None,
+              record_file: bool = False) -> Sent:
+    """Claims recorded as submitted in one 837P file with control numbers ``number`` (GS06 ``group``);
+    the file (kept as the claims' outbound file message with ``record_file``)."""
     patient_and_coverage(settings)
-    control = ControlNumbers(interchange=number, group=number, transaction=number)
+    control = ControlNumbers(interchange=number, group=group or number, transaction=number)
+    text = write_837p(list(claims), submitter(), control, created=NOW)
     ids: list[str] = []
     with unit_of_work(settings) as session:
+        file_message = (Inbox(session, tenant=TENANT, settings=settings).record_outbound(
+            event="x12.837P", raw=text, reply_to=None, at=submitted_at).id if record_file else None)
         fhir = fhir_service(session, settings, TENANT, "/fhir")
         for pc in claims:
             claim_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"claim|{pc.patient_control_number}"))
@@ -120,11 +126,10 @@ def sent_file(settings: Settings, claims: Sequence[ProfessionalClaim], number: i
                 patient_id="pat-jones", discipline="PT", payer_id=pc.payer.payer_id, connector_id=connector_id,
                 status="submitted", frequency_code="1", charge_cents=int(pc.total_charge * 100),
                 service_from=datetime.combine(first, datetime.min.time()),
-                service_to=datetime.combine(first, datetime.min.time()), file_message_id=None,
+                service_to=datetime.combine(first, datetime.min.time()), file_message_id=file_message,
                 interchange_control=number, transaction_control=number, created_at=submitted_at,
                 updated_at=submitted_at, submitted_at=submitted_at))
             ids.append(claim_id)
-    text = write_837p(list(claims), submitter(), control, created=NOW)
     return Sent(text.encode(), control, tuple(ids))
 
 

@@ -7,7 +7,7 @@ from hub.billing.imports import MANUAL_SOURCE, import_x12
 from hub.settings import Settings
 from hub.unit_of_work import unit_of_work
 from sandboxes.clearinghouse import SandboxClearinghouse
-from tests.billing_inbound.support import TENANT, billing_claim, claim, sent_file
+from tests.billing_inbound.support import TENANT, billing_claim, claim, envelope, sent_file
 
 
 def _import(settings: Settings, raw: bytes, name: str, connector_id: int | None = None):  # type: ignore[no-untyped-def]
@@ -79,3 +79,17 @@ def test_a_ta1_rejecting_the_interchange_rejects_its_claims(settings: Settings) 
     assert result.claims() == {"rejected": 1}
     row = billing_claim(settings, "TH4001")
     assert row.status == "rejected" and row.status_detail and row.status_detail.startswith("TA1 R: TA105 022")
+
+
+def _ack(group: int, st02: str) -> bytes:
+    return envelope([("999", [f"AK1*HC*{group}*005010X222A1", f"AK2*837*{st02}*005010X222A1", "IK5*A",
+                              "AK9*A*1*1*1"])], functional="FA", version="005010X231A1", control=950 + group % 10)
+
+
+def test_a_999_of_another_group_leaves_the_claims_of_a_file_alone(settings: Settings) -> None:
+    sent_file(settings, [claim("TH4101", ("97110", "100.00"))], 1201, group=77, record_file=True)
+    other = _import(settings, _ack(78, "1201"), "other.999")
+    assert other.claims() == {} and "another group (GS06)" in other.sets[0].warnings[0]
+    assert billing_claim(settings, "TH4101").status == "submitted"
+    assert _import(settings, _ack(77, "1201"), "ours.999").claims() == {"accepted": 1}
+    assert billing_claim(settings, "TH4101").status == "accepted"
