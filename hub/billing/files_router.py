@@ -20,7 +20,7 @@ from hub.billing.imports import MANUAL_SOURCE, import_x12
 from hub.billing.imports_poll import poll_billing_named
 from hub.boundary import Audit, Caller, Work
 from hub.deps import SettingsDep, TenantDep, get_clock, require_roles
-from hub.errors import PROBLEMS, BadRequest
+from hub.errors import PROBLEMS, BadRequest, HubError
 from hub.fhir.router import fhir_base
 from hub.jsonbody import JsonBodyRoute
 
@@ -77,8 +77,17 @@ async def import_file(request: Request, settings: SettingsDep, tenant: TenantDep
 async def poll_now(request: Request, settings: SettingsDep, tenant: TenantDep,
                    name: str = Path(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")) -> dict[str, Any]:
     what = f"POST {request.url.path}"
-    report = await run_in_threadpool(poll_billing_named, settings, tenant, name)
     audit = Audit(interaction="operation", resource_type="ClaimResponse", description=what, failure=_failure(what))
+    try:  # the poll commits file by file in units of work of its own; then its audit
+        report = await run_in_threadpool(poll_billing_named, settings, tenant, name)
+    except HubError as exc:
+        failed: HubError = exc
+
+        def fail(work: Work) -> None:
+            raise failed
+
+        await _run(request, settings, tenant, audit, fail)  # audits the failure, raises it again
+        raise
     await _run(request, settings, tenant, audit, lambda work: None)
     return report.view()
 
