@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub import __version__, logs, processes
 from hub.admin.router import router as admin_router
 from hub.billing.router import router as billing_router
+from hub.billing.files_router import router as billing_files_router
 from hub.broker import Enqueuer
 from hub.dashboard.router import router as dashboard_router
 from hub.documents.router import router as documents_router
@@ -237,6 +238,7 @@ def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = 
     app.include_router(admin_router)
     app.include_router(billing_router)
     app.include_router(documents_router)
+    app.include_router(billing_files_router)
     app.include_router(referrals_router)
     app.include_router(auth_router)
     app.include_router(inbound_fax_router)

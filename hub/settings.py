@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(
         default=60.0, gt=0, description="How often beat polls the connectors that can poll (EMR feeds)."
     )
+    billing_poll_seconds: float = Field(
+        default=300.0, gt=0, description="How often beat polls the clearinghouses (x12_billing) for response files."
+    )
     worker_shutdown_seconds: float = Field(
         default=10.0, gt=0, description="A stopping worker finishes its running tasks within this time, then exits."
     )

@@ -1,5 +1,6 @@
 """A sandbox clearinghouse on 127.0.0.1: an SFTP drop and an HTTP API for 837P claim files, answering
-with a 999, a 277CA per transaction set and (now, later, or when released) an 835.
+with a 999, a 277CA per transaction set and (now, later, or when released) an 835; and a 270
+eligibility inquiry with a 271 (``<stem>.271``, :mod:`sandboxes.clearinghouse_271`).
 
 At start it makes, in a private temporary directory (gone at stop): an Ed25519 host key (pin it with
 :attr:`SandboxClearinghouse.host_key_line` or ``.host_key_fingerprint``), one user ``clinic`` with a
@@ -50,6 +51,7 @@ from typing import Any, ClassVar, Literal
 
 import asyncssh
 
+from sandboxes import clearinghouse_271 as eligibility
 from sandboxes import clearinghouse_x12 as x12
 from sandboxes.base import HOST, MisbehaviourControls, ThreadedHttpSandbox, is_number
 from sandboxes.clearinghouse_http import ClearinghouseHandler
@@ -122,6 +124,7 @@ class SandboxClearinghouse(ThreadedHttpSandbox[ClearinghouseControls]):
         self.host_key = asyncssh.generate_private_key("ssh-ed25519")
         self._sftp: SftpServerThread | None = None
         self._timers: list[threading.Timer] = []
+        self.visits_used: dict[str, int] = {}  # member id -> visits used this year (the 271's table)
         super().__init__(port, **controls)
 
     # ------------------------------------------------------------------------- identity
@@ -339,6 +342,10 @@ class SandboxClearinghouse(ThreadedHttpSandbox[ClearinghouseControls]):
             return x12.Writer(sender=read.receiver or "SANDBOXCH", receiver=read.sender or "SUBMITTER",
                               functional_id=kind, version=version, control=self._next_control(), now=now)
 
+        if eligibility.is_270(content):  # an eligibility inquiry: answered with a 271 at once
+            answer = eligibility.answer_270(content, writer("HB", eligibility.VERSION), visits_used=self.visits_used)
+            self._write(user, f"{stem}.271", answer)
+            return ReceivedClaimFile(user, name, channel, digest, len(content), True, 0, 0, (), (f"{stem}.271",))
         self._write(user, f"{stem}.999", x12.acknowledgment(read, writer("FA", "005010X231A1")))
         written.append(f"{stem}.999")
         accepted = [r for r in read.sets if r.accepted]

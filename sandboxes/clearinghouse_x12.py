@@ -82,6 +82,7 @@ class Problem:
     code: str  # IK304
     element: int | None = None
     element_code: str | None = None  # IK403
+    claim: str = ""  # CLM01 of the claim the segment belongs to: a CTX*CLM01 business unit
 
 
 @dataclass
@@ -146,7 +147,8 @@ def _check(tx: TransactionSet) -> SetResult:
 
     def problem(seg: Segment, loop: str, code: str, element: int | None = None, element_code: str | None = None
                 ) -> None:
-        problems.append(Problem(seg.id, at(seg), loop, code, element, element_code))
+        problems.append(Problem(seg.id, at(seg), loop, code, element, element_code,
+                                claim.control if claim is not None and seg.id != "CLM" else ""))
 
     if tx.id != "837":
         return SetResult(tx, [], [], ["1"])
@@ -272,6 +274,8 @@ def acknowledgment(read: ReadClaimFile, writer: Writer) -> str:
         segments.append(f"AK2*{tx.id}*{tx.control_number}*{IG_837P}")
         for p in result.problems:
             segments.append(f"IK3*{p.segment_id}*{p.position}*{p.loop}*{p.code}")
+            if p.claim:
+                segments.append(f"CTX*CLM01:{p.claim}")
             if p.element is not None:
                 segments.append(f"IK4*{p.element}**{p.element_code}")
         if result.accepted:

@@ -20,11 +20,13 @@ from hub.store.db import close_engines
 #: the scheduled housekeeping tasks: their "received" / "succeeded" / "sending due task" lines are
 #: DEBUG, so that an idle hub is quiet; the tasks log at INFO themselves when they changed something
 HOUSEKEEPING = frozenset({"hub.sweep", "hub.purge", "hub.poll_all", "hub.poll", "hub.certification_clocks",
-                          "hub.document_intake", "hub.confirmation_timeouts", "hub.direct_mdn_timeouts"})
+                          "hub.document_intake", "hub.confirmation_timeouts", "hub.direct_mdn_timeouts",
+                          "hub.billing_poll"})
 
 
 def make_celery(
-    broker_url: str, *, sweep_interval: float = 10.0, poll_interval: float = 60.0, queue: str = broker.QUEUE
+    broker_url: str, *, sweep_interval: float = 10.0, poll_interval: float = 60.0, queue: str = broker.QUEUE,
+    billing_poll_interval: float = 300.0,
 ) -> Celery:
     app = Celery(broker.APP_NAME, broker=broker_url, include=["workers.tasks"])
     app.conf.update(
@@ -40,6 +42,7 @@ def make_celery(
             "certification-clocks": {"task": "hub.certification_clocks", "schedule": 6 * 3600.0},
             "document-intake": {"task": "hub.document_intake", "schedule": 60.0},
             "confirmation-timeouts": {"task": "hub.confirmation_timeouts", "schedule": 60.0},
+            "billing-poll": {"task": "hub.billing_poll", "schedule": billing_poll_interval},
         },
     )
     return app
@@ -142,6 +145,7 @@ def _default_app() -> Celery:
         settings.effective_broker_url,
         sweep_interval=settings.sweep_interval_seconds,
         poll_interval=settings.poll_interval_seconds,
+        billing_poll_interval=settings.billing_poll_seconds,
         queue=settings.task_queue,
     )
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from celery import shared_task
 
 from connectors.base import ConnectorError
+from hub.billing.imports_poll import poll_billing_all
 from hub.documents.intake import run_intake, sweep_received
 from hub.referrals.jobs import refresh_all_tenants
 from hub.settings import get_settings
@@ -111,3 +112,13 @@ def direct_mdn_timeouts() -> int:
     """The old name of ``hub.confirmation_timeouts`` (a beat or a queue of an earlier release may still
     send it): the same sweep."""
     return sweep_unconfirmed(get_settings())
+
+
+@shared_task(name="hub.billing_poll", ignore_result=True)
+def billing_poll() -> int:
+    """Poll every enabled clearinghouse (``x12_billing``) for response files: each is recorded, then
+    acknowledged, then applied (:mod:`hub.billing.imports_poll`); returns how many files were new."""
+    new = poll_billing_all(get_settings())
+    if new:
+        log.info("hub.billing_poll.imported", extra={"documents": new})
+    return new

@@ -7,7 +7,6 @@ at the end of this module, so ``hub billing --help`` lists them all."""
 
 from __future__ import annotations
 
-import importlib
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -137,11 +136,7 @@ def billing_submit(
         raise typer.Exit(1)
 
 
-# ------------------------------------------------------------------ the inbound side's commands
-# hub/cli/billing_files.py does ``from hub.cli.billing import billing_app`` and adds ``import`` and
-# ``eligibility`` with ``@billing_app.command(...)``; it is imported here, when it is there.
-try:
-    importlib.import_module("hub.cli.billing_files")
-except ModuleNotFoundError as exc:  # not there (yet): the outbound commands alone
-    if exc.name != "hub.cli.billing_files":
-        raise
+# ------------------------------------------------------------------ the commands of the inbound side
+from hub.cli.billing_files import register as _register_files  # noqa: E402 - after billing_app is defined
+
+_register_files(billing_app)
