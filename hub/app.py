@@ -21,8 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub import __version__, logs, processes
 from hub.admin.router import router as admin_router
-from hub.billing.router import router as billing_router
 from hub.billing.files_router import router as billing_files_router
+from hub.billing.router import router as billing_router
 from hub.broker import Enqueuer
 from hub.dashboard.router import router as dashboard_router
 from hub.documents.router import router as documents_router
