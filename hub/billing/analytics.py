@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from hub.billing import imports_queries as q
 from hub.errors import NotFound
 from hub.fhir.service import FhirService
+from hub.store.billing_statuses import DENIAL_STATUSES, PAID_STATUSES
 from hub.store.models import BillingClaim
 from mappings.fhir import jsonio
 from mappings.x12.carc import carc_description
@@ -33,8 +34,8 @@ from mappings.x12.remittance_fhir import CARC_SYSTEM, GROUP_SYSTEM
 
 __all__ = ["billing_analytics", "days_summary"]
 
-PAID = ("paid", "partially_paid")
-DENIED = ("denied", "partially_paid")
+PAID = PAID_STATUSES
+DENIED = DENIAL_STATUSES
 
 
 def _cents(value: Any) -> int:

@@ -26,12 +26,11 @@ from hub.fhir.service import FhirService
 from hub.kit import utcnow
 from hub.services import fhir_service
 from hub.settings import Settings
+from hub.store.billing_statuses import CLAIM_STATUSES
 from hub.store.models import BillingClaim
 
 __all__ = ["CLAIM_STATUSES", "BillingService"]
 
-CLAIM_STATUSES = ("draft", "blocked", "ready", "submitted", "accepted", "rejected", "acknowledged",
-                  "payer_rejected", "paid", "partially_paid", "denied", "reversed")
 
 
 class BillingService:

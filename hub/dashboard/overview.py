@@ -38,7 +38,7 @@ async def overview(request: Request, user: UserDep) -> Response:
     loop = (await run(user.settings, referral_work(request, user, referrals)) if sees_referrals(user)
             else {"referrals": [], "obligations": []})
     claims = (await run(user.settings, billing_work(request, user, "search-type", None,
-                                                    lambda s: tenant_totals(s, tenant=user.tenant)))
+                                                    lambda s, _: tenant_totals(s, tenant=user.tenant)))
               if sees_billing(user) else None)
     by_status = Counter(r["status"] or "unknown" for r in loop["referrals"])
     overdue = sum(1 for o in loop["obligations"] if o["overdue"])

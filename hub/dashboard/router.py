@@ -15,15 +15,16 @@ nothing but the static stylesheet, and their Content-Security-Policy allows noth
 The pages live beside this route table: :mod:`hub.dashboard.pages` (what every page shares: the HTML
 route, the signed-in user, the CSRF check), :mod:`hub.dashboard.signin`, :mod:`hub.dashboard.overview`,
 :mod:`hub.dashboard.messages` (messages, delivery jobs, dead letters, connectors) and
-:mod:`hub.dashboard.referrals`, :mod:`hub.dashboard.documents` (the document intake's triage) and
-:mod:`hub.dashboard.billing` (claims by status, their amounts and the scrubber's findings; read only).
+:mod:`hub.dashboard.referrals`, :mod:`hub.dashboard.documents` (the document intake's triage),
+:mod:`hub.dashboard.billing` (claims by status, their amounts, the scrubber's findings and the analytics)
+and :mod:`hub.dashboard.billing_actions` (build, scrub again, submit).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hub.dashboard import billing, documents, messages, overview, referrals, signin
+from hub.dashboard import billing, billing_actions, documents, messages, overview, referrals, signin
 from hub.dashboard.pages import DashboardRoute
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
@@ -48,3 +49,6 @@ router.add_api_route("/documents", documents.documents, methods=GET)
 router.add_api_route("/documents/{document_id}/match", documents.match, methods=POST)
 router.add_api_route("/billing", billing.billing, methods=GET)
 router.add_api_route("/billing/claims/{claim_id}", billing.claim, methods=GET)
+router.add_api_route("/billing/build", billing_actions.build, methods=POST)
+router.add_api_route("/billing/submit", billing_actions.submit, methods=POST)
+router.add_api_route("/billing/claims/{claim_id}/scrub", billing_actions.scrub, methods=POST)

@@ -10,6 +10,7 @@ never from the patient's data), and the findings are the scrubber's rule ids and
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from hub.store.billing_statuses import ADJUDICATED_STATUSES, CLAIM_STATUSES, SENT_STATUSES
 from hub.store.models import BillingClaim, Tenant
 
 __all__ = [
@@ -31,15 +33,8 @@ __all__ = [
     "claim_totals",
     "list_claims",
     "tenant_totals",
+    "totals_of",
 ]
-
-#: every status of a claim, in the order it moves (ADR 0013)
-CLAIM_STATUSES = ("draft", "blocked", "ready", "submitted", "accepted", "rejected", "acknowledged",
-                  "payer_rejected", "paid", "partially_paid", "denied", "reversed")
-#: a claim in one of these went out to the clearinghouse: its charge counts as billed
-SENT_STATUSES = CLAIM_STATUSES[CLAIM_STATUSES.index("submitted"):]
-#: the payer decided these: the denominator of the denial rate
-ADJUDICATED_STATUSES = ("paid", "partially_paid", "denied")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +135,17 @@ def _by_status(rows: list[Any]) -> dict[str, StatusTotals]:
     for _tenant, status, count, charge, paid, patient in rows:
         out[status] = StatusTotals(int(count), int(charge), int(paid), int(patient))
     return out
+
+
+def totals_of(by_status: Mapping[str, Mapping[str, int]]) -> BillingTotals:
+    """Totals from counts and sums per status (``count``, ``charge_cents``, ``paid_cents``, and
+    ``patient_responsibility_cents`` when known), as :func:`hub.billing.analytics.billing_analytics`
+    gives them for a period: the same definitions of billed, paid and denial rate as the whole store's."""
+    out = {s: StatusTotals() for s in CLAIM_STATUSES}
+    for status, sums in by_status.items():
+        out[status] = StatusTotals(int(sums.get("count", 0)), int(sums.get("charge_cents", 0)),
+                                   int(sums.get("paid_cents", 0)), int(sums.get("patient_responsibility_cents", 0)))
+    return BillingTotals(out)
 
 
 def tenant_totals(session: Session, *, tenant: str) -> BillingTotals:
