@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from hub.billing.analytics import billing_analytics
 from hub.billing.results import EDITABLE
-from hub.dashboard.pages import MAX_INT, PAGE_SIZES, T, User, UserDep, notice, render, run
+from hub.dashboard.pages import MAX_INT, PAGE_SIZES, T, User, UserDep, notice, render, run, templates
 from hub.errors import NotFound
 from hub.fhir.router import fhir_base
 from hub.fhir.service import FhirService
@@ -54,6 +54,14 @@ NO_BILLING_SCOPE = ("The signed-in client's scopes do not allow reading and sear
 
 NO_BILLING_RIGHTS = ("Building, scrubbing and submitting claims needs an admin client whose scopes allow reading "
                      "and searching Claim and ClaimResponse and writing Claim.")
+
+
+def _days(value: float | None) -> str:
+    """Days to payment as the page shows them (12, 5.5, 12.25); — when there are none."""
+    return "—" if value is None else f"{round(float(value), 2):g}"
+
+
+templates.filters["days"] = _days
 
 
 def sees_billing(user: User) -> bool:
