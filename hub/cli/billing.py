@@ -14,12 +14,15 @@ from typing import Any
 import typer
 
 from hub.cli.common import TenantOpt, admin_context, print_table
+from hub.store.billing_statuses import CLAIM_STATUSES
 
 __all__ = ["billing_app", "billing_build", "billing_claims", "billing_export", "billing_scrub", "billing_submit"]
 
 billing_app = typer.Typer(
-    help="Billing: build a claim per finished visit with billable charges, scrub it, and send the claims "
-    "that pass as X12 837P files to the clearinghouse (an x12_billing connector with a 'billing' profile).",
+    help="Billing: build a claim per finished visit with billable charges, scrub it, send the claims that "
+    "pass as X12 837P files to the clearinghouse (an x12_billing connector with a 'billing' profile), and "
+    "import what comes back (999, TA1, 277CA, 835, 271).\n\n"
+    "In order: build, claims, scrub, submit (or export); then import, by hand or by the billing poll.",
     no_args_is_help=True,
 )
 
@@ -40,12 +43,12 @@ def _run(tenant: str | None, work: Any) -> Any:
 
 @billing_app.command("claims")
 def billing_claims(
-    status: str | None = typer.Option(None, "--status", help="Only claims in this status (draft, blocked, ready, "
-                                      "submitted, accepted, rejected, paid, denied...); several comma-separated."),
-    limit: int = typer.Option(100, min=1, max=500, help="How many, newest date of service first."),
+    status: str | None = typer.Option(None, "--status", help="Only claims in this status, or several "
+                                      "comma-separated: " + ", ".join(CLAIM_STATUSES) + "."),
+    limit: int = typer.Option(100, min=1, max=500, help="How many claims to list, newest date of service first."),
     tenant: str | None = TenantOpt,
 ) -> None:
-    """List claims: status, payer, discipline, charge, dates of service, findings (no patient names)."""
+    """List claims with their status, payer, charge and findings (no patient names)."""
     views = _run(tenant, lambda svc: svc.claims(status=status, limit=limit))
     rows = [[v["claim_id"], v["patient_control_number"], v["status"], v["payer_id"], v["discipline"], v["charge"],
              v["paid"], v["service_from"], f"{v['errors']}/{v['findings']}", v["submitted_at"]] for v in views]
@@ -59,7 +62,9 @@ def billing_build(
                                        help="Only visits that started on or before this date (default: all)."),
     tenant: str | None = TenantOpt,
 ) -> None:
-    """Build (or rebuild) a claim per finished visit with billable charges, and scrub each one."""
+    """Build (or rebuild) a claim per finished visit with billable charges, and scrub each one.
+
+    A claim with an error finding is 'blocked'; the others are 'ready' to submit."""
     try:
         day = date.fromisoformat(through) if through else None
     except ValueError:
@@ -83,8 +88,10 @@ def billing_scrub(
     claim_id: str = typer.Argument(..., help="The claim's id (see 'hub billing claims')."),
     tenant: str | None = TenantOpt,
 ) -> None:
-    """Scrub one claim again and print its findings (rule, line, message, fix); exit status 1 when an
-    error keeps it from going out."""
+    """Scrub one claim again and print its findings.
+
+    Each finding gives its rule, line, message and fix.
+    Exit status 1 when an error keeps the claim from going out."""
     result = _run(tenant, lambda svc: svc.scrub(claim_id))
     rows = [[f.severity, f.rule, f.line or "claim", f.message, f.fix] for f in result.findings]
     print_table(f"Claim {claim_id}: {result.status}", ["severity", "rule", "line", "message", "fix"], rows)
@@ -114,8 +121,10 @@ def billing_export(
     connector: str | None = typer.Option(None, "--connector", help="Only the claims of this x12_billing connector."),
     tenant: str | None = TenantOpt,
 ) -> None:
-    """Write the ready claims as 837P files (<payer>-<ISA13>.837, one per payer) instead of sending them;
-    the claims are then submitted. Exit status 1 when a file failed validation (its claims stay ready)."""
+    """Write the ready claims as 837P files to a directory instead of sending them.
+
+    One file per payer, named <payer>-<ISA13>.837; its claims are then 'submitted'.
+    Exit status 1 when a file failed validation (its claims stay ready)."""
     out.mkdir(parents=True, exist_ok=True)
     results = _run(tenant, lambda svc: svc.submit(connector=connector, out_dir=out))
     _print_files(results)
@@ -128,8 +137,10 @@ def billing_submit(
     connector: str | None = typer.Option(None, "--connector", help="Only the claims of this x12_billing connector."),
     tenant: str | None = TenantOpt,
 ) -> None:
-    """Send the ready claims to the clearinghouse: one 837P file per connector and payer, each a delivery
-    job of the x12_billing connector. Exit status 1 when a file failed validation (its claims stay ready)."""
+    """Send the ready claims to the clearinghouse as 837P files.
+
+    One file per connector and payer, each a delivery job of the x12_billing connector.
+    Exit status 1 when a file failed validation (its claims stay ready)."""
     results = _run(tenant, lambda svc: svc.submit(connector=connector))
     _print_files(results)
     if any(r.status == "invalid" for r in results):

@@ -16,12 +16,14 @@ def _money(cents: int) -> str:
 
 def billing_import(
     files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, readable=True,
-                                       help="X12 files: 999, TA1, 277CA, 835, 271 (several at once)."),
+                                       help="The X12 files (999, TA1, 277CA, 835, 271); several at once."),
     tenant: str | None = TenantOpt,
 ) -> None:
-    """Import response files: each is stored first, then every transaction set applied on its own.
+    """Import X12 response files from the clearinghouse by hand (999, TA1, 277CA, 835, 271).
 
-    Prints per file what it applied; exits 1 when a file could not be read (it is kept, rejected)."""
+    Each file is stored first, then every transaction set in it is applied on its own.
+    Prints per file what it applied.
+    Exit status 1 when a file could not be read (it is kept, as rejected)."""
     from hub.billing.imports import MANUAL_SOURCE, import_x12
 
     settings, tenant, _ = admin_context(tenant)
@@ -61,12 +63,15 @@ def billing_import(
 def billing_eligibility(
     coverage_id: str = typer.Argument(..., help="The Coverage (its id, or Coverage/<id>)."),
     discipline: list[str] = typer.Option(["PT"], "--discipline", help="PT, OT or SLP (repeatable)."),
-    provider: str | None = typer.Option(None, help="The provider Organization/<id> (default: the one with an NPI)."),
-    connector: str | None = typer.Option(None, help="The clearinghouse connector (default: the first)."),
+    provider: str | None = typer.Option(None, help="The provider that asks, Organization/<id> "
+                                          "(default: the one with an NPI)."),
+    connector: str | None = typer.Option(None, help="The x12_billing connector to ask through (default: the first)."),
     tenant: str | None = TenantOpt,
 ) -> None:
-    """Ask the payer about a Coverage: a CoverageEligibilityRequest and a 270 queued to the clearinghouse
-    (the 271 comes back by polling, or ``hub billing import``)."""
+    """Ask the payer about a Coverage's therapy benefits (an X12 270).
+
+    Writes a CoverageEligibilityRequest and queues the 270 to the clearinghouse.
+    The 271 answer comes back by the billing poll, or by 'hub billing import'."""
     from hub.billing.eligibility_requests import request_eligibility
     from hub.errors import HubError
 
