@@ -10,7 +10,8 @@ never a patient's name or id. Its analytics (:func:`hub.billing.analytics.billin
 ``GET /admin/api/billing/analytics`` gives them) cover a period of dates of service: denials by CARC
 and by payer, days to payment, and the period's billed, paid and denial rate, defined as the whole
 store's totals are (:mod:`hub.store.billing_statuses`). Building, scrubbing and submitting claims
-are :mod:`hub.dashboard.billing_actions`.
+are :mod:`hub.dashboard.billing_actions`, for a client that :func:`may_bill` only (the page shows
+their buttons to it alone).
 """
 
 from __future__ import annotations
@@ -50,8 +51,7 @@ CLAIM_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 BILLING_VIEW_TYPES = ("Claim", "ClaimResponse")
 NO_BILLING_SCOPE = ("The signed-in client's scopes do not allow reading and searching Claim and ClaimResponse, "
                     "so claims are not shown.")
-
-
+#: why a client that sees the page gets no buttons (and 403 on their POST): :func:`may_bill`
 NO_BILLING_RIGHTS = ("Building, scrubbing and submitting claims needs an admin client whose scopes allow reading "
                      "and searching Claim and ClaimResponse and writing Claim.")
 

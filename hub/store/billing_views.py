@@ -5,6 +5,9 @@ scrubber findings.
 What these views return never names the patient: no patient id, no encounter id, no name; a claim
 is known by its own id and its patient control number (both derived from the tenant and the visit,
 never from the patient's data), and the findings are the scrubber's rule ids and wording.
+
+The statuses and the groups of them that billed, paid and the denial rate count are those of
+:mod:`hub.store.billing_statuses` (re-exported here), which the billing service and its analytics use too.
 """
 
 from __future__ import annotations
