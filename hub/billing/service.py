@@ -32,7 +32,6 @@ from hub.store.models import BillingClaim
 __all__ = ["CLAIM_STATUSES", "BillingService"]
 
 
-
 class BillingService:
     """Claims of ``tenant`` in ``session``; ``clock`` gives naive UTC datetimes (the store's)."""
 
