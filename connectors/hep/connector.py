@@ -89,6 +89,12 @@ def _key(base: str, suffix: str) -> str:
     return key if len(key) <= 255 else f"{base}:{hashlib.sha256(suffix.encode()).hexdigest()}"
 
 
+def _digest(body: Mapping[str, Any]) -> str:
+    """A short digest of a request body: a retry with the same body repeats the key (the vendor answers
+    again what it answered), one with a changed body (the patient moved since) is a new request."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
 def _vendor_reason(body: bytes) -> str:
     """The vendor error's code and field, never its message (it may quote the patient)."""
     try:
@@ -200,12 +206,13 @@ class HepConnector:
             return SendResult(status=None, remote_id=None, detail=f"hep: nothing sent: {push.skipped}",
                               duration_ms=ms_since(started))
         key = delivery.idempotency_key
-        _, patient = self._call("POST", "/v1/patients", label="patient", key=_key(key, "patient"), body=push.patient)
+        _, patient = self._call("POST", "/v1/patients", label="patient",
+                                key=_key(key, f"patient:{_digest(push.patient)}"), body=push.patient)
         patient_id = self._string(patient, "id", "POST patient", 200)
         base = f"/v1/patients/{quote(patient_id, safe='')}"
         program_path = f"{base}/programs/{quote(push.program_external_id, safe='')}"
-        status, program = self._call("PUT", program_path, label="program", key=_key(key, "program"),
-                                     body=push.program)
+        status, program = self._call("PUT", program_path, label="program",
+                                     key=_key(key, f"program:{_digest(push.program)}"), body=push.program)
         program_id = self._string(program, "id", "PUT program", status)
         version = program.get("version")
         gone = 0
