@@ -400,12 +400,13 @@ def _exercises(resources: DeliveryResources, *, code_system: str) -> tuple[list[
             instruction = request.get("patientInstruction")
             if not isinstance(instruction, str):
                 instruction = "\n".join(n for n in notes if isinstance(n, str)) or None
-            where = f"ServiceRequest/{request_id}"
+            contained = isinstance(ref, str) and ref.startswith("#")  # its id is the CarePlan's own
+            where = f"CarePlan.contained[ServiceRequest/{request_id}]" if contained else f"ServiceRequest/{request_id}"
             exercises.append(_exercise(
                 request, {}, path=where, code_path=f"{where}.code", timing=request.get("occurrenceTiming"),
                 instructions=instruction, quantity=request.get("quantityQuantity"),
-                external_id=request_id if not request_id.startswith("#") else activity_external_id(
-                    plan_id, request_id), code_system=code_system))
+                external_id=activity_external_id(plan_id, f"#{request_id}") if contained else request_id,
+                code_system=code_system))
     return exercises, unresolved
 
 
