@@ -37,8 +37,8 @@ def connect(vendor: SandboxHepVendor, api_key: str) -> Iterator[Callable[..., He
     made: list[HepConnector] = []
 
     def factory(**overrides: Any) -> HepConnector:
-        config = {"base_url": overrides.pop("base_url", None) or vendor.url, "api_key": api_key, "webhook_secret": vendor.webhook_secret,
-                  "timeout_seconds": 2.0, **overrides}
+        config = {"base_url": overrides.pop("base_url", None) or vendor.url, "api_key": api_key,
+                  "webhook_secret": vendor.webhook_secret, "timeout_seconds": 2.0, **overrides}
         connector = HepConnector(config, today=lambda: date(2026, 3, 10))
         made.append(connector)
         return connector
