@@ -72,7 +72,8 @@ class ProgramError(ValueError):
 
 @dataclass(frozen=True)
 class DeliveryResources:
-    """The CarePlan of a delivery and the resources beside it, by ``Type/id`` (and ``#id`` contained)."""
+    """The CarePlan of a delivery and the resources beside it, by ``Type/id``, ``#id`` (contained) and
+    ``urn:uuid:..`` (the fullUrl of a transaction Bundle's entry)."""
 
     care_plan: Json
     index: Mapping[str, Json]
@@ -81,7 +82,7 @@ class DeliveryResources:
         if not isinstance(reference, Mapping) or not isinstance(reference.get("reference"), str):
             return None
         ref: str = reference["reference"]
-        if ref.startswith("#"):
+        if ref.startswith(("#", "urn:")):
             return self.index.get(ref)
         parts = ref.split("/_history/")[0].rstrip("/").split("/")
         return self.index.get("/".join(parts[-2:])) if len(parts) >= 2 else None
@@ -100,9 +101,9 @@ class ProgramPush:
     skipped: str | None = None
 
 
-def read_resources(payload: bytes | Mapping[str, Any], *, what: str = "payload") -> DeliveryResources:
+def read_resources(payload: bytes | str | Mapping[str, Any], *, what: str = "payload") -> DeliveryResources:
     """The CarePlan (a Bundle's first CarePlan entry, or the resource itself) and its companions."""
-    if isinstance(payload, bytes | bytearray):
+    if isinstance(payload, bytes | bytearray | str):
         try:
             document = json.loads(payload)
         except (ValueError, RecursionError):
@@ -112,18 +113,20 @@ def read_resources(payload: bytes | Mapping[str, Any], *, what: str = "payload")
     if not isinstance(document, dict):
         raise ProgramError(what, "not a FHIR resource")
     resources: list[Json] = []
+    index: dict[str, Json] = {}
     if document.get("resourceType") == "Bundle":
         entries = document.get("entry")
         for entry in entries if isinstance(entries, list) else []:
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if isinstance(resource, dict):
                 resources.append(resource)
+                if isinstance(entry.get("fullUrl"), str) and entry["fullUrl"].startswith("urn:"):
+                    index[entry["fullUrl"]] = resource  # a transaction's references between its entries
     else:
         resources.append(document)
     care_plan = next((r for r in resources if r.get("resourceType") == "CarePlan"), None)
     if care_plan is None:
         raise ProgramError(what, "no CarePlan (a CarePlan or a Bundle with one is required)")
-    index: dict[str, Json] = {}
     for resource in resources:
         if isinstance(resource.get("resourceType"), str) and isinstance(resource.get("id"), str):
             index.setdefault(f"{resource['resourceType']}/{resource['id']}", resource)

@@ -141,3 +141,24 @@ def test_no_care_plan_or_not_json_is_refused() -> None:
         program_push(json.dumps(PATIENT).encode(), today=TODAY)
     with pytest.raises(ProgramError, match=r"Patient: not a Patient"):
         patient_body({"resourceType": "Practitioner"})
+
+
+def test_the_hubs_own_plan_of_care_bundle_sends_only_its_home_exercises() -> None:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from mappings.fhir import jsonio
+    from mappings.plan_of_care import PlanOfCare, build_plan_of_care
+
+    data = Path(__file__).parents[2] / "mappings" / "data" / "plan_of_care" / "pt_low_back" / "input.json"
+    plan = PlanOfCare.model_validate(jsonio.loads(data.read_bytes())["plan"])
+    built = build_plan_of_care(plan, now=datetime(2026, 3, 1, tzinfo=UTC))
+    care_plan_resource = built["entry"][0]["resource"]
+    patient_id = plan.patient.split("/")[-1]
+    built["entry"].append({"fullUrl": f"Patient/{patient_id}", "resource": dict(PATIENT, id=patient_id)})
+    payload = jsonio.dumps(built).encode()
+    assert program_push(payload, today=TODAY).skipped == "the CarePlan has no home exercise activities"
+    care_plan_resource["activity"].append(bridge())  # the visits and the CPT services stay out
+    push = program_push(jsonio.dumps(built).encode(), today=TODAY)
+    assert push.program is not None and [e["name"] for e in push.program["exercises"]] == ["Bridging"]
+    assert push.patient["external_id"] == patient_id and push.program_external_id == care_plan_resource["id"]
