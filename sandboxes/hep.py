@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -253,7 +253,7 @@ class SandboxHepVendor(ThreadedHttpSandbox[HepControls]):
                               for e in program.exercises.values())
             scripted.append(ScriptedPatient(profile, program.patient_id, patients[program.patient_id]["external_id"],
                                             program.id, program.external_id, exercises, program.version,
-                                            _OFFSETS[i % len(_OFFSETS)]))
+                                            _OFFSETS[i % len(_OFFSETS)], _day(program.details.get("ends_on"))))
         return scripted
 
     def script(self, *, days: int = 14, now: datetime | None = None, seed: int | None = None,
@@ -331,6 +331,13 @@ class SandboxHepVendor(ThreadedHttpSandbox[HepControls]):
             assert program is not None
             ids.append(str(program["id"]))
         return ids
+
+
+def _day(value: object) -> date | None:
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

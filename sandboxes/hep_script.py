@@ -6,6 +6,7 @@ Four profiles over ``days`` days ending yesterday (in the patient's own time zon
 * ``lapsing`` -- sessions for the first days, then nothing (a lapse alert is due);
 * ``improving`` -- sessions most days, some exercises skipped, LEFS rising past its MCID (9 points)
   and pain falling, a call and a chat with the therapist;
+* (any profile) a program that ends inside the window stops there with ``program.ended``;
 * ``worsening`` -- fewer sessions, more skipped, pain and exertion rising, ODI rising past its
   MCID (10 points: a higher ODI is worse), a call.
 
@@ -50,6 +51,8 @@ class ScriptedPatient:
     exercises: tuple[ScriptedExercise, ...]
     version: int = 1
     utc_offset_minutes: int = 0
+    #: the program's last day: no sessions after it, and ``program.ended`` that evening
+    ends_on: date | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -137,7 +140,10 @@ def _patient_events(writer: _Writer, days: int) -> list[dict[str, Any]]:
     writer.emit("program.assigned", writer.at(0, 8, rng.randint(0, 30)), {"version": 1})
     checks = sorted({0, *range(7, days, 7), days - 1})
     accessed = False
-    for day in range(days):
+    last = days
+    if writer.patient.ends_on is not None and writer.start <= writer.patient.ends_on:
+        last = min(days, (writer.patient.ends_on - writer.start).days + 1)
+    for day in range(last):
         share = day / max(1, days - 1)
         if profile == "adherent":
             attends, skip, pain, effort = rng.random() < 0.9, 0.03, round(5 - 3 * share), rng.randint(3, 5)
@@ -169,6 +175,9 @@ def _patient_events(writer: _Writer, days: int) -> list[dict[str, Any]]:
     for day, channel, minutes in talks:
         if day < days:
             writer.talk(day, channel, minutes)
+    if last < days or (writer.patient.ends_on is not None and last == days
+                       and writer.patient.ends_on == writer.start + timedelta(days=days - 1)):
+        writer.emit("program.ended", writer.at(last - 1, 23, 30), {"version": writer.patient.version})
     if writer.patient.version > 1:
         writer.emit("program.updated", writer.at(days - 1, 7, 5), {"version": writer.patient.version})
     return writer.events

@@ -192,3 +192,15 @@ def test_runs_on_its_own_and_sends_its_script(hub: ThreadingHTTPServer) -> None:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
     assert process.returncode == 0 and len(hub.received) > 4  # type: ignore[attr-defined]
+
+
+def test_a_program_ending_inside_the_window_stops_with_program_ended() -> None:
+    ending = [p if p.profile != "adherent" else ScriptedPatient(
+        p.profile, p.patient_id, p.patient_external_id, p.program_id, p.program_external_id, p.exercises,
+        utc_offset_minutes=p.utc_offset_minutes, ends_on=(NOW - timedelta(days=5)).date()) for p in patients()]
+    script = build_script(ending, seed=1, days=14, now=NOW)
+    (ended,) = by_patient(script, 0, "program.ended")
+    sessions = by_patient(script, 0, "session.completed")
+    assert ended["occurred_at"][:10] == str((NOW - timedelta(days=5)).date())
+    assert all(e["data"]["date"] <= ended["occurred_at"][:10] for e in sessions)
+    assert not by_patient(script, 2, "program.ended")
