@@ -18,8 +18,10 @@ of another patient, a reused idempotency key), 422 validation (field named). Fau
 Webhooks: :meth:`SandboxHepVendor.script` is N days of scripted patients (:mod:`sandboxes.hep_script`:
 adherent, lapsing, improving, worsening) over the programs the vendor holds, deterministic by seed;
 :meth:`~SandboxHepVendor.run_script` POSTs all of it now to a hub URL, shuffled, duplicates included;
-:meth:`~SandboxHepVendor.play` sends it in send order with its gaps scaled; :meth:`~SandboxHepVendor.send_event`
-sends one event. Each is signed ``X-HEP-Signature: t=<now>,v1=<hmac>`` (:mod:`connectors.hep.signature`).
+:meth:`~SandboxHepVendor.play` sends it in send order with its gaps scaled;
+:meth:`~SandboxHepVendor.send_event` sends one event. Each is signed ``X-HEP-Signature: t=<now>,v1=<hmac>``
+(:mod:`connectors.hep.signature`). With the control ``webhook_url`` set, creating or changing a
+program also sends ``program.assigned`` / ``program.updated`` there (``webhook_delay`` seconds later).
 
 ``python -m sandboxes.hep --help`` runs it on its own.
 """
@@ -78,9 +80,16 @@ _OFFSETS = (-300, 60, -480, 0)  # minutes east of UTC per scripted patient, in t
 @dataclass(frozen=True)
 class HepControls(MisbehaviourControls):
     throttle_rate: float = 0.0  # answered 429 (with retry_after, default 1 s)
+    #: where program.assigned / program.updated go when a program is created or changed (None: nowhere)
+    webhook_url: str | None = None
+    webhook_delay: float = 0.1  # seconds after the answer
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.webhook_url is not None and not str(self.webhook_url).startswith(("http://", "https://")):
+            raise ValueError("webhook_url must be null or an http(s) URL")
+        if not is_number(self.webhook_delay) or not 0 <= self.webhook_delay <= 60:
+            raise ValueError("webhook_delay must be between 0 and 60 seconds")
         if not is_number(self.throttle_rate) or not 0.0 <= self.throttle_rate <= 1.0:
             raise ValueError("throttle_rate must be a number between 0 and 1")
 
@@ -150,6 +159,7 @@ class SandboxHepVendor(ThreadedHttpSandbox[HepControls]):
     def __init__(self, port: int = 0, *, api_key: str = "sandbox-hep-key",
                  webhook_secret: str = "sandbox-hep-webhook-secret", **controls: Any) -> None:
         self.api_key, self.webhook_secret = api_key, webhook_secret
+        self._threads: list[threading.Thread] = []
         super().__init__(port, **controls)
 
     def _clear(self) -> None:
@@ -186,6 +196,7 @@ class SandboxHepVendor(ThreadedHttpSandbox[HepControls]):
     def handle(self, method: str, path: str, raw: bytes, key: str | None) -> tuple[int, dict[str, Any] | None]:
         fingerprint = hashlib.sha256(f"{method} {path}\n".encode() + raw).hexdigest()
         with self._lock:
+            before = {p.id: p.version for p in self.book.programs.values()}
             if key and key in self.book.idempotent:
                 seen, status, answer = self.book.idempotent[key]
                 if seen != fingerprint:
@@ -204,7 +215,11 @@ class SandboxHepVendor(ThreadedHttpSandbox[HepControls]):
                 self.book.idempotent[key] = (fingerprint, status, answer)
             self.requests.append((method, path, key, status))
             self._lock.notify_all()
-            return status, answer
+            changed = [p for p in self.book.programs.values() if before.get(p.id) != p.version]
+            url, delay = self._controls.webhook_url, self._controls.webhook_delay
+        for program in changed if url else ():
+            self._program_event_later(str(url), program.id, delay)
+        return status, answer
 
     def _route(self, method: str, path: str, body: Any) -> tuple[int, dict[str, Any] | None]:
         book = self.book
@@ -226,6 +241,37 @@ class SandboxHepVendor(ThreadedHttpSandbox[HepControls]):
         except VendorError as exc:
             return exc.status, exc.body()
         return 404, VendorError(404, "not_found", "no such endpoint").body()
+
+    def program_event(self, program_id: str) -> dict[str, Any]:
+        """``program.assigned`` (version 1) or ``program.updated`` of a program as it stands, occurring now."""
+        with self._lock:
+            program = next(p for p in self.book.programs.values() if p.id == program_id)
+            patient = self.book.patients[program.patient_id]
+            kind = "program.assigned" if program.version == 1 else "program.updated"
+            digest = hashlib.sha256(f"{self._controls.seed}|{program.id}|{program.version}".encode()).hexdigest()
+            return {"id": f"evt_{digest[:20]}", "type": kind,
+                    "occurred_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+                    "patient": {"id": patient["id"], "external_id": patient["external_id"]},
+                    "program": {"id": program.id, "external_id": program.external_id},
+                    "data": {"version": program.version}}
+
+    def _program_event_later(self, url: str, program_id: str, delay: float) -> None:
+        def run() -> None:
+            if not self._stopping.wait(delay):
+                self.send_event(url, self.program_event(program_id))
+
+        thread = threading.Thread(target=run, name="sandbox-hep-webhook", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def stop(self) -> None:
+        super().stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
+
+    def wait_for_webhooks(self, count: int, timeout: float = 5.0) -> bool:
+        return self._wait_until(lambda: len(self.webhooks) >= count, timeout)
 
     def summary(self) -> dict[str, Any]:
         with self._lock:

@@ -204,3 +204,18 @@ def test_a_program_ending_inside_the_window_stops_with_program_ended() -> None:
     assert ended["occurred_at"][:10] == str((NOW - timedelta(days=5)).date())
     assert all(e["data"]["date"] <= ended["occurred_at"][:10] for e in sessions)
     assert not by_patient(script, 2, "program.ended")
+
+
+def test_program_changes_are_announced_to_the_webhook_url(hub: ThreadingHTTPServer) -> None:
+    url = f"http://127.0.0.1:{hub.server_address[1]}/hook"
+    with SandboxHepVendor(webhook_secret="a-webhook-secret-123456", webhook_url=url, webhook_delay=0) as vendor:
+        vendor.seed_demo(1)
+        assert vendor.wait_for_webhooks(1)
+        (program,) = vendor.book.programs.values()
+        vendor.handle("DELETE", f"/v1/patients/{program.patient_id}/programs/{program.external_id}/exercises/demo-1-0",
+                      b"", None)
+        assert vendor.wait_for_webhooks(2)
+    events = sorted((json.loads(body) for _, body in hub.received),  # type: ignore[attr-defined]
+                    key=lambda e: e["data"]["version"])
+    assert [(e["type"], e["data"]["version"]) for e in events] == [("program.assigned", 1), ("program.updated", 2)]
+    assert events[0]["patient"]["external_id"] == "demo-patient-1" and events[0]["program"]["id"] == program.id
