@@ -18,7 +18,8 @@ liberally from the instructions text ("3 x 10", "3 sets of 10 reps", "hold 5 sec
 
 Exercise ids (``exercises[].external_id``, by which the vendor's webhooks name the activity): the
 ServiceRequest's id, else :func:`activity_external_id` -- a uuid5 over the CarePlan id and the
-activity's own ``id``, else its code (system|code), else its name (a repeat gets ``#2``, ``#3``).
+activity's own ``id``, else its exercise code (``system|code``, the vendor's system first), else
+``name|<its name in lower case>`` (a repeat gets ``#2``, ``#3``); a contained request: ``#<its id>``.
 
 Bad input raises :class:`ProgramError` naming the FHIR path and the rule, never the value.
 Pure: no I/O, no clock (``today`` is passed in), no random ids.
@@ -349,6 +350,17 @@ def _exercise(holder: Json, outer: Json, *, path: str, code_path: str, timing: o
     return exercise
 
 
+def _activity_key(code: Json, code_system: str) -> str:
+    """An activity's exercise code (the vendor's first; never the generic "exercise therapy"), else its name."""
+    codings = [c for c in _codings([code]) if (c.get("system"), c.get("code")) != EXERCISE_THERAPY
+               and isinstance(c.get("code"), str)]
+    chosen = next((c for c in codings if c.get("system") == code_system), None) or next(iter(codings), None)
+    if chosen is not None:
+        return f"{chosen.get('system')}|{chosen['code']}"
+    name = code.get("text") or next((c.get("display") for c in _codings([code]) if c.get("display")), "")
+    return f"name|{str(name).strip().lower()}"
+
+
 def _exercises(resources: DeliveryResources, *, code_system: str) -> tuple[list[Json], set[str]]:
     """(exercises in activity order, ids of referenced requests missing from the delivery)."""
     plan = resources.care_plan
@@ -370,13 +382,9 @@ def _exercises(resources: DeliveryResources, *, code_system: str) -> tuple[list[
                 continue
             if not _is_exercise(concepts, _extensions(detail, activity), code_system):
                 continue
-            code = _dict(detail.get("code"))
             key = activity.get("id") if isinstance(activity.get("id"), str) else None
             if key is None:
-                coding = next(iter(_codings([code])), None)
-                name = code.get("text") or _dict(coding).get("display") or ""
-                key = f"{_dict(coding).get('system')}|{_dict(coding).get('code')}" if coding and not code.get(
-                    "text") else f"name|{str(name).strip().lower()}"
+                key = _activity_key(_dict(detail.get("code")), code_system)
                 keys[key] = keys.get(key, 0) + 1
                 key = key if keys[key] == 1 else f"{key}#{keys[key]}"
             exercises.append(_exercise(

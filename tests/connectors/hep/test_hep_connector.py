@@ -18,7 +18,7 @@ from sandboxes.hep import SandboxHepVendor
 from tests.connectors.hep.support import PATIENT, SR_EXERCISE, SR_SERVICE, bridge, bundle, care_plan, delivery, squat
 
 SQUAT_ID = activity_external_id("cp-1", "https://therapy-hub.example/CodeSystem/hep-exercise|SQ-02")
-BRIDGE_ID = activity_external_id("cp-1", "name|bridging")
+BRIDGE_ID = activity_external_id("cp-1", "https://therapy-hub.example/CodeSystem/hep-exercise|BR-01")
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def test_hub_care_plan_becomes_a_program_with_every_field() -> None:
     assert {k: v for k, v in program.items() if k != "exercises"} == {
         "title": "Physical therapy plan of care", "starts_on": "2026-03-02", "ends_on": "2026-04-13",
         "frequency": {"per_week": 7}, "notes": "Precaution: no lifting over 10 lb"}
-    bridge_id = activity_external_id("cp-1", "name|bridging")
+    bridge_id = activity_external_id("cp-1", "https://therapy-hub.example/CodeSystem/hep-exercise|BR-01")
     # the visits (Appointment) and the billable 97110 service are not home exercises
     assert program["exercises"] == [
         {"external_id": bridge_id, "code": "BR-01", "name": "Bridging", "sets": 3, "reps": 10, "hold_seconds": 5,
