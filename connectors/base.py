@@ -64,6 +64,7 @@ __all__ = [
     "HUB_ONLY_TYPES",
     "HealthChecker",
     "HealthResult",
+    "IssuedLink",
     "PermanentError",
     "PollBatch",
     "PolledItem",
@@ -179,6 +180,19 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class IssuedLink:
+    """A link the partner issued for someone to use (a patient's sign-in link to a HEP vendor's app).
+
+    ``url`` may be a bearer credential: the hub stores it with the delivery's resource and shows it
+    to the clinic; it is never logged nor put in ``detail``. ``rel`` names it (e.g. ``patient-access``),
+    ``expires_at`` is the partner's ISO 8601 expiry, if any."""
+
+    rel: str
+    url: str = field(repr=False)
+    expires_at: str | None = None
+
+
+@dataclass(frozen=True)
 class SendResult:
     """The partner accepted a delivery. ``detail`` is short and never holds payload content."""
 
@@ -193,6 +207,8 @@ class SendResult:
     #: outcome later (a fax vendor's status webhook, a Direct MDN naming ``remote_id``) within this
     #: many seconds, after which the hub counts the attempt as failed. None: the send is the delivery
     confirm_within_seconds: float | None = None
+    #: links the partner issued with this send, for the hub to store (:class:`IssuedLink`)
+    links: tuple[IssuedLink, ...] = ()
 
 
 @dataclass(frozen=True)
