@@ -120,7 +120,10 @@ def _goal_progress(
     if found is None:
         return None
     measure, target, due = found
-    series = scores(observations, measure)
+    subject = goal.get("subject")
+    series = scores(
+        observations, measure, subject=subject.get("reference") if isinstance(subject, dict) else None
+    )
     baseline = series[0] if series else None
     latest = series[-1] if series else None
     previous = series[-2] if len(series) > 1 else None

@@ -160,11 +160,23 @@ def goal_target(goal: Mapping[str, Any]) -> tuple[Measure, Target | None, date |
     return None
 
 
-def scores(observations: Iterable[Mapping[str, Any]], measure: Measure) -> list[Score]:
-    """The final scores of ``measure`` among ``observations`` (FHIR JSON), oldest first."""
+def _subject(resource: Mapping[str, Any]) -> str | None:
+    subject = resource.get("subject")
+    reference = subject.get("reference") if isinstance(subject, dict) else None
+    return reference if isinstance(reference, str) else None
+
+
+def scores(
+    observations: Iterable[Mapping[str, Any]], measure: Measure, *, subject: str | None = None
+) -> list[Score]:
+    """The final scores of ``measure`` among ``observations`` (FHIR JSON), oldest first; with
+    ``subject``, an Observation of another subject is left out (one without a subject is kept)."""
     found: list[tuple[date, str, Score]] = []
     for obs in observations:
         if obs.get("resourceType") != "Observation" or obs.get("status") not in _FINAL:
+            continue
+        other = _subject(obs)
+        if subject is not None and other is not None and other != subject:
             continue
         if not measure.matches(obs.get("code")):
             continue
@@ -198,7 +210,7 @@ def update_goal(
     if found is None:
         return updated
     measure, target, due = found
-    series = scores(observations, measure)
+    series = scores(observations, measure, subject=_subject(goal))
     baseline = series[0] if series else None
     latest = series[-1] if series else None
     previous = series[-2] if len(series) > 1 else None

@@ -83,7 +83,7 @@ def script() -> dict[str, list[dict[str, Any]]]:
         body("evt_adherent_p0", "program.assigned", "adherent", {"version": 1}, _at(d(0), 8)),
         outcome("adherent", 0, "NPRS", 6, d(0)),
         *[
-            session("adherent", d(day), n, pain=max(6 - n, 2), exertion=4, skipped=("sr-clamshell",) if n == 3 else ())
+            session("adherent", d(day), n, pain=6 if n == 0 else 5, exertion=4, skipped=("sr-clamshell",) if n == 3 else ())
             for n, day in enumerate((0, 2, 4, 7, 9, 11))
         ],
         talk("adherent", 0, 15, d(2)),
