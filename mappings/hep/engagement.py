@@ -4,7 +4,8 @@
 with a HEP outcome measure (baseline, latest, target, status from :mod:`.outcomes`), milestones
 (a goal achieved -- dated by the first score that reached its target; an adherence streak -- every
 ``streak_weeks`` consecutive weeks at >= ``streak_percent`` %, dated the Sunday that completes it)
-and the last activity day.
+and the last activity day. The weekly trend runs to the day before ``now`` (complete days only:
+a Monday-morning summary does not show the new week at 0 %).
 
 The FHIR form (:func:`engagement_observations`) is an **Observation panel**, chosen over a
 ``MeasureReport`` because R4 MeasureReport requires a ``Measure`` canonical the hub would have to
@@ -176,7 +177,7 @@ def engagement_summary(
     :func:`mappings.hep.observations.event_observations`), ``goals`` the plan's Goals."""
     events = list(events)
     observations = list(observations)
-    weeks = weekly_adherence(events, prescription, until=now.date())
+    weeks = weekly_adherence(events, prescription, until=now.date() - timedelta(days=1))
     progress: list[GoalProgress] = []
     milestones = _streaks(weeks, streak_weeks, streak_percent)
     for goal in goals:

@@ -39,16 +39,27 @@ def body(
 
 
 def session(
-    patient: str, day: date, n: int, *, skipped: tuple[str, ...] = (), pain: int | None = None,
-    exertion: int | None = None, uploaded: date | None = None, event_id: str | None = None,
+    patient: str,
+    day: date,
+    n: int,
+    *,
+    skipped: tuple[str, ...] = (),
+    pain: int | None = None,
+    exertion: int | None = None,
+    uploaded: date | None = None,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "session_id": f"ses_{patient}_{n}",
         "date": day.isoformat(),
         "duration_seconds": 900,
         "exercises": [
-            {"external_id": ex, "status": "skipped" if ex in skipped else "done", "sets_done": 0 if ex in skipped else 3,
-             "reps_done": 0 if ex in skipped else 10}
+            {
+                "external_id": ex,
+                "status": "skipped" if ex in skipped else "done",
+                "sets_done": 0 if ex in skipped else 3,
+                "reps_done": 0 if ex in skipped else 10,
+            }
             for ex in EXERCISES
         ],
     }
@@ -61,15 +72,21 @@ def session(
 
 def outcome(patient: str, n: int, measure: str, score: float, day: date) -> dict[str, Any]:
     return body(
-        f"evt_{patient}_o{n}", "outcome.recorded", patient,
-        {"measure": measure, "score": score, "date": day.isoformat(), "items": {"q1": 3}}, _at(day, 19),
+        f"evt_{patient}_o{n}",
+        "outcome.recorded",
+        patient,
+        {"measure": measure, "score": score, "date": day.isoformat(), "items": {"q1": 3}},
+        _at(day, 19),
     )
 
 
 def talk(patient: str, n: int, minutes: int, day: date, channel: str = "chat") -> dict[str, Any]:
     return body(
-        f"evt_{patient}_c{n}", "communication.logged", patient,
-        {"date": day.isoformat(), "minutes": minutes, "channel": channel}, _at(day, 12),
+        f"evt_{patient}_c{n}",
+        "communication.logged",
+        patient,
+        {"date": day.isoformat(), "minutes": minutes, "channel": channel},
+        _at(day, 12),
     )
 
 
@@ -83,7 +100,9 @@ def script() -> dict[str, list[dict[str, Any]]]:
         body("evt_adherent_p0", "program.assigned", "adherent", {"version": 1}, _at(d(0), 8)),
         outcome("adherent", 0, "NPRS", 6, d(0)),
         *[
-            session("adherent", d(day), n, pain=6 if n == 0 else 5, exertion=4, skipped=("sr-clamshell",) if n == 3 else ())
+            session(
+                "adherent", d(day), n, pain=6 if n == 0 else 5, exertion=4, skipped=("sr-clamshell",) if n == 3 else ()
+            )
             for n, day in enumerate((0, 2, 4, 7, 9, 11))
         ],
         talk("adherent", 0, 15, d(2)),

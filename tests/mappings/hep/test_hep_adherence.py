@@ -64,7 +64,10 @@ def test_rtm_days_with_data_per_30_day_period() -> None:
     assert period.days_with_data == 8
     assert period.reaches_2_to_15_days and not period.reaches_16_days and not period.complete
     periods = rtm_periods(events_of("lapsing"), start=d(-29), until=NOW.date())
-    assert [(p.index, p.days_with_data, p.complete) for p in periods] == [(1, 1, True), (2, 1, False)]  # day 0 ends period 1
+    assert [(p.index, p.days_with_data, p.complete) for p in periods] == [
+        (1, 1, True),
+        (2, 1, False),
+    ]  # day 0 ends period 1
 
 
 def test_sixteen_days_reach_the_full_period() -> None:

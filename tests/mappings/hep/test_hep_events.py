@@ -65,9 +65,7 @@ def test_session_yields_a_session_observation_with_members_per_exercise_pain_and
 
 def test_a_replayed_or_resent_session_lands_on_the_same_resources() -> None:
     first = event_observations(parse_event(json.dumps(session("adherent", d(2), 1, pain=5))))
-    again = event_observations(
-        parse_event(json.dumps(session("adherent", d(2), 1, pain=5, event_id="evt_other")))
-    )
+    again = event_observations(parse_event(json.dumps(session("adherent", d(2), 1, pain=5, event_id="evt_other"))))
     assert [o["id"] for o in first] == [o["id"] for o in again]
     assert first[0]["identifier"][1]["value"] == "evt_adherent_s1"
     assert again[0]["identifier"][1]["value"] == "evt_other"
@@ -98,20 +96,31 @@ def test_outcome_observation_with_interpretation_against_the_previous_score() ->
 
 
 def test_communication_is_an_observation_of_minutes() -> None:
-    raw = body("evt_c", "communication.logged", "adherent", {"date": "2026-06-03", "minutes": 12.5, "channel": "call"},
-               "2026-06-03T12:00:00+02:00")
+    raw = body(
+        "evt_c",
+        "communication.logged",
+        "adherent",
+        {"date": "2026-06-03", "minutes": 12.5, "channel": "call"},
+        "2026-06-03T12:00:00+02:00",
+    )
     event = parse_event(json.dumps(raw))
     assert isinstance(event, CommunicationLogged)
     (obs,) = event_observations(event)
-    assert obs["valueQuantity"] == {"value": Decimal("12.5"), "unit": "min", "system": "http://unitsofmeasure.org",
-                                    "code": "min"}
+    assert obs["valueQuantity"] == {
+        "value": Decimal("12.5"),
+        "unit": "min",
+        "system": "http://unitsofmeasure.org",
+        "code": "min",
+    }
     assert obs["component"][0]["valueCodeableConcept"]["coding"][0]["code"] == "call"
     assert obs["effectiveDateTime"] == "2026-06-03T12:00:00+02:00"
     assert_valid(obs)
 
 
 def test_program_and_unknown_events_are_typed_and_yield_no_observation() -> None:
-    accessed = parse_event(json.dumps(body("evt_a", "program.accessed", "lapsing", {"version": 2}, "2026-06-05T08:00:00Z")))
+    accessed = parse_event(
+        json.dumps(body("evt_a", "program.accessed", "lapsing", {"version": 2}, "2026-06-05T08:00:00Z"))
+    )
     assert isinstance(accessed, ProgramEvent) and accessed.version == 2
     unknown = parse_event(json.dumps(body("evt_u", "patient.merged", "lapsing", {"x": 1}, "2026-06-05T08:00:00Z")))
     assert isinstance(unknown, UnknownEvent) and unknown.type == "patient.merged"

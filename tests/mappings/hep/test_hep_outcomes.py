@@ -44,7 +44,11 @@ D = Decimal
     ],
 )
 def test_goal_status(
-    baseline: Decimal | None, previous: Decimal | None, latest: Decimal | None, target: Target, measure: str,
+    baseline: Decimal | None,
+    previous: Decimal | None,
+    latest: Decimal | None,
+    target: Target,
+    measure: str,
     expected: str,
 ) -> None:
     assert goal_status(baseline, previous, latest, target, measure) == expected
@@ -70,8 +74,9 @@ def _plan_goal() -> dict[str, Any]:
 
 
 def _nprs(n: int, score: int, day: str, patient: str = "pat-1") -> dict[str, Any]:
-    raw = body(f"evt_n{n}", "outcome.recorded", "x", {"measure": "NPRS", "score": score, "date": day},
-               f"{day}T10:00:00Z")
+    raw = body(
+        f"evt_n{n}", "outcome.recorded", "x", {"measure": "NPRS", "score": score, "date": day}, f"{day}T10:00:00Z"
+    )
     raw["patient"]["external_id"] = patient
     return event_observations(parse_event(json.dumps(raw)))[0]
 
@@ -82,7 +87,9 @@ def test_update_goal_reads_the_plan_of_care_goal_and_records_the_latest_value() 
     other_patient = _nprs(9, 0, "2025-01-16", patient="pat-2")
     updated = update_goal(goal, [scores[1], other_patient, scores[0]], now=datetime(2025, 1, 20, tzinfo=UTC))
     assert updated["achievementStatus"]["coding"][0] == {
-        "system": "http://terminology.hl7.org/CodeSystem/goal-achievement", "code": "improving", "display": "Improving"
+        "system": "http://terminology.hl7.org/CodeSystem/goal-achievement",
+        "code": "improving",
+        "display": "Improving",
     }
     assert updated["statusDate"] == "2025-01-15"
     assert updated["statusReason"] == "NPRS 4 on 2025-01-15 (baseline 6, target <= 3)"
@@ -111,8 +118,11 @@ def scripted_goals() -> dict[str, dict[str, Any]]:
 
     def goal(patient: str, measure: dict[str, Any], detail: dict[str, Any], due: str) -> dict[str, Any]:
         return {
-            "resourceType": "Goal", "id": f"goal-{patient}", "lifecycleStatus": "active",
-            "description": {"text": f"{patient} goal"}, "subject": {"reference": f"Patient/p-{patient}"},
+            "resourceType": "Goal",
+            "id": f"goal-{patient}",
+            "lifecycleStatus": "active",
+            "description": {"text": f"{patient} goal"},
+            "subject": {"reference": f"Patient/p-{patient}"},
             "target": [{"measure": measure, **detail, "dueDate": due}],
         }
 
@@ -121,8 +131,10 @@ def scripted_goals() -> dict[str, dict[str, Any]]:
         "adherent": goal("adherent", loinc_nprs, {"detailQuantity": {"value": 2, "unit": "{score}"}}, "2026-07-15"),
         "lapsing": goal("lapsing", {"text": "LEFS"}, {"detailInteger": 60}, "2026-06-10"),
         "improving": goal(
-            "improving", {"coding": [{"display": "Oswestry Disability Index"}]},
-            {"detailRange": {"high": {"value": 20, "unit": "%"}}}, "2026-07-15",
+            "improving",
+            {"coding": [{"display": "Oswestry Disability Index"}]},
+            {"detailRange": {"high": {"value": 20, "unit": "%"}}},
+            "2026-07-15",
         ),
         "worsening": goal("worsening", {"text": "QuickDASH"}, {"detailQuantity": {"value": 15}}, "2026-07-15"),
     }
