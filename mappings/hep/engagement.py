@@ -122,9 +122,7 @@ def _goal_progress(
         return None
     measure, target, due = found
     subject = goal.get("subject")
-    series = scores(
-        observations, measure, subject=subject.get("reference") if isinstance(subject, dict) else None
-    )
+    series = scores(observations, measure, subject=subject.get("reference") if isinstance(subject, dict) else None)
     baseline = series[0] if series else None
     latest = series[-1] if series else None
     previous = series[-2] if len(series) > 1 else None

@@ -10,16 +10,18 @@ measure    range     better         MCID    code
 ========== ========= ============== ======= =========================================
 LEFS       0-80      higher         9       hub code system (``lefs``)
 PSFS       0-10      higher         2       hub code system (``psfs``)
-ODI        0-100 %   lower          10      hub code system (``odi``)
+ODI        0-100 %   lower          10      LOINC 97909-6 Oswestry disability index score ODI
 NDI        0-50      lower          7.5     hub code system (``ndi``)
 QuickDASH  0-100     lower          8       hub code system (``quickdash``)
 NPRS       0-10      lower          2       LOINC 72514-3 Pain severity - 0-10 verbal numeric rating
 ========== ========= ============== ======= =========================================
 
-Only the NPRS is coded in LOINC here: the LOINC codes of the five questionnaire scores could not be
-confirmed against loinc.org when this was written, and a wrong LOINC code is worse than an honest
-local one. :data:`HEP_SYSTEM` codes are therefore used for them; when a LOINC code is confirmed, add
-it to ``Measure.extra_codings`` (readers match any coding, so Goals written either way still match).
+Only the NPRS and the ODI are coded in LOINC here (both terms checked on loinc.org; the ODI score
+is a percentage, LOINC's example unit is ``{score}``): the LOINC codes of the LEFS, NDI, QuickDASH
+and PSFS total scores could not be confirmed, and a wrong LOINC code is worse than an honest local
+one. :data:`HEP_SYSTEM` codes are used for them; when a LOINC code is confirmed, add it to
+``Measure.extra_codings`` (readers match any coding, and a measure's name in a concept's text or
+display, so Goals written with another code still match).
 NDI is scored on 0-50 here (the raw sum; some vendors send a percentage, 0-100: set ``mcid`` and
 the target accordingly).
 """
@@ -125,13 +127,12 @@ MEASURES: dict[str, Measure] = {
     ),
     "ODI": Measure(
         "ODI",
-        _hub("odi", "Oswestry Disability Index score"),
+        Coding(LOINC, "97909-6", "Oswestry disability index score ODI"),
         Decimal(0),
         Decimal(100),
         "lower",
         Decimal(10),
         "Oswestry Disability Index",
-        "%",
     ),
     "NDI": Measure(
         "NDI",

@@ -22,7 +22,7 @@ lands on the same resources.
   - exertion: Borg CR10 RPE in the hub code system (no LOINC code found), valueQuantity ``{score}``.
 
 * ``outcome.recorded`` -> an Observation of the measure (:data:`MEASURES`), valueQuantity
-  (``{score}``, ODI ``%``); with ``previous`` given, ``interpretation`` is v3 ``B`` (better) or ``W``
+  (``{score}``); with ``previous`` given, ``interpretation`` is v3 ``B`` (better) or ``W``
   (worse) when the change from the previous score reaches the measure's MCID. ``items`` are not
   mapped (the total score is what goals and reports use).
 * ``communication.logged`` -> an Observation (code :data:`COMMUNICATION`, valueQuantity minutes,

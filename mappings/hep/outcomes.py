@@ -166,9 +166,7 @@ def _subject(resource: Mapping[str, Any]) -> str | None:
     return reference if isinstance(reference, str) else None
 
 
-def scores(
-    observations: Iterable[Mapping[str, Any]], measure: Measure, *, subject: str | None = None
-) -> list[Score]:
+def scores(observations: Iterable[Mapping[str, Any]], measure: Measure, *, subject: str | None = None) -> list[Score]:
     """The final scores of ``measure`` among ``observations`` (FHIR JSON), oldest first; with
     ``subject``, an Observation of another subject is left out (one without a subject is kept)."""
     found: list[tuple[date, str, Score]] = []

@@ -92,6 +92,8 @@ def test_outcome_observation_with_interpretation_against_the_previous_score() ->
     assert "interpretation" not in configured
     nprs = parse_event(json.dumps(outcome("adherent", 0, "NPRS", 6, d(0))))
     assert (LOINC, "72514-3") in _codes(event_observations(nprs)[0])
+    odi = parse_event(json.dumps(outcome("improving", 0, "ODI", 40, d(0))))
+    assert (LOINC, "97909-6") in _codes(event_observations(odi)[0])
     assert_valid(obs)
 
 
@@ -149,6 +151,11 @@ def test_bad_values_are_named_by_json_path_without_echoing_them() -> None:
     with pytest.raises(HepEventError) as caught:
         parse_event(json.dumps(outcome("adherent", 0, "LEFS", 81, d(0))))
     assert [str(p) for p in caught.value.problems] == ["$.data.score: must be between 0 and 80"]
+    orphan = session("adherent", d(0), 0)
+    orphan["program"] = None
+    with pytest.raises(HepEventError) as caught:
+        parse_event(json.dumps(orphan))
+    assert [p.path for p in caught.value.problems] == ["$.program"]
     with pytest.raises(HepEventError) as caught:
         parse_event(b"{not json")
     assert caught.value.problems[0].path == "$"
