@@ -7,8 +7,8 @@ Events are applied in ``occurred_at`` order (ties by event id) and a repeated ev
 
 * **Weekly adherence** (:func:`weekly_adherence`): per ISO week from the week of the program start
   to the week of ``until``, sessions done / sessions prescribed, capped at 100 %. Prescribed is the
-  program's ``per_week`` prorated to the program days that fall in the week (rounded up, at least
-  one: a program starting on a Friday prescribes ceil(3 x 3/7) = 2 sessions that week). Exercises
+  program's ``per_week`` prorated to the program days up to ``until`` that fall in the week
+  (rounded up, at least one: a program starting on a Friday prescribes ceil(3 x 3/7) = 2 sessions that week). Exercises
   done and skipped are counted beside it.
 * **RTM days with data** (:func:`rtm_periods`): consecutive 30-day periods from the start of
   monitoring (day 1 = ``start``); a day has data when the patient reported something that day (a

@@ -348,3 +348,46 @@ def lapse(
 def worsening(summary: EngagementSummary) -> bool:
     """Whether any goal of the summary is worsening."""
     return any(g.status == "worsening" for g in summary.goals)
+
+
+def _target_json(target: Target | None) -> dict[str, Any] | None:
+    if target is None:
+        return None
+    return {"low": target.low, "high": target.high, "text": target.text()}
+
+
+def summary_json(summary: EngagementSummary) -> dict[str, Any]:
+    """The summary as JSON values (dates ISO 8601; scores stay ``Decimal``: write with
+    :func:`mappings.fhir.jsonio.dumps`), e.g. for ``GET /patients/{id}/engagement``."""
+    return {
+        "patient": summary.patient,
+        "care_plan": summary.care_plan,
+        "period": {"start": summary.period_start.isoformat(), "end": summary.period_end.isoformat()},
+        "last_activity": summary.last_activity.isoformat() if summary.last_activity else None,
+        "adherence": [
+            {
+                "week": w.label,
+                "start": w.start.isoformat(),
+                "percent": w.percent,
+                "sessions_done": w.sessions_done,
+                "sessions_prescribed": w.sessions_prescribed,
+                "exercises_done": w.exercises_done,
+                "exercises_skipped": w.exercises_skipped,
+            }
+            for w in summary.weeks
+        ],
+        "goals": [
+            {
+                "goal": g.goal,
+                "measure": g.measure,
+                "baseline": g.baseline,
+                "latest": g.latest,
+                "latest_on": g.latest_on.isoformat() if g.latest_on else None,
+                "target": _target_json(g.target),
+                "due": g.due.isoformat() if g.due else None,
+                "status": g.status,
+            }
+            for g in summary.goals
+        ],
+        "milestones": [{"kind": m.kind, "on": m.on.isoformat(), "detail": m.detail} for m in summary.milestones],
+    }

@@ -30,6 +30,7 @@ from mappings.hep.measures import MEASURES, MeasureKey
 ExerciseStatus = Literal["done", "skipped"]
 Channel = Literal["chat", "call", "video"]
 PROGRAM_TYPES = ("program.assigned", "program.updated", "program.ended", "program.accessed")
+KNOWN_TYPES = ("session.completed", "outcome.recorded", "communication.logged", *PROGRAM_TYPES)
 _CHANNELS: dict[str, Channel] = {"chat": "chat", "call": "call", "video": "video"}
 
 
@@ -168,7 +169,10 @@ class _Reader:
         except InvalidOperation:
             self.bad(f"{path}.{key}", "must be a number")
             return None
-        if not number.is_finite() or (low is not None and number < low) or (high is not None and number > high):
+        if not number.is_finite():
+            self.bad(f"{path}.{key}", "must be a finite number")
+            return None
+        if (low is not None and number < low) or (high is not None and number > high):
             self.bad(f"{path}.{key}", f"must be between {low} and {high}" if high is not None else f"must be >= {low}")
             return None
         return number
@@ -255,12 +259,12 @@ def parse_event(body: bytes | str | dict[str, Any]) -> HepEvent:
         if program_node is not None
         else None
     )
-    data = r.obj(root.get("data"), "$.data") if type_ else None
-    if r.problems or occurred_at is None or patient is None:
+    known = type_ in KNOWN_TYPES
+    # the data of an unknown type is not read: whatever it holds, the event is reported, not refused
+    data = r.obj(root.get("data"), "$.data") if known else {}
+    if r.problems or occurred_at is None or patient is None or data is None:
         raise HepEventError(r.problems)
     envelope = {"event_id": event_id, "type": type_, "occurred_at": occurred_at, "patient": patient, "program": program}
-    if data is None:
-        raise HepEventError(r.problems or [Problem("$.data", "must be a JSON object")])
     event = _typed(r, type_, data, envelope)
     if r.problems or event is None:
         raise HepEventError(r.problems)

@@ -13,8 +13,9 @@ range, default MCID, each MCID overridable through the ``mcid`` mapping):
 5. else ``no-change`` (``in-progress`` when there is nothing to compare with).
 
 :func:`update_goal` reads a Goal as :mod:`mappings.plan_of_care.fhir` writes it -- ``target[]``
-with ``measure`` (a coding of the measure, or its name as text), ``detailQuantity`` (or, read
-liberally, ``detailInteger`` / ``detailRange``) and ``dueDate`` -- and returns a copy with
+with ``measure`` (a coding of the measure, or its name as text), ``detailQuantity`` (a
+``comparator`` ``>=``/``<=`` sets the bound's side, else the measure's better direction does; read
+liberally, also ``detailInteger`` / ``detailRange``) and ``dueDate`` -- and returns a copy with
 ``achievementStatus`` set, ``statusDate`` the latest score's date, ``statusReason`` a one-line
 account (baseline, latest, target), ``outcomeReference`` the latest score's Observation and the
 extension :data:`LATEST_VALUE_EXTENSION` (valueQuantity). The history of statuses is the FHIR
@@ -146,10 +147,18 @@ def goal_target(goal: Mapping[str, Any]) -> tuple[Measure, Target | None, date |
             continue
         bound: Target | None = None
         q = target.get("detailQuantity")
-        if isinstance(q, dict) and _number(q.get("value")) is not None:
-            bound = Target.of(_number(q.get("value")) or Decimal(0), measure)
-        elif _number(target.get("detailInteger")) is not None:
-            bound = Target.of(_number(target.get("detailInteger")) or Decimal(0), measure)
+        value = _number(q.get("value")) if isinstance(q, dict) else None
+        integer = _number(target.get("detailInteger"))
+        if isinstance(q, dict) and value is not None:
+            comparator = q.get("comparator")
+            if comparator in (">", ">="):
+                bound = Target(low=value)
+            elif comparator in ("<", "<="):
+                bound = Target(high=value)
+            else:
+                bound = Target.of(value, measure)
+        elif integer is not None:
+            bound = Target.of(integer, measure)
         elif isinstance(target.get("detailRange"), dict):
             r = target["detailRange"]
             low = _number((r.get("low") or {}).get("value")) if isinstance(r.get("low"), dict) else None

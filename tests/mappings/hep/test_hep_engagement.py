@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from mappings.fhir import jsonio
 from mappings.hep.adherence import Prescription, last_activity
 from mappings.hep.engagement import (
     EngagementSummary,
@@ -14,6 +15,7 @@ from mappings.hep.engagement import (
     engagement_observations,
     engagement_summary,
     lapse,
+    summary_json,
     worsening,
 )
 from mappings.hep.events import parse_event
@@ -47,6 +49,20 @@ def test_adherent_patient_reaches_an_adherence_streak() -> None:
     assert (goal.measure, goal.baseline, goal.latest, goal.status) == ("NPRS", Decimal(6), Decimal(5), "no-change")
     assert goal.target == Target(high=Decimal(2))
     assert summary.last_activity == d(13)
+    as_json = json.loads(jsonio.dumps(summary_json(summary)))
+    assert as_json["adherence"][0] == {
+        "week": "2026-W23",
+        "start": "2026-06-01",
+        "percent": 100,
+        "sessions_done": 4,
+        "sessions_prescribed": 3,
+        "exercises_done": 8,
+        "exercises_skipped": 0,
+    }
+    assert as_json["goals"][0]["target"] == {"low": None, "high": 2, "text": "<= 2"}
+    assert as_json["milestones"] == [
+        {"kind": "adherence-streak", "on": "2026-06-14", "detail": "2 weeks in a row at 80% adherence or more"}
+    ]
 
 
 def test_improving_patient_achieves_the_goal_on_the_day_of_the_score() -> None:

@@ -126,6 +126,9 @@ def test_program_and_unknown_events_are_typed_and_yield_no_observation() -> None
     assert isinstance(accessed, ProgramEvent) and accessed.version == 2
     unknown = parse_event(json.dumps(body("evt_u", "patient.merged", "lapsing", {"x": 1}, "2026-06-05T08:00:00Z")))
     assert isinstance(unknown, UnknownEvent) and unknown.type == "patient.merged"
+    odd = body("evt_v", "vendor.ping", "lapsing", {}, "2026-06-05T08:00:00Z")
+    odd["data"] = "whatever"  # the data of an unknown type is not read
+    assert isinstance(parse_event(json.dumps(odd)), UnknownEvent)
     assert event_observations(accessed) == [] and event_observations(unknown) == []
 
 

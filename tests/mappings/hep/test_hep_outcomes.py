@@ -149,3 +149,13 @@ def test_scripted_goal_statuses(patient: str, expected: str) -> None:
     updated = update_goal(scripted_goals()[patient], observations, now=NOW)
     assert updated["achievementStatus"]["coding"][0]["code"] == expected
     assert_valid(updated)
+
+
+def test_a_target_comparator_sets_the_side_of_the_bound() -> None:
+    goal = scripted_goals()["improving"]
+    goal["target"][0].pop("detailRange")
+    goal["target"][0]["detailQuantity"] = {"value": 20, "comparator": "<=", "unit": "%"}
+    observations = list(observations_of(events_of("improving")).values())
+    assert update_goal(goal, observations, now=NOW)["achievementStatus"]["coding"][0]["code"] == "achieved"
+    goal["target"][0]["detailQuantity"] = {"value": 50, "comparator": ">="}  # an odd target, read as written
+    assert update_goal(goal, observations, now=NOW)["achievementStatus"]["coding"][0]["code"] == "improving"
