@@ -39,11 +39,12 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
 from mappings.fhir.ids import deterministic_id
+from mappings.hep.adherence import ordered
 from mappings.hep.events import (
     CommunicationLogged,
     HepEvent,
@@ -203,3 +204,22 @@ def event_observations(
     if isinstance(event, CommunicationLogged):
         return [communication_observation(event)]
     return []
+
+
+def replay_observations(
+    events: Iterable[HepEvent], *, mcid: Mapping[str, Decimal | int | float] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every Observation of ``events`` applied in ``occurred_at`` order (a repeated event id once),
+    by id -- a later write of the same resource wins, as a PUT to the store would. Each outcome
+    score is interpreted against the patient's previous score of its measure."""
+    out: dict[str, dict[str, Any]] = {}
+    last: dict[tuple[str, str], Decimal] = {}
+    for event in ordered(events):
+        previous = None
+        if isinstance(event, OutcomeRecorded):
+            previous = last.get((event.patient.external_id, event.measure))
+        for obs in event_observations(event, previous=previous, mcid=mcid):
+            out[obs["id"]] = obs
+        if isinstance(event, OutcomeRecorded):
+            last[(event.patient.external_id, event.measure)] = event.score
+    return out

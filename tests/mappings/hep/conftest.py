@@ -6,9 +6,8 @@ from typing import Any
 
 from mappings.fhir import jsonio
 from mappings.fhir.validation import validate_resource
-from mappings.hep.adherence import ordered
-from mappings.hep.events import HepEvent, OutcomeRecorded, parse_event
-from mappings.hep.observations import event_observations
+from mappings.hep.events import HepEvent, parse_event
+from mappings.hep.observations import replay_observations
 
 from .scenario import delivered
 
@@ -29,13 +28,4 @@ def assert_valid(resource: dict[str, Any]) -> None:
 
 
 def observations_of(events: list[HepEvent]) -> dict[str, dict[str, Any]]:
-    """Every Observation the events yield, applied in occurred_at order, by id (a later write wins)."""
-    out: dict[str, dict[str, Any]] = {}
-    last_score: dict[str, Any] = {}
-    for event in ordered(events):
-        previous = last_score.get(event.measure) if isinstance(event, OutcomeRecorded) else None
-        for obs in event_observations(event, previous=previous):
-            out[obs["id"]] = obs
-        if isinstance(event, OutcomeRecorded):
-            last_score[event.measure] = event.score
-    return out
+    return replay_observations(events)

@@ -162,3 +162,22 @@ def test_bad_values_are_named_by_json_path_without_echoing_them() -> None:
     with pytest.raises(HepEventError) as caught:
         parse_event(b"{not json")
     assert caught.value.problems[0].path == "$"
+
+
+def test_replaying_the_delivered_webhooks_gives_one_resource_per_session_and_score() -> None:
+    observations = observations_of(events_of("adherent")).values()
+    sessions = [o for o in observations if o["code"]["coding"][0]["code"] == "exercise-session"]
+    assert sorted(o["effectiveDateTime"][:10] for o in sessions) == [
+        "2026-06-01",
+        "2026-06-03",
+        "2026-06-05",
+        "2026-06-06",
+        "2026-06-08",
+        "2026-06-10",
+        "2026-06-12",
+    ]
+    worse = [o for o in observations_of(events_of("worsening")).values() if o["code"]["text"] == "QuickDASH"]
+    assert [
+        (o["valueQuantity"]["value"], [i["coding"][0]["code"] for i in o.get("interpretation", [])])
+        for o in sorted(worse, key=lambda o: o["effectiveDateTime"])
+    ] == [(30, []), (42, ["W"])]
