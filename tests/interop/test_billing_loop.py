@@ -255,6 +255,6 @@ def test_a_week_of_visits_is_billed_delivered_once_acknowledged_and_paid_to_the_
     # the CLI on the same store
     done = loop.cli("billing", "claims", "--status", "paid")
     assert done.returncode == 0, done.stderr
-    listed = {line.split()[0] for line in done.stdout.splitlines() if line.strip()} & {
-        v["claim_id"] for v in views.values()}
-    assert listed == {views[e]["claim_id"] for e in paid}
+    assert "Claims (9)" in done.stdout
+    listed = {v["patient_control_number"] for v in views.values() if v["patient_control_number"] in done.stdout}
+    assert listed == {views[e]["patient_control_number"] for e in paid}, done.stdout
