@@ -12,7 +12,6 @@ processes (their sweeper re-enqueues the job of the killed worker), the sandbox 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -212,7 +211,11 @@ def test_a_week_of_visits_is_billed_delivered_once_acknowledged_and_paid_to_the_
     # 999 + 277CA: accepted, then acknowledged
     loop.house.wait_for_responses(4)
     report = loop.poll()
-    print("REPORT", json.dumps(report, default=str))
+    sets = [s for f in report["files"] for s in f["sets"]]
+    assert [s["kind"] for s in sets] == ["999", "999", "277CA", "277CA"]  # the files accepted first
+    assert sum(s["claims"].get("accepted", 0) for s in sets if s["kind"] == "999") == len(ready)
+    assert sum(s["claims"].get("acknowledged", 0) for s in sets if s["kind"] == "277CA") == len(ready)
+    assert not [w for s in sets for w in s["warnings"]] and report["acknowledged"] == 4
     states = {c["patient_control_number"]: c for c in loop.claims()}
     assert {states[pcn]["status"] for pcn in ready} == {"acknowledged"}
 
@@ -233,7 +236,6 @@ def test_a_week_of_visits_is_billed_delivered_once_acknowledged_and_paid_to_the_
     analytics = loop.client.get("/admin/api/billing/analytics")
     assert analytics.status_code == 200, analytics.text
     numbers = analytics.json()
-    print("ANALYTICS", json.dumps(numbers, default=str))
     assert numbers["claims"] == 12
     for status in {v["status"] for v in views.values()}:
         mine = [v for v in views.values() if v["status"] == status]
@@ -242,7 +244,12 @@ def test_a_week_of_visits_is_billed_delivered_once_acknowledged_and_paid_to_the_
         assert row["charge_cents"] == sum(round(Decimal(v["charge"]) * 100) for v in mine)
         assert row["paid_cents"] == sum(round(Decimal(v["paid"] or 0) * 100) for v in mine)
     [carc] = [r for r in numbers["denials"]["by_carc"] if r["carc"] == "50"]
-    assert carc["claims"] == 2 and carc["count"] == 2
+    assert carc["claims"] == 2 and carc["count"] == 2  # the denied line of ot-tue, the line of ot-thu
+    denied_cents = sum(round(Decimal(str(i["net"]["value"])) * 100) for e in ("ot-tue", "ot-thu")
+                       for i in loop.client.get(f"/fhir/Claim/{views[e]['claim_id']}").json()["item"]
+                       if i["productOrService"]["coding"][0]["code"] in DENIED_CODES)
+    assert carc["amount_cents"] == denied_cents
+    assert numbers["days_to_payment"]["count"] == len(paid) + 1  # paid and partially paid
 
     # a poll again applies nothing twice
     before = {eid: (v["status"], v["paid"], v["updated_at"]) for eid, v in views.items()}
