@@ -143,6 +143,9 @@ def _check_response(loop: Loop, view: dict[str, Any]) -> dict[str, Any]:
     bundle = loop.client.get("/fhir/ClaimResponse", params={"request": f"Claim/{view['claim_id']}"}).json()
     [entry] = bundle.get("entry") or [None]
     response = entry["resource"]
+    for form in (view["claim_id"], f"http://testserver/fhir/Claim/{view['claim_id']}"):  # the other forms of it
+        again = loop.client.get("/fhir/ClaimResponse", params={"request": form}).json()
+        assert [e["resource"]["id"] for e in again.get("entry") or []] == [response["id"]], form
     assert response["request"] == {"reference": f"Claim/{claim['id']}"}
     assert response["patient"] == claim["patient"] and response["insurer"]["reference"] == claim["insurer"]["reference"]
     items = {i["sequence"]: i for i in claim["item"]}
