@@ -7,7 +7,8 @@ that add up to the cent, analytics that agree with the claims, a re-poll that ap
 and ``hub billing claims --status paid`` listing the paid claims.
 
 Real parts: the hub app (TestClient) on a SQLite store, the embedded broker, ``hub worker --beat``
-processes (their sweeper re-enqueues the job of the killed worker), the sandbox clearinghouse on
+processes (their sweeper re-enqueues the job of the killed worker; their beat polls the
+clearinghouse for the 835s), the sandbox clearinghouse on
 127.0.0.1 (SFTP), the ``hub`` CLI as a process."""
 
 from __future__ import annotations
@@ -52,10 +53,10 @@ class Loop:
     env: dict[str, str]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
         process = processes.spawn([HUB, "worker", "--beat", "--pool", "solo", "--concurrency", "1",
-                                   "--loglevel", "WARNING"], cwd=self.workdir, env=self.env, stdout=log,
+                                   "--loglevel", "WARNING"], cwd=self.workdir, env={**self.env, **env}, stdout=log,
                                   stderr=subprocess.STDOUT)
         log.close()
         self.workers.append(process)
@@ -195,7 +196,7 @@ def test_a_week_of_visits_is_billed_delivered_once_acknowledged_and_paid_to_the_
     loop.kill(first)
     assert loop.house.claim_files == []  # nothing arrived: the upload had not finished
     loop.house.configure(slow_seconds=0)
-    loop.start_worker()  # its sweeper re-enqueues the job whose lease the killed worker held
+    second = loop.start_worker()  # its sweeper re-enqueues the job whose lease the killed worker held
     wait_until(lambda: all(loop.job(j)["status"] == "succeeded" for j in jobs), TIMEOUT, "both files delivered")
 
     received = loop.house.claim_files
@@ -222,9 +223,13 @@ def test_a_week_of_visits_is_billed_delivered_once_acknowledged_and_paid_to_the_
     states = {c["patient_control_number"]: c for c in loop.claims()}
     assert {states[pcn]["status"] for pcn in ready} == {"acknowledged"}
 
-    # the 835s: paid, partially paid (a denied line), denied
+    # the 835s, fetched by the beat task this time: paid, partially paid (a denied line), denied
+    loop.kill(second)  # idle: nothing of it is running
+    loop.start_worker(HUB_BILLING_POLL_SECONDS="1")
     assert len(loop.house.release_remittance()) == 2
-    loop.poll()
+    wait_until(lambda: not [c for c in loop.claims() if c["status"] == "acknowledged"], TIMEOUT,
+               "the beat's poll to apply the 835s")
+    assert loop.house.responses() == []  # fetched and acknowledged at the clearinghouse
     views = {c["encounter_id"]: c for c in loop.claims()}
     assert views["ot-tue"]["status"] == "partially_paid" and views["ot-thu"]["status"] == "denied"
     assert views["p2-wed"]["status"] == "blocked"
