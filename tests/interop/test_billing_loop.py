@@ -194,11 +194,13 @@ def test_a_week_of_visits_is_billed_delivered_once_acknowledged_and_paid_to_the_
     first = loop.start_worker()
     wait_until(lambda: any(loop.job(j)["status"] == "running" for j in jobs), TIMEOUT, "a delivery to start")
     loop.kill(first)
+    [killed] = [j for j in jobs if loop.job(j)["status"] == "running"]  # never recorded: its lease runs out
     assert loop.house.claim_files == []  # nothing arrived: the upload had not finished
     loop.house.configure(slow_seconds=0)
     second = loop.start_worker()  # its sweeper re-enqueues the job whose lease the killed worker held
     wait_until(lambda: all(loop.job(j)["status"] == "succeeded" for j in jobs), TIMEOUT, "both files delivered")
 
+    assert loop.job(killed)["attempts"] >= 2  # the killed attempt, then the one after the sweeper took it back
     received = loop.house.claim_files
     assert len(received) == 2 and loop.house.duplicates == 0  # each file exactly once
     ready = {c["patient_control_number"] for c in by_visit.values() if c["status"] == "ready"}
