@@ -9,7 +9,8 @@ delivery, never twice under two names. Its control numbers come from
 
 Who submits (ISA06/GS02 and 1000A) is read from the clearinghouse connector's config: its
 ``billing.submitter`` (or ``submitter``) section when it has one, else the provider organization's
-name with the connector's name as the submitter id.
+name with the connector's name as the submitter id. The provider (2100B) is the one named in the
+request, else the billing profile's ``billing.organization``, else the first Organization with an NPI.
 """
 
 from __future__ import annotations
@@ -129,11 +130,13 @@ def request_eligibility(session: Session, settings: Settings, *, tenant: str, co
     payer = _read(fhir, payor_ref, "Organization")
     subscriber_ref = (cov.get("subscriber") or {}).get("reference")
     subscriber = _read(fhir, subscriber_ref, subscriber_ref.split("/")[0]) if subscriber_ref else None
-    provider_org = _provider(fhir, provider, str(payer.get("id")))
     instance = _clearinghouse(session, tenant, connector)
     name = instance.name
-    submitter = submitter_from(SyncConfig(session, tenant=tenant, settings=settings).connector_config(instance),
-                               provider_org, name)
+    config = SyncConfig(session, tenant=tenant, settings=settings).connector_config(instance)
+    billing = config.get("billing") if isinstance(config.get("billing"), dict) else {}
+    # the billing provider of the connector's billing profile, unless the caller names another
+    provider_org = _provider(fhir, provider or billing.get("organization"), str(payer.get("id")))
+    submitter = submitter_from(config, provider_org, name)
     numbers = allocate_control_numbers(session, tenant=tenant, sender=f"{submitter.isa_qualifier}:{submitter.etin}",
                                        now=when)
     trace = f"EL{numbers.isa13}"

@@ -92,7 +92,12 @@ def apply_999(session: Session, report: AckReport, *, tenant: str, connector_id:
                                     f"group (GS06) than AK102 {report.group_control_number} left alone")
             claims = [claim for claim in claims if claim.file_message_id not in other]
         if not claims:
-            outcome.warnings.append(f"AK2 for ST02 {response.control_number}: no claim file of the hub has it")
+            past = q.claims_past_acceptance(session, tenant=tenant, transaction_control=number,
+                                            connector_id=connector_id)
+            outcome.warnings.append(
+                f"AK2 for ST02 {response.control_number}: its {past} claims are already past the 999 (277CA or "
+                "835 applied first): left as they are" if past and not other else
+                f"AK2 for ST02 {response.control_number}: no claim file of the hub has it")
             continue
         if response.accepted:
             status = response.status.code if response.status else "A"

@@ -5,6 +5,10 @@ A crash between the commit and the acknowledgement leaves the file at the cleari
 poll downloads it again, finds it in the inbox (same connector, same ``name:sha256[:16]``), applies
 nothing and acknowledges it. A file whose sets cannot be applied is still recorded (and so
 acknowledged): its raw content stays in the message store, with the reason.
+
+The files of one poll are applied in the order the clearinghouse meant them (:func:`response_rank`):
+TA1 and 999 (the file accepted) before the 277CA (each claim acknowledged) before the 835 (paid), so
+a 999 is never read after the 277CA has already moved its claims past ``submitted``/``accepted``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from hub.store import sync_repository as repo
 from hub.sync.config import SyncConfig
 from hub.unit_of_work import unit_of_work
 
-__all__ = ["BillingPoll", "billing_connectors", "poll_billing", "poll_billing_all", "poll_billing_named"]
+__all__ = ["BillingPoll", "billing_connectors", "poll_billing", "poll_billing_all", "poll_billing_named",
+           "response_rank"]
 
 log = logging.getLogger("hub.billing.poll")
 KIND = "x12_billing"
@@ -52,6 +57,26 @@ class BillingPoll:
                 "not_acknowledged": self.not_acknowledged, "files": [f.view() for f in self.files]}
 
 
+#: GS01 -> the place of its file in a poll: acknowledgements, claim acknowledgements, remittances, the rest
+_RANKS = {b"FA": 0, b"HN": 1, b"HP": 2}
+
+
+def response_rank(content: bytes) -> int:
+    """0 for a TA1 or 999, 1 for a 277CA, 2 for an 835, 3 for anything else (a 271, unreadable files):
+    read from the interchange's first TA1 or GS segment (separators from the fixed-length ISA)."""
+    text = content.lstrip()
+    if len(text) < 106 or not text.startswith(b"ISA"):
+        return 3
+    element, terminator = text[3:4], text[105:106]
+    for segment in text[106:].split(terminator, 3)[:3]:
+        fields = segment.strip().split(element)
+        if fields[0] == b"TA1":
+            return 0
+        if fields[0] == b"GS" and len(fields) > 1:
+            return _RANKS.get(fields[1].strip(), 3)
+    return 3
+
+
 def billing_connectors(settings: Settings) -> list[int]:
     """The ids of the enabled ``x12_billing`` connectors of every tenant."""
     with unit_of_work(settings, readonly=True) as session:
@@ -75,7 +100,7 @@ def poll_billing(settings: Settings, connector_id: int) -> BillingPoll | None:
             log.warning("hub.billing.poll.failed", extra={"connector_id": connector_id, "error": str(exc)})
             report.ok, report.error = False, str(exc)
             return report
-        for remote in remote_files:
+        for remote in sorted(remote_files, key=lambda r: response_rank(r.content)):  # stable: names within a rank
             try:
                 with unit_of_work(settings) as session:  # committed before the clearinghouse forgets it
                     result = import_x12(session, settings, tenant=tenant, raw=remote.content, source=name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.store.models import BillingClaim, ConnectorInstance
@@ -25,6 +25,18 @@ def claims_of_transaction(session: Session, *, tenant: str, transaction_control:
     if connector_id is not None:
         statement = statement.where((BillingClaim.connector_id == connector_id) | BillingClaim.connector_id.is_(None))
     return list(session.scalars(statement.order_by(BillingClaim.submitted_at.desc(), BillingClaim.id)))
+
+
+def claims_past_acceptance(session: Session, *, tenant: str, transaction_control: int,
+                           connector_id: int | None = None) -> int:
+    """How many claims of the 837P set with ST02 ``transaction_control`` are past what a 999 moves
+    (acknowledged, paid...): a 999 that comes after its 277CA or 835 leaves them as they are."""
+    statement = select(func.count()).select_from(BillingClaim).where(
+        BillingClaim.tenant_id == tenant, BillingClaim.transaction_control == transaction_control,
+        BillingClaim.status.not_in(ACK_STATUSES))
+    if connector_id is not None:
+        statement = statement.where((BillingClaim.connector_id == connector_id) | BillingClaim.connector_id.is_(None))
+    return int(session.scalar(statement) or 0)
 
 
 def claims_of_interchange(session: Session, *, tenant: str, interchange_control: int,

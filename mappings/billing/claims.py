@@ -27,15 +27,14 @@ billed. Modifiers, in order: the discipline (GP/GO/GN, from the plan of care's c
 evaluation code), CQ/CO on a line an assistant took part in, the ChargeItem's own, KX when ``kx``.
 
 The ``Claim``: status active, type professional, use claim, ``identifier`` the patient control number
-(``PATIENT_CONTROL_SYSTEM``), ``provider`` the billing Organization, ``careTeam`` the rendering
-therapist (role ``primary``, qualification ``therapist``), other therapists (role ``other``) and the
-assistants (role ``assist``, qualification ``assistant``), ``referral`` the referral ServiceRequest
-(from the CarePlan's ``supportingInfo``, else an Encounter's ``basedOn``), ``supportingInfo`` the
-CarePlan (code ``plan-of-care``), the initial treatment date (the plan's start) and the onset
-(principal Condition's ``onsetDateTime``), ``diagnosis`` ICD-10-CM codeable concepts, one ``item``
-per line (with the timed minutes and the line control number ``<claim number>-<sequence>`` as
-extensions), ``total``. Its id is uuid5 over Claim + patient control number (+ ``id_scope``); amounts are ``Decimal``
-(serialise with :func:`mappings.fhir.jsonio.dumps`).
+(``PATIENT_CONTROL_SYSTEM``), ``provider`` the billing Organization, ``insurer`` the Coverage's first ``payor`` (an
+Organization), ``careTeam`` the rendering therapist (role ``primary``, qualification ``therapist``), other therapists
+(role ``other``) and the assistants (role ``assist``, qualification ``assistant``), ``referral`` the referral
+ServiceRequest (from the CarePlan's ``supportingInfo``, else an Encounter's ``basedOn``), ``supportingInfo`` the
+CarePlan (code ``plan-of-care``), the initial treatment date (the plan's start) and the onset (principal Condition's
+``onsetDateTime``), ``diagnosis`` ICD-10-CM codeable concepts, one ``item`` per line (with the timed minutes and the
+line control number ``<claim number>-<sequence>`` as extensions), ``total``. Its id is uuid5 over Claim + patient
+control number (+ ``id_scope``); amounts are ``Decimal`` (serialise with :func:`mappings.fhir.jsonio.dumps`).
 
 Pure: no I/O, no clock (``created`` is passed in), no randomness.
 """
@@ -443,6 +442,9 @@ def claim_from_visits(
         "item": items,
         "total": _money(total),
     }
+    insurer = reference_text(next(iter(coverage.get("payor") or []), None))
+    if insurer is not None and insurer.startswith("Organization/"):
+        claim["insurer"] = {"reference": insurer}  # the payer, whose ClaimResponse names it back
     if replaces:
         claim["related"] = [{"relationship": _concept(RELATED_SYSTEM, "prior"), "reference": {"value": replaces}}]
     if referral is not None:

@@ -75,3 +75,29 @@ def test_only_admins_bill(api: tuple[TestClient, Settings]) -> None:
         assert refused.status_code == 403, (path, refused.text)
     assert client.get(f"{BASE}/claims", headers=bearer(admin)).json() == []
     assert client.post(f"{BASE}/claims/build", headers=bearer(admin)).json() == {"claims": [], "skipped": []}
+
+
+def test_an_eligibility_inquiry_is_sent_by_the_billing_profile_s_submitter_for_its_organization(
+        clinic: TestClient, settings: Settings, house: SandboxClearinghouse) -> None:
+    from hub.crypto import cipher_for, decrypt
+    from hub.store.models import Message
+    from tests.billing.scenario import SUBMITTER, billing_profile
+    from tests.mappings.billing.visits_support import NPI
+
+    # a second practice of the clinic bills through this connector: its profile names that Organization
+    other = {"resourceType": "Organization", "id": "practice-2", "name": "Springfield Rehab East",
+             "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": NPI["pt"]}]}
+    assert clinic.put("/fhir/Organization/practice-2", json=other,
+                      headers={"Content-Type": "application/fhir+json"}).status_code in (200, 201)
+    config = house.connector_config("sftp", billing=billing_profile(organization="Organization/practice-2"))
+    assert clinic.put(f"/admin/api/connectors/{CONNECTOR}",
+                      json={"name": CONNECTOR, "kind": "x12_billing", "config": config}).status_code == 200
+    answer = clinic.post(f"{BASE}/eligibility", json={"coverage": "Coverage/cov-1"})
+    assert answer.status_code == 200, answer.text
+    with unit_of_work(settings, readonly=True) as session:
+        message = session.get(Message, answer.json()["message_id"])
+        assert message is not None
+        text = (decrypt(cipher_for(settings), message.raw_payload) or b"").decode()
+    isa = text.split("~")[0].split("*")
+    assert isa[6].strip() == SUBMITTER["etin"] and isa[8].strip() == SUBMITTER["receiver_id"]
+    assert f"*XX*{NPI['pt']}~" in text and f"*XX*{NPI['clinic']}~" not in text  # the profile's provider

@@ -93,3 +93,18 @@ def test_a_999_of_another_group_leaves_the_claims_of_a_file_alone(settings: Sett
     assert billing_claim(settings, "TH4101").status == "submitted"
     assert _import(settings, _ack(77, "1201"), "ours.999").claims() == {"accepted": 1}
     assert billing_claim(settings, "TH4101").status == "accepted"
+
+
+def test_a_999_after_the_277ca_leaves_the_acknowledged_claims_as_they_are(
+        settings: Settings, house: SandboxClearinghouse, uploader: X12BillingConnector, connector_id: int) -> None:
+    sent = sent_file(settings, [claim("TH4101", ("97110", "100.00"))], 411, connector_id=connector_id)
+    uploader.submit("late.x12", sent.file, "file-411")
+    names = house.wait_for_responses(3)
+    status = next(n for n in names if n.endswith(".277"))
+    assert _import(settings, house.response(status), status, connector_id).claims() == {"acknowledged": 1}
+    ack = next(n for n in names if n.endswith(".999"))
+    late = _import(settings, house.response(ack), ack, connector_id)
+    assert late.ok and late.claims() == {}
+    [warning] = late.sets[0].warnings
+    assert "already past the 999" in warning and "no claim file" not in warning
+    assert billing_claim(settings, "TH4101").status == "acknowledged"

@@ -100,3 +100,27 @@ def test_poll_over_https(settings: Settings, house: SandboxClearinghouse) -> Non
     report = poll_billing(settings, connector_id)
     assert report is not None and report.ok and report.acknowledged == 3
     assert house.responses() == [] and billing_claim(settings, "TH951").status == "paid"
+
+
+def test_one_poll_applies_the_999_then_the_277ca_then_the_835(
+        settings: Settings, house: SandboxClearinghouse, uploader: X12BillingConnector, connector_id: int) -> None:
+    _submit(settings, uploader, house, connector_id, 94)
+    assert sorted(n.rsplit(".", 1)[1] for n in house.responses()) == ["277", "835", "999"]  # by name: 277 first
+    report = poll_billing(settings, connector_id)
+    assert report is not None and report.ok
+    assert [f.sets[0].kind for f in report.files] == ["999", "277CA", "835"]
+    ack = report.files[0].sets[0]
+    assert ack.claims == {"accepted": 2} and ack.warnings == []  # the 999 found its claims still submitted
+    assert report.files[1].sets[0].claims == {"acknowledged": 2}
+    row = billing_claim(settings, "TH941")
+    assert row.status == "paid" and row.acknowledged_at is not None
+
+
+def test_response_rank_reads_the_kind_of_a_file() -> None:
+    from hub.billing.imports_poll import response_rank
+    from tests.billing_inbound.support import envelope
+
+    assert [response_rank(envelope([("999", [])], functional=f)) for f in ("FA", "HN", "HP", "HB")] == [0, 1, 2, 3]
+    ta1 = envelope([]).split(b"~", 1)[0] + b"~\nTA1*000000900*260310*0930*A*000~IEA*0*000000900~"
+    assert response_rank(ta1) == 0
+    assert response_rank(b"not x12 at all") == 3 and response_rank(b"") == 3

@@ -63,6 +63,8 @@ def test_a_sandbox_835_pays_denies_and_partially_pays_to_the_cent(
         assert row.claim_response_id
         response = resource(settings, "ClaimResponse", row.claim_response_id)
         assert response["request"]["reference"] == f"Claim/{claim_id}"
+        for value in (f"Claim/{claim_id}", claim_id):  # found by the claim it answers
+            assert [r["id"] for r in search(settings, "ClaimResponse", [("request", value)])] == [response["id"]]
         assert response["patient"]["reference"] == "Patient/pat-jones"
         totals = {t["category"]["coding"][0]["code"]: t["amount"]["value"] for t in response["total"]}
         assert totals["submitted"] * 100 == row.charge_cents

@@ -52,6 +52,7 @@ def test_the_claim_of_each_discipline_is_a_valid_fhir_r4_claim(discipline: str) 
     assert claim["identifier"] == [{"system": PATIENT_CONTROL_SYSTEM, "value": f"W11-{discipline}"}]
     assert claim["id"] == deterministic_id("Claim", PATIENT_CONTROL_SYSTEM, f"W11-{discipline}")
     assert claim["provider"] == {"reference": "Organization/clinic"}
+    assert claim["insurer"] == {"reference": "Organization/medicare"}  # the Coverage's payor: a ClaimResponse's
     assert claim["referral"] == {"reference": "ServiceRequest/referral-1"}
 
 
