@@ -10,8 +10,9 @@ signatures (ADR 0010), so :func:`verify` parses the SignedData with ``asn1crypto
 ``message-digest`` attribute against the signed content, checks the signature over the DER of the
 signed attributes with the signer certificate's key, validates the signer's chain against the
 trust anchors with ``pyhanko-certvalidator`` (key usage digitalSignature, at ``moment``; revocation
-against the CRLs the caller supplies, see :func:`verify`), and binds the certificate to the sender: its rfc822Name (or subject email) equals the From address, or, for
-a domain-bound certificate, its dNSName equals the address's domain.
+against the CRLs the caller supplies, see :func:`verify`), and binds the certificate to the sender:
+its rfc822Name (or subject email) equals the From address, or, for a domain-bound certificate, its
+dNSName equals the address's domain.
 
 Every refusal is a :class:`SmimeError` whose ``code`` is one of :data:`REFUSALS`; its message
 names the reason, never content.

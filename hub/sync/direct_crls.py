@@ -134,7 +134,8 @@ class DirectCrls:
     def list(self) -> list[DirectCrl]:
         """The CRLs in use (not removed nor superseded), by issuer."""
         return list(self.session.scalars(select(DirectCrl).where(
-            DirectCrl.tenant_id == self.tenant, DirectCrl.removed_at.is_(None)).order_by(DirectCrl.issuer, DirectCrl.id)))
+            DirectCrl.tenant_id == self.tenant, DirectCrl.removed_at.is_(None))
+            .order_by(DirectCrl.issuer, DirectCrl.id)))
 
     def remove_id(self, entry_id: int) -> DirectCrl:
         """Remove the CRL ``entry_id`` of this tenant (404 when there is none, or it is removed)."""
