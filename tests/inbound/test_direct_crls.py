@@ -123,3 +123,6 @@ def test_only_a_stored_issuers_crl_is_taken_and_an_expired_one_is_reported(hub: 
     assert added.exit_code == 0 and "warning: the CRL expired" in added.output
     [view] = hub.get(API).json()
     assert view["expired"] is True and view["issuer"] == hisp.ca.certificate.subject.rfc4514_string()
+    removed = cli("remove-crl", str(view["id"]))
+    assert removed.exit_code == 0 and f"removed CRL {view['id']}" in removed.output
+    assert cli("remove-crl", str(view["id"])).exit_code == 1 and hub.get(API).json() == []
