@@ -1,7 +1,8 @@
 """A throw-away certificate authority for the Direct sandbox and its tests (keys made at start, never stored).
 
 :class:`TestCA` makes a self-signed root and issues address-bound Direct certificates (subjectAltName
-rfc822Name, key usage digitalSignature + keyEncipherment) and TLS server certificates for 127.0.0.1.
+rfc822Name, key usage digitalSignature + keyEncipherment), TLS server certificates for 127.0.0.1 and
+certificate revocation lists (:meth:`TestCA.crl`).
 """
 
 from __future__ import annotations
@@ -115,3 +116,22 @@ class TestCA:
             .sign(self.key, hashes.SHA256())
         )
         return Issued(certificate, key)
+
+    def crl(self, *revoked: x509.Certificate, this_update: datetime | None = None,
+            next_update: datetime | None = None) -> x509.CertificateRevocationList:
+        """A CRL of this CA listing ``revoked`` (default: issued now, next update in 7 days)."""
+        issued = this_update or self.now - timedelta(minutes=5)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.certificate.subject)
+            .last_update(issued)
+            .next_update(next_update or issued + timedelta(days=7))
+            .add_extension(x509.CRLNumber(1), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                           critical=False)
+        )
+        for certificate in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(certificate.serial_number)
+                .revocation_date(issued - timedelta(minutes=1)).build())
+        return builder.sign(self.key, hashes.SHA256())

@@ -9,9 +9,10 @@ Inbound: :func:`decrypt` (``cryptography``) and :func:`verify`. ``cryptography``
 signatures (ADR 0010), so :func:`verify` parses the SignedData with ``asn1crypto``, checks the
 ``message-digest`` attribute against the signed content, checks the signature over the DER of the
 signed attributes with the signer certificate's key, validates the signer's chain against the
-trust anchors with ``pyhanko-certvalidator`` (key usage digitalSignature, at ``moment``), and binds
-the certificate to the sender: its rfc822Name (or subject email) equals the From address, or, for
-a domain-bound certificate, its dNSName equals the address's domain.
+trust anchors with ``pyhanko-certvalidator`` (key usage digitalSignature, at ``moment``; revocation
+against the CRLs the caller supplies, see :func:`verify`), and binds the certificate to the sender:
+its rfc822Name (or subject email) equals the From address, or, for a domain-bound certificate, its
+dNSName equals the address's domain.
 
 Every refusal is a :class:`SmimeError` whose ``code`` is one of :data:`REFUSALS`; its message
 names the reason, never content.
@@ -31,6 +32,7 @@ from email.message import Message
 from typing import Any, Final, Literal, TypeVar
 
 from asn1crypto import cms
+from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -41,11 +43,14 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import (
     ExpiredError,
+    InsufficientRevinfoError,
     InvalidCertificateError,
     NotYetValidError,
     PathBuildingError,
     PathValidationError,
+    RevokedError,
 )
+from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy, RevocationCheckingRule
 
 __all__ = [
     "REFUSALS",
@@ -61,11 +66,11 @@ __all__ = [
 
 RefusalCode = Literal[
     "unsigned", "untrusted_signer", "expired_certificate", "tampered", "undecryptable",
-    "address_mismatch", "malformed",
+    "address_mismatch", "malformed", "revoked_certificate",
 ]
 REFUSALS: Final = frozenset({
     "unsigned", "untrusted_signer", "expired_certificate", "tampered", "undecryptable",
-    "address_mismatch", "malformed",
+    "address_mismatch", "malformed", "revoked_certificate",
 })
 
 _HASHES: Final[dict[str, type[hashes.HashAlgorithm]]] = {
@@ -216,8 +221,16 @@ def _split_signed(entity: bytes) -> tuple[bytes, bytes]:
 
 
 def verify(entity: bytes, trust_roots: Iterable[x509.Certificate], *, moment: datetime,
-           from_address: str | None) -> Verified:
-    """Verify a signed entity (``multipart/signed``, or opaque ``pkcs7-mime; smime-type=signed-data``)."""
+           from_address: str | None, crls: Iterable[x509.CertificateRevocationList] = ()) -> Verified:
+    """Verify a signed entity (``multipart/signed``, or opaque ``pkcs7-mime; smime-type=signed-data``).
+
+    ``crls``: revocation lists the caller has (nothing is fetched). A certificate of the signer's
+    chain whose issuer has a current CRL here (``thisUpdate <= moment <= nextUpdate``) must be
+    covered by it (pyhanko-certvalidator, CRL required: listed -> ``revoked_certificate``, a CRL that
+    does not verify -> ``untrusted_signer``); an issuer without one is checked soft-fail (only what
+    the certificate declares, nothing fetched: in effect unchecked). A CRL past its ``nextUpdate``
+    no longer vouches for a certificate, but what it lists stays revoked: a chain certificate it
+    lists, signed by that certificate's issuer, is ``revoked_certificate`` too."""
     message = message_from_bytes(entity)
     kind = _content_type(message)
     content: bytes | None
@@ -242,10 +255,12 @@ def verify(entity: bytes, trust_roots: Iterable[x509.Certificate], *, moment: da
     if not signer_infos:
         raise SmimeError("unsigned", "the signature has no signer")
     roots = list(trust_roots)
+    revocations = list(crls)
     refused: list[tuple[SignerReport, SmimeError]] = []
     for signer_info in signer_infos:  # every SignerInfo: one that is valid, trusted and bound suffices
         try:
-            signer_x509 = _verify_signer(signer_info, certificates, content, roots, moment, from_address)
+            signer_x509 = _verify_signer(signer_info, certificates, content, roots, moment, from_address,
+                                         revocations)
         except SmimeError as exc:
             refused.append((SignerReport(_subject_of(signer_info, certificates), exc.code, exc.message), exc))
             continue
@@ -254,11 +269,11 @@ def verify(entity: bytes, trust_roots: Iterable[x509.Certificate], *, moment: da
 
 
 def _verify_signer(signer_info: cms.SignerInfo, certificates: list[asn1_x509.Certificate], content: bytes,
-                   trust_roots: list[x509.Certificate], moment: datetime, from_address: str | None
-                   ) -> x509.Certificate:
+                   trust_roots: list[x509.Certificate], moment: datetime, from_address: str | None,
+                   crls: list[x509.CertificateRevocationList]) -> x509.Certificate:
     signer = _signer_certificate(signer_info, certificates)
     _check_signature(signer_info, signer, content)
-    _check_chain(signer, certificates, trust_roots, moment)
+    _check_chain(signer, certificates, trust_roots, moment, crls)
     signer_x509 = x509.load_der_x509_certificate(signer.dump())
     if from_address is not None:
         _check_address(signer_x509, from_address)
@@ -368,8 +383,26 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     return box["value"]  # type: ignore[no-any-return]
 
 
+def _current(revocation_list: x509.CertificateRevocationList, moment: datetime) -> bool:
+    next_update = revocation_list.next_update_utc
+    return revocation_list.last_update_utc <= moment and (next_update is None or moment <= next_update)
+
+
+def _revocation_policy(signer: asn1_x509.Certificate, others: list[asn1_x509.Certificate],
+                       issuers: set[bytes]) -> CertRevTrustPolicy:
+    """CRL required for the signer when a current CRL of its issuer is at hand, for the CA
+    certificates above it when every one of the message's intermediates has one; soft-fail otherwise."""
+    soft, required = RevocationCheckingRule.CHECK_IF_DECLARED_SOFT, RevocationCheckingRule.CRL_REQUIRED
+    intermediates = [c for c in others if c.ca and not c.self_issued]
+    return CertRevTrustPolicy(RevocationCheckingPolicy(
+        ee_certificate_rule=required if signer.issuer.dump() in issuers else soft,
+        intermediate_ca_cert_rule=required if intermediates and all(
+            c.issuer.dump() in issuers for c in intermediates) else soft))
+
+
 def _check_chain(signer: asn1_x509.Certificate, certificates: list[asn1_x509.Certificate],
-                 trust_roots: list[x509.Certificate], moment: datetime) -> None:
+                 trust_roots: list[x509.Certificate], moment: datetime,
+                 crls: list[x509.CertificateRevocationList]) -> None:
     if not trust_roots:
         raise SmimeError("untrusted_signer", "no trust anchors are configured")
     if moment.tzinfo is None:  # a naive moment is UTC
@@ -377,16 +410,42 @@ def _check_chain(signer: asn1_x509.Certificate, certificates: list[asn1_x509.Cer
     if not signer.not_valid_before <= moment <= signer.not_valid_after:
         raise SmimeError("expired_certificate", "the signer's certificate is not valid now")
     roots = [asn1_x509.Certificate.load(root.public_bytes(serialization.Encoding.DER)) for root in trust_roots]
-    context = ValidationContext(trust_roots=roots, moment=moment, allow_fetching=False,
-                                revocation_mode="soft-fail")
+    current = [c for c in crls if _current(c, moment)]
     others = [c for c in certificates if c.dump() != signer.dump()]
+    lists = [asn1_crl.CertificateList.load(c.public_bytes(serialization.Encoding.DER)) for c in current]
+    policy = _revocation_policy(signer, others, {c.issuer.dump() for c in lists})
+    context = ValidationContext(trust_roots=roots, moment=moment, allow_fetching=False, crls=lists,
+                                revinfo_policy=policy)
     validator = CertificateValidator(signer, intermediate_certs=others, validation_context=context)
     try:
-        _run(validator.async_validate_usage({"digital_signature"}))  # type: ignore[no-untyped-call]
+        path = _run(validator.async_validate_usage({"digital_signature"}))  # type: ignore[no-untyped-call]
+    except RevokedError:
+        raise SmimeError("revoked_certificate", "a certificate of the signer's chain is revoked (its "
+                         "issuer's CRL lists it)") from None
     except (ExpiredError, NotYetValidError):
         raise SmimeError("expired_certificate", "a certificate of the signer's chain is not valid now") from None
+    except InsufficientRevinfoError:
+        raise SmimeError("untrusted_signer", "the revocation status of the signer's chain cannot be "
+                         "established from its issuer's CRL") from None
     except (PathBuildingError, PathValidationError, InvalidCertificateError):
         raise SmimeError("untrusted_signer", "the signer's certificate does not chain to a trust anchor") from None
+    _check_lapsed([c for c in crls if not _current(c, moment)], list(path))
+
+
+def _check_lapsed(lapsed: list[x509.CertificateRevocationList], path: list[Any]) -> None:
+    """What a CRL past its ``nextUpdate`` lists stays revoked: each certificate of the validated
+    ``path`` (root first) against the lapsed CRLs of its issuer that its issuer signed."""
+    if not lapsed:
+        return
+    chain = [x509.load_der_x509_certificate(c.dump()) for c in path]
+    for issuer, certificate in zip(chain, chain[1:], strict=False):
+        for revocation_list in lapsed:
+            if (revocation_list.issuer == certificate.issuer
+                    and revocation_list.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+                    and revocation_list.get_revoked_certificate_by_serial_number(
+                        certificate.serial_number) is not None):
+                raise SmimeError("revoked_certificate", "a certificate of the signer's chain is revoked "
+                                 "(a lapsed CRL of its issuer lists it)")
 
 
 def certificate_addresses(certificate: x509.Certificate) -> tuple[set[str], set[str]]:

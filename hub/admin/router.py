@@ -19,6 +19,7 @@ from hub.admin.schemas import (
     BulkReplayOut,
     ConnectorOut,
     DirectCertOut,
+    DirectCrlOut,
     HealthCheckOut,
     ImportOut,
     JobOut,
@@ -38,6 +39,7 @@ from hub.sync.admin import AdminViews, route_view
 from hub.sync.config import SyncConfig
 from hub.sync.connectors import check_health
 from hub.sync.direct_certs import DirectCerts, certificate_view
+from hub.sync.direct_crls import DirectCrls, crl_view
 from hub.sync.polling import poll_named
 from hub.unit_of_work import unit_of_work
 
@@ -358,7 +360,7 @@ def _file_bytes(text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except ValueError:
-        raise BadRequest("cert and key must be PEM or base64 of DER") from None
+        raise BadRequest("cert, key and crl must be PEM or base64 of DER") from None
 
 
 @router.get("/direct/certs", response_model=list[DirectCertOut], summary="Direct certificates and trust anchors")
@@ -392,3 +394,42 @@ async def remove_direct_cert(request: Request, settings: SettingsDep, tenant: Te
     audit = Audit(interaction="delete", description=what, failure=failure)
     return await run_in_threadpool(boundary.run, settings, tenant, caller, audit, lambda work: certificate_view(
         DirectCerts(work.session, tenant=tenant, settings=settings).remove_id(entry_id)))
+
+
+class DirectCrlIn(BaseModel):
+    crl: str = Field(min_length=1, max_length=5_000_000, description="PEM, or base64 of DER")
+
+
+@router.get("/direct/crls", response_model=list[DirectCrlOut], summary="Certificate revocation lists for Direct")
+async def list_direct_crls(settings: SettingsDep, tenant: TenantDep) -> list[dict[str, Any]]:
+    return await run(settings, lambda s: [crl_view(r) for r in DirectCrls(s, tenant=tenant).list()])
+
+
+@router.post("/direct/crls", response_model=DirectCrlOut, status_code=201,
+             summary="Add a CRL of a stored trust anchor or intermediate (an expired one is kept and "
+                     "reported: expired is true)")
+async def add_direct_crl(body: DirectCrlIn, settings: SettingsDep, tenant: TenantDep) -> dict[str, Any]:
+    data = _file_bytes(body.crl)
+
+    def work(session: Session) -> dict[str, Any]:
+        added = DirectCrls(session, tenant=tenant).add(data)
+        return {**crl_view(added.row), "superseded": list(added.superseded)}
+
+    return await run(settings, work)
+
+
+@router.delete("/direct/crls/{entry_id}", response_model=DirectCrlOut,
+               summary="Remove a CRL (its issuer's certificates are checked soft-fail again)")
+async def remove_direct_crl(request: Request, settings: SettingsDep, tenant: TenantDep,
+                            entry_id: JobId) -> dict[str, Any]:
+    what = f"DELETE {request.url.path}"
+
+    def failure(exc: BaseException) -> tuple[int, str]:
+        status = getattr(exc, "status_code", 500)
+        return (4 if status < 500 else 8), f"{what} HTTP {status}"
+
+    caller = Caller(principal=request.state.principal, address=request.client.host if request.client else None,
+                    base_url=settings.fhir_base or "/fhir")
+    audit = Audit(interaction="delete", description=what, failure=failure)
+    return await run_in_threadpool(boundary.run, settings, tenant, caller, audit, lambda work: crl_view(
+        DirectCrls(work.session, tenant=tenant).remove_id(entry_id)))

@@ -161,3 +161,19 @@ class DirectCertOut(BaseModel):
     subject: str
     not_after: str
     created_at: str
+
+
+class DirectCrlOut(BaseModel):
+    """A certificate revocation list of the store (ADR 0010); ``expired``: past its nextUpdate."""
+
+    id: int
+    issuer: str
+    issuer_fingerprint: str
+    fingerprint: str
+    revoked: int
+    this_update: str
+    next_update: str | None
+    expired: bool
+    created_at: str
+    #: on add: the older CRLs of the same issuer it superseded
+    superseded: list[int] = []

@@ -11,7 +11,7 @@ config holds the clinic's Direct address, its certificate and key (to decrypt) a
    (the XDM package's, else each plain attachment) becomes a DocumentReference through
    ``accept_document``; an MDN (``multipart/report``) is applied to the delivery job whose Message-ID
    it names (:func:`hub.inbound.direct_mdn.apply_mdn`: an event, or back to retry when it failed).
-   A message we refuse (not for us, unsigned, untrusted, expired, tampered) is kept ``rejected``
+   A message we refuse (not for us, unsigned, untrusted, expired, revoked, tampered) is kept ``rejected``
    with the refusal code and audited. A verified message that is not an MDN or DSN is answered by
    a ``processed`` (and ``dispatched``) MDN, or a ``failed`` one when its content was refused, queued
    in the same transaction as a delivery job (:mod:`hub.inbound.direct_mdn_out`); refused mail gets none.
@@ -93,7 +93,7 @@ def receive_direct(settings: Settings, *, tenant: str, source: str, identity: Di
             try:
                 signed = smime.decrypt(entity, identity.certificate, identity.key)
                 verified = smime.verify(signed, identity.trust_roots, moment=now or utcnow(),
-                                        from_address=from_address)
+                                        from_address=from_address, crls=identity.crls)
             except smime.SmimeError as exc:
                 inbox.mark_rejected(record, str(exc))
                 policy.audit(fhir, interaction="create", outcome=4, address=address,

@@ -2,7 +2,8 @@
 
 A listener decrypts with the clinic's certificate and key and verifies senders against the trust
 anchors: from its connector's config, completed with the tenant's stored Direct certificates
-(:mod:`hub.sync.direct_certs`). Both change while the listener runs (``hub direct certs add|remove``,
+(:mod:`hub.sync.direct_certs`), and checks their revocation against the tenant's CRLs
+(:mod:`hub.sync.direct_crls`). Both change while the listener runs (``hub direct certs add|remove``,
 the admin API, a connector config update), so :class:`IdentitySource` checks, for each message, the
 version of what the identity is built from (the connector's ``updated_at`` and
 :meth:`hub.sync.direct_certs.DirectCerts.changed_at`, as the sync engine does for the connectors it
@@ -23,6 +24,7 @@ from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.sync.config import SyncConfig
 from hub.sync.direct_certs import DirectCerts
+from hub.sync.direct_crls import DirectCrls
 from hub.unit_of_work import unit_of_work
 
 __all__ = ["DirectIdentity", "IdentitySource", "identity_version", "load_identity"]
@@ -36,6 +38,8 @@ class DirectIdentity:
     certificate: x509.Certificate
     key: rsa.RSAPrivateKey
     trust_roots: tuple[x509.Certificate, ...]
+    #: the tenant's CRLs in use (:mod:`hub.sync.direct_crls`), for the senders' revocation status
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
 
 
 def load_identity(settings: Settings, *, tenant: str, connector: str) -> DirectIdentity:
@@ -45,6 +49,7 @@ def load_identity(settings: Settings, *, tenant: str, connector: str) -> DirectI
         if instance is None or instance.kind != "direct" or not instance.enabled:
             raise LookupError("no enabled direct connector of that name")
         raw = SyncConfig(session, tenant=tenant, settings=settings).connector_config(instance)
+        crls = tuple(DirectCrls(session, tenant=tenant).in_use())
     config = DirectConfig.model_validate(raw)  # with the stored certificates where the config has none
     if not config.sender_cert_pem or not config.sender_key_pem.get_secret_value():
         raise ValueError("the Direct connector has no certificate and key for its address")
@@ -56,6 +61,7 @@ def load_identity(settings: Settings, *, tenant: str, connector: str) -> DirectI
         certificate=x509.load_pem_x509_certificate(config.sender_cert_pem.encode()),
         key=key,
         trust_roots=tuple(x509.load_pem_x509_certificate(p.encode()) for p in config.trust_anchor_pems),
+        crls=crls,
     )
 
 

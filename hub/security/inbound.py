@@ -5,9 +5,10 @@ partner sends through an inbound channel (the signed webhook, HL7 v2 over MLLP, 
 fax, Direct and HEP intakes) is written under an :class:`InboundPolicy` instead: the FHIR service
 checks every create, update and delete against the resource types the partner's connector may
 write (``inbound_types`` in its config; by default :data:`DEFAULT_INBOUND_TYPES`, the clinical
-types the hub stores). The hub's own records (:data:`connectors.base.HUB_ONLY_TYPES`: AuditEvent,
-Provenance) are refused whatever the config says. A refusal is an :class:`InboundRefused` (403)
-that the channel keeps as the reason of the rejected message.
+types the hub stores, less :data:`PAYER_TYPES`, which a connector writes only when it lists them).
+The hub's own records (:data:`connectors.base.HUB_ONLY_TYPES`: AuditEvent, Provenance) are refused
+whatever the config says. A refusal is an :class:`InboundRefused` (403) that the channel keeps as the
+reason of the rejected message.
 
 Every inbound write, and every refused one, records an AuditEvent whose agent is the connector (or
 listener) the message came through (:func:`inbound_audit`), in the transaction of the write.
@@ -26,10 +27,15 @@ from hub.security.audit import audit_event
 from hub.security.principal import Forbidden, Principal
 from mappings.fhir import SUPPORTED_TYPES
 
-__all__ = ["CONNECTOR_SYSTEM", "DEFAULT_INBOUND_TYPES", "InboundPolicy", "InboundRefused", "inbound_audit"]
+__all__ = ["CONNECTOR_SYSTEM", "DEFAULT_INBOUND_TYPES", "PAYER_TYPES", "InboundPolicy", "InboundRefused",
+           "inbound_audit"]
 
+#: a payer's adjudications and the eligibility exchange: the billing imports (835, 271) write them as
+#: the hub itself; a partner connector writes them only when its ``inbound_types`` names them
+PAYER_TYPES: frozenset[str] = frozenset({"ClaimResponse", "CoverageEligibilityResponse",
+                                         "CoverageEligibilityRequest"})
 #: what partners may write when their connector does not say
-DEFAULT_INBOUND_TYPES: frozenset[str] = frozenset(SUPPORTED_TYPES) - HUB_ONLY_TYPES
+DEFAULT_INBOUND_TYPES: frozenset[str] = frozenset(SUPPORTED_TYPES) - HUB_ONLY_TYPES - PAYER_TYPES
 #: the identifier system of a connector (or listener) as the agent of an AuditEvent
 CONNECTOR_SYSTEM = "https://therapy-hub.example/sid/connector"
 

@@ -421,6 +421,29 @@ class DirectCertificate(Base):
     __table_args__ = (Index("ix_direct_certificates_address", "tenant_id", "address", "fingerprint", unique=True),)
 
 
+class DirectCrl(Base):
+    """A certificate revocation list supplied by an administrator (``hub direct certs add --crl``)
+    for an issuer among the tenant's stored trust anchors and intermediates; verification of
+    received Direct mail checks signers against it (ADR 0010). Nothing is fetched."""
+
+    __tablename__ = "direct_crls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    issuer: Mapped[str] = mapped_column(String(500))  # the CRL's issuer (RFC 4514)
+    issuer_fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the stored certificate that signed it
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the DER CRL
+    this_update: Mapped[datetime] = mapped_column(DateTime)
+    next_update: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked: Mapped[int] = mapped_column(Integer)  # how many certificates it lists
+    crl_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    #: removed (``DELETE /admin/api/direct/crls/{id}``) or superseded by a newer CRL of its issuer
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    __table_args__ = (Index("ix_direct_crls_fingerprint", "tenant_id", "fingerprint", unique=True),)
+
+
 class BillingClaim(Base):
     """The billing state of one FHIR ``Claim`` (its content stays in the FHIR store): what listings,
     the denial analytics and the X12 imports read and move (ADR 0013). Amounts in cents; findings

@@ -33,6 +33,7 @@ from hub.errors import BadRequest, NotFound
 from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store.models import DirectCertificate
+from hub.sync.direct_crls import DirectCrls
 
 __all__ = ["CertificateRefused", "DirectCerts", "certificate_view", "fill_direct_config", "read_certificate",
            "read_private_key"]
@@ -188,12 +189,13 @@ class DirectCerts:
         return list(self.session.scalars(query.order_by(DirectCertificate.address, DirectCertificate.id)))
 
     def changed_at(self) -> datetime | None:
-        """When the tenant's entries last changed, added or removed (a connector built from them is
-        rebuilt after; the listener reloads its identity)."""
+        """When the tenant's entries or CRLs last changed, added or removed (a connector built from
+        them is rebuilt after; the listener reloads its identity)."""
         added, removed = self.session.execute(
             select(func.max(DirectCertificate.created_at), func.max(DirectCertificate.removed_at))
             .where(DirectCertificate.tenant_id == self.tenant)).one()
-        stamps = [s for s in (added, removed) if s is not None]
+        crls = DirectCrls(self.session, tenant=self.tenant, clock=self.clock).changed_at()
+        stamps = [s for s in (added, removed, crls) if s is not None]
         return max(stamps) if stamps else None
 
     def _valid(self, rows: list[DirectCertificate]) -> list[DirectCertificate]:

@@ -42,7 +42,7 @@ from hub.sync.context import (
     with_references,
 )
 from hub.sync.direct_certs import DirectCerts
-from hub.sync.inbox import Inbox, short_error
+from hub.sync.inbox import MAX_ERROR, Inbox, short_error
 from hub.sync.outbox import Outbox
 from hub.unit_of_work import enqueue_after_commit
 
@@ -243,20 +243,42 @@ class DeliveryEngine:
         """The partner reported later that a delivery it had accepted failed (a fax that did not go
         through, a failed MDN), or did not confirm it in time: the attempt counts as failed after all,
         so the job retries per its connector's policy (enqueued after commit, due after the backoff)
-        or is dead-lettered. For an ``awaiting`` job, and for a ``succeeded`` one (delivered before
-        confirmations were awaited, or a partner that takes its word back). None when the job is in
-        no such state (already retried, replayed or dead)."""
+        or is dead-lettered. For an ``awaiting`` job, and for a ``succeeded`` one delivered without
+        awaiting a confirmation (before confirmations were awaited). A job the partner itself
+        confirmed after awaiting it (:meth:`confirm`) is not sent again: the partner contradicts
+        itself, so the report is kept as a ``warning`` event of the message for a person to look at,
+        and the job stays ``succeeded``. None when nothing is to be retried (a confirmed job, or one
+        already retried, replayed or dead)."""
         if job.status not in (ev.AWAITING, ev.SUCCEEDED):
             return None
         message = repo.message_by_id(self.session, tenant=None, message_id=job.message_id)
         instance = repo.connector_by_id(self.session, connector_id=job.connector_id)
         assert message is not None and instance is not None
+        if job.status == ev.SUCCEEDED and self._confirmed_after_awaiting(job):
+            self._event(message, ev.WARNING, job_id=job.id, attempt=job.attempts, at=self.clock(),
+                        detail=short_error(f"the partner reported a failure after confirming the delivery "
+                                           f"(not sent again; check with the partner): {detail}"))
+            self.session.flush()
+            return None
         job.status = ev.RUNNING
         job.finished_at = None
         delay = self._record(job, message, instance, Outcome(ok=False, detail=detail), self.clock())
         if job.status == ev.RETRYING:
             enqueue_after_commit(self.session, [job.id])
         return delay
+
+    def _confirmed_after_awaiting(self, job: DeliveryJob) -> bool:
+        """Whether the job's last attempt was awaited (its ``sent`` event says so) and then confirmed
+        (an ``acknowledged`` event after it), as opposed to a send that was the delivery."""
+        awaited = False
+        for event in repo.events_of(self.session, message_id=job.message_id):
+            if event.job_id != job.id or event.attempt != job.attempts:
+                continue
+            if event.event == ev.SENT:
+                awaited = AWAITING_NOTE in (event.detail or "")
+            elif event.event == ev.ACKNOWLEDGED and awaited:
+                return True
+        return False
 
     def _record(self, job: DeliveryJob, message: Message, instance: ConnectorInstance, outcome: Outcome,
                 now: datetime) -> float | None:
@@ -270,8 +292,7 @@ class DeliveryEngine:
             job.remote_id = outcome.remote_id
             job.next_attempt_at = now + timedelta(seconds=outcome.confirm_within)  # confirm_by
             self._event(message, ev.SENT, job_id=job.id, duration_ms=outcome.duration_ms, attempt=job.attempts,
-                        at=now, detail=short_error(f"{outcome.detail}; awaiting confirmation within "
-                                                   f"{_minutes(outcome.confirm_within)} minutes"))
+                        at=now, detail=_awaiting_detail(outcome.detail, outcome.confirm_within))
             repo.record_written(self.session, tenant=job.tenant_id, connector_id=job.connector_id,
                                 external_ids=outcome.written, now=now)
             self.wake_held(job.ordering_key, now)
@@ -390,6 +411,16 @@ class DeliveryEngine:
         self.session.flush()
         enqueue_after_commit(self.session, [j.id for j in jobs])
         return [j.id for j in jobs]
+
+
+#: in the ``sent`` event of an attempt that awaits the partner's confirmation (and how it is told apart)
+AWAITING_NOTE = "awaiting confirmation within"
+
+
+def _awaiting_detail(detail: str, seconds: float) -> str:
+    note = f"; {AWAITING_NOTE} {_minutes(seconds)} minutes"
+    head = short_error(detail)
+    return head[: MAX_ERROR - len(note)] + note  # the note is never cut off
 
 
 def _minutes(seconds: float) -> str:

@@ -16,6 +16,9 @@ REPLAYED = "replayed"
 RETRIED = "retried"
 DISCARDED = "discarded"  # an operator gave a dead letter up: it will never be delivered
 DEFERRED = "deferred"
+#: something a person should look at, nothing was changed (a partner that reports a failure of a
+#: delivery it had confirmed)
+WARNING = "warning"
 
 # job statuses
 PENDING = "pending"

@@ -195,3 +195,22 @@ def test_hub_jobs_lists_the_awaiting_ones_with_their_deadline(client: TestClient
     assert listed.exit_code == 0, listed.stdout
     row = table_rows(listed.stdout)[str(job_id)]
     assert row[3] == "awaiting" and confirm_by[:10] in row[5]
+
+
+def test_a_failure_reported_after_the_vendor_confirmed_is_a_warning_not_a_resend(
+        client: TestClient, settings: Settings, hub_url: str, vendor: SandboxFaxServer) -> None:
+    job_id = _sent(client, settings, vendor, hub_url)
+    fax_id = vendor.sent[0].fax_id
+    assert vendor.send_status(fax_id, "delivered", pages=3) == 202
+    done = job(client, job_id)
+    assert done["status"] == "succeeded"
+    # the vendor contradicts itself: kept for a person to look at, the confirmed job is not sent again
+    assert _status_again(vendor, hub_url + PATH, fax_id, "failed", "evt-contradiction") == 202
+    assert job(client, job_id) == done
+    warnings = [e for e in events(client, done["message_id"]) if e["event"] == "warning"]
+    assert len(warnings) == 1 and warnings[0]["job_id"] == job_id
+    assert "after confirming" in warnings[0]["detail"] and f"fax {fax_id} failed" in warnings[0]["detail"]
+    assert client.get(f"/admin/api/messages/{done['message_id']}").json()["status"] == "delivered"
+    assert client.post(f"/admin/api/jobs/{job_id}/retry").status_code == 409  # nothing to retry either
+    assert sweep_unconfirmed(settings, now=utcnow() + timedelta(days=3)) == 0
+    assert len(vendor.sent) == 1

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from hub.documents.intake import IntakeOutcome, run_intake
@@ -18,6 +19,7 @@ from hub.errors import Conflict
 from hub.referrals.plans import PlanService, SignIn
 from hub.services import fhir_service
 from hub.settings import Settings
+from hub.store.db import engine_for
 from hub.unit_of_work import unit_of_work
 from mappings.documents import INTAKE_SYSTEM
 from sandboxes.scans import scanned_pdf
@@ -49,16 +51,20 @@ def test_a_second_completion_of_the_same_version_is_refused(client: TestClient, 
 
 def race(settings: Settings, task_id: str, second: Callable[[], object]) -> dict[str, object]:
     """The portal completes ``task_id`` and, before it commits, ``second`` runs (in a thread of its
-    own): what each ended with (None, or the error)."""
+    own) until PostgreSQL shows it waiting for a lock the portal's transaction holds (it has read the
+    Task as it was and its write waits for the portal's row lock); then the portal commits. What each
+    ended with (None, or the error)."""
     signed, commit = threading.Event(), threading.Event()
     outcomes: dict[str, object] = {}
+    backend: list[int] = []
 
     def first() -> None:
         try:
             with unit_of_work(settings) as session:
                 plans(settings, session).sign(task_id, mark("first"))
+                backend.append(int(session.execute(text("SELECT pg_backend_pid()")).scalar_one()))
                 signed.set()
-                commit.wait(10)
+                commit.wait(30)
             outcomes["first"] = None
         except BaseException as error:  # noqa: BLE001 - what the thread ended with, for the assertions
             outcomes["first"] = error
@@ -72,16 +78,37 @@ def race(settings: Settings, task_id: str, second: Callable[[], object]) -> dict
 
     threads = [threading.Thread(target=first), threading.Thread(target=other)]
     threads[0].start()
+    blocked = False
     try:
-        assert signed.wait(10)
+        assert signed.wait(30) and backend, outcomes.get("first")
         threads[1].start()
-        time.sleep(0.5)  # the second has read the Task as it was and waits for the first's row lock
+        blocked = _blocked_behind(settings, backend[0], give_up=threads[1])
     finally:
         commit.set()
         for thread in threads:
             if thread.ident is not None:
-                thread.join(10)
+                thread.join(30)
+    assert blocked, f"the second never waited for the first's lock: {outcomes.get('second')!r}"
+    assert not any(t.is_alive() for t in threads)
     return outcomes
+
+
+def _blocked_behind(settings: Settings, pid: int, *, give_up: threading.Thread) -> bool:
+    """Whether a backend comes to wait for a lock held by backend ``pid`` (polled on a connection of
+    its own) before ``give_up`` ends: an observed state, not a guess at how long reading takes."""
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))")
+    deadline = time.monotonic() + 30
+    engine = engine_for(settings.database_url)
+    try:
+        with engine.connect() as connection:
+            while time.monotonic() < deadline and give_up.is_alive():
+                if connection.execute(query, {"pid": pid}).scalar_one():
+                    return True
+                connection.rollback()
+                time.sleep(0.01)
+    finally:
+        engine.dispose()
+    return False
 
 
 def only_postgresql(settings: Settings) -> None:

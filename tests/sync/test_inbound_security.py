@@ -117,3 +117,29 @@ def test_a_body_that_is_not_json_is_a_400_and_kept(client: TestClient) -> None:
         response = client.post("/inbound/default/partner", content=body, headers=_headers(body, key))
         assert response.status_code == 400, (key, response.text)
     assert client.get("/admin/api/messages", params={"status": "rejected"}).json()["total"] == 3
+
+
+CLAIM_RESPONSE = json.dumps({
+    "resourceType": "ClaimResponse", "status": "active", "type": {"text": "professional"}, "use": "claim",
+    "patient": {"display": "x"}, "created": "2026-01-01", "insurer": {"display": "payer"}, "outcome": "complete",
+    "identifier": [{"system": "urn:payer-icn", "value": "ICN-1"}]}).encode()
+ELIGIBILITY = json.dumps({
+    "resourceType": "CoverageEligibilityResponse", "status": "active", "purpose": ["benefits"],
+    "patient": {"display": "x"}, "created": "2026-01-01", "request": {"display": "r"}, "outcome": "complete",
+    "insurer": {"display": "payer"}}).encode()
+
+
+def test_payer_adjudications_are_not_written_by_a_partner_by_default(client: TestClient) -> None:
+    _setup(client)  # no inbound_types: the default
+    for key, body in (("cr1", CLAIM_RESPONSE), ("el1", ELIGIBILITY)):
+        response = client.post("/inbound/default/partner", content=body, headers=_headers(body, key))
+        assert response.status_code == 403 and "inbound_types" in response.json()["error"], response.text
+    assert client.get("/fhir/ClaimResponse").json()["total"] == 0
+    assert client.get("/fhir/CoverageEligibilityResponse").json()["total"] == 0
+    # a connector that names them may write them
+    _setup(client, inbound_types=["ClaimResponse", "CoverageEligibilityResponse"])
+    for key, body in (("cr2", CLAIM_RESPONSE), ("el2", ELIGIBILITY)):
+        response = client.post("/inbound/default/partner", content=body, headers=_headers(body, key))
+        assert response.status_code == 202, response.text
+    assert client.get("/fhir/ClaimResponse").json()["total"] == 1
+    assert client.get("/fhir/CoverageEligibilityResponse").json()["total"] == 1
