@@ -5,6 +5,10 @@ A crash between the commit and the acknowledgement leaves the file at the cleari
 poll downloads it again, finds it in the inbox (same connector, same ``name:sha256[:16]``), applies
 nothing and acknowledges it. A file whose sets cannot be applied is still recorded (and so
 acknowledged): its raw content stays in the message store, with the reason.
+
+The files of one poll are applied in the order the answers are given, whatever their names: the
+acknowledgements of a file (TA1, 999) first, then the claims' 277CA, then the 835 (a 277CA applied
+first would leave the 999 no submitted claim to accept), the others last; by name within each.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connectors import registry
 from connectors.base import ConnectorError
+from connectors.x12_billing.model import RemoteFile
 from hub.billing import imports_queries as q
 from hub.billing.imports import external_id_for, import_x12
 from hub.billing.imports_result import ImportResult
@@ -25,7 +30,7 @@ from hub.store import sync_repository as repo
 from hub.sync.config import SyncConfig
 from hub.unit_of_work import unit_of_work
 
-__all__ = ["BillingPoll", "billing_connectors", "poll_billing", "poll_billing_all", "poll_billing_named"]
+__all__ = ["BillingPoll", "apply_order", "billing_connectors", "poll_billing", "poll_billing_all", "poll_billing_named"]
 
 log = logging.getLogger("hub.billing.poll")
 KIND = "x12_billing"
@@ -52,6 +57,22 @@ class BillingPoll:
                 "not_acknowledged": self.not_acknowledged, "files": [f.view() for f in self.files]}
 
 
+#: GS01 of a response file -> when it is applied in a poll (TA1 alone: with the 999s)
+_ORDER = {b"FA": 0, b"HN": 1, b"HP": 2}
+
+
+def apply_order(remote: RemoteFile) -> tuple[int, str]:
+    """The key that orders a poll's files: the kind of answer (GS01 of the first group), then the name."""
+    content = remote.content.lstrip()
+    if not content.startswith(b"ISA") or len(content) < 106:
+        return len(_ORDER), remote.name
+    separator = content[3:4]
+    at = content.find(b"GS" + separator, 105)  # after the fixed-length ISA segment
+    if at < 0:
+        return (0 if b"TA1" + separator in content else len(_ORDER)), remote.name
+    return _ORDER.get(content[at + 3:at + 5], len(_ORDER)), remote.name
+
+
 def billing_connectors(settings: Settings) -> list[int]:
     """The ids of the enabled ``x12_billing`` connectors of every tenant."""
     with unit_of_work(settings, readonly=True) as session:
@@ -75,7 +96,7 @@ def poll_billing(settings: Settings, connector_id: int) -> BillingPoll | None:
             log.warning("hub.billing.poll.failed", extra={"connector_id": connector_id, "error": str(exc)})
             report.ok, report.error = False, str(exc)
             return report
-        for remote in remote_files:
+        for remote in sorted(remote_files, key=apply_order):
             try:
                 with unit_of_work(settings) as session:  # committed before the clearinghouse forgets it
                     result = import_x12(session, settings, tenant=tenant, raw=remote.content, source=name,

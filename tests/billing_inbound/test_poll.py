@@ -50,6 +50,21 @@ def test_poll_records_then_acknowledges_then_applies(settings: Settings, house: 
     assert again is not None and again.files == []
 
 
+def test_a_poll_applies_the_999_then_the_277ca_then_the_835_whatever_their_names(
+        settings: Settings, house: SandboxClearinghouse, uploader: X12BillingConnector, connector_id: int) -> None:
+    """The sandbox names its answers <stem>.277, <stem>.835, <stem>.999: by name the 999 would come last and
+    find no submitted claim left to accept."""
+    _submit(settings, uploader, house, connector_id, 94)
+    assert house.responses() == sorted(house.responses()) and house.responses()[-1].endswith(".999")
+    report = poll_billing(settings, connector_id)
+    assert report is not None and report.ok
+    assert [s.kind for f in report.files for s in f.sets] == ["999", "277CA", "835"], report.view()
+    ack, status, remit = (f.sets[0] for f in report.files)
+    assert ack.claims == {"accepted": 2} and not ack.warnings, ack.view()
+    assert status.claims == {"acknowledged": 2} and remit.claims == {"paid": 1, "partially_paid": 1}
+    assert billing_claim(settings, "TH941").acknowledged_at is not None
+
+
 def test_a_crash_between_record_and_acknowledge_downloads_again_without_applying_twice(
         settings: Settings, house: SandboxClearinghouse, uploader: X12BillingConnector, connector_id: int) -> None:
     _submit(settings, uploader, house, connector_id, 92)
