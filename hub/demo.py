@@ -2,13 +2,14 @@
 
 Starts the sandbox partners (the referring physician's system as a webhook receiver, the clinic's
 EMR as a FHIR server with SMART Backend Services, a legacy system as an HL7 v2 MLLP peer, the
-referrer's fax vendor and Direct HISP), the hub (API + embedded worker, SQLite, no services, and
-``hub direct`` for the HISP's replies), wires connectors and routes, and walks one referral through
-intake, acceptance, plan of care (also sent for signature by fax and by Direct, the signed pages
-coming back on both: :mod:`hub.demo_channels`), signature, visits, the progress report and
-discharge, then two more referrals whose certifications are signed only on paper, one faxed back as
-a scanned image-only page and one sent back by Direct, completed by the document intake
-(:mod:`hub.demo_paper`), printing each step. Only 127.0.0.1 is used.
+referrer's fax vendor and Direct HISP, a clearinghouse over SFTP), the hub (API + embedded worker,
+SQLite, no services, and ``hub direct`` for the HISP's replies), wires connectors and routes, and
+walks one referral through intake (with an eligibility check), acceptance, plan of care (also sent
+for signature by fax and by Direct, the signed pages coming back on both: :mod:`hub.demo_channels`),
+signature, visits, the progress report and discharge, then two more referrals whose certifications
+are signed only on paper, one faxed back as a scanned image-only page and one sent back by Direct,
+completed by the document intake (:mod:`hub.demo_paper`), then bills the first referral's visits
+and shows the payment (:mod:`hub.demo_billing`), printing each step. Only 127.0.0.1 is used.
 """
 
 from __future__ import annotations

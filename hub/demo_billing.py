@@ -20,6 +20,7 @@ EFT trace number and the denials with their CARC. Never a patient's name: ids, c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -237,12 +238,14 @@ class DemoBilling:
         start of each, in order: :data:`VISIT_CHARGES` gives their charges)."""
         if len(visits) != len(VISIT_CHARGES):
             raise BillingError(f"{len(visits)} visits, {len(VISIT_CHARGES)} charge sheets")
+        started = time.monotonic()
         number_of = {encounter: n for n, (encounter, _) in enumerate(visits, start=1)}
         charges = self._charge(intake, visits)
         claims = self._build(number_of, charges)
         self._submit(claims)
         self._acknowledgments()
         self._payment(number_of)
+        self.echo(f"billed in {time.monotonic() - started:.1f} s")
 
     def _charge(self, intake: Intake, visits: list[tuple[str, datetime]]) -> dict[tuple[int, str], dict[str, Any]]:
         written: dict[tuple[int, str], dict[str, Any]] = {}
@@ -321,8 +324,9 @@ class DemoBilling:
         [file] = files
         if sorted(file["claim_ids"]) != sorted(c["claim_id"] for c in claims):
             raise BillingError("the 837P does not carry every ready claim")
+        charge = money(Decimal(file["charge"]))
         self.echo(f"claims submitted: {len(file['claim_ids'])} in one 837P (005010X222A1, checked by pyx12) to payer "
-                  f"{file['payer_id']}, ISA13 {file['interchange_control']:09d}, charge ${file['charge']}, "
+                  f"{file['payer_id']}, ISA13 {file['interchange_control']:09d}, charge {charge}, "
                   f"delivery job {', '.join(map(str, file['job_ids']))}")
         self._delivered(list(file["job_ids"]), "the 837P")
         received = self.house.claim_files[-1]
@@ -343,9 +347,9 @@ class DemoBilling:
                   "the 999 and the 277CA")
         report = self._poll()
         for answer in self._show(report, ("999", "277CA")):
-            moved = ", ".join(f"{n} {status}" for status, n in sorted(answer["claims"].items()))
-            what = "the file's transaction set accepted" if answer["kind"] == "999" else "claim status"
-            self.echo(f"polled the {answer['kind']} ({what}): {moved}")
+            moved = ", ".join(f"{n} claims {status}" for status, n in sorted(answer["claims"].items()))
+            what = "the 837P's syntax" if answer["kind"] == "999" else "the claims, by the payer's front end"
+            self.echo(f"polled the {answer['kind']} ({what}): {moved or 'no claim moved'}")
 
     def _payment(self, number_of: dict[str, int]) -> None:
         released = self.house.release_remittance()
