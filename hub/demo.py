@@ -352,6 +352,7 @@ def _loop(client: httpx.Client, clinic: httpx.Client, physician: httpx.Client, e
     certification = next(o for o in plan["obligations"] if o["kind"] == "certification")
     step(5, f"clinic accepted; plan of care {plan['care_plan']} (PDF {plan['document']}, return code "
             f"{plan['return_code']}) sent for signature, due {certification['due']}")
+    billing.eligibility()  # the answer to the intake's inquiry, delivered meanwhile
     mine = _check(physician.get("/certifications"), "the physician's certifications to sign")
     if certification["task"] not in [m["task"] for m in mine]:
         raise DemoError("the certification is not in Dr. Okafor's list")

@@ -140,12 +140,19 @@ class DemoBilling:
         return dict(_check(self.clinic.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource,
                                            headers=FHIR), what))
 
+    def _write(self, resources: list[dict[str, Any]], what: str) -> None:
+        """PUT every resource in one FHIR transaction (all or nothing)."""
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {k: v for k, v in r.items() if k != "meta"},
+             "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources]}
+        _check(self.clinic.post("/fhir", json=bundle, headers={**FHIR, "Prefer": "return=minimal"}), what)
+
     def _read(self, reference: str) -> dict[str, Any]:
         return dict(_check(self.clinic.get(f"/fhir/{reference}"), f"reading {reference.split('/')[0]}"))
 
     def intake(self, view: dict[str, Any]) -> Intake:
-        """Record what billing needs for the referral of ``view`` (POST /referrals' answer) and check
-        the patient's benefits with the payer (270 -> 271)."""
+        """Record what billing needs for the referral of ``view`` (POST /referrals' answer) and ask the
+        payer about the patient's benefits (a 270: :meth:`eligibility` shows the 271)."""
         if view.get("owner") != self.organization:
             raise BillingError(f"the referral is owned by {view.get('owner')}, not the billing clinic")
         request = self._read(view["service_request"])
@@ -154,38 +161,41 @@ class DemoBilling:
         if not coverage_ref.startswith("Coverage/") or not condition.startswith("Condition/"):
             raise BillingError("the referral carries no Coverage or no diagnosis")
         clinic = self._read(self.organization)
-        clinic.update({"name": CLINIC_NAME, "address": [ADDRESS], "telecom": [{"system": "phone",
-                                                                               "value": "503-555-0100"}],
+        clinic.update({"name": CLINIC_NAME, "address": [ADDRESS],
+                       "telecom": [{"system": "phone", "value": "503-555-0100"}],
                        "type": [{"coding": [{"system": NUCC_TAXONOMY_SYSTEM, "code": "261QP2000X"}]}]})
         clinic["identifier"] = [i for i in clinic.get("identifier") or []
                                 if i.get("system") not in (NPI_SYSTEM, TAX_ID_SYSTEM)]
-        clinic["identifier"] += [{"system": NPI_SYSTEM, "value": CLINIC_NPI}, {"system": TAX_ID_SYSTEM,
-                                                                               "value": CLINIC_EIN}]
-        self._put({k: v for k, v in clinic.items() if k != "meta"})
-        self._put({"resourceType": "Practitioner", "id": THERAPIST, "identifier": [{"system": NPI_SYSTEM,
-                                                                                   "value": THERAPIST_NPI}],
-                   "name": [{"family": "Lindqvist", "given": ["Maja"], "suffix": ["PT", "DPT"]}],
-                   "qualification": [{"code": TAXONOMY}]})
-        self._put({"resourceType": "PractitionerRole", "id": THERAPIST, "active": True,
-                   "practitioner": {"reference": f"Practitioner/{THERAPIST}"},
-                   "organization": {"reference": self.organization}, "code": [TAXONOMY]})
-        self._put({"resourceType": "Organization", "id": "medicare-part-b", "active": True, "name": PAYER,
-                   "identifier": [{"system": PAYER_ID_SYSTEM, "value": PAYER_ID}],
-                   "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type",
-                                         "code": "pay"}]}]})
+        clinic["identifier"] += [{"system": NPI_SYSTEM, "value": CLINIC_NPI},
+                                 {"system": TAX_ID_SYSTEM, "value": CLINIC_EIN}]
         coverage = self._read(coverage_ref)
         coverage.update({
             "type": {"coding": [{"system": FILING_INDICATOR_SYSTEM, "code": "MB", "display": "Medicare Part B"}]},
             "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/subscriber-relationship",
                                          "code": "self"}]},
             "payor": [{"reference": "Organization/medicare-part-b", "display": PAYER}], "order": 1})
-        self._put({k: v for k, v in coverage.items() if k != "meta"})
         patient = self._read(view["patient"])
         patient["address"] = [PATIENT_ADDRESS]
-        self._put({k: v for k, v in patient.items() if k != "meta"})
+        self._write([
+            clinic, coverage, patient,
+            {"resourceType": "Practitioner", "id": THERAPIST,
+             "identifier": [{"system": NPI_SYSTEM, "value": THERAPIST_NPI}],
+             "name": [{"family": "Lindqvist", "given": ["Maja"], "suffix": ["PT", "DPT"]}],
+             "qualification": [{"code": TAXONOMY}]},
+            {"resourceType": "PractitionerRole", "id": THERAPIST, "active": True,
+             "practitioner": {"reference": f"Practitioner/{THERAPIST}"},
+             "organization": {"reference": self.organization}, "code": [TAXONOMY]},
+            {"resourceType": "Organization", "id": "medicare-part-b", "active": True, "name": PAYER,
+             "identifier": [{"system": PAYER_ID_SYSTEM, "value": PAYER_ID}],
+             "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type",
+                                   "code": "pay"}]}]},
+        ], "recording the billing data of the intake")
         self.echo(f"billing at intake: {coverage_ref} linked to {PAYER} (payer id {PAYER_ID}, filing indicator MB); "
-                  f"the clinic bills as {self.organization} (NPI {CLINIC_NPI}, EIN {CLINIC_EIN})")
-        self._eligibility(coverage_ref)
+                  f"the clinic bills as {self.organization} (NPI {CLINIC_NPI}, EIN {CLINIC_EIN}); "
+                  "eligibility asked (270)")
+        self._asked = _check(self.admin.post("/admin/api/billing/eligibility", json={
+            "coverage": coverage_ref, "disciplines": ["PT"], "provider": self.organization,
+            "connector": CONNECTOR}), "the eligibility inquiry")
         return Intake(view["patient"], coverage_ref, condition)
 
     def _delivered(self, job_ids: list[int], what: str) -> None:
@@ -194,7 +204,7 @@ class DemoBilling:
             dead = [j for j in jobs if j["status"] == "dead"]
             if dead:
                 raise BillingError(f"{what} was not delivered: {dead[0]['last_error']}")
-            return all(j["status"] == "succeeded" for j in jobs)
+            return bool(jobs) and all(j["status"] == "succeeded" for j in jobs)
 
         self.wait(done, 60, what)
 
@@ -208,10 +218,9 @@ class DemoBilling:
             raise BillingError(f"polling the clearinghouse failed: {report['error']}")
         return report
 
-    def _eligibility(self, coverage_ref: str) -> None:
-        asked = _check(self.admin.post("/admin/api/billing/eligibility", json={
-            "coverage": coverage_ref, "disciplines": ["PT"], "provider": self.organization,
-            "connector": CONNECTOR}), "the eligibility inquiry")
+    def eligibility(self) -> None:
+        """The 271 that answers the intake's 270 (delivered by the worker meanwhile), polled and shown."""
+        asked = self._asked
         self._delivered(self._jobs_of(asked["message_id"]), "the 270")
         self.wait(lambda: any(n.endswith(".271") for n in self.house.responses()), 30, "the 271")
         report = self._poll()
@@ -225,8 +234,8 @@ class DemoBilling:
                 for benefit in item.get("benefit") or []:
                     benefits.setdefault(str(_code(benefit.get("type"), BENEFIT_TYPE_SYSTEM)), {}).update(benefit)
         visits, copay = benefits.get("visit", {}), benefits.get("copay", {})
-        inforce = (answer.get("insurance") or [{}])[0].get("inforce")
-        self.echo(f"eligibility (270 -> 271, {asked['trace']}): coverage {'active' if inforce else 'not active'}; "
+        active = "active" if (answer.get("insurance") or [{}])[0].get("inforce") else "not active"
+        self.echo(f"eligibility (270 -> 271, trace {asked['trace']}): coverage {active}; "
                   f"PT visits this year: {visits.get('allowedUnsignedInt', '?')} allowed, "
                   f"{visits.get('usedUnsignedInt', '?')} used; copay "
                   f"{money(_dec((copay.get('allowedMoney') or {}).get('value')))} a visit ({responses[0]})")
@@ -253,14 +262,15 @@ class DemoBilling:
             for code, minutes in sheet:
                 quantity = ({"value": minutes, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"}
                             if minutes is not None else {"value": 1})
-                written[(n, code)] = self._put({
+                written[(n, code)] = {
                     "resourceType": "ChargeItem", "id": f"demo-visit{n}-{code}", "status": "billable",
                     "code": {"coding": [{"system": CPT_SYSTEM, "code": code}]},
                     "subject": {"reference": intake.patient}, "context": {"reference": f"Encounter/{encounter}"},
                     "occurrenceDateTime": start.isoformat(timespec="seconds"),
                     "performer": [{"function": {"coding": [{"system": PERFORMER_FUNCTION_SYSTEM, "code": "therapist"}]},
                                    "actor": {"reference": f"PractitionerRole/{THERAPIST}"}}],
-                    "quantity": quantity})
+                    "quantity": quantity}
+        self._write(list(written.values()), "recording the charges")
         timed = sorted({code for sheet in VISIT_CHARGES for code, minutes in sheet if minutes is not None})
         self.echo(f"charges: {len(written)} ChargeItems on the {len(visits)} visits (evaluation 97161 on the first, "
                   f"then {', '.join(timed)} in minutes)")
@@ -291,8 +301,8 @@ class DemoBilling:
                 raise BillingError(f"visit {visit}'s claim is blocked: {[f['rule'] for f in errors]}")
             self.echo(f"  fix: {errors[0]['fix']}")
             code = self._claim_lines(claim["claim_id"])[int(errors[0]["line"]) - 1][0]
-            item = {k: v for k, v in charges[(visit, code)].items() if k != "meta"}
-            item["extension"] = [{"url": MODIFIER_EXTENSION, "valueCoding": {"system": CPT_SYSTEM, "code": DISTINCT}}]
+            item = {**charges[(visit, code)], "extension": [
+                {"url": MODIFIER_EXTENSION, "valueCoding": {"system": CPT_SYSTEM, "code": DISTINCT}}]}
             charges[(visit, code)] = self._put(item)
             self.echo(f"  the therapist documents separate, distinct services: modifier {DISTINCT} on {code} "
                       f"of visit {visit}")

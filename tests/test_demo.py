@@ -86,7 +86,9 @@ def test_the_demo_bills_its_visits_and_shows_the_payment(demo_run) -> None:  # t
     _, result, _ = demo_run
     out = result.stdout
     assert npi_is_valid(CLINIC_NPI) and npi_is_valid(THERAPIST_NPI)
-    assert out.index("eligibility (270 -> 271") < out.index("[ 5/12]"), out  # at intake
+    # asked at intake, answered while the clinic accepts the referral
+    assert out.index("[ 4/12]") < out.index("eligibility asked (270)") < out.index("[ 5/12]"), out
+    assert out.index("[ 5/12]") < out.index("eligibility (270 -> 271") < out.index("[ 6/12]"), out
     assert "coverage active; PT visits this year: 20 allowed, 0 used; copay $25.00 a visit" in out, out
     billing = out[out.index("[10/12] billing"):out.index("[11/12]")]
     assert "19 ChargeItems on the 10 visits" in billing, billing
