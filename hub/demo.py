@@ -178,6 +178,8 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                 echo(f"  FHIR API           {base}/fhir/Task?code=fulfill   (metadata: {base}/fhir/metadata)")
                 echo(f"  messages & events  {base}/admin/api/messages")
                 echo(f"  connectors health  {base}/admin/api/connectors")
+                echo(f"  billing claims     {base}/admin/api/billing/claims   "
+                     f"(analytics: {base}/admin/api/billing/analytics)")
                 echo(f"  metrics            {base}/metrics   (Prometheus text; an administrator's token)")
                 echo(f"  API docs           {base}/docs")
                 echo(f"  from a shell       HUB_DATABASE_URL=sqlite:///{(data_dir / 'hub.db').resolve()} "
