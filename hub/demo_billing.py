@@ -43,7 +43,8 @@ from mappings.x12.remittance_fhir import ADJUDICATION_SYSTEM, GROUP_SYSTEM
 if TYPE_CHECKING:
     from sandboxes.clearinghouse import SandboxClearinghouse
 
-__all__ = ["CONNECTOR", "PAYER_ID", "VISIT_CHARGES", "BillingError", "DemoBilling", "money"]
+__all__ = ["CLINIC_NPI", "CONNECTOR", "FEES", "PAYER_ID", "THERAPIST_NPI", "VISIT_CHARGES", "BillingError",
+           "DemoBilling", "Intake", "money"]
 
 CONNECTOR = "clearinghouse"
 TENANT = "default"  # the tenant the demo's hub runs as (it starts with no HUB_ settings)
@@ -123,6 +124,7 @@ class DemoBilling:
         from hub.referrals.service import clinic_id  # deferred: the demo loads the hub's modules when it runs
 
         self.organization = f"Organization/{clinic_id(TENANT)}"
+        self._asked: dict[str, Any] | None = None  # the intake's eligibility inquiry
 
     # ------------------------------------------------------------------ step 3
 
@@ -221,6 +223,8 @@ class DemoBilling:
     def eligibility(self) -> None:
         """The 271 that answers the intake's 270 (delivered by the worker meanwhile), polled and shown."""
         asked = self._asked
+        if asked is None:
+            raise BillingError("no eligibility inquiry was made at intake")
         self._delivered(self._jobs_of(asked["message_id"]), "the 270")
         self.wait(lambda: any(n.endswith(".271") for n in self.house.responses()), 30, "the 271")
         report = self._poll()
