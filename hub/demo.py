@@ -2,13 +2,14 @@
 
 Starts the sandbox partners (the referring physician's system as a webhook receiver, the clinic's
 EMR as a FHIR server with SMART Backend Services, a legacy system as an HL7 v2 MLLP peer, the
-referrer's fax vendor and Direct HISP), the hub (API + embedded worker, SQLite, no services, and
-``hub direct`` for the HISP's replies), wires connectors and routes, and walks one referral through
-intake, acceptance, plan of care (also sent for signature by fax and by Direct, the signed pages
-coming back on both: :mod:`hub.demo_channels`), signature, visits, the progress report and
-discharge, then two more referrals whose certifications are signed only on paper, one faxed back as
-a scanned image-only page and one sent back by Direct, completed by the document intake
-(:mod:`hub.demo_paper`), printing each step. Only 127.0.0.1 is used.
+referrer's fax vendor and Direct HISP, a clearinghouse over SFTP), the hub (API + embedded worker,
+SQLite, no services, and ``hub direct`` for the HISP's replies), wires connectors and routes, and
+walks one referral through intake (with an eligibility check), acceptance, plan of care (also sent
+for signature by fax and by Direct, the signed pages coming back on both: :mod:`hub.demo_channels`),
+signature, visits, the progress report and discharge, then two more referrals whose certifications
+are signed only on paper, one faxed back as a scanned image-only page and one sent back by Direct,
+completed by the document intake (:mod:`hub.demo_paper`), then bills the first referral's visits
+and shows the payment (:mod:`hub.demo_billing`), printing each step. Only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from hub import processes
+
+if TYPE_CHECKING:
+    from hub.demo_billing import DemoBilling, Intake
 
 SECRET = "demo-referrer-webhook-secret"
 #: the demo's patient (PHI as far as the hub can tell: it must never reach a log)
@@ -69,8 +73,10 @@ def _check(response: httpx.Response, what: str) -> Any:
 
 def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callable[[str], None]) -> int:
     # deferred: the demo loads the sandbox partners only when it runs
+    from hub.demo_billing import BillingError, DemoBilling
     from hub.demo_channels import FAX_WEBHOOK_SECRET, REFERRER_FAX, ChannelError, Channels
     from hub.demo_paper import paper_loops
+    from sandboxes.clearinghouse import SandboxClearinghouse
     from sandboxes.emr import SandboxEmr
     from sandboxes.fax import SandboxFaxServer
     from sandboxes.hisp import PHYSICIAN_ADDRESS, SandboxHisp
@@ -88,7 +94,7 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
     env.update({"HUB_DATABASE_URL": f"sqlite:///{(data_dir / 'hub.db').resolve()}",
                 "HUB_VAR_DIR": str(data_dir.resolve()),
                 "HUB_SWEEP_INTERVAL_SECONDS": "2", "HUB_REQUEUE_GRACE_SECONDS": "5"})
-    total = 11
+    total = 12
 
     def step(n: int, text: str) -> None:
         echo(f"[{n:>2}/{total}] {text}")
@@ -97,11 +103,12 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
     key_pem, public_pem = _key_pair()
     with SandboxReceiver(secret=SECRET) as referrer_system, SandboxEmr() as emr, SandboxPeer() as legacy, \
             SandboxFaxServer(api_key="demo-fax-key", api_secret="demo-fax-secret",
-                             webhook_secret=FAX_WEBHOOK_SECRET) as fax, SandboxHisp() as hisp:
+                             webhook_secret=FAX_WEBHOOK_SECRET) as fax, SandboxHisp() as hisp, \
+            SandboxClearinghouse(remit="manual") as house:
         emr.register_client("therapy-hub", public_pem, "system/*.cruds", kid="demo-key")
         step(1, f"sandbox partners up: referrer's system {referrer_system.url}, clinic EMR {emr.url} "
                 f"(SMART Backend Services), legacy scheduling system MLLP {legacy.address}, fax vendor {fax.url}, "
-                f"HISP {hisp.url}")
+                f"HISP {hisp.url}, clearinghouse SFTP 127.0.0.1:{house.sftp_port}")
         log = open(data_dir / "hub.log", "wb")  # noqa: SIM115
         server = processes.spawn(processes.hub_command("serve", "--port", str(port)), cwd=data_dir, env=env,
                                  stdout=log, stderr=subprocess.STDOUT)
@@ -127,26 +134,32 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                         "the administrator, the clinic and Dr. Okafor (OAuth2 client credentials)")
                 _wire(client, referrer_system.url, emr.url, key_pem, legacy.port)
                 channels.wire(client)
+                billing = DemoBilling(house, client, clinic, wait=_wait, echo=lambda line: echo(f"        {line}"))
+                billing.wire()
                 direct_port = channels.listen(log)
                 step(3, "connectors and routes: events to the referrer's system (webhook, signed), "
                         "referrals and plans to the clinic EMR (FHIR, SMART), referral status, visits and plan "
                         "summaries to the legacy system (HL7 v2 RRI^I12, SIU^S12, MDM^T02 over MLLP), plans for "
-                        f"signature to the referrer by fax and by Direct (hub direct on 127.0.0.1:{direct_port})")
+                        f"signature to the referrer by fax and by Direct (hub direct on 127.0.0.1:{direct_port}), "
+                        "claims and eligibility inquiries to the clearinghouse (X12 over SFTP, host key pinned)")
                 contacts = {"direct_address": PHYSICIAN_ADDRESS, "fax": REFERRER_FAX}
-                _loop(client, clinic, physician, emr, step, contacts=contacts)
+                intake, visits = _loop(client, clinic, physician, emr, step, contacts=contacts, billing=billing)
                 for line in channels.signed_back(client, _wait):
                     echo(f"        {line}")
                 paper_loops(client, clinic, physician, channels, patient=PATIENT, coverage=COVERAGE,
                             contacts=contacts, wait=_wait, echo=lambda line: echo(f"        {line}"),
                             scan=scanned_pdf)
-                step(10, "waiting for every delivery ...")
+                step(10, f"billing the {len(visits)} physical therapy visits to Medicare Part B through the "
+                         "clearinghouse (X12 005010: 837P out; 999, 277CA, 835 back)")
+                billing.bill(intake, visits)
+                step(11, "waiting for every delivery ...")
                 _wait(lambda: _open_jobs(client) == 0, 120, "the deliveries")
                 jobs = _check(client.get("/admin/api/jobs", params={"limit": 500}), "jobs")["items"]
                 dead = [j for j in jobs if j["status"] == "dead"]
                 if dead:
                     raise DemoError(f"{len(dead)} deliveries failed: {dead[0]['last_error']}")
                 mirrored = sum(len(emr.resources(t)) for t in ("Patient", "ServiceRequest", "Task", "CarePlan"))
-                step(11, f"done: {len(jobs)} deliveries, {len(referrer_system.deliveries)} notifications at the "
+                step(12, f"done: {len(jobs)} deliveries, {len(referrer_system.deliveries)} notifications at the "
                          f"referrer's system (all signatures valid: "
                          f"{all(d.signature_valid for d in referrer_system.deliveries)}), "
                          f"{mirrored} resources in the clinic EMR, {len(legacy.messages)} HL7 v2 messages "
@@ -165,6 +178,8 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                 echo(f"  FHIR API           {base}/fhir/Task?code=fulfill   (metadata: {base}/fhir/metadata)")
                 echo(f"  messages & events  {base}/admin/api/messages")
                 echo(f"  connectors health  {base}/admin/api/connectors")
+                echo(f"  billing claims     {base}/admin/api/billing/claims   "
+                     f"(analytics: {base}/admin/api/billing/analytics)")
                 echo(f"  metrics            {base}/metrics   (Prometheus text; an administrator's token)")
                 echo(f"  API docs           {base}/docs")
                 echo(f"  from a shell       HUB_DATABASE_URL=sqlite:///{(data_dir / 'hub.db').resolve()} "
@@ -177,7 +192,7 @@ def run_demo(data_dir: Path, port: int | None, keep_running: bool, echo: Callabl
                         time.sleep(0.5)
                 except KeyboardInterrupt:
                     pass
-        except ChannelError as exc:
+        except (ChannelError, BillingError) as exc:
             raise DemoError(str(exc)) from None
         finally:
             channels.stop()
@@ -299,9 +314,15 @@ def _clients(database_url: str) -> list[tuple[str, str]]:
 
 
 def _loop(client: httpx.Client, clinic: httpx.Client, physician: httpx.Client, emr: Any,
-          step: Callable[[int, str], None], *, contacts: dict[str, str]) -> None:
-    """``contacts``: the referrer's Direct address and fax number (where the plan goes for signature)."""
-    today = date.today()
+          step: Callable[[int, str], None], *, contacts: dict[str, str],
+          billing: DemoBilling) -> tuple[Intake, list[tuple[str, datetime]]]:
+    """``contacts``: the referrer's Direct address and fax number (where the plan goes for signature);
+    ``billing``: :class:`hub.demo_billing.DemoBilling`. The billing intake and the visits (Encounter id
+    and start, in order)."""
+    today = datetime.now(UTC).date()  # the visits' dates are UTC dates: so is the plans'
+    # ten visits, one a day up to yesterday; the plan of care starts with the first (the evaluation)
+    starts = [(datetime.now(UTC) - timedelta(days=10 - visit)).replace(microsecond=0) for visit in range(10)]
+    plan_start = starts[0].date()
     referral = {
         "identifier": {"system": "urn:oid:2.16.840.1.113883.3.9999.1", "value": f"DEMO-{int(time.time())}"},
         "discipline": "PT",
@@ -315,11 +336,12 @@ def _loop(client: httpx.Client, clinic: httpx.Client, physician: httpx.Client, e
     view = _check(physician.post("/referrals", json=referral), "sending the referral")
     task_id = view["task"].split("/")[1]
     step(4, f"referral sent by Dr. Okafor: {view['service_request']}, tracked by {view['task']} ({view['status']})")
+    intake = billing.intake(view)
     _check(clinic.post(f"/referrals/{task_id}/status", json={"status": "received"}), "receiving")
     _check(clinic.post(f"/referrals/{task_id}/status", json={"status": "accepted"}), "accepting")
     plan = _check(clinic.post(f"/referrals/{task_id}/plan-of-care", json={
         "author": "PractitionerRole/demo-therapist",
-        "period_start": today.isoformat(), "period_end": (today + timedelta(weeks=6)).isoformat(),
+        "period_start": plan_start.isoformat(), "period_end": (plan_start + timedelta(weeks=6)).isoformat(),
         "frequency_per_week": 2, "duration_weeks": 6,
         "activities": [{"code": "97161", "display": "PT evaluation, low complexity", "count": 1},
                        {"code": "97110", "display": "Therapeutic exercise"},
@@ -332,6 +354,7 @@ def _loop(client: httpx.Client, clinic: httpx.Client, physician: httpx.Client, e
     certification = next(o for o in plan["obligations"] if o["kind"] == "certification")
     step(5, f"clinic accepted; plan of care {plan['care_plan']} (PDF {plan['document']}, return code "
             f"{plan['return_code']}) sent for signature, due {certification['due']}")
+    billing.eligibility()  # the answer to the intake's inquiry, delivered meanwhile
     mine = _check(physician.get("/certifications"), "the physician's certifications to sign")
     if certification["task"] not in [m["task"] for m in mine]:
         raise DemoError("the certification is not in Dr. Okafor's list")
@@ -356,13 +379,16 @@ def _loop(client: httpx.Client, clinic: httpx.Client, physician: httpx.Client, e
     booked = _check(clinic.post("/fhir/Appointment", content=json.dumps(appointment), headers=FHIR), "booking")
     step(7, f"first visit booked: Appointment/{booked['id']} on {first_visit:%Y-%m-%d %H:%M} UTC (SIU^S12 to the "
             "legacy system; the plan of care went there as MDM^T02 with its PDF)")
-    for visit in range(10):
+    visits = []
+    for start in starts:
         encounter = {"resourceType": "Encounter", "status": "finished",
                      "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
                      "subject": {"reference": view["patient"]}, "basedOn": [{"reference": view["service_request"]}],
-                     "period": {"start": (datetime.now(UTC) - timedelta(days=10 - visit))
-                                .isoformat(timespec="seconds")}}
-        _check(clinic.post("/fhir/Encounter", content=json.dumps(encounter), headers=FHIR), "a visit")
+                     "period": {"start": start.isoformat(timespec="seconds"),
+                                "end": (start + timedelta(minutes=45)).isoformat(timespec="seconds")},
+                     "diagnosis": [{"condition": {"reference": intake.condition}, "rank": 1}]}
+        made = _check(clinic.post("/fhir/Encounter", content=json.dumps(encounter), headers=FHIR), "a visit")
+        visits.append((str(made["id"]), start))
     progress = [o for o in _check(clinic.get("/certifications"), "obligations") if o["kind"] == "progress-report"]
     state = progress[0]["business_status"] if progress else "not yet"
     step(8, f"10 visits recorded; progress report: {state}")
@@ -374,3 +400,4 @@ def _loop(client: httpx.Client, clinic: httpx.Client, physician: httpx.Client, e
         "summary": "10 visits; independent with the home exercise program", "outcome": "Goals met"}), "discharge")
     step(9, f"pulled {polled.get('stored', 0)} observation(s) from the EMR; discharged: referral {done['status']}, "
             f"feedback {done['feedback']}")
+    return intake, visits

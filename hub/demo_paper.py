@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -52,7 +52,7 @@ class PaperCertification:
                 "reason": self.reason, "coverage": coverage, "note": "Evaluate and treat"}
 
     def plan(self) -> dict[str, Any]:
-        today = date.today()
+        today = datetime.now(UTC).date()  # UTC, as the demo's visits
         return {"author": "PractitionerRole/demo-therapist", "period_start": today.isoformat(),
                 "period_end": (today + timedelta(weeks=4)).isoformat(), "frequency_per_week": 2,
                 "duration_weeks": 4, "activities": self.activities,

@@ -28,6 +28,7 @@ from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.sync.config import SyncConfig
 from hub.unit_of_work import unit_of_work
+from mappings.x12.reader import X12SyntaxError, separators_of
 
 __all__ = ["BillingPoll", "billing_connectors", "poll_billing", "poll_billing_all", "poll_billing_named",
            "response_rank"]
@@ -58,21 +59,22 @@ class BillingPoll:
 
 
 #: GS01 -> the place of its file in a poll: acknowledgements, claim acknowledgements, remittances, the rest
-_RANKS = {b"FA": 0, b"HN": 1, b"HP": 2}
+_RANKS = {"FA": 0, "HN": 1, "HP": 2}
 
 
 def response_rank(content: bytes) -> int:
     """0 for a TA1 or 999, 1 for a 277CA, 2 for an 835, 3 for anything else (a 271, unreadable files):
-    read from the interchange's first TA1 or GS segment (separators from the fixed-length ISA)."""
-    text = content.lstrip()
-    if len(text) < 106 or not text.startswith(b"ISA"):
+    read from the interchange's first TA1 or GS segment, with the separators its ISA declares."""
+    text = content.removeprefix(b"\xef\xbb\xbf").decode("latin-1").lstrip()
+    try:
+        separators = separators_of(text)
+    except X12SyntaxError:
         return 3
-    element, terminator = text[3:4], text[105:106]
-    for segment in text[106:].split(terminator, 3)[:3]:
-        fields = segment.strip().split(element)
-        if fields[0] == b"TA1":
+    for segment in text.split(separators.segment, 4)[1:4]:
+        fields = segment.strip().split(separators.element)
+        if fields[0] == "TA1":
             return 0
-        if fields[0] == b"GS" and len(fields) > 1:
+        if fields[0] == "GS" and len(fields) > 1:
             return _RANKS.get(fields[1].strip(), 3)
     return 3
 

@@ -123,10 +123,11 @@ def demo(
         True, "--keep-running/--exit", help="Keep the hub and sandboxes up afterwards (Ctrl-C stops)."
     ),
 ) -> None:
-    """Walk a referral through the whole loop on embedded defaults, against sandbox partners.
+    """Walk a referral through the whole loop on embedded defaults, against sandbox partners, and bill its visits.
 
-    No services needed: SQLite, the embedded broker and worker, a sandbox referrer system (webhook)
-    and a sandbox clinic EMR (FHIR), all on 127.0.0.1."""
+    No services needed: SQLite, the embedded broker and worker, a sandbox referrer system (webhook),
+    a sandbox clinic EMR (FHIR), legacy system (HL7 v2), fax vendor, Direct HISP and clearinghouse
+    (X12 837P, 999, 277CA, 835), all on 127.0.0.1."""
     from hub import logs, processes
     from hub.demo import DemoError, run_demo
 

@@ -50,6 +50,21 @@ def test_poll_records_then_acknowledges_then_applies(settings: Settings, house: 
     assert again is not None and again.files == []
 
 
+def test_a_poll_applies_the_999_then_the_277ca_then_the_835_whatever_their_names(
+        settings: Settings, house: SandboxClearinghouse, uploader: X12BillingConnector, connector_id: int) -> None:
+    """The sandbox names its answers <stem>.277, <stem>.835, <stem>.999: by name the 999 would come last and
+    find no submitted claim left to accept."""
+    _submit(settings, uploader, house, connector_id, 94)
+    assert house.responses() == sorted(house.responses()) and house.responses()[-1].endswith(".999")
+    report = poll_billing(settings, connector_id)
+    assert report is not None and report.ok
+    assert [s.kind for f in report.files for s in f.sets] == ["999", "277CA", "835"], report.view()
+    ack, status, remit = (f.sets[0] for f in report.files)
+    assert ack.claims == {"accepted": 2} and not ack.warnings, ack.view()
+    assert status.claims == {"acknowledged": 2} and remit.claims == {"paid": 1, "partially_paid": 1}
+    assert billing_claim(settings, "TH941").acknowledged_at is not None
+
+
 def test_a_crash_between_record_and_acknowledge_downloads_again_without_applying_twice(
         settings: Settings, house: SandboxClearinghouse, uploader: X12BillingConnector, connector_id: int) -> None:
     _submit(settings, uploader, house, connector_id, 92)
@@ -124,3 +139,13 @@ def test_response_rank_reads_the_kind_of_a_file() -> None:
     ta1 = envelope([]).split(b"~", 1)[0] + b"~\nTA1*000000900*260310*0930*A*000~IEA*0*000000900~"
     assert response_rank(ta1) == 0
     assert response_rank(b"not x12 at all") == 3 and response_rank(b"") == 3
+
+
+def test_response_rank_takes_the_separators_of_the_isa() -> None:
+    from hub.billing.imports_poll import response_rank
+
+    isa = "ISA|00|          |00|          |ZZ|CLEARINGHOUSE  |ZZ|SUBMITTER      |261204|0930|^|00501|000000007|0|T|>\n"
+    body = "GS|HN|CH|SUB|20261204|0930|7|X|005010X214\nST|277|0001|005010X214\nSE|2|0001\nGE|1|7\nIEA|1|000000007\n"
+    assert response_rank(("\ufeff" + isa + body).encode("utf-8")) == 1
+    unpadded = "ISA*00**00**ZZ*CH*ZZ*SUB*261204*0930*^*00501*7*0*T*:~GS*FA*CH*SUB*20261204*0930*7*X*005010X231A1~"
+    assert response_rank(unpadded.encode()) == 0
