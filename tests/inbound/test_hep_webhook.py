@@ -85,7 +85,8 @@ def setup(client: TestClient, vendor: SandboxHepVendor, start: str) -> None:
                     "description": {"text": "Walk without a limp"}, "subject": {"reference": f"Patient/{patient_id}"},
                     "target": [{"measure": {"text": "LEFS"}, "detailInteger": target,
                                 "dueDate": (datetime.now(UTC) + timedelta(days=60)).date().isoformat()}]}
-            plan = {**care_plan(bridge(), {"reference": {"reference": "ServiceRequest/sr-hamstring"}}), "id": plan_id, "subject": {"reference": f"Patient/{patient_id}"},
+            activities = care_plan(bridge(), {"reference": {"reference": "ServiceRequest/sr-hamstring"}})
+            plan = {**activities, "id": plan_id, "subject": {"reference": f"Patient/{patient_id}"},
                     "period": {"start": start}, "goal": [{"reference": f"Goal/{goal_id}"}]}
             put(client, patient)
             put(client, goal)
