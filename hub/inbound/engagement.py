@@ -19,7 +19,7 @@ from typing import Any
 from hub.boundary import Work
 from hub.errors import HubError
 from hub.fhir.service import FhirService
-from hub.inbound.hep import _content, care_plan_goals, patient_events
+from hub.inbound.hep import care_plan_goals, patient_events, stored_content
 from mappings.hep.adherence import Prescription
 from mappings.hep.engagement import engagement_summary, summary_json
 from mappings.hep.events import HepEvent, OutcomeRecorded
@@ -38,7 +38,7 @@ def _prescription(fhir: FhirService, care_plan_id: str | None, events: list[HepE
     if care_plan_id is None:
         return Prescription(DEFAULT_PER_WEEK, first)
     try:
-        plan = _content(fhir.read("CarePlan", care_plan_id))
+        plan = stored_content(fhir.read("CarePlan", care_plan_id))
     except HubError:
         return Prescription(DEFAULT_PER_WEEK, first)
     index: dict[str, dict[str, Any]] = {}
@@ -47,7 +47,7 @@ def _prescription(fhir: FhirService, care_plan_id: str | None, events: list[HepE
         if isinstance(ref, str) and ref.count("/") == 1:
             kind, rid = ref.split("/")
             try:
-                index[ref] = _content(fhir.read(kind, rid))
+                index[ref] = stored_content(fhir.read(kind, rid))
             except HubError:
                 continue
     try:

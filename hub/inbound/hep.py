@@ -55,7 +55,8 @@ from mappings.hep.events import HepEvent, HepEventError, OutcomeRecorded, parse_
 from mappings.hep.observations import event_observations, replay_observations
 from mappings.hep.outcomes import update_goal
 
-__all__ = ["CHANNEL", "EVENT_PREFIX", "patient_events", "receive_hep_webhook"]
+__all__ = ["CHANNEL", "EVENT_PREFIX", "apply_event", "care_plan_goals", "patient_events", "receive_hep_webhook",
+           "stored_content"]
 
 CHANNEL = "hep"
 KIND = "hep"
@@ -81,7 +82,7 @@ def patient_events(session: Any, settings: Settings, *, tenant: str, patient_id:
     found: list[HepEvent] = []
     for message in repo.inbound_messages_about(session, tenant=tenant, resource_type="Patient",
                                                resource_id=patient_id, event_prefix=EVENT_PREFIX):
-        raw = decrypted(inbox, message)
+        raw = inbox.payload(message)
         if raw is None:  # erased by retention
             continue
         try:
@@ -89,10 +90,6 @@ def patient_events(session: Any, settings: Settings, *, tenant: str, patient_id:
         except HepEventError:
             continue
     return found
-
-
-def decrypted(inbox: Inbox, message: Any) -> bytes | None:
-    return inbox.payload(message)
 
 
 def _patient_known(fhir: FhirService, patient_id: str) -> bool:
@@ -185,7 +182,8 @@ def apply_event(session: Any, settings: Settings, fhir: FhirService, event: HepE
     return written
 
 
-def _content(stored: Any) -> dict[str, Any]:
+def stored_content(stored: Any) -> dict[str, Any]:
+    """The JSON of a stored resource version (:class:`hub.fhir.stored.Stored`)."""
     found: dict[str, Any] = json.loads(stored.content or "{}")
     return found
 
@@ -206,7 +204,7 @@ def _put_all(fhir: FhirService, resources: Iterable[dict[str, Any]]) -> int:
 def care_plan_goals(fhir: FhirService, care_plan_id: str) -> list[dict[str, Any]]:
     """The Goals the CarePlan names (those the store has), as stored (without ``meta``)."""
     try:
-        plan = _content(fhir.read("CarePlan", care_plan_id))
+        plan = stored_content(fhir.read("CarePlan", care_plan_id))
     except HubError:  # no such plan (or not readable): no goals to update
         return []
     goals: list[dict[str, Any]] = []
@@ -215,7 +213,7 @@ def care_plan_goals(fhir: FhirService, care_plan_id: str) -> list[dict[str, Any]
         if not isinstance(reference, str) or not reference.startswith("Goal/"):
             continue
         try:
-            goals.append(_clean(_content(fhir.read("Goal", reference.split("/", 1)[1]))))
+            goals.append(_clean(stored_content(fhir.read("Goal", reference.split("/", 1)[1]))))
         except HubError:
             continue
     return goals
