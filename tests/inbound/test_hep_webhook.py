@@ -21,6 +21,10 @@ from fastapi.testclient import TestClient
 from connectors.hep import ACCESS_LINK_REL, HepConnector
 from hub.app import create_app
 from hub.settings import Settings
+from hub.store.models import DeliveryJob
+from hub.sync.delivery import deliver
+from hub.sync.engine import DeliveryEngine
+from hub.unit_of_work import unit_of_work
 from mappings.hep.adherence import Prescription, weekly_adherence
 from mappings.hep.events import HepEvent, SessionCompleted, parse_event
 from mappings.hep.observations import replay_observations
@@ -176,3 +180,31 @@ def test_an_event_for_an_unknown_patient_is_refused_and_kept(client: TestClient,
     assert rejected["total"] == 1
     assert "no Patient" in rejected["items"][0]["error"] and "pat-nobody" not in rejected["items"][0]["error"]
     assert all_of(client, "Observation") == []
+
+
+def test_the_patient_access_link_of_a_pushed_plan_is_kept_encrypted_on_its_job(
+        client: TestClient, settings: Settings, vendor: SandboxHepVendor) -> None:
+    config = {"base_url": vendor.url, "api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET}
+    response = client.put("/admin/api/connectors/vendor", json={"name": "vendor", "kind": "hep", "config": config})
+    assert response.status_code == 200, response.text
+    response = client.post("/admin/api/routes", json={"name": "hep-plans", "resource_type": "CarePlan",
+                                                      "connector": "vendor"})
+    assert response.status_code == 201, response.text
+    for resource in (SR_SERVICE, SR_EXERCISE, {**copy.deepcopy(PATIENT)}):
+        put(client, resource)
+    put(client, care_plan(bridge(), {"reference": {"reference": "ServiceRequest/sr-hamstring"}}))
+    jobs = client.get("/admin/api/jobs").json()["items"]
+    assert len(jobs) == 1
+    deliver(settings, int(jobs[0]["id"]))
+    assert client.get(f"/admin/api/jobs/{jobs[0]['id']}").json()["status"] == "succeeded"
+    with unit_of_work(settings) as session:
+        job = session.get(DeliveryJob, int(jobs[0]["id"]))
+        assert job is not None and job.issued_links
+        links = DeliveryEngine(session, settings=settings).issued_links(job)
+        raw = job.issued_links
+    assert [link["rel"] for link in links] == [ACCESS_LINK_REL]
+    url = str(links[0]["url"])
+    assert "/sso/" in url and url not in raw  # kept encrypted
+    shown = client.get(f"/admin/api/jobs/{jobs[0]['id']}").text + client.get(
+        f"/admin/api/messages/{jobs[0]['message_id']}").text
+    assert url not in shown  # not in the job's view nor in its events
