@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from connectors.hep import HepConfig, SignatureError, verify_webhook
+from connectors.hep.signature import TOLERANCE_SECONDS
 from hub.errors import HubError
 from hub.fhir.service import FhirService
 from hub.security.inbound import InboundPolicy
@@ -121,7 +122,8 @@ def receive_hep_webhook(settings: Settings, *, tenant: str, connector: str, body
               else _stand_in_secret(settings, tenant, connector))
     moment = time.time() if now is None else now
     try:
-        event_id = verify_webhook(secret, headers, body, now=moment)
+        tolerance = hep_config.webhook_tolerance_seconds if hep_config is not None else TOLERANCE_SECONDS
+        event_id = verify_webhook(secret, headers, body, now=moment, tolerance_seconds=tolerance)
     except SignatureError as exc:
         raise SignatureRefused(f"HEP webhook refused ({exc.reason})") from None
     if hep_config is None or connector_id is None:
