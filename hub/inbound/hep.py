@@ -44,6 +44,7 @@ from hub.fhir.service import FhirService
 from hub.security.inbound import InboundPolicy
 from hub.services import fhir_service
 from hub.settings import Settings
+from hub.store import repository as resource_repo
 from hub.store import sync_repository as repo
 from hub.sync import events as ev
 from hub.sync.config import SyncConfig
@@ -167,6 +168,10 @@ def apply_event(session: Any, settings: Settings, fhir: FhirService, event: HepE
     """Write what ``event`` changes (see the module docstring); how many resources were written."""
     if not isinstance(event, OutcomeRecorded):
         return _put_all(fhir, event_observations(event))
+    # one outcome of a patient at a time: a concurrent one waits here until this one committed, then
+    # reads it among the stored events (PostgreSQL; SQLite serialises its writers anyway)
+    resource_repo.get_resource(session, tenant=tenant, resource_type="Patient", resource_id=patient_id,
+                               for_update=True)
     outcomes = [e for e in patient_events(session, settings, tenant=tenant, patient_id=patient_id)
                 if isinstance(e, OutcomeRecorded)]
     if not any(e.event_id == event.event_id for e in outcomes):
