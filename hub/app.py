@@ -31,6 +31,7 @@ from hub.fhir.router import fhir_response
 from hub.fhir.router import router as fhir_router
 from hub.fhir.service import instant
 from hub.inbound.fax_router import router as inbound_fax_router
+from hub.inbound.hep_router import router as inbound_hep_router
 from hub.kit import utcnow
 from hub.metrics import HttpMetricsMiddleware
 from hub.metrics import router as metrics_router
@@ -242,6 +243,7 @@ def create_app(settings: Settings | None = None, *, enqueuer: Enqueuer | None = 
     app.include_router(referrals_router)
     app.include_router(auth_router)
     app.include_router(inbound_fax_router)
+    app.include_router(inbound_hep_router)
     app.include_router(inbound_router)
     app.include_router(dashboard_router)
     app.include_router(metrics_router)

@@ -7,7 +7,7 @@ from sqlalchemy import or_, select
 
 from hub.crypto import cipher_for
 from hub.settings import Settings
-from hub.store.models import ConnectorInstance, Message
+from hub.store.models import ConnectorInstance, DeliveryJob, Message
 from hub.unit_of_work import unit_of_work
 
 BATCH = 500
@@ -20,6 +20,10 @@ def rotate(settings: Settings) -> dict[str, int]:
         for instance in session.scalars(select(ConnectorInstance)):
             instance.config = box.rotate(instance.config.encode()).decode()
             counts["connectors"] += 1
+        for job in session.scalars(select(DeliveryJob).where(DeliveryJob.issued_links.is_not(None))):
+            if job.issued_links:  # a partner's links (e.g. a patient's sign-in link), counted as payloads
+                job.issued_links = box.rotate(job.issued_links.encode()).decode()
+                counts["payloads"] += 1
     last = ""
     while True:
         with unit_of_work(settings) as session:

@@ -241,6 +241,9 @@ class DeliveryJob(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     #: the partner's id of what the last accepted attempt made (SendResult.remote_id, e.g. a fax id)
     remote_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: links the partner issued with the last accepted attempt (SendResult.links, e.g. a patient's
+    #: HEP sign-in link): encrypted JSON ``[{"rel", "url", "expires_at"}]``; never logged
+    issued_links: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -505,3 +505,17 @@ def set_cursor(session: Session, *, tenant: str, connector_id: int, value: str |
 
 def ids(rows: Sequence[DeliveryJob]) -> list[int]:
     return [row.id for row in rows]
+
+
+def inbound_messages_about(session: Session, *, tenant: str, resource_type: str, resource_id: str,
+                           event_prefix: str) -> list[Message]:
+    """The inbound messages of ``tenant`` stored about one resource whose event starts with
+    ``event_prefix`` and that were not rejected, oldest first (e.g. a patient's HEP webhooks)."""
+    rows = session.scalars(
+        select(Message).where(
+            Message.tenant_id == tenant, Message.direction == "inbound", Message.resource_type == resource_type,
+            Message.resource_id == resource_id, Message.event.startswith(event_prefix, autoescape=True),
+            Message.status != "rejected",
+        ).order_by(Message.created_at, Message.id)
+    )
+    return list(rows)

@@ -99,6 +99,8 @@ def attempt(claimed: ClaimedJob) -> Outcome:
     return Outcome(ok=True, detail=detail[:200], duration_ms=result.duration_ms,
                    written=tuple(getattr(result, "written", ()) or ()),
                    remote_id=str(remote_id)[:200] if remote_id else None,
+                   links=tuple((str(link.rel), str(link.url), link.expires_at)
+                               for link in getattr(result, "links", ()) or ()),
                    # a confirmation can only find its delivery by the partner's id of it
                    confirm_within=float(confirm) if confirm and remote_id else None)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from hub.crypto import cipher_for, decrypt, encrypt
 from hub.kit import utcnow
 from hub.settings import Settings
 from hub.store import sync_repository as repo
@@ -79,6 +80,8 @@ class Outcome:
     written: tuple[str, ...] = ()
     #: the partner's id of what the delivery made (SendResult.remote_id), kept on the job
     remote_id: str | None = None
+    #: links the partner issued (SendResult.links) as (rel, url, expires_at): kept encrypted on the job
+    links: tuple[tuple[str, str, str | None], ...] = ()
     #: accepted, confirmation to follow within this many seconds (SendResult.confirm_within_seconds):
     #: the job is ``awaiting`` until then; None: the send is the delivery
     confirm_within: float | None = None
@@ -280,6 +283,17 @@ class DeliveryEngine:
                 return True
         return False
 
+    def _keep_links(self, job: DeliveryJob, outcome: Outcome) -> None:
+        if outcome.links:
+            links = [{"rel": rel, "url": url, "expires_at": expires} for rel, url, expires in outcome.links]
+            job.issued_links = encrypt(cipher_for(self.settings), json.dumps(links))
+
+    def issued_links(self, job: DeliveryJob) -> list[dict[str, str | None]]:
+        """The links of ``job``'s last accepted attempt, decrypted (for the clinic; never to log)."""
+        raw = decrypt(cipher_for(self.settings), job.issued_links)
+        found: list[dict[str, str | None]] = json.loads(raw) if raw else []
+        return found
+
     def _record(self, job: DeliveryJob, message: Message, instance: ConnectorInstance, outcome: Outcome,
                 now: datetime) -> float | None:
         job.updated_at = now
@@ -290,6 +304,7 @@ class DeliveryEngine:
             job.status = ev.AWAITING
             job.finished_at = None
             job.remote_id = outcome.remote_id
+            self._keep_links(job, outcome)
             job.next_attempt_at = now + timedelta(seconds=outcome.confirm_within)  # confirm_by
             self._event(message, ev.SENT, job_id=job.id, duration_ms=outcome.duration_ms, attempt=job.attempts,
                         at=now, detail=_awaiting_detail(outcome.detail, outcome.confirm_within))
@@ -300,6 +315,7 @@ class DeliveryEngine:
             job.status = ev.SUCCEEDED
             job.finished_at = now
             job.remote_id = outcome.remote_id
+            self._keep_links(job, outcome)
             self._event(message, ev.SENT, job_id=job.id, detail=outcome.detail, duration_ms=outcome.duration_ms,
                         attempt=job.attempts, at=now)
             self._event(message, ev.ACKNOWLEDGED, job_id=job.id, detail=outcome.detail, attempt=job.attempts, at=now)
