@@ -7,7 +7,8 @@
   restored, generators re-seeded), the seeded draw of a hang or a failure, waiting for records.
 * :class:`ThreadedHttpSandbox`, :class:`SandboxHttpServer`, :class:`SandboxHandler` - an HTTP
   sandbox on 127.0.0.1 in a daemon thread, with ``POST /_control`` and ``POST /_reset``.
-* :func:`serve_until_signalled` - ``python -m sandboxes.<name>``: print the URL, run until SIGTERM/SIGINT;
+* :func:`serve_until_signalled` - ``python -m sandboxes.<name>``: print the URL, run until SIGTERM/SIGINT/SIGHUP
+  or the parent's death;
   :func:`add_misbehaviour_arguments` and :func:`misbehaviour_options` - the command-line flags of the faults.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -40,6 +42,7 @@ __all__ = [
     "is_number",
     "is_status",
     "phrase",
+    "die_with_parent",
     "serve_until_signalled",
 ]
 
@@ -382,25 +385,50 @@ def misbehaviour_options(args: argparse.Namespace) -> dict[str, Any]:
             "retry_after": retry_after}
 
 
-def serve_until_signalled(
-    server: Any, url: str | None = None, *, farewell: Callable[[], str] | None = None
-) -> int:
-    """Start ``server`` (a context manager with ``.url``), print its URL, run until SIGTERM/SIGINT.
+def die_with_parent() -> None:
+    """Linux: SIGTERM when the parent dies (:func:`serve_until_signalled` also checks the parent)."""
+    try:
+        import ctypes
 
-    ``farewell`` gives a last line to print before the server stops.
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def serve_until_signalled(
+    server: Any,
+    url: str | None = None,
+    *,
+    farewell: Callable[[], str] | None = None,
+    banner: Callable[[], str] | None = None,
+    prepare: Callable[[], None] | None = None,
+    started: Callable[[], None] | None = None,
+) -> int:
+    """Start ``server`` (a context manager with ``.url``), print its URL (or ``banner()``), run until
+    SIGTERM, SIGINT or SIGHUP, or until the parent process is gone (a sandbox ends with its parent).
+
+    ``prepare`` runs once the server is up, before the banner; ``started`` after it (e.g. sending
+    scripted webhooks); ``farewell`` gives a last line to print before the server stops.
     """
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
+    die_with_parent()
+    parent = os.getppid()
     with server:
-        sys.stdout.write((url or server.url) + "\n")
+        if prepare is not None:
+            prepare()
+        sys.stdout.write((banner() if banner is not None else (url or server.url)) + "\n")
         sys.stdout.flush()
+        if started is not None:
+            started()
         while not stop.wait(0.5):
-            pass
+            if os.getppid() != parent:  # re-parented: the parent is gone, end with it
+                break
         if farewell is not None:
             sys.stdout.write(farewell() + "\n")
     return 0

@@ -38,7 +38,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import ssl
 import sys
 import tempfile
@@ -53,7 +52,7 @@ import asyncssh
 
 from sandboxes import clearinghouse_271 as eligibility
 from sandboxes import clearinghouse_x12 as x12
-from sandboxes.base import HOST, MisbehaviourControls, ThreadedHttpSandbox, is_number
+from sandboxes.base import HOST, MisbehaviourControls, ThreadedHttpSandbox, is_number, serve_until_signalled
 from sandboxes.clearinghouse_http import ClearinghouseHandler
 from sandboxes.clearinghouse_sftp import SftpServerThread
 from sandboxes.direct_ca import TestCA
@@ -431,30 +430,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     house = SandboxClearinghouse(args.port, sftp_port=args.sftp_port, tls=args.tls, remit=args.remit,
                                  payment_method=args.payment_method, known_payers=args.known_payer)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda _s, _f: stop.set())
-    _die_with_parent()
-    parent = os.getppid()
-    with house:
-        sys.stdout.write(f"http {house.url}\nsftp {HOST}:{house.sftp_port}\n"
-                         f"host key {house.host_key_fingerprint}\ncredentials {house.credentials_path}\n")
-        sys.stdout.flush()
-        while not stop.wait(0.5):
-            if os.getppid() != parent:  # the parent is gone (we were re-parented): end with it
-                break
-        sys.stdout.write(f"received {len(house.claim_files)} claim file(s)\n")
-    return 0
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM when the parent dies (the getppid check above is the fallback elsewhere)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    return serve_until_signalled(
+        house,
+        banner=lambda: (f"http {house.url}\nsftp {HOST}:{house.sftp_port}\n"
+                        f"host key {house.host_key_fingerprint}\ncredentials {house.credentials_path}"),
+        farewell=lambda: f"received {len(house.claim_files)} claim file(s)",
+    )
 
 
 if __name__ == "__main__":

@@ -32,10 +32,8 @@ import argparse
 import hashlib
 import hmac
 import json
-import os
 import random
 import re
-import signal
 import sys
 import threading
 import time
@@ -56,6 +54,7 @@ from sandboxes.base import (
     add_misbehaviour_arguments,
     is_number,
     misbehaviour_options,
+    serve_until_signalled,
 )
 from sandboxes.hep_api import VendorBook, VendorError
 from sandboxes.hep_script import (
@@ -402,16 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     vendor = SandboxHepVendor(args.port, api_key=args.api_key, webhook_secret=args.webhook_secret,
                               throttle_rate=args.throttle_rate, **misbehaviour_options(args))
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda _s, _f: stop.set())
-    _die_with_parent()
-    parent = os.getppid()
-    with vendor:
-        if args.demo:
-            vendor.seed_demo()
-        sys.stdout.write(vendor.url + "\n")
-        sys.stdout.flush()
+
+    def seed() -> None:
+        vendor.seed_demo()
+
+    def send_script() -> None:
         if args.webhook_url:
             if args.time_scale > 0:
                 sent = vendor.play(args.webhook_url, vendor.script(days=args.days), time_scale=args.time_scale)
@@ -419,21 +413,13 @@ def main(argv: list[str] | None = None) -> int:
                 sent = vendor.run_script(args.webhook_url, days=args.days)
             sys.stdout.write(f"sent {len(sent)} webhooks ({sum(s.duplicate for s in sent)} duplicates)\n")
             sys.stdout.flush()
-        while not stop.wait(0.5):
-            if os.getppid() != parent:  # the parent is gone (we were re-parented): end with it
-                break
-        sys.stdout.write(f"{len(vendor.book.patients)} patients, {len(vendor.book.programs)} programs\n")
-    return 0
 
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM when the parent dies (the getppid check above is the fallback elsewhere)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    return serve_until_signalled(
+        vendor,
+        prepare=seed if args.demo else None,
+        started=send_script,
+        farewell=lambda: f"{len(vendor.book.patients)} patients, {len(vendor.book.programs)} programs",
+    )
 
 
 if __name__ == "__main__":
