@@ -38,10 +38,20 @@ def _env(marker: str) -> dict[str, str]:
     return env
 
 
-def _wait_for(predicate, timeout: float, what: str, log: Path) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(predicate, timeout: float, what: str, log: Path,  # type: ignore[no-untyped-def]
+              started: tuple[subprocess.Popen[bytes], str] | None = None) -> None:
+    """Wait until ``predicate()``; on a timeout, first kill what the test started (the process and
+    every process of its marker), so that a failing test leaves nothing running."""
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{log.read_text()[-3000:]}"
+        if time.monotonic() >= deadline:
+            if started is not None:
+                process, marker = started
+                for pid in marked(marker):
+                    os.kill(pid, signal.SIGKILL)
+                process.kill()
+                process.wait()
+            raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
         time.sleep(0.3)
 
 
@@ -77,7 +87,7 @@ def test_hub_serve_and_its_worker_end_on_each_signal(tmp_path: Path, sig: signal
                                   stdout=out, stderr=subprocess.STDOUT)
     # serve, the worker's main process, two pool processes and beat
     _wait_for(lambda: _ready(port) and len(marked(marker)) >= 5 and b"ready." in log.read_bytes(), 90,
-              "the hub and its worker", log)
+              "the hub and its worker", log, (server, marker))
     _signal_and_check(server, sig, marker, log)
     if sig != signal.SIGKILL:
         assert b"Application shutdown complete" in log.read_bytes()
@@ -96,7 +106,7 @@ def test_hub_serve_with_several_api_workers_ends_with_all_of_them(tmp_path: Path
         return [p for p in marked(marker) if "multiprocessing" in cmdline(p) and "resource_tracker" not in cmdline(p)]
 
     _wait_for(lambda: _ready(port) and len(api_workers()) == 2 and b"ready." in log.read_bytes(), 90,
-              "the hub, its two API workers and its worker", log)
+              "the hub, its two API workers and its worker", log, (server, marker))
     _signal_and_check(server, sig, marker, log)
 
 
@@ -108,7 +118,7 @@ def test_hub_demo_ends_with_its_hub_and_worker_on_each_signal(tmp_path: Path, si
                                 stdout=out, stderr=subprocess.STDOUT)
     # the demo, its hub, the worker's main process, two pool processes and beat
     _wait_for(lambda: re.search(rb"\[ 2/\d+\]", log.read_bytes()) is not None and len(marked(marker)) >= 6,
-              120, "the demo's hub", log)
+              120, "the demo's hub", log, (demo, marker))
     _signal_and_check(demo, sig, marker, log)
 
 
@@ -118,7 +128,8 @@ def test_hub_worker_and_its_pool_and_beat_end_on_each_signal(tmp_path: Path, sig
     with open(log, "wb") as out:
         worker = subprocess.Popen([HUB, "worker", "--beat"], cwd=tmp_path, env=_env(marker), stdout=out,
                                   stderr=subprocess.STDOUT)
-    _wait_for(lambda: b"ready." in log.read_bytes() and len(marked(marker)) >= 4, 60, "the worker", log)
+    _wait_for(lambda: b"ready." in log.read_bytes() and len(marked(marker)) >= 4, 60, "the worker", log,
+              (worker, marker))
     _signal_and_check(worker, sig, marker, log)
 
 
