@@ -32,6 +32,7 @@ from hub.services import fhir_service
 from hub.settings import Settings
 from hub.store import sync_repository as repo
 from hub.sync import events as ev
+from hub.sync.engine import DeliveryEngine
 from hub.sync.inbox import Inbox, short_error
 from hub.unit_of_work import savepoint
 from mappings.fhir import jsonio
@@ -103,10 +104,27 @@ def import_x12(session: Session, settings: Settings, *, tenant: str, raw: bytes,
         if outcome.errors:
             inbox.event(message, ev.REJECTED, detail=short_error(f"{outcome.kind} {outcome.control_number}: "
                                                                  + "; ".join(outcome.errors)))
+    _answer_deliveries(session, settings, result)
     _finish(inbox, message, result, kept)
     log.info("hub.billing.import", extra={"message_id": message.id, "sets": len(result.sets),
                                           "outcome": "ok" if result.ok else "errors"})
     return result
+
+
+def _answer_deliveries(session: Session, settings: Settings, result: ImportResult) -> None:
+    """What a 999 or TA1 said of an 837P file goes on the job that delivered it too: accepted -> an
+    ``acknowledged`` event (the job confirmed, if it awaited); rejected -> the job dead-lettered at
+    once with the reason (the same bytes sent again would be rejected again), beside the claims."""
+    engine = DeliveryEngine(session, settings=settings)
+    for outcome in result.sets:
+        for file_message_id, (accepted, detail) in outcome.files.items():
+            for job in repo.jobs_of(session, message_id=file_message_id):
+                if job.status not in (ev.SUCCEEDED, ev.AWAITING):
+                    continue
+                if accepted:
+                    engine.partner_acknowledged(job, detail)
+                else:
+                    engine.remote_failure(job, detail, permanent=True)
 
 
 def _in_savepoint(session: Session, work: Any, kind: str, control: str) -> SetOutcome:

@@ -67,6 +67,7 @@ def apply_ta1(session: Session, ack: InterchangeAck, *, tenant: str, connector_i
         outcome.warnings.append(f"TA1 (segment {ack.position}): no claim file of the hub has ISA13 {number:09d}")
     for claim in claims:
         _move(claim, "rejected", detail, now, outcome)
+    outcome.files.update({c.file_message_id: (False, detail) for c in claims if c.file_message_id})
     return outcome
 
 
@@ -103,6 +104,9 @@ def apply_999(session: Session, report: AckReport, *, tenant: str, connector_id:
             status = response.status.code if response.status else "A"
             for claim in claims:
                 _move(claim, "accepted", f"999 {status}: transaction set accepted", now, outcome)
+            outcome.files.update({c.file_message_id: (True, f"999 {status}: transaction set "
+                                                            f"{response.control_number} accepted")
+                                  for c in claims if c.file_message_id})
             continue
         per_claim: dict[str, list[str]] = {}
         general: list[str] = []
@@ -123,6 +127,10 @@ def apply_999(session: Session, report: AckReport, *, tenant: str, connector_id:
                 text = f"999 {status}: transaction set rejected" + (": " + "; ".join(general) if general else
                                                                       " (errors in other claims of the set)")
             _move(claim, "rejected", text, now, outcome)
+        reasons = "; ".join(general) if general else "errors in its claims"
+        outcome.files.update({c.file_message_id: (False, f"999 {status}: transaction set {response.control_number} "
+                                                          f"rejected: {reasons}")
+                              for c in claims if c.file_message_id})
         known = {claim.patient_control_number for claim in claims}
         outcome.unmatched.extend(pcn for pcn in per_claim if pcn not in known)
     return outcome

@@ -27,6 +27,8 @@ class SetOutcome:
     #: what was wrong: "SE (segment 40): ... [x12.se-count]"; a set with errors in its envelope is not applied
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: the 837P files (their message ids) this acknowledgement answered: id -> (accepted, what it said)
+    files: dict[str, tuple[bool, str]] = field(default_factory=dict)
 
     def count(self, status: str) -> None:
         self.claims[status] = self.claims.get(status, 0) + 1

@@ -242,7 +242,21 @@ class DeliveryEngine:
         self.session.flush()
         return True
 
-    def remote_failure(self, job: DeliveryJob, detail: str) -> float | None:
+    def partner_acknowledged(self, job: DeliveryJob, detail: str) -> bool:
+        """The partner acknowledged what a delivery carried after taking it (a clearinghouse's 999
+        accepting the file): an ``awaiting`` job is confirmed; a ``succeeded`` one gets an
+        ``acknowledged`` event. False for a job in any other state."""
+        if self.confirm(job, detail):
+            return True
+        if job.status != ev.SUCCEEDED:
+            return False
+        message = repo.message_by_id(self.session, tenant=None, message_id=job.message_id)
+        assert message is not None
+        self._event(message, ev.ACKNOWLEDGED, job_id=job.id, detail=detail, attempt=job.attempts, at=self.clock())
+        self.session.flush()
+        return True
+
+    def remote_failure(self, job: DeliveryJob, detail: str, *, permanent: bool = False) -> float | None:
         """The partner reported later that a delivery it had accepted failed (a fax that did not go
         through, a failed MDN), or did not confirm it in time: the attempt counts as failed after all,
         so the job retries per its connector's policy (enqueued after commit, due after the backoff)
@@ -251,7 +265,8 @@ class DeliveryEngine:
         confirmed after awaiting it (:meth:`confirm`) is not sent again: the partner contradicts
         itself, so the report is kept as a ``warning`` event of the message for a person to look at,
         and the job stays ``succeeded``. None when nothing is to be retried (a confirmed job, or one
-        already retried, replayed or dead)."""
+        already retried, replayed or dead). ``permanent``: sending the same again cannot help (a
+        clearinghouse's 999 rejecting the file): dead-lettered at once, whatever attempts are left."""
         if job.status not in (ev.AWAITING, ev.SUCCEEDED):
             return None
         message = repo.message_by_id(self.session, tenant=None, message_id=job.message_id)
@@ -265,7 +280,8 @@ class DeliveryEngine:
             return None
         job.status = ev.RUNNING
         job.finished_at = None
-        delay = self._record(job, message, instance, Outcome(ok=False, detail=detail), self.clock())
+        delay = self._record(job, message, instance, Outcome(ok=False, detail=detail, permanent=permanent),
+                             self.clock())
         if job.status == ev.RETRYING:
             enqueue_after_commit(self.session, [job.id])
         return delay
