@@ -44,9 +44,7 @@ from mappings.hep.outcomes import (
     GOAL_ACHIEVEMENT_SYSTEM,
     MCIDs,
     Target,
-    goal_status,
-    goal_target,
-    scores,
+    goal_scores,
 )
 
 SUMMARY_SYSTEM = "https://therapy-hub.example/hep/engagement"
@@ -117,25 +115,11 @@ def _streaks(weeks: Sequence[WeekAdherence], length: int, percent: int) -> list[
 def _goal_progress(
     goal: Mapping[str, Any], observations: Sequence[Mapping[str, Any]], now: datetime, mcid: MCIDs | None
 ) -> tuple[GoalProgress, Milestone | None] | None:
-    found = goal_target(goal)
+    found = goal_scores(goal, observations, now=now, mcid=mcid)
     if found is None:
         return None
-    measure, target, due = found
-    subject = goal.get("subject")
-    series = scores(observations, measure, subject=subject.get("reference") if isinstance(subject, dict) else None)
-    baseline = series[0] if series else None
-    latest = series[-1] if series else None
-    previous = series[-2] if len(series) > 1 else None
-    status = goal_status(
-        baseline.value if baseline else None,
-        previous.value if previous else None,
-        latest.value if latest else None,
-        target,
-        measure,
-        mcid,
-        due=due,
-        today=now.date(),
-    )
+    measure, target, due, series, status = found.measure, found.target, found.due, found.series, found.status
+    baseline, latest = found.baseline, found.latest
     reached = next((s for s in series if target is not None and target.reached(s.value)), None)
     milestone = (
         Milestone("goal-achieved", reached.day, f"{measure.key} target {target.text()} reached")

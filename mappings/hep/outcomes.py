@@ -202,6 +202,48 @@ def scores(observations: Iterable[Mapping[str, Any]], measure: Measure, *, subje
     return [score for _, _, score in found]
 
 
+@dataclass(frozen=True)
+class GoalScores:
+    """A goal's measure, target and due date, the scores of its subject oldest first, and its status."""
+
+    measure: Measure
+    target: Target | None
+    due: date | None
+    series: list[Score]
+    status: Achievement
+
+    @property
+    def baseline(self) -> Score | None:
+        return self.series[0] if self.series else None
+
+    @property
+    def latest(self) -> Score | None:
+        return self.series[-1] if self.series else None
+
+
+def goal_scores(goal: Mapping[str, Any], observations: Iterable[Mapping[str, Any]], *, now: datetime,
+                mcid: MCIDs | None = None) -> GoalScores | None:
+    """The scores and achievement status of ``goal`` from ``observations``; None for a Goal without a
+    HEP outcome measure in its targets. Shared by :func:`update_goal` and the engagement summary."""
+    found = goal_target(goal)
+    if found is None:
+        return None
+    measure, target, due = found
+    series = scores(observations, measure, subject=_subject(goal))
+    previous = series[-2] if len(series) > 1 else None
+    status = goal_status(
+        series[0].value if series else None,
+        previous.value if previous else None,
+        series[-1].value if series else None,
+        target,
+        measure,
+        mcid,
+        due=due,
+        today=now.date(),
+    )
+    return GoalScores(measure, target, due, series, status)
+
+
 def update_goal(
     goal: Mapping[str, Any],
     observations: Iterable[Mapping[str, Any]],
@@ -213,24 +255,11 @@ def update_goal(
 
     A Goal without a HEP outcome measure in its targets is returned unchanged (as a copy)."""
     updated = copy.deepcopy(dict(goal))
-    found = goal_target(goal)
-    if found is None:
+    progress = goal_scores(goal, observations, now=now, mcid=mcid)
+    if progress is None:
         return updated
-    measure, target, due = found
-    series = scores(observations, measure, subject=_subject(goal))
-    baseline = series[0] if series else None
-    latest = series[-1] if series else None
-    previous = series[-2] if len(series) > 1 else None
-    status = goal_status(
-        baseline.value if baseline else None,
-        previous.value if previous else None,
-        latest.value if latest else None,
-        target,
-        measure,
-        mcid,
-        due=due,
-        today=now.date(),
-    )
+    measure, target, status = progress.measure, progress.target, progress.status
+    baseline, latest = progress.baseline, progress.latest
     updated["achievementStatus"] = {
         "coding": [{"system": GOAL_ACHIEVEMENT_SYSTEM, "code": status, "display": ACHIEVEMENT_DISPLAY[status]}],
         "text": ACHIEVEMENT_DISPLAY[status],
